@@ -1,0 +1,28 @@
+# Set-up is part of every target: a fresh machine needs only python3 and pip.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test test-slow lint bench clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)  ## the main job on built-in defaults
+	$(VENV)/bin/condensation train configs/default.toml --out runs/demo
+
+test: $(STAMP)  ## lint + the default (fast) test suite
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(PY) -m pytest -q
+
+test-slow: $(STAMP)  ## the slow, quantitative checks of the paper's claims
+	$(PY) -m pytest -q -m slow
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_train.py
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,33 @@
+"""condensation: training dynamics of neural networks from small initialisation.
+
+Implements the system of Chen & Luo, "On the dynamics of three-layer neural
+networks: initial condensation" (arXiv 2402.15958): fast ensemble training,
+the effective dynamics and its finite-time blow-up, and the measurements of
+condensation.  Importing the package turns on JAX's float64 support
+(``jax_enable_x64``), which the dynamics needs; float32 stays selectable per run.
+"""
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+from condensation.config import Config, load_config  # noqa: E402
+from condensation.data import Dataset, load_dataset  # noqa: E402
+from condensation.errors import InputError, NumericalError  # noqa: E402
+from condensation.models import NetworkSpec, init_ensemble  # noqa: E402
+from condensation.train import TrainResult, train  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Config",
+    "Dataset",
+    "InputError",
+    "NetworkSpec",
+    "NumericalError",
+    "TrainResult",
+    "init_ensemble",
+    "load_config",
+    "load_dataset",
+    "train",
+]

@@ -1,0 +1,3 @@
+from condensation.cli import main
+
+main()

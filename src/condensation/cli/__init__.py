@@ -1,0 +1,56 @@
+"""The ``condensation`` command line: parse, call the library, write files.
+
+Bad input ends in one line on stderr naming the field, the value and the fix,
+with exit status 2 and no output directory left behind.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from condensation.cli import _train
+from condensation.cli._common import console_err
+from condensation.errors import InputError, NumericalError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Training dynamics of neural networks from small initialisation (Chen & Luo 2024).",
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Train networks from small initialisation, integrate their effective dynamics
+    through its blow-up, and reproduce the paper's experiments."""
+
+
+_train.register(app)
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except InputError as e:
+        console_err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except NumericalError as e:
+        console_err.print(f"[bold red]numerical failure:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(3)
+    except typer.Abort:
+        console_err.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        console_err.print("interrupted: nothing was written")
+        sys.exit(130)
+    except Exception as e:  # click's usage errors carry their own exit code
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        if isinstance(e, click.exceptions.Exit):
+            sys.exit(e.exit_code)
+        raise

@@ -1,0 +1,34 @@
+"""``condensation train``."""
+
+from __future__ import annotations
+
+import typer
+
+from condensation.cli._common import ConfigArg, OutOpt, SetOpt, console, progress_bar
+from condensation.config import load_config
+from condensation.runs.train import run_training, write_train_run
+from condensation.store import check_out_dir, run_directory
+
+
+def train_cmd(config: ConfigArg = None, set_: SetOpt = None, out: OutOpt = ...) -> None:
+    """Train an ensemble by full-batch GD and measure condensation.
+
+    Example: condensation train configs/default.toml --set init.scale=1e-4 --out runs/eps1e-4
+    """
+    cfg = load_config(config, set_ or [])
+    check_out_dir(out)
+    with progress_bar(cfg.train.steps, "GD steps") as update:
+        run = run_training(cfg, progress=update)
+    with run_directory(out) as tmp:
+        s = write_train_run(run, tmp)
+    for m in s["members"]:
+        console.print(
+            f"seed {m['seed']} eps {m['scale']:.3g}: {m['status']}, escape t = {m['escape_time']}, "
+            f"|cos|>0.95: {m['frac_abs_cos_above_0_95']}, sigma2/sigma1(W): {m['w_sigma_ratio']}"
+        )
+    console.print(f"wrote {out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_cmd)
+    # typer maps the parameter name set_ to --set via the Option declaration

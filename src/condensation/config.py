@@ -1,0 +1,280 @@
+"""Run configuration: frozen dataclasses, TOML parsing, ``--set`` overrides.
+
+Everything a user can write is validated here, once, at the edge; code
+deeper in the package trusts these objects.  Each bad value raises
+:class:`~condensation.errors.InputError` naming the field, the value and the
+fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from condensation.core.activations import ACTIVATIONS
+from condensation.errors import InputError
+
+DEFAULT_SCALE = 1e-3  # eps when none of scale, gamma, scales is given
+BUILTIN_DATASETS = ("teacher", "sin", "cubic", "step", "gauss")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """``[data]``: a built-in dataset or a user file (``.npz`` with x, y, or CSV)."""
+
+    dataset: str = "teacher"  # one of BUILTIN_DATASETS; ignored when path is set
+    path: str | None = None
+    bias: bool = False  # append a constant-1 input feature
+    n: int = 100
+    d: int = 5  # input dimension of the teacher (1-D sets ignore it)
+    seed: int = 0
+    noise: float = 0.0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """``[model]``: depth L (number of weight matrices), hidden widths, activation."""
+
+    depth: int = 3
+    widths: tuple[int, ...] = (50, 50)
+    activation: str = "tanh"
+
+
+@dataclass(frozen=True)
+class InitConfig:
+    """``[init]``: i.i.d. N(0, eps^2); eps = ``scale`` or ``m ** -gamma``.
+
+    With none of ``scale``, ``gamma``, ``scales`` given, eps = 1e-3.  ``seeds`` x
+    ``scales`` form the ensemble; ``path`` loads explicit initial parameters
+    instead.
+    """
+
+    scale: float | None = None
+    gamma: float | None = None
+    seed: int = 0
+    seeds: tuple[int, ...] | None = None
+    scales: tuple[float, ...] | None = None
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """``[train]``: full-batch GD, time ``t = step * lr``."""
+
+    lr: float = 0.05
+    steps: int = 12000
+    dtype: str = "float64"
+    snapshots: int = 60  # log-spaced snapshot steps
+    linear_snapshots: int = 200  # plus this many equally spaced ones
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    init: InitConfig = field(default_factory=InitConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    # ---- derived ---------------------------------------------------------
+    @property
+    def member_seeds_scales(self) -> list[tuple[int, float]]:
+        """Ensemble members as (seed, eps): every seed with every scale."""
+        seeds = self.init.seeds if self.init.seeds is not None else (self.init.seed,)
+        return [(s, eps) for s in seeds for eps in self.scales]
+
+    @property
+    def scales(self) -> tuple[float, ...]:
+        """The init scales eps; ``gamma`` means ``eps = max(widths) ** -gamma``."""
+        if self.init.scales is not None:
+            return self.init.scales
+        if self.init.scale is not None:
+            return (self.init.scale,)
+        if self.init.gamma is not None:
+            return (float(max(self.model.widths)) ** (-self.init.gamma),)
+        return (DEFAULT_SCALE,)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Plain dict for TOML/JSON, None fields dropped (TOML has no null)."""
+        out: dict[str, dict[str, Any]] = {}
+        for f in dataclasses.fields(self):
+            sec = dataclasses.asdict(getattr(self, f.name))
+            out[f.name] = {
+                k: (list(v) if isinstance(v, tuple) else v) for k, v in sec.items() if v is not None
+            }
+        return out
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "init": InitConfig, "train": TrainConfig}
+
+
+# ---- coercion ----------------------------------------------------------------
+def _coerce(section: str, name: str, value: Any, annotation: str) -> Any:
+    """Check/convert one raw TOML value against the dataclass annotation string."""
+    key = f"{section}.{name}"
+    optional = "None" in annotation
+    if value is None and optional:
+        return None
+    base = annotation.replace(" | None", "")
+    if base == "bool":
+        if isinstance(value, bool):
+            return value
+        raise InputError(key, value, "expected true or false", f"write {name} = true or false")
+    if base == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise InputError(key, value, "expected an integer", f"write {name} = <integer>")
+        return value
+    if base == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InputError(key, value, "expected a number", f"write {name} = <number>")
+        if not math.isfinite(value):
+            raise InputError(key, value, "must be finite", f"give a finite {name}")
+        return float(value)
+    if base == "str":
+        if not isinstance(value, str):
+            raise InputError(key, value, "expected a string", f'write {name} = "<text>"')
+        return value
+    if base.startswith("tuple["):
+        inner = base[len("tuple[") : -len(", ...]")]
+        if not isinstance(value, (list, tuple)):
+            raise InputError(key, value, "expected a list", f"write {name} = [v1, v2, ...]")
+        if len(value) == 0:
+            raise InputError(key, value, "must not be empty", f"give at least one {name} entry")
+        return tuple(_coerce(section, name, v, inner) for v in value)
+    raise TypeError(f"unhandled annotation {annotation}")  # pragma: no cover
+
+
+def _build_section(section: str, raw: dict[str, Any]):
+    cls = SECTIONS[section]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for name, value in raw.items():
+        if name not in fields:
+            raise InputError(
+                f"{section}.{name}",
+                value,
+                "unknown key",
+                f"use one of: {', '.join(fields)}",
+            )
+        kwargs[name] = _coerce(section, name, value, str(fields[name].type))
+    return cls(**kwargs)
+
+
+def _validate(cfg: Config) -> Config:
+    d, m, i, t = cfg.data, cfg.model, cfg.init, cfg.train
+    if d.path is None and d.dataset not in BUILTIN_DATASETS:
+        raise InputError(
+            "data.dataset", d.dataset, "unknown dataset", f"use one of {', '.join(BUILTIN_DATASETS)}"
+        )
+    if d.n < 1:
+        raise InputError("data.n", d.n, "must be >= 1", "give a positive number of samples")
+    if d.d < 1:
+        raise InputError("data.d", d.d, "must be >= 1", "give a positive input dimension")
+    if d.noise < 0:
+        raise InputError("data.noise", d.noise, "must be >= 0", "give a noise level >= 0")
+    if m.depth < 2:
+        raise InputError(
+            "model.depth", m.depth, "must be >= 2 (number of weight matrices)", "use depth = 2 or more"
+        )
+    if m.activation not in ACTIVATIONS:
+        raise InputError(
+            "model.activation",
+            m.activation,
+            "unknown activation",
+            f"use one of {', '.join(sorted(ACTIVATIONS))}",
+        )
+    if any(w <= 0 for w in m.widths):
+        raise InputError("model.widths", list(m.widths), "every width must be >= 1", "use positive widths")
+    if len(m.widths) != m.depth - 1:
+        raise InputError(
+            "model.widths",
+            list(m.widths),
+            f"depth {m.depth} needs {m.depth - 1} hidden widths, got {len(m.widths)}",
+            f"give {m.depth - 1} widths, or change model.depth",
+        )
+    for name in ("scale",):
+        v = getattr(i, name)
+        if v is not None and v <= 0:
+            raise InputError(f"init.{name}", v, "must be > 0", "give a positive init scale eps")
+    if i.scales is not None and any(v <= 0 for v in i.scales):
+        raise InputError("init.scales", list(i.scales), "every scale must be > 0", "use positive scales")
+    if i.gamma is not None and i.gamma <= 0:
+        raise InputError("init.gamma", i.gamma, "must be > 0 (eps = m^-gamma < 1)", "give gamma > 0")
+    if sum(v is not None for v in (i.scale, i.gamma, i.scales)) > 1:
+        raise InputError(
+            "init.scale", i.scale, "give only one of scale, gamma, scales", "remove the others"
+        )
+    if not t.lr > 0:
+        raise InputError("train.lr", t.lr, "must be > 0", "give a positive learning rate")
+    if t.steps < 1:
+        raise InputError("train.steps", t.steps, "must be >= 1", "give a positive number of steps")
+    if t.dtype not in ("float32", "float64"):
+        raise InputError("train.dtype", t.dtype, "unknown dtype", 'use "float32" or "float64"')
+    if t.snapshots < 2 or t.linear_snapshots < 0:
+        raise InputError(
+            "train.snapshots", t.snapshots, "need >= 2 log-spaced snapshots", "use snapshots >= 2"
+        )
+    return cfg
+
+
+def parse_override(item: str) -> tuple[str, str, Any]:
+    """``section.key=value`` → (section, key, value); value parsed as TOML."""
+    if "=" not in item or "." not in item.split("=", 1)[0]:
+        raise InputError(
+            "--set", item, "expected section.key=value", "write e.g. --set train.lr=0.01"
+        )
+    lhs, rhs = item.split("=", 1)
+    section, key = lhs.strip().split(".", 1)
+    try:
+        value = tomllib.loads(f"v = {rhs.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = rhs.strip()  # a bare word is taken as a string
+    return section, key, value
+
+
+def config_from_dict(raw: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Build and validate a Config from a nested dict plus ``--set`` overrides."""
+    raw = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    for item in overrides:
+        section, key, value = parse_override(item)
+        raw.setdefault(section, {})[key] = value
+    sections = {}
+    for section, body in raw.items():
+        if section not in SECTIONS:
+            raise InputError(
+                section, body if not isinstance(body, dict) else "[...]", "unknown config section",
+                f"use sections {', '.join(f'[{s}]' for s in SECTIONS)}",
+            )
+        if not isinstance(body, dict):
+            raise InputError(section, body, "expected a table", f"write [{section}] then keys")
+        sections[section] = _build_section(section, body)
+    cfg = Config(**sections)
+    if "model" in raw and "widths" not in raw["model"] and "depth" in raw["model"]:
+        cfg = dataclasses.replace(
+            cfg, model=dataclasses.replace(cfg.model, widths=(50,) * max(cfg.model.depth - 1, 1))
+        )
+    return _validate(cfg)
+
+
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a TOML file (or the built-in defaults when ``path`` is None)."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise InputError("CONFIG", str(p), "no such file", "give the path of a TOML config")
+        try:
+            raw = tomllib.loads(p.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise InputError("CONFIG", str(p), f"not valid TOML ({e})", "fix the TOML syntax") from None
+    return config_from_dict(raw, overrides)

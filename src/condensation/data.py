@@ -1,0 +1,115 @@
+"""Datasets: built-in synthetic sets and user files, plus ``z = mean(y x)``.
+
+Built-ins (``[data] dataset = ...``):
+
+- ``teacher``: ``x ~ U[-1, 1]^d``, ``y = tanh(w*.x) + 0.3 sin(3 x_1)`` with
+  ``w* = 2 u``, ``u`` a unit vector drawn from ``data.seed``.
+- ``sin``, ``cubic``, ``step``, ``gauss``: 1-D functions on an even grid of
+  [-1, 1]: ``sin(pi x)``, ``x^3 - 0.5 x``, ``sign(x)``, ``exp(-8 x^2) - 0.3``.
+
+User data: ``.npz`` with arrays ``x`` (n, d) and ``y`` (n,), or ``.csv`` whose
+last column is y (a header line is skipped if it is not numeric).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from condensation.config import DataConfig
+from condensation.errors import InputError
+
+
+@dataclass(frozen=True)
+class Dataset:
+    x: np.ndarray  # (n, d_in), d_in includes the bias column when bias = true
+    y: np.ndarray  # (n,)
+    name: str
+    bias: bool
+
+    @property
+    def z(self) -> np.ndarray:
+        """Target direction ``z = (1/n) sum_i y_i x_i`` on the (augmented) input."""
+        return self.y @ self.x / self.x.shape[0]
+
+    @property
+    def d_in(self) -> int:
+        return self.x.shape[1]
+
+
+_FUNCS = {
+    "sin": lambda x: np.sin(np.pi * x),
+    "cubic": lambda x: x**3 - 0.5 * x,
+    "step": np.sign,
+    "gauss": lambda x: np.exp(-8 * x**2) - 0.3,
+}
+
+
+def _builtin(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(cfg.seed)
+    if cfg.dataset == "teacher":
+        x = rng.uniform(-1.0, 1.0, size=(cfg.n, cfg.d))
+        u = rng.standard_normal(cfg.d)
+        w_star = 2.0 * u / np.linalg.norm(u)
+        y = np.tanh(x @ w_star) + 0.3 * np.sin(3.0 * x[:, 0])
+    else:
+        x = np.linspace(-1.0, 1.0, cfg.n)[:, None]
+        y = _FUNCS[cfg.dataset](x[:, 0])
+    if cfg.noise > 0:
+        y = y + cfg.noise * rng.standard_normal(y.shape)
+    return x, y
+
+
+def _load_file(path: str) -> tuple[np.ndarray, np.ndarray]:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("data.path", path, "no such file", "give an existing .npz or .csv file")
+    if p.suffix == ".npz":
+        with np.load(p) as f:
+            missing = [k for k in ("x", "y") if k not in f.files]
+            if missing:
+                raise InputError(
+                    "data.path", path, f"missing array(s) {missing}; has {f.files}",
+                    "save arrays named x (n, d) and y (n,)",
+                )
+            x, y = np.asarray(f["x"], dtype=float), np.asarray(f["y"], dtype=float)
+    elif p.suffix == ".csv":
+        try:
+            arr = np.loadtxt(p, delimiter=",", ndmin=2)
+        except ValueError:
+            arr = np.loadtxt(p, delimiter=",", ndmin=2, skiprows=1)
+        if arr.shape[1] < 2:
+            raise InputError(
+                "data.path", path, f"CSV has {arr.shape[1]} column(s)",
+                "give inputs in the first columns and y in the last",
+            )
+        x, y = arr[:, :-1], arr[:, -1]
+    else:
+        raise InputError("data.path", path, "unknown file type", "use a .npz or .csv file")
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2 or y.ndim != 1 or x.shape[0] != y.shape[0]:
+        raise InputError(
+            "data.path", path, f"x has shape {x.shape}, y has shape {y.shape}",
+            "give x of shape (n, d) and y of shape (n,) with the same n",
+        )
+    if x.shape[0] == 0:
+        raise InputError("data.path", path, "no samples", "give at least one sample")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise InputError("data.path", path, "x or y has NaN/inf entries", "remove or fix them")
+    return x, y
+
+
+def load_dataset(cfg: DataConfig) -> Dataset:
+    """Build the dataset a ``[data]`` section describes."""
+    if cfg.path is not None:
+        x, y = _load_file(cfg.path)
+        name = Path(cfg.path).name
+    else:
+        x, y = _builtin(cfg)
+        name = cfg.dataset
+    if cfg.bias:
+        x = np.concatenate([x, np.ones((x.shape[0], 1))], axis=1)
+    return Dataset(x=x, y=y, name=name, bias=cfg.bias)

@@ -1,0 +1,111 @@
+"""Network specifications and initialisation schemes.
+
+Parameters are tuples ``(W1, ..., WL)`` (see :mod:`condensation.core.network`);
+an ensemble stacks them on a leading member axis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from condensation.config import Config, ModelConfig
+from condensation.core.activations import Activation, get_activation
+from condensation.errors import InputError
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """Depth, widths and activation of a fully connected network."""
+
+    d_in: int
+    widths: tuple[int, ...]  # hidden widths m_1 .. m_{L-1}
+    activation: Activation
+
+    @property
+    def depth(self) -> int:
+        return len(self.widths) + 1
+
+    @property
+    def shapes(self) -> list[tuple[int, int]]:
+        """Shapes of W1..WL: (m1, d_in), (m2, m1), ..., (1, m_{L-1})."""
+        dims = [self.d_in, *self.widths, 1]
+        return [(dims[k + 1], dims[k]) for k in range(len(dims) - 1)]
+
+    @classmethod
+    def from_config(cls, model: ModelConfig, d_in: int) -> NetworkSpec:
+        return cls(d_in=d_in, widths=tuple(model.widths), activation=get_activation(model.activation))
+
+
+def standard_normal_params(spec: NetworkSpec, seed: int) -> list[np.ndarray]:
+    """Unit-variance Gaussian parameters from ``seed`` (float64, platform-stable).
+
+    Members with the same seed and different scales share these directions, so a
+    sweep over eps changes only the scale.
+    """
+    keys = jax.random.split(jax.random.PRNGKey(seed), spec.depth)
+    return [
+        np.asarray(jax.random.normal(k, shape, dtype=np.float64))
+        for k, shape in zip(keys, spec.shapes)
+    ]
+
+
+def load_params(path: str, spec: NetworkSpec) -> list[np.ndarray]:
+    """Explicit parameters from an ``.npz`` with arrays W1..WL of the spec's shapes."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("init.path", path, "no such file", "give an existing .npz file")
+    with np.load(p) as f:
+        out = []
+        for k, shape in enumerate(spec.shapes, start=1):
+            name = f"W{k}"
+            if name not in f.files:
+                raise InputError(
+                    "init.path", path, f"missing array {name}; has {f.files}",
+                    f"save W1..W{spec.depth} for a depth-{spec.depth} network",
+                )
+            w = np.asarray(f[name], dtype=np.float64)
+            if w.shape != shape:
+                raise InputError(
+                    f"init.path:{name}", list(w.shape), f"expected shape {list(shape)}",
+                    "match model.widths and the data's input dimension (bias column included)",
+                )
+            if not np.all(np.isfinite(w)):
+                raise InputError(f"init.path:{name}", path, "has NaN/inf entries", "fix the file")
+            out.append(w)
+    return out
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """Initial parameters of all members, stacked on axis 0."""
+
+    params: list[np.ndarray]  # W_k of shape (E, *shape_k)
+    seeds: list[int | None]
+    scales: list[float]
+
+    @property
+    def size(self) -> int:
+        return self.params[0].shape[0]
+
+
+def init_ensemble(cfg: Config, spec: NetworkSpec) -> Ensemble:
+    """Every (seed, scale) member of the config, or the file's parameters."""
+    if cfg.init.path is not None:
+        ps = load_params(cfg.init.path, spec)
+        rms = float(np.sqrt(np.mean(np.concatenate([w.ravel() for w in ps]) ** 2)))
+        return Ensemble([w[None] for w in ps], [None], [rms])
+    members = cfg.member_seeds_scales
+    base = {s: standard_normal_params(spec, s) for s, _ in members}
+    params = [
+        np.stack([eps * base[s][k] for s, eps in members]) for k in range(spec.depth)
+    ]
+    return Ensemble(params, [s for s, _ in members], [eps for _, eps in members])
+
+
+def save_params(path: str | Path, params) -> None:
+    """Write W1..WL to ``path`` (the interchange format of ``init.path``)."""
+    np.savez(path, **{f"W{k + 1}": np.asarray(w) for k, w in enumerate(params)})

@@ -1,0 +1,174 @@
+"""``condensation train``: GD over an ensemble, condensation measurements, figures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from condensation.config import Config
+from condensation.data import Dataset, load_dataset
+from condensation.metrics import condensation_metrics, snapshot_metrics
+from condensation.models import Ensemble, NetworkSpec, init_ensemble
+from condensation.report import figures
+from condensation.store import save_arrays, write_json, write_toml
+from condensation.train import TrainResult, snapshot_steps, train
+
+
+@dataclass(frozen=True)
+class TrainRun:
+    config: Config
+    data: Dataset
+    spec: NetworkSpec
+    ensemble: Ensemble
+    result: TrainResult
+
+
+def prepare(cfg: Config) -> tuple[Dataset, NetworkSpec, Ensemble]:
+    """Data, network spec and initial ensemble of a config (all validated)."""
+    data = load_dataset(cfg.data)
+    spec = NetworkSpec.from_config(cfg.model, data.d_in)
+    return data, spec, init_ensemble(cfg, spec)
+
+
+def run_training(cfg: Config, progress: Callable[[int], None] | None = None) -> TrainRun:
+    data, spec, ens = prepare(cfg)
+    t = cfg.train
+    result = train(
+        ens.params,
+        data.x,
+        data.y,
+        act=spec.activation.fn,
+        lr=t.lr,
+        steps=t.steps,
+        snapshots=snapshot_steps(t.steps, t.snapshots, t.linear_snapshots),
+        dtype=t.dtype,
+        progress=progress,
+    )
+    return TrainRun(cfg, data, spec, ens, result)
+
+
+def member_summaries(run: TrainRun) -> list[dict]:
+    r, z = run.result, run.data.z
+    out = []
+    for i in range(run.ensemble.size):
+        escaped = r.escape_step[i] >= 0
+        at_escape = (
+            condensation_metrics([np.asarray(w[i], dtype=float) for w in r.escape_params], z)
+            if escaped
+            else dict.fromkeys(
+                ("median_abs_cos", "frac_abs_cos_above_0_95", "w_sigma_ratio", "n_clusters")
+            )
+        )
+        fs = r.final_stage_step[i]
+        out.append(
+            {
+                "seed": run.ensemble.seeds[i],
+                "scale": run.ensemble.scales[i],
+                "status": "diverged" if r.diverged_step[i] >= 0 else "ok",
+                "diverged_step": int(r.diverged_step[i]) if r.diverged_step[i] >= 0 else None,
+                "loss_initial": r.loss_initial[i],
+                "loss_final": r.loss_final[i],
+                "escape_step": int(r.escape_step[i]) if escaped else None,
+                "escape_time": float(r.escape_step[i] * r.lr) if escaped else None,
+                **at_escape,
+                "final_stage_entry_time": float(fs * r.lr) if fs >= 0 else None,
+            }
+        )
+    return out
+
+
+def summary(run: TrainRun) -> dict:
+    cfg, d = run.config, run.data
+    return {
+        "kind": "train",
+        "dataset": d.name,
+        "n": int(d.x.shape[0]),
+        "d_in": d.d_in,
+        "z": d.z,
+        "z_norm": float(np.linalg.norm(d.z)),
+        "depth": run.spec.depth,
+        "widths": list(run.spec.widths),
+        "activation": run.spec.activation.name,
+        "lr": cfg.train.lr,
+        "steps": cfg.train.steps,
+        "dtype": cfg.train.dtype,
+        "members": member_summaries(run),
+    }
+
+
+def write_train_run(run: TrainRun, out: Path) -> dict:
+    """Write config, arrays, summary.json and figures into ``out`` (exists, empty)."""
+    r = run.result
+    write_toml(out / "config.toml", run.config.to_dict())
+    (out / "arrays").mkdir()
+    save_arrays(
+        out / "arrays" / "snapshots.npz",
+        steps=r.snapshot_steps,
+        times=r.snapshot_times,
+        loss=r.snapshot_loss,
+        **{f"W{k + 1}": w for k, w in enumerate(r.snapshots)},
+    )
+    save_arrays(
+        out / "arrays" / "escape_params.npz",
+        escape_step=r.escape_step,
+        **{f"W{k + 1}": w for k, w in enumerate(r.escape_params)},
+    )
+    save_arrays(out / "arrays" / "data.npz", x=run.data.x, y=run.data.y, z=run.data.z)
+    met = snapshot_metrics(r.snapshots, run.data.z)
+    save_arrays(out / "arrays" / "metrics.npz", times=r.snapshot_times, **met)
+    s = summary(run)
+    write_json(out / "summary.json", s)
+    (out / "figures").mkdir()
+    plot_train_run(run, met, out / "figures")
+    return s
+
+
+def _heatmap_indices(r: TrainResult, member: int) -> list[int]:
+    """Snapshot indices at 0, 50%, 90%, 100% of the escape time and the end."""
+    t = r.snapshot_times
+    t_esc = r.escape_time[member]
+    ref = t_esc if np.isfinite(t_esc) else t[-1]
+    want = [0.0, 0.5 * ref, 0.9 * ref, ref, t[-1]]
+    return sorted({int(np.argmin(np.abs(t - w))) for w in want})
+
+
+def plot_train_run(run: TrainRun, met: dict, fig_dir: Path) -> None:
+    r = run.result
+    t = r.snapshot_times
+    labels = [f"seed {s}, eps {e:.1e}" for s, e in zip(run.ensemble.seeds, run.ensemble.scales)]
+    show = range(min(run.ensemble.size, 8))
+
+    fig, ax = figures.subplots(figsize=(6, 4))
+    for i in show:
+        fs = r.final_stage_step[i] * r.lr if r.final_stage_step[i] >= 0 else None
+        figures.loss_curve(ax, t, r.snapshot_loss[i], label=labels[i], escape=r.escape_time[i],
+                           final_stage=fs)
+    ax.set_title("loss (dashed: escape, dotted: final-stage entry)", fontsize=9)
+    ax.legend(fontsize=7)
+    figures.save(fig, fig_dir / "loss.png")
+
+    fig, axs = figures.subplots(1, 2, figsize=(9, 3.5))
+    for i in show:
+        axs[0].plot(t, met["median_abs_cos"][i], label=labels[i])
+        axs[1].plot(t, met["frac_abs_cos_above_0_95"][i])
+    axs[0].set_ylabel("median |cos(b_j, z)|")
+    axs[1].set_ylabel("fraction |cos(b_j, z)| > 0.95")
+    for a in axs:
+        a.set_xlabel("time t")
+        a.set_ylim(0, 1.02)
+    axs[0].legend(fontsize=7)
+    figures.save(fig, fig_dir / "alignment.png")
+
+    idx = _heatmap_indices(r, 0)
+    layers = [0, 1] if run.spec.depth >= 3 else [0]
+    fig, axs = figures.subplots(len(layers), len(idx), figsize=(2.2 * len(idx), 2.3 * len(layers)),
+                                squeeze=False)
+    for row, layer in enumerate(layers):
+        w = r.snapshots[layer][0]
+        for col, j in enumerate(idx):
+            name = "B rows b_j" if layer == 0 else "W rows"  # input weights of each neuron
+            figures.cosine_heatmap(axs[row, col], w[j], title=f"{name}, t={t[j]:.4g}")
+    figures.save(fig, fig_dir / "cosine_heatmaps.png")

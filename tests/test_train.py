@@ -1,0 +1,91 @@
+"""The compiled GD engine: ensembles, escape step, divergence, dtypes, paper example."""
+
+import jax
+import numpy as np
+
+from condensation import load_config, load_dataset, train
+from condensation.core import loss
+from condensation.models import NetworkSpec, init_ensemble
+from condensation.runs.train import member_summaries, run_training
+from condensation.train import snapshot_steps
+
+
+def _setup(overrides):
+    cfg = load_config(None, overrides)
+    data = load_dataset(cfg.data)
+    spec = NetworkSpec.from_config(cfg.model, data.d_in)
+    return cfg, data, spec, init_ensemble(cfg, spec)
+
+
+def test_ensemble_equals_separate_runs():
+    cfg, data, spec, ens = _setup(
+        ["model.widths=[12, 9]", "init.seeds=[0, 1, 2]", "init.scales=[0.1, 0.03]",
+         "train.steps=400", "data.n=30"]
+    )
+    kw = dict(act=spec.activation.fn, lr=0.1, steps=400)
+    together = train(ens.params, data.x, data.y, **kw)
+    for i in range(ens.size):
+        alone = train([p[i : i + 1] for p in ens.params], data.x, data.y, **kw)
+        for a, b in zip(together.snapshots, alone.snapshots):
+            np.testing.assert_allclose(a[i], b[0], rtol=0, atol=1e-12)
+        assert together.escape_step[i] == alone.escape_step[0]
+        assert together.final_stage_step[i] == alone.final_stage_step[0]
+
+
+def test_escape_step_is_checked_every_step():
+    cfg, data, spec, ens = _setup(["model.widths=[8, 8]", "init.scale=0.05", "data.n=40"])
+    steps, lr = 3000, 0.1
+    # only the two end points as snapshots: the escape step must still be exact
+    r = train(ens.params, data.x, data.y, act=spec.activation.fn, lr=lr, steps=steps,
+              snapshots=np.array([0, steps]))
+    params = tuple(p[0] for p in ens.params)
+    g = jax.jit(jax.value_and_grad(loss), static_argnums=3)
+    l0 = None
+    for k in range(steps + 1):
+        lk, gk = g(params, data.x, data.y, spec.activation.fn)
+        l0 = lk if l0 is None else l0
+        if lk <= l0 / 2:
+            break
+        params = tuple(p - lr * q for p, q in zip(params, gk))
+    assert 0 < k < steps
+    assert r.escape_step[0] == k
+
+
+def test_divergence_marks_one_member_only():
+    cfg, data, spec, ens = _setup(
+        ["model.activation='linear'", "model.widths=[10, 10]", "init.scales=[0.01, 5.0]",
+         "train.steps=300", "data.n=30"]
+    )
+    r = train(ens.params, data.x, data.y, act=spec.activation.fn, lr=0.5, steps=300)
+    alone = train([p[:1] for p in ens.params], data.x, data.y, act=spec.activation.fn, lr=0.5,
+                  steps=300)
+    assert r.diverged_step[0] == -1 and r.diverged_step[1] > 0
+    assert all(np.all(np.isfinite(w)) for w in r.snapshots)  # frozen at last finite params
+    np.testing.assert_allclose(r.snapshots[0][0], alone.snapshots[0][0], atol=1e-12, rtol=0)
+
+
+def test_float32_matches_float64_escape_step():
+    cfg, data, spec, ens = _setup(["train.steps=10000"])
+    kw = dict(act=spec.activation.fn, lr=0.05, steps=10000, snapshots=np.array([0, 10000]))
+    e64 = train(ens.params, data.x, data.y, dtype="float64", **kw).escape_step[0]
+    e32 = train(ens.params, data.x, data.y, dtype="float32", **kw).escape_step[0]
+    assert e64 > 0
+    assert abs(e32 - e64) <= 0.01 * e64
+
+
+def test_default_example_condenses_at_escape():
+    """Issue #2 acceptance: the default three-layer example condenses on its plateau."""
+    cfg = load_config("configs/default.toml")
+    run = run_training(cfg)
+    (m,) = member_summaries(run)
+    assert m["status"] == "ok" and m["escape_time"] is not None
+    assert m["frac_abs_cos_above_0_95"] >= 0.9
+    assert m["w_sigma_ratio"] < 0.1
+    # the final-stage condition is met just before the loss leaves its plateau
+    assert abs(m["final_stage_entry_time"] - m["escape_time"]) <= 0.02 * m["escape_time"]
+
+
+def test_snapshot_steps_cover_the_run():
+    s = snapshot_steps(1000, 10, 4)
+    assert s[0] == 0 and s[-1] == 1000 and np.all(np.diff(s) > 0)
+    assert {250, 500, 750}.issubset(set(s.tolist()))
