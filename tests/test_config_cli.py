@@ -54,7 +54,9 @@ def test_bad_data_files(tmp_path):
 def test_csv_and_npz_data(tmp_path, rng):
     x, y = rng.standard_normal((10, 3)), rng.standard_normal(10)
     np.savetxt(tmp_path / "d.csv", np.column_stack([x, y]), delimiter=",", header="a,b,c,y")
-    d = load_dataset(load_config(None, [f"data.path='{tmp_path / 'd.csv'}'", "data.bias=true"]).data)
+    d = load_dataset(
+        load_config(None, [f"data.path='{tmp_path / 'd.csv'}'", "data.bias=true"]).data
+    )
     np.testing.assert_allclose(d.x[:, :3], x)
     np.testing.assert_allclose(d.x[:, 3], 1.0)
     np.testing.assert_allclose(d.z, np.column_stack([x, np.ones(10)]).T @ y / 10)
@@ -63,11 +65,17 @@ def test_csv_and_npz_data(tmp_path, rng):
 def test_init_from_file_checks_shapes(tmp_path, rng):
     cfg = load_config(None, ["model.widths=[4, 3]"])
     spec = NetworkSpec.from_config(cfg.model, 5)
-    good = _write_npz(tmp_path / "p.npz", W1=rng.standard_normal((4, 5)),
-                      W2=rng.standard_normal((3, 4)), W3=rng.standard_normal((1, 3)))
+    good = _write_npz(
+        tmp_path / "p.npz",
+        W1=rng.standard_normal((4, 5)),
+        W2=rng.standard_normal((3, 4)),
+        W3=rng.standard_normal((1, 3)),
+    )
     ens = init_ensemble(load_config(None, ["model.widths=[4, 3]", f"init.path='{good}'"]), spec)
     assert ens.size == 1 and ens.params[1].shape == (1, 3, 4)
-    bad = _write_npz(tmp_path / "q.npz", W1=np.zeros((4, 6)), W2=np.zeros((3, 4)), W3=np.zeros((1, 3)))
+    bad = _write_npz(
+        tmp_path / "q.npz", W1=np.zeros((4, 6)), W2=np.zeros((3, 4)), W3=np.zeros((1, 3))
+    )
     with pytest.raises(InputError, match="W1"):
         init_ensemble(load_config(None, ["model.widths=[4, 3]", f"init.path='{bad}'"]), spec)
 
@@ -99,15 +107,36 @@ def test_cli_bad_input_exit_2_and_no_output(tmp_path, args):
 
 def test_cli_train_writes_run(tmp_path):
     out = tmp_path / "run"
-    p = _cli("train", "--set", "model.widths=[6, 5]", "--set", "train.steps=200",
-             "--set", "init.seeds=[0, 1]", "--set", "init.scale=0.1", "--out", str(out))
+    p = _cli(
+        "train",
+        "--set",
+        "model.widths=[6, 5]",
+        "--set",
+        "train.steps=200",
+        "--set",
+        "init.seeds=[0, 1]",
+        "--set",
+        "init.scale=0.1",
+        "--out",
+        str(out),
+    )
     assert p.returncode == 0, p.stderr
     import json
 
     s = json.loads((out / "summary.json").read_text())
     assert len(s["members"]) == 2 and len(s["z"]) == 5
-    for key in ("seed", "scale", "status", "loss_initial", "loss_final", "escape_time",
-                "escape_step", "median_abs_cos", "frac_abs_cos_above_0_95", "w_sigma_ratio"):
+    for key in (
+        "seed",
+        "scale",
+        "status",
+        "loss_initial",
+        "loss_final",
+        "escape_time",
+        "escape_step",
+        "median_abs_cos",
+        "frac_abs_cos_above_0_95",
+        "w_sigma_ratio",
+    ):
         assert key in s["members"][0]
     for f in ("loss.png", "alignment.png", "cosine_heatmaps.png"):
         assert (out / "figures" / f).stat().st_size > 1000

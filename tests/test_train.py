@@ -19,8 +19,13 @@ def _setup(overrides):
 
 def test_ensemble_equals_separate_runs():
     cfg, data, spec, ens = _setup(
-        ["model.widths=[12, 9]", "init.seeds=[0, 1, 2]", "init.scales=[0.1, 0.03]",
-         "train.steps=400", "data.n=30"]
+        [
+            "model.widths=[12, 9]",
+            "init.seeds=[0, 1, 2]",
+            "init.scales=[0.1, 0.03]",
+            "train.steps=400",
+            "data.n=30",
+        ]
     )
     kw = dict(act=spec.activation.fn, lr=0.1, steps=400)
     together = train(ens.params, data.x, data.y, **kw)
@@ -36,12 +41,19 @@ def test_escape_step_is_checked_every_step():
     cfg, data, spec, ens = _setup(["model.widths=[8, 8]", "init.scale=0.05", "data.n=40"])
     steps, lr = 3000, 0.1
     # only the two end points as snapshots: the escape step must still be exact
-    r = train(ens.params, data.x, data.y, act=spec.activation.fn, lr=lr, steps=steps,
-              snapshots=np.array([0, steps]))
+    r = train(
+        ens.params,
+        data.x,
+        data.y,
+        act=spec.activation.fn,
+        lr=lr,
+        steps=steps,
+        snapshots=np.array([0, steps]),
+    )
     params = tuple(p[0] for p in ens.params)
     g = jax.jit(jax.value_and_grad(loss), static_argnums=3)
     l0 = None
-    for k in range(steps + 1):
+    for k in range(steps + 1):  # noqa: B007 (k is the escape step after break)
         lk, gk = g(params, data.x, data.y, spec.activation.fn)
         l0 = lk if l0 is None else l0
         if lk <= l0 / 2:
@@ -53,12 +65,18 @@ def test_escape_step_is_checked_every_step():
 
 def test_divergence_marks_one_member_only():
     cfg, data, spec, ens = _setup(
-        ["model.activation='linear'", "model.widths=[10, 10]", "init.scales=[0.01, 5.0]",
-         "train.steps=300", "data.n=30"]
+        [
+            "model.activation='linear'",
+            "model.widths=[10, 10]",
+            "init.scales=[0.01, 5.0]",
+            "train.steps=300",
+            "data.n=30",
+        ]
     )
     r = train(ens.params, data.x, data.y, act=spec.activation.fn, lr=0.5, steps=300)
-    alone = train([p[:1] for p in ens.params], data.x, data.y, act=spec.activation.fn, lr=0.5,
-                  steps=300)
+    alone = train(
+        [p[:1] for p in ens.params], data.x, data.y, act=spec.activation.fn, lr=0.5, steps=300
+    )
     assert r.diverged_step[0] == -1 and r.diverged_step[1] > 0
     assert all(np.all(np.isfinite(w)) for w in r.snapshots)  # frozen at last finite params
     np.testing.assert_allclose(r.snapshots[0][0], alone.snapshots[0][0], atol=1e-12, rtol=0)

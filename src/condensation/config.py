@@ -174,7 +174,10 @@ def _validate(cfg: Config) -> Config:
     d, m, i, t = cfg.data, cfg.model, cfg.init, cfg.train
     if d.path is None and d.dataset not in BUILTIN_DATASETS:
         raise InputError(
-            "data.dataset", d.dataset, "unknown dataset", f"use one of {', '.join(BUILTIN_DATASETS)}"
+            "data.dataset",
+            d.dataset,
+            "unknown dataset",
+            f"use one of {', '.join(BUILTIN_DATASETS)}",
         )
     if d.n < 1:
         raise InputError("data.n", d.n, "must be >= 1", "give a positive number of samples")
@@ -184,7 +187,10 @@ def _validate(cfg: Config) -> Config:
         raise InputError("data.noise", d.noise, "must be >= 0", "give a noise level >= 0")
     if m.depth < 2:
         raise InputError(
-            "model.depth", m.depth, "must be >= 2 (number of weight matrices)", "use depth = 2 or more"
+            "model.depth",
+            m.depth,
+            "must be >= 2 (number of weight matrices)",
+            "use depth = 2 or more",
         )
     if m.activation not in ACTIVATIONS:
         raise InputError(
@@ -194,7 +200,9 @@ def _validate(cfg: Config) -> Config:
             f"use one of {', '.join(sorted(ACTIVATIONS))}",
         )
     if any(w <= 0 for w in m.widths):
-        raise InputError("model.widths", list(m.widths), "every width must be >= 1", "use positive widths")
+        raise InputError(
+            "model.widths", list(m.widths), "every width must be >= 1", "use positive widths"
+        )
     if len(m.widths) != m.depth - 1:
         raise InputError(
             "model.widths",
@@ -207,9 +215,13 @@ def _validate(cfg: Config) -> Config:
         if v is not None and v <= 0:
             raise InputError(f"init.{name}", v, "must be > 0", "give a positive init scale eps")
     if i.scales is not None and any(v <= 0 for v in i.scales):
-        raise InputError("init.scales", list(i.scales), "every scale must be > 0", "use positive scales")
+        raise InputError(
+            "init.scales", list(i.scales), "every scale must be > 0", "use positive scales"
+        )
     if i.gamma is not None and i.gamma <= 0:
-        raise InputError("init.gamma", i.gamma, "must be > 0 (eps = m^-gamma < 1)", "give gamma > 0")
+        raise InputError(
+            "init.gamma", i.gamma, "must be > 0 (eps = m^-gamma < 1)", "give gamma > 0"
+        )
     if sum(v is not None for v in (i.scale, i.gamma, i.scales)) > 1:
         raise InputError(
             "init.scale", i.scale, "give only one of scale, gamma, scales", "remove the others"
@@ -252,7 +264,9 @@ def config_from_dict(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]
     for section, body in raw.items():
         if section not in SECTIONS:
             raise InputError(
-                section, body if not isinstance(body, dict) else "[...]", "unknown config section",
+                section,
+                body if not isinstance(body, dict) else "[...]",
+                "unknown config section",
                 f"use sections {', '.join(f'[{s}]' for s in SECTIONS)}",
             )
         if not isinstance(body, dict):
@@ -276,5 +290,7 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         try:
             raw = tomllib.loads(p.read_text())
         except tomllib.TOMLDecodeError as e:
-            raise InputError("CONFIG", str(p), f"not valid TOML ({e})", "fix the TOML syntax") from None
+            raise InputError(
+                "CONFIG", str(p), f"not valid TOML ({e})", "fix the TOML syntax"
+            ) from None
     return config_from_dict(raw, overrides)

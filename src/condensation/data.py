@@ -71,7 +71,9 @@ def _load_file(path: str) -> tuple[np.ndarray, np.ndarray]:
             missing = [k for k in ("x", "y") if k not in f.files]
             if missing:
                 raise InputError(
-                    "data.path", path, f"missing array(s) {missing}; has {f.files}",
+                    "data.path",
+                    path,
+                    f"missing array(s) {missing}; has {f.files}",
                     "save arrays named x (n, d) and y (n,)",
                 )
             x, y = np.asarray(f["x"], dtype=float), np.asarray(f["y"], dtype=float)
@@ -82,7 +84,9 @@ def _load_file(path: str) -> tuple[np.ndarray, np.ndarray]:
             arr = np.loadtxt(p, delimiter=",", ndmin=2, skiprows=1)
         if arr.shape[1] < 2:
             raise InputError(
-                "data.path", path, f"CSV has {arr.shape[1]} column(s)",
+                "data.path",
+                path,
+                f"CSV has {arr.shape[1]} column(s)",
                 "give inputs in the first columns and y in the last",
             )
         x, y = arr[:, :-1], arr[:, -1]
@@ -92,7 +96,9 @@ def _load_file(path: str) -> tuple[np.ndarray, np.ndarray]:
         x = x[:, None]
     if x.ndim != 2 or y.ndim != 1 or x.shape[0] != y.shape[0]:
         raise InputError(
-            "data.path", path, f"x has shape {x.shape}, y has shape {y.shape}",
+            "data.path",
+            path,
+            f"x has shape {x.shape}, y has shape {y.shape}",
             "give x of shape (n, d) and y of shape (n,) with the same n",
         )
     if x.shape[0] == 0:

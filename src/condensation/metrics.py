@@ -53,7 +53,9 @@ def count_clusters(rows: np.ndarray, threshold: float = ALIGNED, cover: float = 
     dist = 1.0 - np.abs(cosine_matrix(rows))
     np.fill_diagonal(dist, 0.0)
     dist = np.maximum((dist + dist.T) / 2, 0.0)
-    labels = fcluster(linkage(squareform(dist, checks=False), "complete"), 1 - threshold, "distance")
+    labels = fcluster(
+        linkage(squareform(dist, checks=False), "complete"), 1 - threshold, "distance"
+    )
     sizes = np.sort(np.bincount(labels))[::-1]
     return int(np.searchsorted(np.cumsum(sizes), cover * m - 1e-9) + 1)
 
@@ -89,5 +91,7 @@ def snapshot_metrics(snapshots, z: np.ndarray) -> dict[str, np.ndarray]:
     }
     if len(snapshots) >= 3:
         s = np.linalg.svd(snapshots[1], compute_uv=False)  # (E, K, r)
-        out["w_sigma_ratio"] = np.where(s[..., 0] > 0, s[..., 1] / np.where(s[..., 0] > 0, s[..., 0], 1), 0)
+        out["w_sigma_ratio"] = np.where(
+            s[..., 0] > 0, s[..., 1] / np.where(s[..., 0] > 0, s[..., 0], 1), 0
+        )
     return out

@@ -37,7 +37,9 @@ class NetworkSpec:
 
     @classmethod
     def from_config(cls, model: ModelConfig, d_in: int) -> NetworkSpec:
-        return cls(d_in=d_in, widths=tuple(model.widths), activation=get_activation(model.activation))
+        return cls(
+            d_in=d_in, widths=tuple(model.widths), activation=get_activation(model.activation)
+        )
 
 
 def standard_normal_params(spec: NetworkSpec, seed: int) -> list[np.ndarray]:
@@ -64,13 +66,17 @@ def load_params(path: str, spec: NetworkSpec) -> list[np.ndarray]:
             name = f"W{k}"
             if name not in f.files:
                 raise InputError(
-                    "init.path", path, f"missing array {name}; has {f.files}",
+                    "init.path",
+                    path,
+                    f"missing array {name}; has {f.files}",
                     f"save W1..W{spec.depth} for a depth-{spec.depth} network",
                 )
             w = np.asarray(f[name], dtype=np.float64)
             if w.shape != shape:
                 raise InputError(
-                    f"init.path:{name}", list(w.shape), f"expected shape {list(shape)}",
+                    f"init.path:{name}",
+                    list(w.shape),
+                    f"expected shape {list(shape)}",
                     "match model.widths and the data's input dimension (bias column included)",
                 )
             if not np.all(np.isfinite(w)):
@@ -100,9 +106,7 @@ def init_ensemble(cfg: Config, spec: NetworkSpec) -> Ensemble:
         return Ensemble([w[None] for w in ps], [None], [rms])
     members = cfg.member_seeds_scales
     base = {s: standard_normal_params(spec, s) for s, _ in members}
-    params = [
-        np.stack([eps * base[s][k] for s, eps in members]) for k in range(spec.depth)
-    ]
+    params = [np.stack([eps * base[s][k] for s, eps in members]) for k in range(spec.depth)]
     return Ensemble(params, [s for s, _ in members], [eps for _, eps in members])
 
 

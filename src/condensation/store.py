@@ -67,7 +67,9 @@ def check_out_dir(out: Path) -> None:
     """Refuse to overwrite a non-empty directory that is not a previous run."""
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not is_run_dir(out))):
         raise InputError(
-            "--out", str(out), "exists and is not an earlier run directory",
+            "--out",
+            str(out),
+            "exists and is not an earlier run directory",
             "choose a new directory (an earlier run directory is replaced)",
         )
 

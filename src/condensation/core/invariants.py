@@ -17,8 +17,7 @@ def balance_matrices(params):
     ``a a^T - W W^T`` (up to sign), the matrix laws of THEORY §3.
     """
     return [
-        params[k + 1].T @ params[k + 1] - params[k] @ params[k].T
-        for k in range(len(params) - 1)
+        params[k + 1].T @ params[k + 1] - params[k] @ params[k].T for k in range(len(params) - 1)
     ]
 
 
@@ -29,9 +28,7 @@ def balance_scales(params):
     difference of two terms of size S carries a rounding error of about
     ``S * machine epsilon``.
     """
-    return [
-        jnp.sum(params[k + 1] ** 2) + jnp.sum(params[k] ** 2) for k in range(len(params) - 1)
-    ]
+    return [jnp.sum(params[k + 1] ** 2) + jnp.sum(params[k] ** 2) for k in range(len(params) - 1)]
 
 
 def neuron_balances(params):

@@ -144,8 +144,9 @@ def plot_train_run(run: TrainRun, met: dict, fig_dir: Path) -> None:
     fig, ax = figures.subplots(figsize=(6, 4))
     for i in show:
         fs = r.final_stage_step[i] * r.lr if r.final_stage_step[i] >= 0 else None
-        figures.loss_curve(ax, t, r.snapshot_loss[i], label=labels[i], escape=r.escape_time[i],
-                           final_stage=fs)
+        figures.loss_curve(
+            ax, t, r.snapshot_loss[i], label=labels[i], escape=r.escape_time[i], final_stage=fs
+        )
     ax.set_title("loss (dashed: escape, dotted: final-stage entry)", fontsize=9)
     ax.legend(fontsize=7)
     figures.save(fig, fig_dir / "loss.png")
@@ -164,8 +165,9 @@ def plot_train_run(run: TrainRun, met: dict, fig_dir: Path) -> None:
 
     idx = _heatmap_indices(r, 0)
     layers = [0, 1] if run.spec.depth >= 3 else [0]
-    fig, axs = figures.subplots(len(layers), len(idx), figsize=(2.2 * len(idx), 2.3 * len(layers)),
-                                squeeze=False)
+    fig, axs = figures.subplots(
+        len(layers), len(idx), figsize=(2.2 * len(idx), 2.3 * len(layers)), squeeze=False
+    )
     for row, layer in enumerate(layers):
         w = r.snapshots[layer][0]
         for col, j in enumerate(idx):
