@@ -1,0 +1,88 @@
+"""``condensation run``, ``condensation reproduce`` and ``condensation report``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from condensation.cli._common import SetOpt, console
+from condensation.cli._progress import phase_progress
+
+QuickOpt = Annotated[
+    bool, typer.Option("--quick", help="Reduced parameters: a fast check, less accurate numbers.")
+]
+
+
+def _print_headline(headline: dict) -> None:
+    for k, v in headline.items():
+        console.print(f"  {k} = {v:.6g}" if isinstance(v, float) else f"  {k} = {v}")
+
+
+def run_cmd(
+    name: Annotated[str, typer.Argument(help="Experiment name (see `condensation reproduce`).")],
+    set_: SetOpt = None,
+    out: Annotated[Path, typer.Option("--out", help="Directory to write.")] = ...,
+    quick: QuickOpt = False,
+) -> None:
+    """Run one registered experiment into a directory.
+
+    Writes DIR/summary.json (params and headline numbers), DIR/arrays, DIR/figures
+    and DIR/report.html.
+
+    Example: condensation run escape-scaling --set eps_min=1e-5 --out runs/scaling
+    """
+    from condensation import experiments
+    from condensation.reproduce import run_experiment
+
+    exp = experiments.get(name)
+    exp.params(set_ or [], quick=quick)  # bad --set values fail before any work
+    with phase_progress() as update:
+        s = run_experiment(name, out, set_ or [], quick=quick, progress=update)
+    _print_headline(s["headline"])
+    console.print(f"wrote {out} ({s['elapsed_s']:.1f} s)")
+
+
+def reproduce_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Directory to write.")] = Path(
+        "runs/reproduce"
+    ),
+    quick: QuickOpt = False,
+    only: Annotated[
+        Optional[list[str]],  # noqa: UP045 (typer needs Optional on 3.10)
+        typer.Option("--only", help="Run only this experiment (repeatable)."),
+    ] = None,
+) -> None:
+    """Run every registered experiment and write one self-contained report.
+
+    Writes DIR/<name>/ per experiment, DIR/summary.json (every headline number)
+    and DIR/report.html.
+
+    Example: condensation reproduce --quick --out runs/quick
+    """
+    from condensation.reproduce import reproduce
+
+    t0 = time.perf_counter()
+    with phase_progress() as update:
+        top = reproduce(out, quick=quick, only=only, progress=update)
+    for name, head in top["headline"].items():
+        console.print(f"{name} ({top['elapsed_s'][name]:.1f} s)")
+        _print_headline(head)
+    console.print(f"wrote {out}/report.html ({time.perf_counter() - t0:.1f} s)")
+
+
+def report_cmd(
+    directory: Annotated[Path, typer.Argument(help="A reproduce or run directory.")],
+) -> None:
+    """Re-render DIR/report.html from the stored results (no recomputation)."""
+    from condensation.report.html import render_report
+
+    console.print(f"wrote {render_report(directory)}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run_cmd)
+    app.command("reproduce")(reproduce_cmd)
+    app.command("report")(report_cmd)

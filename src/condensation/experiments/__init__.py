@@ -1,0 +1,268 @@
+"""Named experiments: one module each, registered by one line in ``_MODULES``.
+
+``condensation run NAME`` runs one of them into a directory, ``condensation
+reproduce`` runs all of them and writes one HTML report (see
+:mod:`condensation.reproduce` and :mod:`condensation.report.html`).
+
+How to add an experiment
+------------------------
+Write ``src/condensation/experiments/my_thing.py`` defining::
+
+    NAME = "my-thing"            # the CLI name (lower case, words joined by '-')
+    TITLE = "One line"           # heading in the report
+    SECTION = "scaling"          # where it goes in the story: a key of SECTIONS
+    STORY = "A short paragraph: what it shows and what to look for."
+    DEFAULTS = {"eps": 1e-3, "seeds": [0, 1]}   # every parameter with its default
+    QUICK = {"seeds": [0]}       # overrides of DEFAULTS for --quick (keys of DEFAULTS)
+    FIGURES = (                  # what the report shows, in order
+        Figure("figures/thing.png", "caption", ("thing_time", "thing_slope")),
+    )
+
+    def run(params: dict, out_dir: Path, progress: Progress) -> dict:
+        ...  # compute; save arrays into out_dir / "arrays" (npz) and figures
+        ...  # into out_dir / "figures" (PNG, matplotlib Agg); both folders exist
+        return {"thing_time": 1.0, "thing_slope": -1.0}
+
+and add its module name to ``_MODULES`` below.  That is all: the CLI, reproduce
+and the report pick it up.
+
+The rules:
+
+- ``params`` is ``DEFAULTS`` updated by ``QUICK`` (with ``--quick``) and by
+  ``--set key=value`` (values parsed as TOML; an unknown key, or a value of the
+  wrong type, is an :class:`~condensation.errors.InputError`).  Parameter
+  values are TOML types: bool, int, float, str or lists of them.
+- ``run`` returns its *headline numbers*: a flat dict of names that say what
+  they are (``three_layer_slope``, not ``s``) to float, int, bool or None.
+  The framework prefixes each with the experiment's key (``NAME`` with '-' →
+  '_'), so ``three_layer_slope`` of ``escape-scaling`` is stored and reported
+  as ``escape_scaling.three_layer_slope``.  Non-finite floats are stored as null.
+- ``Figure.numbers`` lists unprefixed headline names to print beside the figure;
+  every declared figure file must exist after ``run``.
+- ``progress(description, done, total)`` reports progress (e.g. GD steps); it
+  may be called with new descriptions for new phases.  It must not be used for
+  anything else: results must not depend on it.
+- Everything the report shows (story, captions, numbers) is stored in the
+  experiment's ``summary.json``, so the report can be re-rendered from disk.
+  Make ``run`` deterministic (fixed seeds) and write nothing outside ``out_dir``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from condensation.errors import InputError
+
+# Story order of the report; a section without experiments is left out.
+SECTIONS: dict[str, str] = {
+    "setup": "Setup",
+    "plateau": "Plateau and condensation",
+    "effective": "Effective dynamics and blow-up",
+    "final-stage": "Final-stage condition",
+    "scaling": "Scaling",
+    "matrix-completion": "Matrix completion",
+}
+
+# The registry: one line per experiment module (order within a section = order here).
+_MODULES: tuple[str, ...] = (
+    "condensation.experiments.condensation_three_layer",
+    "condensation.experiments.escape_scaling",
+)
+
+Progress = Callable[[str, int, int], None]
+Headline = dict[str, float | int | bool | None]
+
+
+def null_progress(description: str, done: int, total: int) -> None:
+    """A progress callback that ignores everything."""
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure file of an experiment (relative to its out_dir), its caption and
+    the (unprefixed) headline numbers to show beside it."""
+
+    file: str
+    caption: str
+    numbers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A registered experiment (the module's attributes, checked)."""
+
+    name: str
+    title: str
+    section: str
+    story: str
+    defaults: Mapping[str, Any]
+    quick: Mapping[str, Any]
+    figures: tuple[Figure, ...]
+    run_fn: Callable[[dict, Path, Progress], dict]
+
+    @property
+    def key(self) -> str:
+        """Prefix of the headline names: NAME with '-' replaced by '_'."""
+        return self.name.replace("-", "_")
+
+    def params(self, overrides: Sequence[str] = (), quick: bool = False) -> dict[str, Any]:
+        """DEFAULTS, then QUICK (if quick), then ``key=value`` overrides, checked."""
+        p = dict(self.defaults)
+        if quick:
+            p.update(self.quick)
+        for item in overrides:
+            key, value = parse_set(item)
+            if key not in self.defaults:
+                raise InputError(
+                    key,
+                    value,
+                    f"unknown parameter of experiment {self.name}",
+                    f"use one of: {', '.join(sorted(self.defaults))}",
+                )
+            p[key] = coerce_param(key, value, self.defaults[key])
+        return p
+
+    def run(self, params: dict[str, Any], out_dir: Path, progress: Progress) -> Headline:
+        """Run into ``out_dir`` (exists; ``arrays/`` and ``figures/`` are created).
+
+        Returns the prefixed headline numbers after checking them and the figures.
+        """
+        (out_dir / "arrays").mkdir(exist_ok=True)
+        (out_dir / "figures").mkdir(exist_ok=True)
+        raw = self.run_fn(dict(params), out_dir, progress)
+        if not isinstance(raw, dict):
+            raise TypeError(f"experiment {self.name}: run() must return a dict, got {raw!r}")
+        out: Headline = {}
+        for k, v in raw.items():
+            if not isinstance(k, str) or "." in k:
+                raise TypeError(f"experiment {self.name}: headline name {k!r} must be a plain str")
+            out[f"{self.key}.{k}"] = _scalar(self.name, k, v)
+        for fig in self.figures:
+            if not (out_dir / fig.file).is_file():
+                raise RuntimeError(f"experiment {self.name}: figure {fig.file} was not written")
+        return out
+
+
+def _scalar(name: str, key: str, v: Any) -> float | int | bool | None:
+    if v is None or isinstance(v, bool):
+        return v
+    if hasattr(v, "item") and getattr(v, "ndim", 1) == 0:  # numpy scalar
+        v = v.item()
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    raise TypeError(f"experiment {name}: headline {key} = {v!r} is not a number")
+
+
+def parse_set(item: str) -> tuple[str, Any]:
+    """``key=value`` → (key, value); the value is parsed as TOML (a bare word is a string)."""
+    if "=" not in item:
+        raise InputError("--set", item, "expected key=value", "write e.g. --set eps_min=1e-4")
+    key, rhs = (s.strip() for s in item.split("=", 1))
+    if not key:
+        raise InputError("--set", item, "empty parameter name", "write e.g. --set eps_min=1e-4")
+    try:
+        value = tomllib.loads(f"v = {rhs}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = rhs
+    return key, value
+
+
+def coerce_param(key: str, value: Any, default: Any) -> Any:
+    """Check ``value`` against the type of ``default`` (an int is accepted for a float)."""
+
+    def bad(expected: str) -> InputError:
+        return InputError(key, value, f"expected {expected}", f"write {key}=<{expected}>")
+
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("an integer")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad("a number")
+        if not math.isfinite(value):
+            raise InputError(key, value, "must be finite", f"give a finite {key}")
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise bad("a string")
+        return value
+    if isinstance(default, list):
+        if not isinstance(value, list) or not value:
+            raise bad("a non-empty list, e.g. [1, 2]")
+        if default:
+            return [coerce_param(key, v, default[0]) for v in value]
+        return value
+    raise TypeError(f"parameter {key}: unsupported default {default!r}")  # pragma: no cover
+
+
+_REQUIRED = ("NAME", "TITLE", "SECTION", "STORY", "DEFAULTS", "QUICK", "FIGURES", "run")
+
+
+def from_module(mod: ModuleType) -> Experiment:
+    """An :class:`Experiment` from a module that follows the protocol above."""
+    missing = [a for a in _REQUIRED if not hasattr(mod, a)]
+    if missing:
+        raise TypeError(f"experiment module {mod.__name__} lacks {', '.join(missing)}")
+    if mod.SECTION not in SECTIONS:
+        raise TypeError(f"{mod.__name__}: SECTION {mod.SECTION!r} not one of {list(SECTIONS)}")
+    unknown = sorted(set(mod.QUICK) - set(mod.DEFAULTS))
+    if unknown:
+        raise TypeError(f"{mod.__name__}: QUICK has keys not in DEFAULTS: {unknown}")
+    return Experiment(
+        name=mod.NAME,
+        title=mod.TITLE,
+        section=mod.SECTION,
+        story=" ".join(mod.STORY.split()),
+        defaults=dict(mod.DEFAULTS),
+        quick=dict(mod.QUICK),
+        figures=tuple(mod.FIGURES),
+        run_fn=mod.run,
+    )
+
+
+def registry() -> dict[str, Experiment]:
+    """Every registered experiment by name, in story order (section, then registry line)."""
+    exps = [from_module(importlib.import_module(m)) for m in _MODULES]
+    order = list(SECTIONS)
+    exps.sort(key=lambda e: order.index(e.section))  # stable: registry order within a section
+    out: dict[str, Experiment] = {}
+    for e in exps:
+        if e.name in out:
+            raise TypeError(f"two experiments are named {e.name}")
+        out[e.name] = e
+    return out
+
+
+def names() -> list[str]:
+    return list(registry())
+
+
+def get(name: str) -> Experiment:
+    """The experiment called ``name``; an unknown name lists the known ones."""
+    reg = registry()
+    if name not in reg:
+        raise InputError("NAME", name, "unknown experiment", f"use one of: {', '.join(reg)}")
+    return reg[name]

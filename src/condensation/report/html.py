@@ -1,0 +1,231 @@
+"""The HTML report: one self-contained page rendered purely from stored files.
+
+:func:`render_report` reads ``DIR/summary.json`` (kind ``reproduce`` or
+``experiment``), each experiment's ``summary.json`` and its PNG figures, and
+writes ``DIR/report.html`` (temporary file + rename).  The page depends on
+nothing else — no clock, no paths, no environment — so rendering the same
+directory twice gives the same bytes.  Figures are embedded as base64 PNG; the
+page loads no external resource.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from condensation.errors import InputError
+from condensation.experiments import SECTIONS
+from condensation.store import SUMMARY, atomic_write_bytes
+
+REPORT = "report.html"
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1200px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
+h3{margin-top:1.5em}
+.fig{display:flex;flex-wrap:wrap;gap:1.2em;align-items:flex-start;margin:1em 0 1.6em}
+.fig figure{margin:0;flex:1 1 640px;max-width:820px}
+.fig img{max-width:100%;height:auto;border:1px solid #eee}
+figcaption{font-size:.88em;color:#444;margin-top:.3em}
+table{border-collapse:collapse;font-size:.85em}
+td,th{border:1px solid #ddd;padding:.2em .5em;text-align:left;vertical-align:top}
+td.num{font-family:ui-monospace,Menlo,Consolas,monospace;text-align:right}
+.nums{flex:0 1 360px}
+.story{max-width:900px}
+.note{color:#555;font-size:.9em}
+details{margin:.5em 0}
+"""
+
+_SETUP = """
+<p class="story">Networks <code>f(x) = a<sup>T</sup> &sigma;(W &sigma;(B x))</code>
+(three layers; two layers: <code>a<sup>T</sup> &sigma;(B x)</code>) with tanh activations
+are trained by full-batch gradient descent on <code>R = (1/2n) &Sigma;<sub>i</sub>
+(f(x<sub>i</sub>) &minus; y<sub>i</sub>)<sup>2</sup></code> from i.i.d.
+<code>N(0, eps<sup>2</sup>)</code> weights with small <code>eps</code>. Time is
+<code>t = step &times; lr</code>. The data are the default teacher set:
+<code>n = 100</code> points <code>x ~ U[-1, 1]<sup>5</sup></code>,
+<code>y = tanh(w*&middot;x) + 0.3 sin(3 x<sub>1</sub>)</code>. The target direction is
+<code>z = (1/n) &Sigma;<sub>i</sub> y<sub>i</sub> x<sub>i</sub></code>; while all weights
+are small, training follows the <em>effective dynamics</em>, gradient ascent of
+<code>E = a<sup>T</sup> W B z</code>, which grows exponentially for two layers and blows
+up in finite time for three. The <em>escape time</em> is the first time the loss has
+halved; a first-layer weight <code>b<sub>j</sub></code> is <em>condensed</em> when it is
+aligned with <code>&plusmn;z</code>.</p>
+<p class="note">The formulas follow docs/THEORY.md, a reconstruction of Chen &amp; Luo,
+arXiv 2402.15958, derived from first principles; the paper's exact statements may
+differ.</p>
+"""
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    if isinstance(v, list):
+        return "[" + ", ".join(_fmt(x) for x in v) + "]"
+    return str(v)
+
+
+def _esc(s: Any) -> str:
+    return html.escape(str(s), quote=True)
+
+
+def _numbers_table(headline: dict, keys: list[str]) -> str:
+    rows = "".join(
+        f'<tr><td>{_esc(k)}</td><td class="num">{_esc(_fmt(headline.get(k)))}</td></tr>'
+        for k in keys
+    )
+    return f"<table><tr><th>number</th><th>value</th></tr>{rows}</table>"
+
+
+def _read_summary(path: Path, what: str) -> dict:
+    try:
+        s = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise InputError(
+            "DIR",
+            str(path.parent),
+            f"not a {what} directory ({SUMMARY} missing or unreadable)",
+            "give a directory written by condensation reproduce or condensation run",
+        ) from None
+    if not isinstance(s, dict):
+        s = {}
+    return s
+
+
+def load_run(directory: str | Path) -> tuple[dict, list[tuple[Path, dict]]]:
+    """The top summary and ``(experiment dir, experiment summary)`` pairs of a run.
+
+    Raises InputError when ``directory`` is not a reproduce or experiment run.
+    """
+    d = Path(directory)
+    fix = "give a directory written by condensation reproduce or condensation run"
+    if not d.is_dir():
+        raise InputError("DIR", str(d), "is not a directory", fix)
+    top = _read_summary(d / SUMMARY, "reproduce or experiment run")
+    kind = top.get("kind")
+    if kind == "experiment":
+        exps = [(d, top)]
+    elif kind == "reproduce":
+        exps = []
+        for name in top.get("experiments", []):
+            s = _read_summary(d / name / SUMMARY, f"experiment run ({name})")
+            if s.get("kind") != "experiment":
+                raise InputError("DIR", str(d / name), "is not an experiment run directory", fix)
+            exps.append((d / name, s))
+    else:
+        raise InputError(
+            "DIR",
+            str(d),
+            f"is not a reproduce or experiment run directory (its {SUMMARY} has kind {kind!r})",
+            fix,
+        )
+    for exp_dir, s in exps:
+        for f in s.get("figures", []):
+            if not (exp_dir / f["file"]).is_file():
+                raise InputError(
+                    "DIR", str(exp_dir), f"figure {f['file']} is missing", "re-run the experiment"
+                )
+    return top, exps
+
+
+def _experiment_html(exp_dir: Path, s: dict) -> str:
+    parts = [
+        f'<h3 id="{_esc(s["name"])}">{_esc(s["title"])} '
+        f'<span class="note">({_esc(s["name"])})</span></h3>',
+        f'<p class="story">{_esc(s["story"])}</p>',
+    ]
+    head = s.get("headline", {})
+    for f in s.get("figures", []):
+        data = base64.b64encode((exp_dir / f["file"]).read_bytes()).decode("ascii")
+        nums = f.get("numbers", [])
+        table = f'<div class="nums">{_numbers_table(head, nums)}</div>' if nums else ""
+        parts.append(
+            '<div class="fig"><figure>'
+            f'<img alt="{_esc(f["file"])}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{_esc(f['caption'])}</figcaption></figure>{table}</div>"
+        )
+    other = s.get("other_numbers", [])
+    if other:
+        parts.append(
+            f"<details><summary>Other numbers of {_esc(s['name'])}</summary>"
+            f"{_numbers_table(head, other)}</details>"
+        )
+    return "\n".join(parts)
+
+
+def _params_html(exps: list[tuple[Path, dict]]) -> str:
+    rows = []
+    for _, s in exps:
+        params = s.get("params", {})
+        cells = "; ".join(f"{_esc(k)} = {_esc(_fmt(params[k]))}" for k in sorted(params))
+        rows.append(f"<tr><td>{_esc(s['name'])}</td><td>{cells}</td></tr>")
+    return (
+        "<details><summary>Parameters of every experiment</summary><table>"
+        "<tr><th>experiment</th><th>parameters</th></tr>" + "".join(rows) + "</table></details>"
+    )
+
+
+def render_html(top: dict, exps: list[tuple[Path, dict]]) -> str:
+    """The report page as a string (deterministic in its inputs)."""
+    quick = bool(top.get("quick"))
+    if top.get("kind") == "reproduce":
+        title = "Chen & Luo (2024), three-layer networks: initial condensation — reproduction"
+    else:
+        title = f"{top['title']} ({top['name']})"
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{_esc(title)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{_esc(title)}</h1>",
+    ]
+    if quick:
+        out.append(
+            '<p class="note"><strong>Quick mode:</strong> reduced parameters for a fast '
+            "check; the numbers are less accurate than those of a full run.</p>"
+        )
+    toc = "".join(f'<li><a href="#{_esc(s["name"])}">{_esc(s["title"])}</a></li>' for _, s in exps)
+    out.append(f"<ul>{toc}</ul>")
+    out.append(f'<h2 id="setup">{_esc(SECTIONS["setup"])}</h2>')
+    out.append(_SETUP)
+    out.append(_params_html(exps))
+    for key, section_title in SECTIONS.items():
+        members = [(d, s) for d, s in exps if s.get("section") == key]
+        if not members:
+            continue
+        if key != "setup":
+            out.append(f'<h2 id="section-{_esc(key)}">{_esc(section_title)}</h2>')
+        out.extend(_experiment_html(d, s) for d, s in members)
+    unknown = [(d, s) for d, s in exps if s.get("section") not in SECTIONS]
+    if unknown:
+        out.append('<h2 id="section-other">Other experiments</h2>')
+        out.extend(_experiment_html(d, s) for d, s in unknown)
+    out.append("<h2>Every headline number</h2>")
+    rows = "".join(
+        f'<tr><td>{_esc(s["name"])}</td><td>{_esc(k)}</td><td class="num">{_esc(_fmt(v))}</td></tr>'
+        for _, s in exps
+        for k, v in sorted(s.get("headline", {}).items())
+    )
+    out.append(f"<table><tr><th>experiment</th><th>number</th><th>value</th></tr>{rows}</table>")
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+def render_report(directory: str | Path) -> Path:
+    """(Re-)write ``directory/report.html`` from the stored results; returns its path."""
+    d = Path(directory)
+    top, exps = load_run(d)
+    page = render_html(top, exps)
+    path = d / REPORT
+    atomic_write_bytes(path, page.encode("utf-8"))
+    return path
