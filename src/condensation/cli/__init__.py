@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from condensation.cli import _experiments, _train
+from condensation.cli import _effective, _experiments, _matrix, _train
 from condensation.cli._common import console_err
 from condensation.errors import InputError, NumericalError
 
@@ -28,7 +28,9 @@ def _root() -> None:
 
 
 _train.register(app)
+_effective.register(app)
 _experiments.register(app)
+_matrix.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,65 @@
+"""``condensation effective``."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Annotated
+
+import typer
+
+from condensation.blowup import Tolerances
+from condensation.cli._common import ConfigArg, OutOpt, SetOpt, console, console_err
+from condensation.config import load_config
+from condensation.effective import FORMS, RegimeWarning
+from condensation.errors import InputError
+from condensation.runs.effective import run_effective, write_effective_run
+from condensation.store import check_out_dir, run_directory
+
+
+def effective_cmd(
+    config: ConfigArg = None,
+    set_: SetOpt = None,
+    out: OutOpt = ...,
+    form: Annotated[str, typer.Option(help="full (any depth) or reduced (a, W, c; depth 3).")] = "full",
+    compare_gd: Annotated[
+        bool, typer.Option("--compare-gd", help="Also run GD from the same init and compare.")
+    ] = False,
+    rtol: Annotated[float, typer.Option(help="Relative tolerance of the solver.")] = 1e-12,
+) -> None:
+    """Integrate the effective dynamics of each ensemble member through its blow-up.
+
+    Example: condensation effective configs/default.toml --compare-gd --out runs/effective
+    """
+    cfg = load_config(config, set_ or [])
+    if form not in FORMS:
+        raise InputError("--form", form, "unknown form", f"use one of {', '.join(FORMS)}")
+    if not 0 < rtol < 1e-3:
+        raise InputError("--rtol", rtol, "must be in (0, 1e-3)", "use e.g. --rtol 1e-12")
+    check_out_dir(out)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RegimeWarning)
+        with console_err.status("integrating the effective dynamics"):
+            run = run_effective(cfg, form=form, compare_gd=compare_gd,
+                                tol=Tolerances(rtol=rtol, atol=rtol * 1e-2))
+    for w in caught:
+        if issubclass(w.category, RegimeWarning):
+            console_err.print(f"[yellow]warning:[/] {w.message}", highlight=False)
+    with run_directory(out) as tmp:
+        s = write_effective_run(run, tmp)
+    for m in s["members"]:
+        line = f"seed {m['seed']} eps {m['scale']:.3g}: {m['status']}"
+        if m.get("T_star") is not None:
+            line += (f", T* = {m['T_star']:.10g} (rel. error {m['T_star_rel_error']:.1e}, bounds "
+                     f"[{m['T_star_lower']:.6g}, {m['T_star_upper']:.6g}])")
+        if m.get("growth_rate") is not None:
+            line += f", growth rate {m['growth_rate']:.6g}, time to 1e6x norm {m['time_to_norm']:.6g}"
+        if "gd_escape_time" in m:
+            line += f", GD escape {m['gd_escape_time']}"
+        if m.get("final_stage_entry_time") is not None:
+            line += f", final stage from t = {m['final_stage_entry_time']:.6g}"
+        console.print(line, highlight=False)
+    console.print(f"wrote {out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("effective")(effective_cmd)

@@ -1,0 +1,100 @@
+"""The theorems' checkable quantities (THEORY §3–§5), as reconstructed here.
+
+The paper's exact statements were not available to this project; these are
+the reconstructions of ``docs/THEORY.md``, each confirmed numerically.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from condensation.errors import NumericalError
+
+CRITERION_BLOWS_UP = "blows up"
+CRITERION_CANNOT_TELL = "cannot tell"
+
+
+def energy_ratio_limit(z_norm: float) -> float:
+    """The limit (and upper bound) of ``E / rho^(3/2)``: ``|z| 3^(-3/2)``."""
+    return z_norm * 3.0**-1.5
+
+
+def t_star_bounds(t0: float, rho0: float, e0: float, z_norm: float) -> tuple[float, float]:
+    """``t0 + sqrt(3)/(|z| sqrt(rho0)) <= T* <= t0 + rho0/(3 E0)``, valid when ``E0 > 0``."""
+    if not e0 > 0:
+        return float("nan"), float("nan")
+    return t0 + math.sqrt(3.0) / (z_norm * math.sqrt(rho0)), t0 + rho0 / (3.0 * e0)
+
+
+def bounds_from_steps(steps: dict, z_norm: float) -> tuple[float, float, float]:
+    """The bounds taken at the first recorded time with ``E > 0``: (t0, lower, upper)."""
+    pos = np.nonzero(steps["E"] > 0)[0]
+    if pos.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    i = pos[0]
+    lo, hi = t_star_bounds(float(steps["t"][i]), float(steps["rho"][i]), float(steps["E"][i]), z_norm)
+    return float(steps["t"][i]), lo, hi
+
+
+def blowup_criterion(a, w, c, z_norm: float, rel_tol: float = 1e-12) -> str:
+    """Sufficient condition at t = 0 (THEORY §4), for depth 3.
+
+    ``a a^T - W W^T`` not negative semidefinite AND ``W^T W - c c^T/|z|^2`` not
+    positive semidefinite ⇒ "blows up"; otherwise "cannot tell" (the condition is
+    sufficient, not necessary).
+    """
+    a, w, c = (np.asarray(v, dtype=float) for v in (a, w, c))
+    p = np.outer(a, a) - w @ w.T
+    q = w.T @ w - np.outer(c, c) / z_norm**2
+    scale = rel_tol * (a @ a + np.sum(w * w) + c @ c / z_norm**2)
+    not_nsd = np.linalg.eigvalsh(p)[-1] > scale
+    not_psd = np.linalg.eigvalsh(q)[0] < -scale
+    return CRITERION_BLOWS_UP if (not_nsd and not_psd) else CRITERION_CANNOT_TELL
+
+
+def energy_ratio(steps: dict) -> np.ndarray:
+    """``E / rho^(3/2)`` along the recorded steps."""
+    return steps["E"] / steps["rho"] ** 1.5
+
+
+def check_three_layer_run(
+    steps: dict,
+    t_star: float,
+    bounds: tuple[float, float],
+    z_norm: float,
+    *,
+    drift_tol: float = 1e-8,
+    bound_slack: float = 1e-9,
+) -> dict[str, float]:
+    """Check a depth-3 effective solve against the theory; raise if it disagrees.
+
+    - T* inside its bounds (relative slack ``bound_slack``),
+    - conservation laws drift at most ``drift_tol`` (relative),
+    - ``E / rho^(3/2)`` non-decreasing (to rounding) and at most ``|z| 3^(-3/2)``.
+    Returns the measured numbers.
+    """
+    drift = float(np.max(steps["law_drift"]))
+    if "matrix_law_drift" in steps:
+        drift = max(drift, float(np.max(steps["matrix_law_drift"])))
+    ratio = energy_ratio(steps)
+    limit = energy_ratio_limit(z_norm)
+    decrease = float(np.max(np.maximum(-np.diff(ratio), 0.0), initial=0.0) / limit)
+    over = float(np.max(ratio) / limit - 1.0)
+    out = {"max_invariant_drift": drift, "energy_ratio_max_decrease": decrease,
+           "energy_ratio_final": float(ratio[-1]), "energy_ratio_limit": limit}
+    problems = []
+    lo, hi = bounds
+    if np.isfinite(t_star) and np.isfinite(lo):
+        if t_star < lo * (1 - bound_slack) or t_star > hi * (1 + bound_slack):
+            problems.append(f"T* = {t_star:.12g} outside its bounds [{lo:.12g}, {hi:.12g}]")
+    if drift > drift_tol:
+        problems.append(f"conservation laws drift by {drift:.2e} > {drift_tol:.0e}")
+    if decrease > 1e-9:
+        problems.append(f"E/rho^(3/2) decreased by {decrease:.2e} of its limit")
+    if over > 1e-9:
+        problems.append(f"E/rho^(3/2) exceeds its limit |z| 3^(-3/2) by {over:.2e} (relative)")
+    if problems:
+        raise NumericalError("effective solve disagrees with the theory: " + "; ".join(problems))
+    return out
