@@ -39,11 +39,12 @@ DEFAULTS = {
     "activation": "tanh",
     "lr": 0.05,
     "steps": 12000,
+    "linear_snapshots": 400,  # equally spaced snapshots (plus 60 log-spaced)
     "data_seed": 0,
     "n": 100,
     "d": 5,
 }
-QUICK = {"scale": 3e-3, "steps": 4000}
+QUICK = {"scale": 3e-3, "steps": 4000, "linear_snapshots": 200}
 
 FIGURES = (
     Figure(
@@ -93,7 +94,11 @@ def _config(p: dict):
             "data": {"dataset": "teacher", "n": p["n"], "d": p["d"], "seed": p["data_seed"]},
             "model": {"depth": 3, "widths": p["widths"], "activation": p["activation"]},
             "init": {"scale": p["scale"], "seed": p["seed"]},
-            "train": {"lr": p["lr"], "steps": p["steps"]},
+            "train": {
+                "lr": p["lr"],
+                "steps": p["steps"],
+                "linear_snapshots": p["linear_snapshots"],
+            },
         }
     )
 
