@@ -190,10 +190,11 @@ def test_trainer_matches_plain_gd(kind):
     ens = mx.init_ensemble(cfg, pb.shape)
     r = mx.train_factorisation(pb, ens.params, lr=0.01, steps=30, snapshots=np.array([0, 7, 30]))
     loss = cm.completion_loss if kind == "completion" else cm.sensing_loss
+    grad = jax.jit(jax.grad(loss))
     for e in range(2):
         f = [np.asarray(p[e]) for p in ens.params]
         for _ in range(30):
-            g = jax.grad(loss)(tuple(f), *pb.operator())
+            g = grad(tuple(f), *pb.operator())
             f = [w - 0.01 * np.asarray(gw) for w, gw in zip(f, g)]
         for got, want in zip(r.final_params, f):
             np.testing.assert_allclose(got[e], want, rtol=1e-12, atol=1e-15)
@@ -373,20 +374,18 @@ def test_two_by_two_unobserved_entry_diverges():
 
 
 def test_one_row_T_star_equals_network_T_star(rng):
-    """The network's effective T* (``full_field``) from the deep-factorisation solve, to 1e-10."""
-    from condensation.blowup import blowup
+    """``M_O = z^T``: the deep-factorisation T* is the three-layer network's effective T*
+    (:mod:`condensation.effective`) to 1e-10."""
+    from condensation.effective import build_system, solve
 
     d, m1, m2 = 4, 6, 5
     params = tuple(1e-3 * rng.standard_normal(s) for s in ((m1, d), (m2, m1), (1, m2)))
     z = rng.standard_normal(d)
     ours = mx.effective_blowup(params, z[None, :])
-    net = blowup(_network_field, params, 2, (jnp.asarray(z),))
-    assert ours.blew_up and net.blew_up
+    assert ours.blew_up
+    net = solve(build_system(params, z, form="full"))
+    assert net.blew_up
     assert abs(ours.T_star - net.T_star) <= 1e-10 * net.T_star
-
-
-def _network_field(y, args):
-    return full_field(y, args[0])
 
 
 @pytest.mark.slow

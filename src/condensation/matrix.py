@@ -28,7 +28,9 @@ Measurements
     singular vectors), entropy effective rank, nuclear norm, alignment of the
     rows of ``W1`` with ``v1`` (top right singular vector of ``M_O``), the time
     each tracked singular value first reaches half its final value, the escape
-    time (``loss <= loss_0 / 2``), the effective blow-up time ``T*`` and the
+    time (``loss <= loss_0 / 2``, the network trainer's convention), the plateau
+    exit time (``loss <= 0.9 loss_0``: with several comparable components the
+    first blow-up removes less than half the loss), the effective ``T*`` and the
     final-stage entry time of the triple ``(W3^T u1, W2, W1 v1)`` (depth 3).
 
 Baseline
@@ -67,6 +69,7 @@ SCHEMES = ("gaussian", "balanced", "identity")
 SPECTRA = ("gaussian", "flat")
 ALIGNED = 0.95  # |cos(row, v1)| above which a row of W1 counts as condensed onto v1
 PLATEAU_RANK = 1.2  # effective rank below which the product counts as rank one
+PLATEAU_EXIT = 0.1  # the loss has left its first plateau once down by this fraction
 
 
 # ---- configuration -------------------------------------------------------------------
@@ -520,7 +523,7 @@ def _make_interval(kind: str, lr: float, track_final_stage: bool):
     loss = _loss_fn(kind)
 
     def step(k, carry, op0, op1, u1, v1):
-        params, loss0, esc_step, esc_w1, div_step, fs_step = carry
+        params, loss0, esc_step, esc_w1, div_step, fs_step, exit_step = carry
         l, g = jax.value_and_grad(loss)(params, op0, op1)
         new = tuple(p - lr * gp for p, gp in zip(params, g))
         alive = div_step < 0
@@ -530,11 +533,13 @@ def _make_interval(kind: str, lr: float, track_final_stage: bool):
         escaped_now = alive & (esc_step < 0) & (l <= 0.5 * loss0)
         esc_step = jnp.where(escaped_now, k, esc_step)
         esc_w1 = jnp.where(escaped_now, params[0], esc_w1)
+        left = alive & (exit_step < 0) & (l <= (1.0 - PLATEAU_EXIT) * loss0)
+        exit_step = jnp.where(left, k, exit_step)
         if track_final_stage:
             a, w, c = cm.reduced_triple(params, u1, v1)
             fs_step = jnp.where(alive & (fs_step < 0) & final_stage_holds(a, w, c), k, fs_step)
         params = tuple(jnp.where(ok, n, p) for n, p in zip(new, params))
-        return params, loss0, esc_step, esc_w1, div_step, fs_step
+        return params, loss0, esc_step, esc_w1, div_step, fs_step, exit_step
 
     def interval(carry, op0, op1, u1, v1, start, stop):
         return jax.lax.fori_loop(start, stop, partial(step, op0=op0, op1=op1, u1=u1, v1=v1), carry)
@@ -583,6 +588,7 @@ class FactorisationResult:
     tracked_singular_values: np.ndarray  # (E, K, r): u_k(T)^T X(t) v_k(T)
     final_params: list[np.ndarray]  # W_k (E, *shape_k)
     escape_step: np.ndarray  # (E,) first step with loss <= loss_0 / 2, -1 if never
+    plateau_exit_step: np.ndarray  # (E,) first step with loss <= (1 - PLATEAU_EXIT) loss_0
     escape_w1: np.ndarray  # (E, h, n2) W1 at the escape step
     diverged_step: np.ndarray  # (E,) -1 if none
     final_stage_step: np.ndarray  # (E,) depth 3: first step in the final-stage set, -1 otherwise
@@ -634,7 +640,7 @@ def train_factorisation(
     m0 = meas(params, op0, op1, mj, tmj, v1j)
     series = {k: [np.asarray(v)] for k, v in m0.items()}
     minus1 = -jnp.ones(n_members, dtype=jnp.int64)
-    carry = (params, m0["loss"], minus1, params[0], minus1, minus1)
+    carry = (params, m0["loss"], minus1, params[0], minus1, minus1, minus1)
     run = partial(_run_interval, kind=problem.kind, lr=float(lr), track_final_stage=depth == 3)
     for start, stop in zip(steps_k[:-1], steps_k[1:]):
         carry = run(carry, op0, op1, u1j, v1j, jnp.int64(start), jnp.int64(stop))
@@ -643,7 +649,7 @@ def train_factorisation(
             series[k].append(np.asarray(v))
         if progress is not None:
             progress(int(stop))
-    params, loss0, esc_step, esc_w1, div_step, fs_step = carry
+    params, loss0, esc_step, esc_w1, div_step, fs_step, exit_step = carry
     series = {k: np.stack(v, axis=1).astype(float) for k, v in series.items()}
     # singular values on the host: LAPACK's values-only SVD is far cheaper than XLA's
     sv = np.linalg.svd(series["x"], compute_uv=False)  # (E, K, min(n1, n2))
@@ -668,6 +674,7 @@ def train_factorisation(
         tracked_singular_values=np.stack(tracked),
         final_params=[np.asarray(p, dtype=float) for p in params],
         escape_step=esc_step,
+        plateau_exit_step=np.asarray(exit_step),
         escape_w1=esc_w1.astype(float),
         diverged_step=div_step,
         final_stage_step=np.asarray(fs_step),
@@ -766,7 +773,12 @@ def _svt(z: np.ndarray, tau: float) -> np.ndarray:
 
 
 def min_nuclear_norm(
-    problem: Problem, *, tol: float = 1e-7, max_iter: int = 20000, rho: float | None = None
+    problem: Problem,
+    *,
+    tol: float = 1e-6,
+    max_iter: int = 5000,
+    rho: float | None = None,
+    relax: float = 1.6,
 ) -> NuclearResult:
     """``min |X|_*`` subject to ``A(X) = y`` (completion: ``P_Omega(X) = P_Omega(M)``).
 
@@ -803,8 +815,9 @@ def min_nuclear_norm(
     for iterations in range(1, max_iter + 1):  # noqa: B007 (reported below)
         x = _svt(z - w, 1.0 / rho)
         z_prev = z
-        z = project(x + w)
-        w = w + x - z
+        x_relaxed = relax * x + (1.0 - relax) * z_prev  # over-relaxation (Boyd et al. §3.4.3)
+        z = project(x_relaxed + w)
+        w = w + x_relaxed - z
         r_primal = np.linalg.norm(x - z)
         r_dual = rho * np.linalg.norm(z - z_prev)
         if r_primal < tol * scale and r_dual < tol * scale:

@@ -96,6 +96,8 @@ def member_summaries(run: MatrixRun) -> list[dict]:
         b = run.blowups[i] if run.blowups is not None else None
         t_star = b.T_star if b is not None and b.blew_up else float("nan")
         esc_t = esc * r.lr if esc >= 0 else float("nan")
+        ex = r.plateau_exit_step[i]
+        exit_t = ex * r.lr if ex >= 0 else float("nan")
         plateau = mx.longest_stretch_below(times, s["effective_rank"][i], mx.PLATEAU_RANK)
         x0 = mx.row_alignment_np(r.escape_w1[i], run_v1(run)) if esc >= 0 else None
         out.append(
@@ -116,6 +118,8 @@ def member_summaries(run: MatrixRun) -> list[dict]:
                 "T_star_effective": _opt(t_star),
                 "T_star_rel_error": _opt(b.T_star_rel_error) if b is not None else None,
                 "escape_over_T_star": _opt(esc_t / t_star),
+                "plateau_exit_time": _opt(exit_t),
+                "plateau_exit_over_T_star": _opt(exit_t / t_star),
                 "final_stage_entry_time": float(fs * r.lr) if fs >= 0 else None,
                 "rank_one_plateau": list(plateau) if plateau is not None else None,
                 "median_abs_cos_v1_at_escape": float(np.median(x0)) if x0 is not None else None,
@@ -184,6 +188,7 @@ def write_matrix_run(run: MatrixRun, out: Path) -> dict:
     save_arrays(
         out / "arrays" / "final_factors.npz",
         escape_step=r.escape_step,
+        plateau_exit_step=r.plateau_exit_step,
         escape_W1=r.escape_w1,
         **{f"W{k + 1}": w for k, w in enumerate(r.final_params)},
     )
@@ -261,11 +266,13 @@ EXPERIMENT_DEFAULTS: dict[str, Any] = {
     "n": 20,
     "rank": 2,
     "spectrum": "gaussian",
-    "problem_seed": 0,
-    "observed": [80, 100, 120, 142, 170, 200, 250, 300],
+    "problem_seeds": [0, 1, 2],  # sweep: median over problem seeds x init seeds
+    "observed": [80, 100, 120, 142, 170, 200, 250],
+    "trajectory_problem_seed": 4,  # the problem of configs/matrix_completion.toml
     "trajectory_observed": 142,
+    "trajectory_snapshots": [40, 240],  # log-spaced, equally spaced
     "depths": [1, 2, 3, 4],
-    "seeds": [0, 1, 2],
+    "seeds": [0],
     # init scale per depth (depth 4 at 1e-3 would escape only after t ~ 1e4)
     "eps": [1e-3, 1e-3, 1e-3, 1e-2],
     "lr": [0.2, 0.01, 0.003, 0.003],
@@ -274,14 +281,17 @@ EXPERIMENT_DEFAULTS: dict[str, Any] = {
 }
 EXPERIMENT_QUICK: dict[str, Any] = {
     "observed": [120, 200],
-    "seeds": [0],
-    "time": [50.0, 50.0, 120.0, 80.0],
+    "problem_seeds": [0],
+    "trajectory_snapshots": [20, 100],
+    "time": [30.0, 50.0, 120.0, 80.0],
     "lr": [0.2, 0.01, 0.004, 0.004],
     "t_star": False,
 }
 
 
-def _depth_cfg(params: dict, depth: int, observed: int, snapshots: tuple[int, int]):
+def _depth_cfg(
+    params: dict, depth: int, observed: int, problem_seed: int, snapshots: tuple[int, int]
+):
     j = params["depths"].index(depth)
     lr = float(params["lr"][j])
     steps = max(1, int(round(float(params["time"][j]) / lr)))
@@ -292,7 +302,7 @@ def _depth_cfg(params: dict, depth: int, observed: int, snapshots: tuple[int, in
                 "rank": params["rank"],
                 "spectrum": params["spectrum"],
                 "observed": observed,
-                "seed": params["problem_seed"],
+                "seed": problem_seed,
             },
             "model": {"depth": depth},
             "init": {"scale": float(params["eps"][j]), "seeds": list(params["seeds"])},
@@ -323,39 +333,44 @@ def run_experiment(
     (out_dir / "arrays").mkdir(parents=True, exist_ok=True)
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
     depths, observed = list(params["depths"]), list(params["observed"])
-    n_seeds = len(params["seeds"])
-    rmse = np.full((len(depths), len(observed), n_seeds), np.nan)
+    problem_seeds = list(params["problem_seeds"])
+    n_members = len(problem_seeds) * len(params["seeds"])
+    rmse = np.full((len(depths), len(observed), n_members), np.nan)
     erank = np.full_like(rmse, np.nan)
-    nuc_rmse = np.full(len(observed), np.nan)
-    nuc_erank = np.full(len(observed), np.nan)
+    nuc_rmse = np.full((len(observed), len(problem_seeds)), np.nan)
+    nuc_erank = np.full_like(nuc_rmse, np.nan)
     head: dict[str, float | int | bool | None] = {}
-    total = len(depths) * len(observed)
+    total = len(depths) * len(observed) * len(problem_seeds)
     done = 0
     for jo, n_obs in enumerate(observed):
-        problem = None
-        for jd, depth in enumerate(depths):
-            cfg = _depth_cfg(params, depth, n_obs, (20, 20))
-            if problem is None:
-                problem = mx.load_problem(cfg.problem)
-            run = run_matrix(cfg, problem=problem, t_star=False, baseline=False)
-            rmse[jd, jo] = run.result.series["test_rmse"][:, -1]
-            erank[jd, jo] = run.result.series["effective_rank"][:, -1]
-            done += 1
-            if progress is not None:
-                progress("matrix sweep (depth x observations)", done, total)
-        base = mx.matrix_errors(problem, mx.min_nuclear_norm(problem).x)
-        nuc_rmse[jo], nuc_erank[jo] = base["test_rmse"], base["effective_rank"]
+        for jp, pseed in enumerate(problem_seeds):
+            problem = None
+            members = slice(jp * len(params["seeds"]), (jp + 1) * len(params["seeds"]))
+            for jd, depth in enumerate(depths):
+                cfg = _depth_cfg(params, depth, n_obs, pseed, (20, 20))
+                if problem is None:
+                    problem = mx.load_problem(cfg.problem)
+                run = run_matrix(cfg, problem=problem, t_star=False, baseline=False)
+                rmse[jd, jo, members] = run.result.series["test_rmse"][:, -1]
+                erank[jd, jo, members] = run.result.series["effective_rank"][:, -1]
+                done += 1
+                if progress is not None:
+                    progress("matrix sweep (depth x observations x problems)", done, total)
+            base = mx.matrix_errors(problem, mx.min_nuclear_norm(problem).x)
+            nuc_rmse[jo, jp], nuc_erank[jo, jp] = base["test_rmse"], base["effective_rank"]
     for jd, depth in enumerate(depths):
         for jo, n_obs in enumerate(observed):
             head[f"test_rmse_depth{depth}_obs{n_obs}"] = float(np.median(rmse[jd, jo]))
             head[f"effective_rank_depth{depth}_obs{n_obs}"] = float(np.median(erank[jd, jo]))
     for jo, n_obs in enumerate(observed):
-        head[f"nuclear_test_rmse_obs{n_obs}"] = float(nuc_rmse[jo])
+        head[f"nuclear_test_rmse_obs{n_obs}"] = float(np.median(nuc_rmse[jo]))
     save_arrays(
         out_dir / "arrays" / "matrix_sweep.npz",
         depths=np.asarray(depths),
         observed=np.asarray(observed),
-        test_rmse=rmse,
+        problem_seeds=np.asarray(problem_seeds),
+        init_seeds=np.asarray(params["seeds"]),
+        test_rmse=rmse,  # (depth, observed, problem seed x init seed)
         effective_rank=erank,
         nuclear_test_rmse=nuc_rmse,
         nuclear_effective_rank=nuc_erank,
@@ -367,7 +382,13 @@ def run_experiment(
     for depth in (2, 3):
         if depth not in depths:
             continue
-        cfg = _depth_cfg(params, depth, int(params["trajectory_observed"]), (60, 300))
+        cfg = _depth_cfg(
+            params,
+            depth,
+            int(params["trajectory_observed"]),
+            int(params["trajectory_problem_seed"]),
+            tuple(params["trajectory_snapshots"]),
+        )
         cfg = dataclasses.replace(
             cfg, init=dataclasses.replace(cfg.init, seeds=(params["seeds"][0],))
         )
@@ -407,10 +428,10 @@ def _plot_sweep(depths, observed, rmse, erank, nuc_rmse, nuc_erank, fig_dir: Pat
     for jd, depth in enumerate(depths):
         axs[0].plot(observed, np.median(rmse[jd], axis=1), "o-", label=f"depth {depth}")
         axs[1].plot(observed, np.median(erank[jd], axis=1), "o-", label=f"depth {depth}")
-    axs[0].plot(observed, nuc_rmse, "k^--", label="min nuclear norm")
-    axs[1].plot(observed, nuc_erank, "k^--", label="min nuclear norm")
+    axs[0].plot(observed, np.median(nuc_rmse, axis=1), "k^--", label="min nuclear norm")
+    axs[1].plot(observed, np.median(nuc_erank, axis=1), "k^--", label="min nuclear norm")
     axs[0].set_yscale("log")
-    axs[0].set_ylabel("test RMSE (median over seeds)")
+    axs[0].set_ylabel("test RMSE (median over problems x seeds)")
     axs[1].set_ylabel("effective rank of X")
     for a in axs:
         a.set_xlabel("observed entries")
