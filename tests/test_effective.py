@@ -74,10 +74,20 @@ def _random_three_layer(rng, m1, m2, d=5, eps=1e-3):
 def test_forms_agree_and_invariants_hold(rng):
     z = rng.standard_normal(5) * 0.3
     params = _random_three_layer(rng, 12, 9)
-    sols = {f: solve(build_system(params, z, form=f)) for f in ("full", "reduced")}
+    sols = {f: solve(build_system(params, z, form=f)) for f in ("full", "reduced", "spectral")}
     full, red = sols["full"], sols["reduced"]
-    assert full.blew_up and red.blew_up
+    assert full.blew_up and red.blew_up and sols["spectral"].blew_up
     assert abs(full.T_star - red.T_star) <= 1e-10 * full.T_star
+    assert abs(full.T_star - sols["spectral"].T_star) <= 1e-10 * full.T_star
+    # the forms agree on the trajectory too, not only on T*
+    times = full.T_star * np.array([0.5, 0.9, 0.999])
+    _, p_full = trajectory(build_system(params, z, form="full"), full, times)
+    _, p_red = trajectory(build_system(params, z, form="reduced"), red, times)
+    for a, b in zip(p_full, p_red):
+        # the two solves land on slightly different times; compare relative to size
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6 * np.max(np.abs(a)))
+    assert sols["spectral"].steps["E"][0] == pytest.approx(full.steps["E"][0], rel=1e-12)
+    assert sols["spectral"].steps["rho"][0] == pytest.approx(full.steps["rho"][0], rel=1e-12)
     for sol in (full, red):
         st = sol.steps
         assert st["rho"][-1] / st["rho"][0] > 1e8
@@ -100,7 +110,9 @@ def test_against_scipy_reference(rng):
     y0 = np.concatenate([a[0], w.ravel(), b.ravel()])
     # scipy at fixed times well before T*: same trajectory
     t_eval = sol.T_star * np.array([0.3, 0.9, 0.99])
-    ref = solve_ivp(rhs, (0, t_eval[-1]), y0, method="DOP853", rtol=1e-12, atol=1e-16, t_eval=t_eval)
+    ref = solve_ivp(
+        rhs, (0, t_eval[-1]), y0, method="DOP853", rtol=1e-12, atol=1e-16, t_eval=t_eval
+    )
     t, (bt, wt, at) = trajectory(build_system([b, w, a], z), sol, t_eval)
     for i in range(3):
         ours = np.concatenate([at[i, 0], wt[i].ravel(), bt[i].ravel()])

@@ -27,12 +27,14 @@ from __future__ import annotations
 from collections.abc import Callable
 import dataclasses
 from dataclasses import dataclass, field
-from functools import partial
+from functools import lru_cache, partial
 
 import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from condensation.errors import NumericalError
 
 Field = Callable  # (y, args) -> dy/dt, homogeneous of degree k in y
 Diagnostic = Callable  # (y, args) -> dict of scalars, evaluated at every step
@@ -94,12 +96,27 @@ class Blowup:
     time_to_norm: float = float("nan")  # degree 1: time to grow the norm by norm_growth
 
 
-def _polar_field(k: int, fld: Field):
-    def vf(s, state, args):
-        u, r, t = state
+@lru_cache(maxsize=None)
+def homogeneous_polar(fld: Field):
+    """The polar form ``(du/ds, dr/ds)`` of a field homogeneous of some degree."""
+
+    def polar(u, r, args):
         f = fld(u, args)
         rate = _vdot(u, f)
-        du = jax.tree.map(lambda fi, ui: fi - rate * ui, f, u)
+        return jax.tree.map(lambda fi, ui: fi - rate * ui, f, u), rate
+
+    return polar
+
+
+def scale_lift(u, big_r, args):
+    """``y = exp(R) u``: the state of a homogeneous field from its polar variables."""
+    return jax.tree.map(lambda x: jnp.exp(big_r) * x, u)
+
+
+def _polar_vf(k: int, polar):
+    def vf(s, state, args):
+        u, r, t = state
+        du, rate = polar(u, r, args)
         return du, rate, jnp.exp(-(k - 1) * r)
 
     return vf
@@ -110,20 +127,28 @@ def _remaining(k, r, rate):
     return jnp.where(rate > 0, jnp.exp(-(k - 1) * r) / ((k - 1) * rate), jnp.inf)
 
 
-@partial(jax.jit, static_argnames=("fld", "diag", "k", "tol"))
-def _solve(u0, r0, args, f0norm, *, fld: Field, diag: Diagnostic | None, k: int, tol: Tolerances):
-    """One solve from the unit-scale state ``u0``; ``r0 = log|y0|`` only feeds ``diag``."""
-    vf = _polar_field(k, fld)
+def _speed(du, rate):
+    return jnp.sqrt(_vdot(du, du) + rate * rate)
+
+
+@partial(jax.jit, static_argnames=("polar", "lift", "diag", "k", "tol"))
+def _solve(u0, r0, args, f0norm, *, polar, lift, diag: Diagnostic | None, k: int, tol: Tolerances):
+    """One solve of the polar system from ``(u0, r = 0, t = 0)``.
+
+    ``polar(u, r, args) -> (du/ds, dr/ds)``; ``lift(u, r0 + r, args)`` rebuilds
+    the original state for ``diag``; ``f0norm`` is the polar speed at the start.
+    """
+    vf = _polar_vf(k, polar)
     t_max = tol.max_time_factor / f0norm
 
     def blew_up(s, state, args, **kw):
         u, r, t = state
-        rate = _vdot(u, fld(u, args))
+        _, rate = polar(u, r, args)
         return (k > 1) & (r > 1.0) & (_remaining(k, r, rate) < tol.t_tol * t)
 
     def at_equilibrium(s, state, args, **kw):
         u, r, t = state
-        return _norm(fld(u, args)) < tol.equilibrium_tol * f0norm * _norm(u) ** k
+        return _speed(*polar(u, r, args)) < tol.equilibrium_tol * f0norm
 
     def norm_reached(s, state, args, **kw):
         return (k == 1) & (state[1] > jnp.log(tol.norm_growth))
@@ -133,19 +158,17 @@ def _solve(u0, r0, args, f0norm, *, fld: Field, diag: Diagnostic | None, k: int,
 
     def save(s, state, args):
         u, r, t = state
-        f = fld(u, args)
-        rate = _vdot(u, f)
+        du, rate = polar(u, r, args)
         out = {
             "s": s,
             "t": t,
             "log_growth": r,
             "rate_s": rate,
-            "field_norm": _norm(f),
+            "field_norm": _speed(du, rate),
             "T_est": t + _remaining(k, r, rate),
         }
         if diag is not None:
-            y = jax.tree.map(lambda x: jnp.exp(r0 + r) * x, u)
-            out.update(diag(y, args))
+            out.update(diag(lift(u, r0 + r, args), args))
         return out
 
     event = diffrax.Event(
@@ -165,8 +188,7 @@ def _solve(u0, r0, args, f0norm, *, fld: Field, diag: Diagnostic | None, k: int,
         max_steps=tol.max_steps,
         throw=False,
     )
-    mask = sol.event_mask
-    return sol.ys[0], sol.stats["num_accepted_steps"], mask, sol.result == diffrax.RESULTS.max_steps_reached
+    return sol.ys[0], sol.stats["num_accepted_steps"], sol.event_mask
 
 
 def _normalise(y0):
@@ -181,26 +203,36 @@ def _finish(saved, n_steps, mask, k, n0, tol) -> Blowup:
     for key in ("t", "T_est"):
         steps[key] = steps[key] * scale
     steps["rate"] = steps.pop("rate_s") * np.exp((k - 1) * steps["log_growth"]) / scale
-    if not all(np.all(np.isfinite(v)) for key, v in steps.items() if key != "T_est"):
-        bad = [key for key, v in steps.items() if key != "T_est" and not np.all(np.isfinite(v))]
-        from condensation.errors import NumericalError
-
+    bad = [key for key, v in steps.items() if key != "T_est" and not np.all(np.isfinite(v))]
+    if bad:
         raise NumericalError(f"the effective solve produced non-finite values in {bad}")
     mask = {key: bool(v) for key, v in mask.items()}
     status = (
-        "blow-up" if mask["blow-up"] else "equilibrium" if mask["equilibrium"]
-        else "norm-reached" if mask["norm"] else "max-time" if mask["time"]
+        "blow-up"
+        if mask["blow-up"]
+        else "equilibrium"
+        if mask["equilibrium"]
+        else "norm-reached"
+        if mask["norm"]
+        else "max-time"
+        if mask["time"]
         else "max-steps"
     )
-    conv = []
+    conv, seen = [], set()
     if k > 1:
         for j in range(1, 40):
             idx = np.nonzero(steps["log_growth"] >= j * np.log(10))[0]
             if idx.size == 0:
                 break
-            i = idx[0]
+            if idx[0] in seen:
+                continue
+            seen.add(idx[0])
             conv.append(
-                {"norm_growth": 10.0**j, "t": float(steps["t"][i]), "T_star_est": float(steps["T_est"][i])}
+                {
+                    "norm_growth": float(np.exp(steps["log_growth"][idx[0]])),
+                    "t": float(steps["t"][idx[0]]),
+                    "T_star_est": float(steps["T_est"][idx[0]]),
+                }
             )
     T_star, rel = float("nan"), float("nan")
     if status == "blow-up":
@@ -220,9 +252,96 @@ def _finish(saved, n_steps, mask, k, n0, tol) -> Blowup:
     )
     if k == 1:
         growth = steps["log_growth"]
-        reached = np.nonzero(growth >= np.log(tol.norm_growth))[0]
-        ttn = float(np.interp(np.log(tol.norm_growth), growth, steps["t"])) if reached.size else float("nan")
+        target = np.log(tol.norm_growth)
+        ttn = float(np.interp(target, growth, steps["t"])) if growth[-1] >= target else float("nan")
         out = dataclasses.replace(out, growth_rate=float(steps["rate"][-1]), time_to_norm=ttn)
+    return out
+
+
+@dataclass(frozen=True)
+class PolarProblem:
+    """A blow-up problem already in polar variables.
+
+    ``polar(u, r, args) -> (du/ds, dr/ds)`` with ``dt/ds = exp(-(k-1) r)`` in units
+    of ``exp(-(k-1) r0)``; ``lift(u, R, args)`` gives the original state at
+    ``R = r0 + r``.  Homogeneous fields get theirs from :func:`polar_problem`;
+    other reductions (a closed subsystem in another basis) supply their own.
+    """
+
+    polar: Callable
+    lift: Callable
+    k: int
+    u0: object
+    r0: float
+    args: object = ()
+
+    def f0(self) -> float:
+        return float(_speed(*self.polar(self.u0, jnp.zeros(()), self.args)))
+
+
+def polar_problem(fld: Field, y0, degree: int, args=()) -> PolarProblem:
+    """The polar form of ``y' = fld(y, args)``, homogeneous of ``degree``."""
+    if degree < 1:
+        raise ValueError(f"degree must be >= 1, got {degree}")
+    u0, n0 = _normalise(y0)
+    if n0 == 0 or not np.isfinite(n0):
+        raise ValueError(f"the initial state must be non-zero and finite, got norm {n0}")
+    return PolarProblem(homogeneous_polar(fld), scale_lift, degree, u0, float(np.log(n0)), args)
+
+
+def solve_polar(
+    prob: PolarProblem, *, diag: Diagnostic | None = None, tol: Tolerances = Tolerances()
+) -> Blowup:
+    """Integrate a polar problem through its blow-up (or to an equilibrium / norm)."""
+    f0 = prob.f0()
+    if f0 == 0.0:
+        return _no_drive(prob.k, float(np.exp(prob.r0)))
+    saved, n_steps, mask = _solve(
+        prob.u0,
+        prob.r0,
+        prob.args,
+        f0,
+        polar=prob.polar,
+        lift=prob.lift,
+        diag=diag,
+        k=prob.k,
+        tol=tol,
+    )
+    return _finish(saved, n_steps, mask, prob.k, float(np.exp(prob.r0)), tol)
+
+
+def solve_polar_batch(
+    probs: list[PolarProblem], *, diag: Diagnostic | None = None, tol: Tolerances = Tolerances()
+) -> list[Blowup]:
+    """Problems of one structure (same functions and shapes), in one vmapped solve.
+
+    Each member keeps its own adaptive step size; because every solve starts at
+    unit scale, members whose T* differ by orders of magnitude (different eps)
+    need about the same number of steps, so batching wastes little.
+    """
+    p = probs[0]
+    f0s = np.array([q.f0() for q in probs])
+    live = [i for i in range(len(probs)) if f0s[i] > 0]
+    out: list[Blowup | None] = [
+        None if f0s[i] > 0 else _no_drive(q.k, float(np.exp(q.r0))) for i, q in enumerate(probs)
+    ]
+    if live:
+        stack = partial(jax.tree.map, lambda *xs: jnp.stack(xs))
+        u0s = stack(*[probs[i].u0 for i in live])
+        args = stack(*[probs[i].args for i in live])
+        r0s = jnp.asarray([probs[i].r0 for i in live])
+        solve = partial(_solve, polar=p.polar, lift=p.lift, diag=diag, k=p.k, tol=tol)
+        saved, n_steps, mask = jax.vmap(solve)(u0s, r0s, args, jnp.asarray(f0s[live]))
+        for j, i in enumerate(live):
+            pick = partial(_take, i=j)
+            out[i] = _finish(
+                jax.tree.map(pick, saved),
+                n_steps[j],
+                jax.tree.map(pick, mask),
+                p.k,
+                float(np.exp(probs[i].r0)),
+                tol,
+            )
     return out
 
 
@@ -241,22 +360,12 @@ def blowup(
     static arguments of a compiled solve); array data goes in ``args``.
 
     >>> import jax.numpy as jnp
-    >>> sol = blowup(lambda y, a: y * y, jnp.array([0.5]), 2)   # x' = x^2, T* = 1/x0
-    >>> round(sol.T_star, 9)
+    >>> def square(y, args):
+    ...     return y * y
+    >>> round(blowup(square, jnp.array([0.5]), 2).T_star, 9)   # x' = x^2: T* = 1/x0
     2.0
     """
-    if degree < 1:
-        raise ValueError(f"degree must be >= 1, got {degree}")
-    u0, n0 = _normalise(y0)
-    if n0 == 0 or not np.isfinite(n0):
-        raise ValueError(f"the initial state must be non-zero and finite, got norm {n0}")
-    f0 = float(_norm(fld(u0, args)))
-    if f0 == 0.0:
-        return _no_drive(degree, n0)
-    saved, n_steps, mask, _ = _solve(
-        u0, jnp.log(n0), args, f0, fld=fld, diag=diag, k=degree, tol=tol
-    )
-    return _finish(saved, n_steps, mask, degree, n0, tol)
+    return solve_polar(polar_problem(fld, y0, degree, args), diag=diag, tol=tol)
 
 
 def blowup_batch(
@@ -272,53 +381,42 @@ def blowup_batch(
     """Many initial conditions (leading axis of every leaf of ``y0s``) in one vmapped solve.
 
     ``args_batched``: every leaf of ``args`` has a leading member axis too.
-
-    Each member keeps its own adaptive step size; because every solve starts at
-    unit scale, members whose T* differ by orders of magnitude (different eps)
-    need the same number of steps, so batching wastes little.
     """
-    leaves = jax.tree.leaves(y0s)
-    n_members = leaves[0].shape[0]
-    norms = np.sqrt(sum(np.sum(np.asarray(x).reshape(n_members, -1) ** 2, axis=1) for x in leaves))
-    if np.any(norms == 0) or not np.all(np.isfinite(norms)):
-        raise ValueError("every initial state must be non-zero and finite")
-    u0s = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64) / norms.reshape((-1,) + (1,) * (x.ndim - 1)), y0s)
-    ax = 0 if args_batched else None
-    f0s = jax.vmap(lambda u, a: _norm(fld(u, a)), in_axes=(0, ax))(u0s, args)
-    solve = partial(_solve, fld=fld, diag=diag, k=degree, tol=tol)
-    saved, n_steps, mask, _ = jax.vmap(solve, in_axes=(0, 0, ax, 0))(
-        u0s, jnp.log(jnp.asarray(norms)), args, f0s
-    )
-    out = []
-    for i in range(n_members):
-        if float(f0s[i]) == 0.0:
-            out.append(_no_drive(degree, float(norms[i])))
-            continue
-        pick = partial(_take, i=i)
-        out.append(
-            _finish(
-                jax.tree.map(pick, saved), n_steps[i], jax.tree.map(pick, mask),
-                degree, float(norms[i]), tol,
-            )
+    n = jax.tree.leaves(y0s)[0].shape[0]
+    probs = [
+        polar_problem(
+            fld,
+            jax.tree.map(partial(_take, i=i), y0s),
+            degree,
+            jax.tree.map(partial(_take, i=i), args) if args_batched else args,
         )
-    return out
+        for i in range(n)
+    ]
+    return solve_polar_batch(probs, diag=diag, tol=tol)
 
 
 def _take(x, i):
-    return np.asarray(x)[i]
+    return None if x is None else np.asarray(x)[i]
 
 
 def _no_drive(k: int, n0: float) -> Blowup:
     return Blowup(
-        status="no-drive", blew_up=False, T_star=float("nan"), T_star_rel_error=float("nan"),
-        degree=k, time_scale=n0 ** (-(k - 1)), n_steps=0, steps={}, convergence=[],
+        status="no-drive",
+        blew_up=False,
+        T_star=float("nan"),
+        T_star_rel_error=float("nan"),
+        degree=k,
+        time_scale=n0 ** (-(k - 1)),
+        n_steps=0,
+        steps={},
+        convergence=[],
     )
 
 
-@partial(jax.jit, static_argnames=("fld", "k", "tol"))
-def _states_at(u0, args, s_values, *, fld: Field, k: int, tol: Tolerances):
+@partial(jax.jit, static_argnames=("polar", "k", "tol"))
+def _states_at(u0, args, s_values, *, polar, k: int, tol: Tolerances):
     sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(_polar_field(k, fld)),
+        diffrax.ODETerm(_polar_vf(k, polar)),
         diffrax.Dopri8(),
         t0=0.0,
         t1=s_values[-1],
@@ -334,21 +432,44 @@ def _states_at(u0, args, s_values, *, fld: Field, k: int, tol: Tolerances):
 
 
 def states_at(
-    fld: Field, y0, degree: int, sol: Blowup, times, args=(), *, tol: Tolerances = Tolerances()
+    prob: PolarProblem, sol: Blowup, times, *, tol: Tolerances = Tolerances(), newton: int = 4
 ):
-    """The state at (approximately) the given times ``t < T*``, from a second solve.
+    """The state at the given times ``t < T*``, from further solves saved at chosen ``s``.
 
-    Times are mapped to the solve's variable ``s`` through the recorded steps;
-    returns ``(t_actual, states)`` with ``states`` a pytree whose leaves have a
-    leading axis over the requested times (``t_actual`` is where they really are).
+    Times are mapped to the solve's variable ``s`` through the recorded steps,
+    then refined by Newton's method on ``t(s)`` (``dt/ds = exp(-(k-1) r)``) until
+    the saved times match to about ``1e-13`` relative.  Returns
+    ``(t_actual, states)``; the leaves of ``states`` have a leading axis over times.
     """
     times = np.asarray(times, dtype=float)
     s = np.interp(times, sol.steps["t"], sol.steps["s"])
-    s = np.maximum.accumulate(np.maximum(s, 1e-300))
-    u0, n0 = _normalise(y0)
-    u, r, t = _states_at(u0, args, jnp.asarray(s), fld=fld, k=degree, tol=tol)
-    y = jax.tree.map(lambda x: np.asarray(x) * (n0 * np.exp(np.asarray(r))).reshape((-1,) + (1,) * (x.ndim - 1)), u)
-    return np.asarray(t) * sol.time_scale, y
+    scale = sol.time_scale
+    for _ in range(newton + 1):
+        s = np.maximum.accumulate(np.maximum(s, 1e-300))
+        u, r, t = _states_at(
+            prob.u0, prob.args, jnp.asarray(s), polar=prob.polar, k=prob.k, tol=tol
+        )
+        t_actual = np.asarray(t) * scale
+        miss = times - t_actual
+        if np.all(np.abs(miss) <= 1e-13 * np.maximum(np.abs(times), 1e-300)):
+            break
+        s = s + miss / scale * np.exp((prob.k - 1) * np.asarray(r))
+    ys = [
+        prob.lift(jax.tree.map(partial(_take, i=i), u), prob.r0 + float(r[i]), prob.args)
+        for i in range(len(s))
+    ]
+    stacked = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *ys)
+    return t_actual, stacked
 
 
-__all__ = ["Blowup", "Tolerances", "blowup", "blowup_batch", "states_at"]
+__all__ = [
+    "Blowup",
+    "PolarProblem",
+    "Tolerances",
+    "blowup",
+    "blowup_batch",
+    "polar_problem",
+    "solve_polar",
+    "solve_polar_batch",
+    "states_at",
+]

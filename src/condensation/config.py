@@ -257,9 +257,14 @@ def parse_override(item: str) -> tuple[str, str, Any]:
 def config_from_dict(raw: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Build and validate a Config from a nested dict plus ``--set`` overrides."""
     raw = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    scale_keys = ("scale", "gamma", "scales")
     for item in overrides:
         section, key, value = parse_override(item)
-        raw.setdefault(section, {})[key] = value
+        body = raw.setdefault(section, {})
+        if section == "init" and key in scale_keys:  # an override replaces the scale choice
+            for other in scale_keys:
+                body.pop(other, None)
+        body[key] = value
     sections = {}
     for section, body in raw.items():
         if section not in SECTIONS:

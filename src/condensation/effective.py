@@ -8,6 +8,12 @@ Two forms, which must agree:
   of degree L - 1.
 - ``reduced`` (depth 3): ``(a, W, c)`` with ``c = B z``; the parts of the rows of
   ``B`` orthogonal to ``z`` are frozen and kept, so ``B(t)`` can be rebuilt.
+- ``spectral`` (depth 3, derived here): the conservation laws close a
+  second-order system for ``c`` alone, diagonal in the eigenbasis of the
+  conserved matrix ``W^T W - c c^T/|z|^2``; each step costs O(m1), so T* of a
+  width-1000 network takes milliseconds after one eigendecomposition.  It
+  tracks ``c`` and ``c'`` (hence E, rho, the inner-product constraint and the
+  alignment with z) but not ``W``.
 
 Both are integrated by :mod:`condensation.blowup` through the singularity, with
 the theory's quantities (energy, ``rho``, conservation laws, final-stage
@@ -16,6 +22,7 @@ condition, alignment with ``z``) evaluated at every solver step.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
@@ -24,7 +31,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from condensation.blowup import Blowup, Tolerances, blowup, blowup_batch, states_at
+from condensation.blowup import (
+    Blowup,
+    PolarProblem,
+    Tolerances,
+    polar_problem,
+    solve_polar,
+    solve_polar_batch,
+    states_at,
+)
 from condensation.core.activations import Activation
 from condensation.core.effective import energy, full_field, reduced_energy, reduced_field
 from condensation.core.final_stage import angle_matrix, inner_product_margins
@@ -32,7 +47,7 @@ from condensation.core.invariants import neuron_balances
 from condensation.core.network import forward
 from condensation.errors import InputError
 
-FORMS = ("full", "reduced")
+FORMS = ("full", "reduced", "spectral")
 MATRIX_LAW_MAX_WIDTH = 256  # above this, matrix laws are checked at snapshots only
 REGIME_RATIO = 0.05  # rms(f(x)) / rms(y) above this: outside the small-init regime
 
@@ -129,6 +144,68 @@ def reduced_diag(with_matrix: bool):
     return diag
 
 
+# ---- the spectral form (depth 3): a closed second-order system for c alone ----
+#
+# With kappa = |c|^2 - |z|^2 |a|^2 and K0 = W^T W - c c^T / |z|^2 (both conserved),
+#     c'' = (2 |c|^2 - kappa) c + |z|^2 K0 c,
+# which is diagonal in the eigenbasis of K0.  Polar variables: c = e^R u,
+# c' = e^(2R) w, ds = e^R dt, dR/ds = <u, w>; every right-hand side costs O(m1).
+
+
+def _spectral_polar(u, r, args):
+    uc, w = u
+    lam, kappa, zz, r0 = args[0], args[1], args[2], args[3]
+    e2 = jnp.exp(-2.0 * (r0 + r))
+    rate = uc @ w
+    acc = (2.0 * (uc @ uc) - kappa * e2) * uc + zz * e2 * lam * uc
+    return (w - rate * uc, acc - 2.0 * rate * w), rate
+
+
+def _spectral_lift(u, big_r, args):
+    uc, w = u
+    return (jnp.exp(big_r) * uc, jnp.exp(2.0 * big_r) * w)
+
+
+def _spectral_diag(y, args):
+    lam, kappa, zz, r0, vecs, bperp2, rho_const = args
+    c_hat, p_hat = y
+    c, p = vecs @ c_hat, vecs @ p_hat
+    inner = jnp.sum(jnp.sign(c) * p <= 0).astype(jnp.float64)  # v = W^T a = c' / |z|^2
+    return {
+        "E": (c_hat @ p_hat) / zz,
+        "rho": 3.0 * (c_hat @ c_hat) / zz + rho_const,
+        "fs_inner_violations": inner,
+        "min_abs_cos": jnp.min(jnp.abs(c) / jnp.sqrt(c * c + zz * bperp2)),
+    }
+
+
+def _spectral_system(b, w, a, z_eff) -> EffectiveSystem:
+    zz = float(z_eff @ z_eff)
+    c0, a0 = b @ z_eff, a[0]
+    p0 = zz * (w.T @ a0)
+    lam, vecs = np.linalg.eigh(w.T @ w - np.outer(c0, c0) / zz)
+    kappa = float(c0 @ c0 - zz * (a0 @ a0))
+    c_hat, p_hat = vecs.T @ c0, vecs.T @ p0
+    n0 = float(np.linalg.norm(c_hat))
+    if n0 == 0:
+        raise InputError("W1", "B z = 0", "no first-layer neuron sees z", "use a random init")
+    b_perp = b - np.outer(c0, z_eff) / zz
+    bperp2 = np.sum(b_perp**2, axis=1)
+    rho_const = float(np.sum(lam) + np.sum(bperp2) - kappa / zz)  # tr K0 + |B_perp|^2 - kappa/|z|^2
+    args = (lam, kappa, zz, float(np.log(n0)), vecs, bperp2, rho_const)
+    prob = PolarProblem(
+        _spectral_polar,
+        _spectral_lift,
+        2,
+        (jnp.asarray(c_hat / n0), jnp.asarray(p_hat / n0**2)),
+        float(np.log(n0)),
+        args,
+    )
+    return EffectiveSystem(
+        "spectral", 3, z_eff, (c_hat, p_hat), args, None, _spectral_diag, b_perp, prob
+    )
+
+
 # ---- systems --------------------------------------------------------------------
 
 
@@ -144,10 +221,18 @@ class EffectiveSystem:
     fld: object
     diag: object
     b_perp: np.ndarray | None = None  # reduced form: rows of B orthogonal to z (frozen)
+    polar: PolarProblem | None = None  # set for forms that are not plain homogeneous fields
+    initial_params: tuple = ()  # the network's (W1..WL) at t = 0, whatever the form
 
     @property
     def degree(self) -> int:
         return self.depth - 1
+
+    def problem(self) -> PolarProblem:
+        """The polar-variable problem the blow-up solver integrates."""
+        if self.polar is not None:
+            return self.polar
+        return polar_problem(self.fld, self.y0, self.degree, self.args)
 
     @property
     def z_norm(self) -> float:
@@ -157,6 +242,13 @@ class EffectiveSystem:
         """Network parameters (W1..WL) from a state of this system (leading axes kept)."""
         if self.form == "full":
             return [np.asarray(w) for w in y]
+        if self.form == "spectral":
+            raise InputError(
+                "form",
+                "spectral",
+                "keeps only c = Bz and c' (not W)",
+                'use form = "reduced" or "full" for parameter snapshots',
+            )
         a, w, c = (np.asarray(v) for v in y)
         zhat = self.z / self.z_norm
         b = self.b_perp + c[..., :, None] * zhat / self.z_norm
@@ -166,7 +258,9 @@ class EffectiveSystem:
 def _check_params(params) -> list[np.ndarray]:
     ps = [np.asarray(p, dtype=np.float64) for p in params]
     if len(ps) < 2:
-        raise InputError("model.depth", len(ps), "must be >= 2", "give at least two weight matrices")
+        raise InputError(
+            "model.depth", len(ps), "must be >= 2", "give at least two weight matrices"
+        )
     for k, p in enumerate(ps):
         if not np.all(np.isfinite(p)):
             raise InputError(f"W{k + 1}", "non-finite", "has NaN/inf entries", "fix the parameters")
@@ -181,6 +275,11 @@ def build_system(
     ``activation`` supplies ``g = sigma'(0)``; activations with ``sigma(0) != 0`` or
     ``sigma'(0) = 0`` (or not smooth at 0, like ReLU) are refused.
     """
+    system = _build_system(params, z, activation, form)
+    return dataclasses.replace(system, initial_params=tuple(_check_params(params)))
+
+
+def _build_system(params, z, activation, form) -> EffectiveSystem:
     if form not in FORMS:
         raise InputError("form", form, "unknown effective form", f"use one of {', '.join(FORMS)}")
     ps = _check_params(params)
@@ -190,7 +289,9 @@ def build_system(
         why = activation.why_not_effective()
         if why is not None:
             raise InputError(
-                "model.activation", activation.name, why,
+                "model.activation",
+                activation.name,
+                why,
                 "use a smooth activation with sigma(0) = 0, sigma'(0) != 0 (tanh, sin)",
             )
         gain = activation.slope_at_zero ** (depth - 1)
@@ -200,16 +301,24 @@ def build_system(
         q0 = [np.asarray(q) for q in neuron_balances(ps)]
         big_q0 = [ps[k + 1].T @ ps[k + 1] - ps[k] @ ps[k].T for k in range(depth - 1)]
         return EffectiveSystem(
-            "full", depth, z_eff, tuple(ps), (z_eff, q0, big_q0), _full_field,
+            "full",
+            depth,
+            z_eff,
+            tuple(ps),
+            (z_eff, q0, big_q0),
+            _full_field,
             full_diag(depth, with_matrix),
         )
     if depth != 3:
-        raise InputError("form", form, f"the reduced form is for depth 3, got depth {depth}",
-                         'use form = "full"')
+        raise InputError(
+            "form", form, f"the {form} form is for depth 3, got depth {depth}", 'use form = "full"'
+        )
     b, w, a = ps
     zz = float(z_eff @ z_eff)
     if zz == 0:
         raise InputError("data", "z = 0", "no effective drive", "labels must correlate with inputs")
+    if form == "spectral":
+        return _spectral_system(b, w, a, z_eff)
     c = b @ z_eff
     b_perp = b - np.outer(c, z_eff) / zz
     a = a[0]
@@ -217,9 +326,14 @@ def build_system(
     big_q0 = [np.outer(a, a) - w @ w.T, w.T @ w - np.outer(c, c) / zz]
     bperp2 = np.sum(b_perp**2, axis=1)
     return EffectiveSystem(
-        "reduced", 3, z_eff, (a, w, c),
+        "reduced",
+        3,
+        z_eff,
+        (a, w, c),
         (zz, q0, big_q0, bperp2, float(np.sum(bperp2))),
-        _reduced_field, reduced_diag(with_matrix), b_perp,
+        _reduced_field,
+        reduced_diag(with_matrix),
+        b_perp,
     )
 
 
@@ -243,24 +357,19 @@ def warn_if_large(params, x, y, act) -> float:
 
 def solve(system: EffectiveSystem, tol: Tolerances = Tolerances()) -> Blowup:
     """Integrate one system through its blow-up (or to an equilibrium / norm)."""
-    return blowup(system.fld, system.y0, system.degree, system.args, diag=system.diag, tol=tol)
+    return solve_polar(system.problem(), diag=system.diag, tol=tol)
 
 
 def solve_batch(systems: list[EffectiveSystem], tol: Tolerances = Tolerances()) -> list[Blowup]:
     """Systems of the same form and shapes (an ensemble), in one vmapped solve."""
-    first = systems[0]
-    if len(systems) == 1 or first.z_norm == 0:
-        return [solve(s, tol) for s in systems]
-    y0s = jax.tree.map(lambda *xs: np.stack(xs), *[s.y0 for s in systems])
-    args = jax.tree.map(lambda *xs: np.stack(xs), *[s.args for s in systems])
-    return blowup_batch(
-        first.fld, y0s, first.degree, args, diag=first.diag, tol=tol, args_batched=True
-    )
+    if len(systems) == 1:
+        return [solve(systems[0], tol)]
+    return solve_polar_batch([s.problem() for s in systems], diag=systems[0].diag, tol=tol)
 
 
 def trajectory(system: EffectiveSystem, sol: Blowup, times, tol: Tolerances = Tolerances()):
     """Network parameters at the given times (before T*): ``(t_actual, [W1..WL])``."""
-    t, y = states_at(system.fld, system.y0, system.degree, sol, times, system.args, tol=tol)
+    t, y = states_at(system.problem(), sol, times, tol=tol)
     return t, system.to_params(y)
 
 
@@ -268,7 +377,6 @@ __all__ = [
     "EffectiveSystem",
     "FORMS",
     "RegimeWarning",
-    "blowup_batch",
     "build_system",
     "regime_ratio",
     "solve",

@@ -34,7 +34,9 @@ def bounds_from_steps(steps: dict, z_norm: float) -> tuple[float, float, float]:
     if pos.size == 0:
         return float("nan"), float("nan"), float("nan")
     i = pos[0]
-    lo, hi = t_star_bounds(float(steps["t"][i]), float(steps["rho"][i]), float(steps["E"][i]), z_norm)
+    lo, hi = t_star_bounds(
+        float(steps["t"][i]), float(steps["rho"][i]), float(steps["E"][i]), z_norm
+    )
     return float(steps["t"][i]), lo, hi
 
 
@@ -75,15 +77,18 @@ def check_three_layer_run(
     - ``E / rho^(3/2)`` non-decreasing (to rounding) and at most ``|z| 3^(-3/2)``.
     Returns the measured numbers.
     """
-    drift = float(np.max(steps["law_drift"]))
-    if "matrix_law_drift" in steps:
-        drift = max(drift, float(np.max(steps["matrix_law_drift"])))
+    drifts = [float(np.max(steps[k])) for k in ("law_drift", "matrix_law_drift") if k in steps]
+    drift = max(drifts, default=0.0)
     ratio = energy_ratio(steps)
     limit = energy_ratio_limit(z_norm)
     decrease = float(np.max(np.maximum(-np.diff(ratio), 0.0), initial=0.0) / limit)
     over = float(np.max(ratio) / limit - 1.0)
-    out = {"max_invariant_drift": drift, "energy_ratio_max_decrease": decrease,
-           "energy_ratio_final": float(ratio[-1]), "energy_ratio_limit": limit}
+    out = {
+        "max_invariant_drift": drift,
+        "energy_ratio_max_decrease": decrease,
+        "energy_ratio_final": float(ratio[-1]),
+        "energy_ratio_limit": limit,
+    }
     problems = []
     lo, hi = bounds
     if np.isfinite(t_star) and np.isfinite(lo):

@@ -20,7 +20,12 @@ def effective_cmd(
     config: ConfigArg = None,
     set_: SetOpt = None,
     out: OutOpt = ...,
-    form: Annotated[str, typer.Option(help="full (any depth) or reduced (a, W, c; depth 3).")] = "full",
+    form: Annotated[
+        str,
+        typer.Option(
+            help="full (any depth), reduced (a, W, c) or spectral (c only; fastest), depth 3."
+        ),
+    ] = "full",
     compare_gd: Annotated[
         bool, typer.Option("--compare-gd", help="Also run GD from the same init and compare.")
     ] = False,
@@ -39,8 +44,9 @@ def effective_cmd(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RegimeWarning)
         with console_err.status("integrating the effective dynamics"):
-            run = run_effective(cfg, form=form, compare_gd=compare_gd,
-                                tol=Tolerances(rtol=rtol, atol=rtol * 1e-2))
+            run = run_effective(
+                cfg, form=form, compare_gd=compare_gd, tol=Tolerances(rtol=rtol, atol=rtol * 1e-2)
+            )
     for w in caught:
         if issubclass(w.category, RegimeWarning):
             console_err.print(f"[yellow]warning:[/] {w.message}", highlight=False)
@@ -49,10 +55,14 @@ def effective_cmd(
     for m in s["members"]:
         line = f"seed {m['seed']} eps {m['scale']:.3g}: {m['status']}"
         if m.get("T_star") is not None:
-            line += (f", T* = {m['T_star']:.10g} (rel. error {m['T_star_rel_error']:.1e}, bounds "
-                     f"[{m['T_star_lower']:.6g}, {m['T_star_upper']:.6g}])")
+            line += (
+                f", T* = {m['T_star']:.10g} (rel. error {m['T_star_rel_error']:.1e}, bounds "
+                f"[{m['T_star_lower']:.6g}, {m['T_star_upper']:.6g}])"
+            )
         if m.get("growth_rate") is not None:
-            line += f", growth rate {m['growth_rate']:.6g}, time to 1e6x norm {m['time_to_norm']:.6g}"
+            line += (
+                f", growth rate {m['growth_rate']:.6g}, time to 1e6x norm {m['time_to_norm']:.6g}"
+            )
         if "gd_escape_time" in m:
             line += f", GD escape {m['gd_escape_time']}"
         if m.get("final_stage_entry_time") is not None:

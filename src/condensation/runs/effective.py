@@ -76,8 +76,12 @@ def run_effective(
 def final_stage_summary(steps: dict) -> dict:
     """Entry time, violations after entry, condensation at the end (depth 3)."""
     if "fs_inner_violations" not in steps:
-        return {"final_stage_entry_time": None, "final_stage_violations_after_entry": None,
-                "condensed": None, "min_abs_cos_final": None}
+        return {
+            "final_stage_entry_time": None,
+            "final_stage_violations_after_entry": None,
+            "condensed": None,
+            "min_abs_cos_final": None,
+        }
     bad = steps["fs_inner_violations"] + steps.get("fs_angle_violations", 0.0)
     inside = np.nonzero(bad == 0)[0]
     entry = int(inside[0]) if inside.size else None
@@ -98,37 +102,51 @@ def final_stage_summary(steps: dict) -> dict:
 def member_summary(system: EffectiveSystem, sol: Blowup) -> dict:
     out: dict = {"status": sol.status, "blew_up": sol.blew_up, "n_steps": sol.n_steps}
     if sol.degree == 1:
-        out.update(growth_rate=sol.growth_rate, time_to_norm=sol.time_to_norm,
-                   growth_rate_predicted=system.z_norm)
-    out.update(T_star=sol.T_star if sol.blew_up else None,
-               T_star_rel_error=sol.T_star_rel_error if sol.blew_up else None)
+        out.update(
+            growth_rate=sol.growth_rate,
+            time_to_norm=sol.time_to_norm,
+            growth_rate_predicted=system.z_norm,
+        )
+    out.update(
+        T_star=sol.T_star if sol.blew_up else None,
+        T_star_rel_error=sol.T_star_rel_error if sol.blew_up else None,
+    )
     if sol.status == "no-drive":
         return out
     steps = sol.steps
-    drift = float(np.max(steps["law_drift"]))
-    if "matrix_law_drift" in steps:
-        drift = max(drift, float(np.max(steps["matrix_law_drift"])))
-    out["max_invariant_drift"] = drift
+    drifts = [float(np.max(steps[k])) for k in ("law_drift", "matrix_law_drift") if k in steps]
+    out["max_invariant_drift"] = max(drifts) if drifts else None  # spectral: laws built in
     out["convergence"] = sol.convergence
     if system.depth == 3:
         t0, lo, hi = bounds_from_steps(steps, system.z_norm)
         out.update(T_star_lower=lo, T_star_upper=hi, bounds_taken_at=t0)
-        p0 = system.to_params(system.y0)
-        out["criterion"] = blowup_criterion(p0[2][0], p0[1], p0[0] @ system.z, system.z_norm)
+        out["criterion"] = blowup_criterion(*_initial_awc(system), system.z_norm)
         if sol.blew_up:
             out.update(check_three_layer_run(steps, sol.T_star, (lo, hi), system.z_norm))
         out.update(final_stage_summary(steps))
     else:
-        out.update(T_star_lower=None, T_star_upper=None,
-                   criterion="no blow-up (linear)" if system.depth == 2 else "cannot tell")
+        out.update(
+            T_star_lower=None,
+            T_star_upper=None,
+            criterion="no blow-up (linear)" if system.depth == 2 else "cannot tell",
+        )
     return out
+
+
+def _initial_awc(system: EffectiveSystem):
+    b, w, a = system.initial_params
+    return a[0], w, b @ system.z
 
 
 def summary(run: EffectiveRun) -> dict:
     members = []
     for i, (sysm, sol) in enumerate(zip(run.systems, run.solutions)):
-        m = {"seed": run.ensemble.seeds[i], "scale": run.ensemble.scales[i],
-             "regime_ratio": run.regime_ratios[i], **member_summary(sysm, sol)}
+        m = {
+            "seed": run.ensemble.seeds[i],
+            "scale": run.ensemble.scales[i],
+            "regime_ratio": run.regime_ratios[i],
+            **member_summary(sysm, sol),
+        }
         if run.gd is not None:
             esc = run.gd.result.escape_time[i]
             m["gd_escape_time"] = float(esc) if np.isfinite(esc) else None
@@ -222,13 +240,16 @@ def plot_effective_run(run: EffectiveRun, s: dict, fig_dir: Path) -> None:
         for i, sol in sols[:4]:
             rho_gd = sum(np.sum(w[i] ** 2, axis=(-2, -1)) for w in r.snapshots)
             (line,) = axs[0].semilogy(r.snapshot_times, rho_gd, label=f"GD, {label[i]}")
-            axs[0].semilogy(sol.steps["t"], sol.steps["rho"], ls="--", color=line.get_color(),
-                            label="effective")
+            axs[0].semilogy(
+                sol.steps["t"], sol.steps["rho"], ls="--", color=line.get_color(), label="effective"
+            )
             axs[1].plot(r.snapshot_times, r.snapshot_loss[i], color=line.get_color())
             if sol.blew_up:
                 for ax in axs:
                     ax.axvline(sol.T_star, color=line.get_color(), ls=":", lw=0.8)
-        axs[0].set_ylim(top=10 * max(np.max(sum(np.sum(w ** 2, axis=(-2, -1)) for w in r.snapshots)), 1))
+        axs[0].set_ylim(
+            top=10 * max(np.max(sum(np.sum(w**2, axis=(-2, -1)) for w in r.snapshots)), 1)
+        )
         axs[0].set_ylabel("rho = sum of squared weights")
         axs[1].set_yscale("log")
         axs[1].set_ylabel("GD loss")
