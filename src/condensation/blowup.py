@@ -24,10 +24,10 @@ the norm has grown by ``norm_growth`` and reports the exponential rate.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache, partial
+from functools import cache, partial
 
 import diffrax
 import jax
@@ -96,7 +96,7 @@ class Blowup:
     time_to_norm: float = float("nan")  # degree 1: time to grow the norm by norm_growth
 
 
-@lru_cache(maxsize=None)
+@cache
 def homogeneous_polar(fld: Field):
     """The polar form ``(du/ds, dr/ds)`` of a field homogeneous of some degree."""
 

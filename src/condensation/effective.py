@@ -25,9 +25,8 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -87,7 +86,7 @@ def _three_layer_extras(a, w, c, min_abs_cos, with_angles):
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def full_diag(depth: int, with_matrix: bool):
     """Diagnostics of the full form; args = (z, q0 list, Q0 list)."""
 
@@ -117,9 +116,9 @@ def full_diag(depth: int, with_matrix: bool):
     return diag
 
 
-@lru_cache(maxsize=None)
+@cache
 def reduced_diag(with_matrix: bool):
-    """Diagnostics of the reduced form; args = (|z|^2, q0 list, Q0 list, |b_perp_j|^2, |B_perp|^2)."""
+    """Diagnostics of the reduced form; args = (zz, q0, Q0, |b_perp_j|^2, |B_perp|^2)."""
 
     def diag(y, args):
         zz, q0, big_q0, bperp2, bperp_total = args
@@ -348,7 +347,8 @@ def warn_if_large(params, x, y, act) -> float:
     if ratio > REGIME_RATIO:
         warnings.warn(
             f"initial output is {ratio:.3g} x the targets' size (rms f / rms y > {REGIME_RATIO}): "
-            "outside the small-initialisation regime; the effective dynamics may not predict training",
+            "outside the small-initialisation regime; the effective dynamics may not predict "
+            "training",
             RegimeWarning,
             stacklevel=2,
         )
