@@ -246,6 +246,33 @@ def _bad_files(tmp_path):
     }
 
 
+def test_good_problem_files(tmp_path):
+    pb = mx.make_problem(mx.ProblemConfig(n=5, cols=4, rank=2, observed=9, seed=SEED))
+    path = _npz(tmp_path / "c.npz", M=pb.m, mask=pb.mask.astype(bool))
+    got = mx.load_problem(mx.matrix_config_from_dict({"problem": {"path": path}}).problem)
+    np.testing.assert_array_equal(got.m_obs, pb.m_obs)
+    sens = mx.make_problem(mx.ProblemConfig(kind="sensing", n=4, rank=1, observed=7, seed=SEED))
+    path = _npz(tmp_path / "s.npz", M=sens.m, A=sens.a)  # y defaults to A(M)
+    raw = {"problem": {"kind": "sensing", "path": path}}
+    got = mx.load_problem(mx.matrix_config_from_dict(raw).problem)
+    np.testing.assert_allclose(got.y, sens.y, rtol=1e-14)
+    bad = _npz(tmp_path / "b.npz", M=sens.m, A=sens.a[:, :3])
+    with pytest.raises(InputError, match="A must be"):
+        mx.load_problem(
+            mx.matrix_config_from_dict({"problem": {**raw["problem"], "path": bad}}).problem
+        )
+
+
+def test_float32_runs_close_to_float64():
+    pb = mx.make_problem(mx.ProblemConfig(n=5, rank=1, observed=15, seed=SEED))
+    cfg = mx.matrix_config_from_dict({"model": {"depth": 2}, "init": {"scale": 0.1}})
+    ens = mx.init_ensemble(cfg, pb.shape)
+    kw = dict(lr=0.05, steps=200, snapshots=np.array([0, 200]))
+    r32 = mx.train_factorisation(pb, ens.params, dtype="float32", **kw)
+    r64 = mx.train_factorisation(pb, ens.params, dtype="float64", **kw)
+    np.testing.assert_allclose(r32.series["x"][0, -1], r64.series["x"][0, -1], atol=1e-4)
+
+
 def test_bad_problem_files(tmp_path):
     for path, words in _bad_files(tmp_path).values():
         cfg = mx.matrix_config_from_dict({"problem": {"path": path}})
