@@ -118,10 +118,14 @@ def full_diag(depth: int, with_matrix: bool):
 
 @cache
 def reduced_diag(with_matrix: bool):
-    """Diagnostics of the reduced form; args = (zz, q0, Q0, |b_perp_j|^2, |B_perp|^2)."""
+    """Diagnostics of the reduced form; args = (zz, q0, Q0, |b_perp_j|^2, |B_perp|^2, masks).
+
+    ``masks = (active a/W rows, active c/W columns)``: zero-padded neurons (an
+    exact invariant subspace) are left out of the per-neuron quantities.
+    """
 
     def diag(y, args):
-        zz, q0, big_q0, bperp2, bperp_total = args
+        zz, q0, big_q0, bperp2, bperp_total, (act2, act1) = args
         a, w, c = y
         rho = jnp.sum(a * a) + jnp.sum(w * w) + jnp.sum(c * c) / zz + bperp_total
         rows, cols = jnp.sum(w * w, axis=1), jnp.sum(w * w, axis=0)
@@ -137,7 +141,12 @@ def reduced_diag(with_matrix: bool):
             num = jnp.max(jnp.stack([jnp.linalg.norm(m - m0) for m, m0 in zip(mats, big_q0)]))
             out["matrix_law_drift"] = num / rho
         cos = jnp.abs(c) / jnp.sqrt(c * c + zz * bperp2)
-        out.update(_three_layer_extras(a, w, c, jnp.min(cos), with_matrix))
+        inner = jnp.sum(act1 & (inner_product_margins(a, w, c) <= 0)).astype(jnp.float64)
+        out["fs_inner_violations"] = inner
+        out["min_abs_cos"] = jnp.min(jnp.where(act1, cos, jnp.inf))
+        if with_matrix:
+            pairs = act1[:, None] & act1[None, :] & (angle_matrix(w, c) < 0)
+            out["fs_angle_violations"] = jnp.sum(jnp.triu(pairs, k=1)).astype(jnp.float64)
         return out
 
     return diag
@@ -324,12 +333,14 @@ def _build_system(params, z, activation, form) -> EffectiveSystem:
     q0 = [a * a - np.sum(w * w, axis=1), np.sum(w * w, axis=0) - c * c / zz]
     big_q0 = [np.outer(a, a) - w @ w.T, w.T @ w - np.outer(c, c) / zz]
     bperp2 = np.sum(b_perp**2, axis=1)
+    # zero-padded neurons stay zero (an invariant subspace): masks leave them out
+    masks = (np.any(w != 0, axis=1) | (a != 0), np.any(w != 0, axis=0) | np.any(b != 0, axis=1))
     return EffectiveSystem(
         "reduced",
         3,
         z_eff,
         (a, w, c),
-        (zz, q0, big_q0, bperp2, float(np.sum(bperp2))),
+        (zz, q0, big_q0, bperp2, float(np.sum(bperp2)), masks),
         _reduced_field,
         reduced_diag(with_matrix),
         b_perp,

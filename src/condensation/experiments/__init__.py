@@ -78,6 +78,8 @@ SECTIONS: dict[str, str] = {
 # The registry: one line per experiment module (order within a section = order here).
 _MODULES: tuple[str, ...] = (
     "condensation.experiments.condensation_three_layer",
+    "condensation.experiments.two_vs_three_layer",
+    "condensation.experiments.final_stage_vs_plateau",
     "condensation.experiments.escape_scaling",
 )
 

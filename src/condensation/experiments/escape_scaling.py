@@ -5,10 +5,9 @@ come from the expected escape time: ``log(1/eps)/|z|`` for depth 2, and
 ``C/eps`` for depth 3 with ``C`` measured by a short pilot run of the same
 ensemble until the largest eps has escaped (unless ``three_layer_steps`` is given).
 
-Depth-4 hook: :func:`effective_depth4_prediction` is the slot for the blow-up
-times of the effective four-layer dynamics (``∝ eps^-2``); it returns None
-until the effective-dynamics module fills it in, and everything downstream
-(arrays, figure, headline ``four_layer_effective_slope``) switches on by itself.
+Depth 4: :func:`effective_depth4_prediction` gives the blow-up times of the
+effective four-layer dynamics (``∝ eps^-2``), saved, drawn on the log-log panel
+and reported as ``four_layer_effective_slope``.
 """
 
 from __future__ import annotations
@@ -84,16 +83,20 @@ FIGURES = (
 def effective_depth4_prediction(
     eps: np.ndarray, data: Dataset, params: dict
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """HOOK (to be filled by the effective-dynamics module): predicted escape times
-    of a four-layer network, from the blow-up time T* of its effective dynamics.
+    """Predicted escape times of a four-layer network: the blow-up time T* of its
+    effective dynamics (full form, degree 3), for the same teacher data and init
+    seed, every eps in one batched solve.  By homogeneity ``T* ∝ eps^-2``."""
+    from condensation.effective import build_system, solve_batch
 
-    Return ``(eps_values, T_star)`` (1-D arrays) for the same teacher data and
-    init seed (``params["seed"]``, width ``params["width"]``), or None.  When it
-    returns arrays, ``run`` saves them (``arrays/depth4_effective.npz``), draws
-    them on the log-log panel and reports ``four_layer_effective_slope``
-    (expected -2).
-    """
-    return None
+    _, spec, ens = _prepare(params, 4, eps, 1.0)
+    systems = [
+        build_system([w[i] for w in ens.params], data.z, activation=spec.activation)
+        for i in range(ens.size)
+    ]
+    sols = solve_batch(systems)
+    if not all(s.blew_up for s in sols):
+        return None
+    return np.asarray(eps, dtype=float), np.array([s.T_star for s in sols])
 
 
 def _check(p: dict) -> None:
