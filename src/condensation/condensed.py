@@ -38,8 +38,11 @@ def condensed_report(
     times = np.sort(np.concatenate([level_times, [entry_time] if has_entry else []]))
     t, (b, w, a) = trajectory(system, sol, times)
     at_levels = np.searchsorted(times, level_times)  # indices of the level snapshots
+    # zero (padded) neurons are an invariant subspace: leave them out
+    act1, act2 = np.any(b[0] != 0, axis=1), np.any(w[0] != 0, axis=1)
+    b, w = b[:, act1], w[:, act2][:, :, act1]
     c = b @ system.z  # (K, m1)
-    ahat = a[:, 0, :] / np.linalg.norm(a[:, 0, :], axis=1, keepdims=True)
+    ahat = a[:, 0, act2] / np.linalg.norm(a[:, 0, act2], axis=1, keepdims=True)
     ahat = ahat[at_levels]
     out = {
         "levels": levels,

@@ -1,0 +1,111 @@
+"""Final-stage condition: definitions, forward invariance, condensation, GD tracking."""
+
+import jax
+import numpy as np
+import pytest
+
+from condensation import load_config
+from condensation.condensed import condensed_report
+from condensation.core import loss
+from condensation.core.final_stage import final_stage_counts, final_stage_holds
+from condensation.effective import build_system, solve_batch
+from condensation.models import NetworkSpec, init_ensemble
+from condensation.runs.effective import final_stage_summary
+from condensation.train import train
+
+
+def test_counts_on_hand_made_states():
+    a = np.array([1.0, 1.0])
+    w = np.array([[1.0, 2.0], [0.5, 1.0]])
+    c = np.array([1.0, 3.0])
+    assert final_stage_counts(a, w, c) == (0, 0)
+    # flip one neuron's projection: its inner product and its angles go wrong
+    n_inner, n_pairs = final_stage_counts(a, w, np.array([1.0, -3.0]))
+    assert n_inner == 1 and n_pairs == 1
+    assert not final_stage_holds(a, w, np.array([1.0, -3.0]))
+
+
+def _padded_nets(rng, n, m, d=4, eps=1e-3):
+    nets = []
+    for _ in range(n):
+        m1, m2 = rng.integers(3, m + 1, size=2)
+        b, w, a = np.zeros((m, d)), np.zeros((m, m)), np.zeros((1, m))
+        b[:m1] = rng.standard_normal((m1, d))
+        w[:m2, :m1] = rng.standard_normal((m2, m1))
+        a[0, :m2] = rng.standard_normal(m2)
+        nets.append([eps * b, eps * w, eps * a])
+    return nets
+
+
+def test_entered_late_never_left_and_condensed(rng):
+    z = rng.standard_normal(4) * 0.4
+    systems = [build_system(n, z, form="reduced") for n in _padded_nets(rng, 5, 12)]
+    for sysm, sol in zip(systems, solve_batch(systems)):
+        assert sol.blew_up
+        fs = final_stage_summary(sol.steps)
+        assert fs["final_stage_entry_time"] < sol.T_star
+        assert fs["final_stage_violations_after_entry"] == 0  # forward invariance
+        assert fs["condensed"] and fs["min_abs_cos_final"] > 0.999
+        rep = condensed_report(sysm, sol, fs["final_stage_entry_time"])
+        assert np.all(np.diff(rep["w_sigma_ratio"]) < 0)  # W -> rank one
+        assert rep["w_sigma_ratio"][-1] < 1e-4
+        assert rep["min_abs_cos"][-1] > 1 - 1e-6
+        assert rep["w_rows_min_abs_cos_c"][-1] > 1 - 1e-6
+        assert rep["log_bound_min_ratio"] >= 1.0  # the log lower bound holds, with C = 0
+
+
+def test_gd_final_stage_step_matches_brute_force():
+    cfg = load_config(None, ["model.widths=[6, 5]", "init.scale=0.05", "data.n=30"])
+    from condensation import load_dataset
+
+    data = load_dataset(cfg.data)
+    spec = NetworkSpec.from_config(cfg.model, data.d_in)
+    ens = init_ensemble(cfg, spec)
+    steps, lr = 1500, 0.1
+    r = train(
+        ens.params,
+        data.x,
+        data.y,
+        act=spec.activation.fn,
+        lr=lr,
+        steps=steps,
+        snapshots=np.array([0, steps]),
+    )
+    params = tuple(p[0] for p in ens.params)
+    grad = jax.jit(jax.grad(loss), static_argnums=3)
+    first = -1
+    for k in range(steps):
+        b, w, a = params
+        if final_stage_holds(a[0], w, b @ data.z):
+            first = k
+            break
+        g = grad(params, data.x, data.y, spec.activation.fn)
+        params = tuple(p - lr * q for p, q in zip(params, g))
+    assert first > 0
+    assert r.final_stage_step[0] == first
+
+
+@pytest.mark.slow
+def test_final_stage_acceptance_20_random_initial_conditions():
+    """Issue #4: 20 random ICs, widths 10-100, eps = 1e-3."""
+    from condensation.experiments.final_stage_vs_plateau import _random_ics
+
+    rng_z = np.random.default_rng(3)
+    z = rng_z.standard_normal(5) * 0.4
+    p = {
+        "random_seed": 11,
+        "random_width_min": 10,
+        "random_width_max": 100,
+        "random_ics": 20,
+        "random_eps": 1e-3,
+    }
+    nets, _ = _random_ics(p, z)
+    systems = [build_system(n, z, form="reduced") for n in nets]
+    fracs = []
+    for sol in solve_batch(systems):
+        fs = final_stage_summary(sol.steps)
+        assert fs["final_stage_entry_time"] < sol.T_star
+        assert fs["final_stage_violations_after_entry"] == 0
+        assert fs["min_abs_cos_final"] > 0.999
+        fracs.append((sol.T_star - fs["final_stage_entry_time"]) / sol.T_star)
+    assert max(fracs) < 0.05, fracs
