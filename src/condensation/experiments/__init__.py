@@ -81,6 +81,7 @@ _MODULES: tuple[str, ...] = (
     "condensation.experiments.two_vs_three_layer",
     "condensation.experiments.final_stage_vs_plateau",
     "condensation.experiments.escape_scaling",
+    "condensation.experiments.matrix_completion",
 )
 
 Progress = Callable[[str, int, int], None]
