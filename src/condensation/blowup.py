@@ -187,6 +187,7 @@ def _solve(u0, r0, args, f0norm, *, polar, lift, diag: Diagnostic | None, k: int
         event=event,
         max_steps=tol.max_steps,
         throw=False,
+        adjoint=diffrax.ForwardMode(),  # never differentiated: the plainest loop compiles fastest
     )
     return sol.ys[0], sol.stats["num_accepted_steps"], sol.event_mask
 
@@ -427,6 +428,7 @@ def _states_at(u0, args, s_values, *, polar, k: int, tol: Tolerances):
         saveat=diffrax.SaveAt(ts=s_values),
         max_steps=tol.max_steps,
         throw=False,
+        adjoint=diffrax.ForwardMode(),  # never differentiated: the plainest loop compiles fastest
     )
     return sol.ys
 

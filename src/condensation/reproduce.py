@@ -14,8 +14,11 @@ only when complete, so an error or interrupt leaves nothing half-written):
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from condensation import experiments as X
@@ -78,14 +81,31 @@ def run_experiment(
     return summary
 
 
+def _run_in_worker(name: str, quick: bool, out_dir: str) -> dict:
+    """One experiment in a worker process (module-level so it can be pickled)."""
+    exp = X.registry()[name]
+    return run_into(exp, exp.params(quick=quick), Path(out_dir), X.null_progress, quick)
+
+
+def default_workers() -> int:
+    """Experiments run side by side in this many processes (most of a quick run is
+    single-threaded JIT compilation, so two processes use two cores)."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
 def reproduce(
     out: str | Path = "runs/reproduce",
     quick: bool = False,
     only: Sequence[str] | None = None,
     progress: X.Progress = X.null_progress,
+    workers: int | None = None,
 ) -> dict:
     """Run every registered experiment (or those in ``only``) into ``out/<name>/``,
-    then write ``out/summary.json`` and ``out/report.html``; all or nothing."""
+    then write ``out/summary.json`` and ``out/report.html``; all or nothing.
+
+    With ``workers > 1`` experiments run in separate processes (results do not
+    depend on it: each experiment is deterministic and writes only its own
+    directory); progress is then reported per finished experiment."""
     reg = X.registry()
     chosen = list(reg)
     if only:
@@ -96,17 +116,33 @@ def reproduce(
     out = Path(out)
     check_out_dir(out)
     summaries = {}
+    workers = default_workers() if workers is None else workers
     with run_directory(out) as tmp:
         for name in chosen:
-            exp = reg[name]
             (tmp / name).mkdir()
-            summaries[name] = run_into(exp, exp.params(quick=quick), tmp / name, progress, quick)
+        if workers > 1 and len(chosen) > 1:
+            ctx = multiprocessing.get_context("spawn")  # JAX and fork do not mix
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+                futures = {
+                    pool.submit(_run_in_worker, name, quick, str(tmp / name)): name
+                    for name in chosen
+                }
+                progress("experiments", 0, len(chosen))
+                for done, fut in enumerate(as_completed(futures), start=1):
+                    summaries[futures[fut]] = fut.result()
+                    progress(f"experiments ({futures[fut]} done)", done, len(chosen))
+        else:
+            for name in chosen:
+                exp = reg[name]
+                summaries[name] = run_into(
+                    exp, exp.params(quick=quick), tmp / name, progress, quick
+                )
         top = {
             "kind": "reproduce",
             "quick": quick,
             "experiments": chosen,
-            "headline": {n: s["headline"] for n, s in summaries.items()},
-            "elapsed_s": {n: s["elapsed_s"] for n, s in summaries.items()},
+            "headline": {n: summaries[n]["headline"] for n in chosen},
+            "elapsed_s": {n: summaries[n]["elapsed_s"] for n in chosen},
         }
         write_json(tmp / "summary.json", top)
         render_report(tmp)

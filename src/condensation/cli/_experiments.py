@@ -54,6 +54,10 @@ def reproduce_cmd(
         Optional[list[str]],  # noqa: UP045 (typer needs Optional on 3.10)
         typer.Option("--only", help="Run only this experiment (repeatable)."),
     ] = None,
+    workers: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(help="Experiments run side by side in this many processes (default 2)."),
+    ] = None,
 ) -> None:
     """Run every registered experiment and write one self-contained report.
 
@@ -66,7 +70,7 @@ def reproduce_cmd(
 
     t0 = time.perf_counter()
     with phase_progress() as update:
-        top = reproduce(out, quick=quick, only=only, progress=update)
+        top = reproduce(out, quick=quick, only=only, progress=update, workers=workers)
     for name, head in top["headline"].items():
         console.print(f"{name} ({top['elapsed_s'][name]:.1f} s)")
         _print_headline(head)
