@@ -11,8 +11,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
-demo: $(STAMP)  ## the main job on built-in defaults
-	$(VENV)/bin/condensation train configs/default.toml --out runs/demo
+demo: $(STAMP)  ## the main job on built-in defaults: every experiment and the report
+	$(VENV)/bin/condensation reproduce --out runs/reproduce
 
 test: $(STAMP)  ## lint + the default (fast) test suite
 	$(VENV)/bin/ruff check src tests benchmarks
