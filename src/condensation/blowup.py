@@ -131,8 +131,7 @@ def _speed(du, rate):
     return jnp.sqrt(_vdot(du, du) + rate * rate)
 
 
-@partial(jax.jit, static_argnames=("polar", "lift", "diag", "k", "tol"))
-def _solve(u0, r0, args, f0norm, *, polar, lift, diag: Diagnostic | None, k: int, tol: Tolerances):
+def _solve_impl(u0, r0, args, f0norm, *, polar, lift, diag: Diagnostic | None, k: int, tol):
     """One solve of the polar system from ``(u0, r = 0, t = 0)``.
 
     ``polar(u, r, args) -> (du/ds, dr/ds)``; ``lift(u, r0 + r, args)`` rebuilds
@@ -311,14 +310,28 @@ def solve_polar(
     return _finish(saved, n_steps, mask, prob.k, float(np.exp(prob.r0)), tol)
 
 
+_STATIC = ("polar", "lift", "diag", "k", "tol")
+_solve = jax.jit(_solve_impl, static_argnames=_STATIC)
+
+
+@partial(jax.jit, static_argnames=_STATIC)
+def _solve_many(u0s, r0s, args, f0s, *, polar, lift, diag, k, tol):
+    """Many members in one compiled program, one after another (``lax.map``): each
+    keeps its own adaptive steps and stopping event.  (A vmapped solve, which
+    carries every member through every step of the longest one, measured about
+    3x slower than this on CPU for widths ~100.)"""
+    one = partial(_solve_impl, polar=polar, lift=lift, diag=diag, k=k, tol=tol)
+    return jax.lax.map(lambda m: one(*m), (u0s, r0s, args, f0s))
+
+
 def solve_polar_batch(
     probs: list[PolarProblem], *, diag: Diagnostic | None = None, tol: Tolerances = Tolerances()
 ) -> list[Blowup]:
     """Problems of one structure (same functions and shapes), in one vmapped solve.
 
-    Each member keeps its own adaptive step size; because every solve starts at
-    unit scale, members whose T* differ by orders of magnitude (different eps)
-    need about the same number of steps, so batching wastes little.
+    One compilation serves every member, each with its own adaptive steps and
+    its own stopping event (no lockstep); since every solve starts at unit scale,
+    a member whose T* is a thousand times later takes no more steps than the others.
     """
     p = probs[0]
     f0s = np.array([q.f0() for q in probs])
@@ -331,8 +344,18 @@ def solve_polar_batch(
         u0s = stack(*[probs[i].u0 for i in live])
         args = stack(*[probs[i].args for i in live])
         r0s = jnp.asarray([probs[i].r0 for i in live])
-        solve = partial(_solve, polar=p.polar, lift=p.lift, diag=diag, k=p.k, tol=tol)
-        saved, n_steps, mask = jax.vmap(solve)(u0s, r0s, args, jnp.asarray(f0s[live]))
+        saved, n_steps, mask = _solve_many(
+            u0s,
+            r0s,
+            args,
+            jnp.asarray(f0s[live]),
+            polar=p.polar,
+            lift=p.lift,
+            diag=diag,
+            k=p.k,
+            tol=tol,
+        )
+        saved, n_steps, mask = jax.tree.map(np.asarray, (saved, n_steps, mask))
         for j, i in enumerate(live):
             pick = partial(_take, i=j)
             out[i] = _finish(

@@ -120,7 +120,9 @@ def reproduce(
     with run_directory(out) as tmp:
         for name in chosen:
             (tmp / name).mkdir()
-        if workers > 1 and len(chosen) > 1:
+        # a worker process sees only experiments it can import (the registered modules)
+        importable = all(reg[n].run_fn.__module__ in X._MODULES for n in chosen)
+        if workers > 1 and len(chosen) > 1 and importable:
             ctx = multiprocessing.get_context("spawn")  # JAX and fork do not mix
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
                 futures = {
