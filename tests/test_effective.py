@@ -162,3 +162,13 @@ def test_blowup_x_squared_generic():
     sol = blowup(sq, np.array([0.25]), 2, tol=Tolerances())
     assert sol.T_star == pytest.approx(4.0, rel=1e-12)
     assert [c["T_star_est"] for c in sol.convergence][-1] == pytest.approx(4.0, rel=1e-12)
+
+
+def test_uncorrelated_labels_are_reported_as_no_drive():
+    from condensation import load_config
+    from condensation.runs.effective import run_effective, summary
+
+    # an even target on a symmetric grid: z = mean(y x) = 0 up to rounding
+    run = run_effective(load_config(None, ["data.dataset='gauss'", "model.widths=[4, 3]"]))
+    (m,) = summary(run)["members"]
+    assert m["status"] == "no-drive" and m["blew_up"] is False and m["T_star"] is None

@@ -54,6 +54,8 @@ def effective_cmd(
         s = write_effective_run(run, tmp)
     for m in s["members"]:
         line = f"seed {m['seed']} eps {m['scale']:.3g}: {m['status']}"
+        if m["status"] == "no-drive":
+            line += " (z = mean(y x) = 0: the labels are uncorrelated with the inputs)"
         if m.get("T_star") is not None:
             line += (
                 f", T* = {m['T_star']:.10g} (rel. error {m['T_star_rel_error']:.1e}, bounds "

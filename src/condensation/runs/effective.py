@@ -36,6 +36,7 @@ from condensation.theory import (
 )
 
 CONDENSED_COS = 0.999  # min_j |cos(b_j, z)| at the end above this: condensed
+NO_DRIVE_RTOL = 1e-12  # |z| below this x rms(y) rms(|x|): z = 0, no effective drive
 
 
 @dataclass(frozen=True)
@@ -54,10 +55,14 @@ def run_effective(
     cfg: Config, *, form: str = "full", compare_gd: bool = False, tol: Tolerances = Tolerances()
 ) -> EffectiveRun:
     data, spec, ens = prepare(cfg)
-    if not np.any(data.z):
-        form = "full"  # z = 0: no effective drive; every member is reported as "no-drive"
+    z = data.z
+    scale = np.sqrt(np.mean(data.y**2) * np.mean(np.sum(data.x**2, axis=1)))
+    if np.linalg.norm(z) <= NO_DRIVE_RTOL * scale:
+        # labels uncorrelated with inputs (z = 0 up to rounding): no effective drive;
+        # every member is reported as "no-drive" instead of being integrated forever
+        form, z = "full", np.zeros_like(z)
     members = [[w[i] for w in ens.params] for i in range(ens.size)]
-    systems = [build_system(p, data.z, activation=spec.activation, form=form) for p in members]
+    systems = [build_system(p, z, activation=spec.activation, form=form) for p in members]
     ratios = [regime_ratio(p, data.x, data.y, spec.activation.fn) for p in members]
     worst = max(ratios)
     if worst > 0.05:
