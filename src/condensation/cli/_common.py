@@ -25,8 +25,9 @@ OutOpt = Annotated[Path, typer.Option("--out", help="Run directory to write.")]
 
 
 @contextmanager
-def progress_bar(total: int, description: str):
-    """Yield ``update(done)``; shows a rich progress bar on stderr."""
+def phase_progress():
+    """Yield ``update(description, done, total)``: one rich bar (on stderr) per
+    distinct description, so multi-phase work shows each phase."""
     with Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -36,5 +37,18 @@ def progress_bar(total: int, description: str):
         transient=False,
         disable=not console_err.is_terminal,
     ) as p:
-        task = p.add_task(description, total=total)
-        yield lambda done: p.update(task, completed=done)
+        tasks: dict[str, int] = {}
+
+        def update(description: str, done: int, total: int) -> None:
+            if description not in tasks:
+                tasks[description] = p.add_task(description, total=total)
+            p.update(tasks[description], completed=done, total=total)
+
+        yield update
+
+
+@contextmanager
+def progress_bar(total: int, description: str):
+    """Yield ``update(done)`` for one phase of ``total`` units."""
+    with phase_progress() as update:
+        yield lambda done: update(description, done, total)

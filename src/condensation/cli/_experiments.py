@@ -8,8 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from condensation.cli._common import SetOpt, console
-from condensation.cli._progress import phase_progress
+from condensation.cli._common import SetOpt, console, phase_progress
 
 QuickOpt = Annotated[
     bool, typer.Option("--quick", help="Reduced parameters: a fast check, less accurate numbers.")
