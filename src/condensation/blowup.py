@@ -469,12 +469,16 @@ def states_at(
     times = np.asarray(times, dtype=float)
     s = np.interp(times, sol.steps["t"], sol.steps["s"])
     scale = sol.time_scale
+    n = len(s)
+    pad = -n % 32  # pad to a multiple of 32 so that calls with few times share a compilation
     for _ in range(newton + 1):
         s = np.maximum.accumulate(np.maximum(s, 1e-300))
+        s_pad = np.concatenate([s, np.full(pad, s[-1])])
         u, r, t = _states_at(
-            prob.u0, prob.args, jnp.asarray(s), polar=prob.polar, k=prob.k, tol=tol
+            prob.u0, prob.args, jnp.asarray(s_pad), polar=prob.polar, k=prob.k, tol=tol
         )
-        t_actual = np.asarray(t) * scale
+        u, r, t = jax.tree.map(lambda x: np.asarray(x)[:n], (u, r, t))
+        t_actual = t * scale
         miss = times - t_actual
         if np.all(np.abs(miss) <= 1e-13 * np.maximum(np.abs(times), 1e-300)):
             break
