@@ -12,6 +12,16 @@ at every step, it records:
 
 Time conventions: ``loss_k = R(theta_k)``, ``theta_{k+1} = theta_k - lr grad R``,
 ``t = k * lr``.
+
+Performance (``benchmarks/bench_train.py``): a step costs about three
+(n x m) @ (m x m) products per hidden-to-hidden layer and little else.  The
+loss and its gradient come from one hand-written forward/backward pass
+(:func:`_loss_and_grad`, equal to ``jax.value_and_grad`` of
+:func:`condensation.core.network.loss` up to rounding) that keeps activations
+feature-major, (m_k, n), so the first layer's products with the shared inputs
+need no transposes; the bookkeeping runs once per step on the whole ensemble,
+and recording escape parameters touches memory only in the step a member
+escapes.
 """
 
 from __future__ import annotations
@@ -67,28 +77,82 @@ class TrainResult:
         return np.where(self.escape_step >= 0, self.escape_step * self.lr, np.nan)
 
 
-def _all_finite(tree) -> jnp.ndarray:
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree_util.tree_leaves(tree)]))
+def _loss_and_grad(params, x, y, act: Callable):
+    """``R`` and ``grad R`` of one network, by explicit backpropagation.
+
+    Activations are kept feature-major: ``h_k^T`` of shape (m_k, n), with
+    ``h_0^T = x^T``.  The slopes ``sigma'(z_k)`` come from the forward pass
+    (one ``jvp`` per layer), so the backward pass evaluates no activation.
+    """
+    n = x.shape[0]
+    hs, slopes = [x.T], []
+    h = hs[0]
+    for w in params[:-1]:
+        z = w @ h  # (m_k, n)
+        h, s = jax.jvp(act, (z,), (jnp.ones_like(z),))
+        hs.append(h)
+        slopes.append(s)
+    w_last = params[-1]  # (1, m_{L-1})
+    r = (w_last @ h)[0] - y
+    loss = 0.5 * jnp.mean(r * r)
+    e = r / n  # dR/df
+    grads = [None] * len(params)
+    grads[-1] = (h @ e)[None, :]
+    g = w_last[0][:, None] * e[None, :]  # dR/dh_{L-1}^T, (m_{L-1}, n)
+    for k in range(len(params) - 2, -1, -1):
+        gz = g * slopes[k]  # dR/dz_k^T
+        if k == 0:
+            grads[0] = gz @ x  # (m_1, d_in): one product for the whole ensemble
+        else:
+            grads[k] = gz @ hs[k].T
+            g = params[k].T @ gz
+    return loss, tuple(grads)
+
+
+def _rows(mask, p):
+    """A per-member mask broadcast against ``p`` (E, ...)."""
+    return mask.reshape(mask.shape + (1,) * (p.ndim - 1))
+
+
+def _member_all_finite(tree) -> jnp.ndarray:
+    """(E,) True where every entry of the member's arrays is finite."""
+    out = None
+    for p in tree:
+        ok = jnp.all(jnp.isfinite(p), axis=tuple(range(1, p.ndim)))
+        out = ok if out is None else out & ok
+    return out
+
+
+def _copy_rows(dst, src, mask):
+    """``dst[i] = src[i]`` for the members with ``mask[i]``: in-place row updates,
+    a loop of zero trips (no memory traffic) in the steps where no member is set."""
+    order = jnp.argsort(~mask, stable=True)  # masked members first
+
+    def body(j, d):
+        i = order[j]
+        return tuple(jax.lax.dynamic_update_index_in_dim(a, b[i], i, 0) for a, b in zip(d, src))
+
+    return jax.lax.fori_loop(0, jnp.sum(mask), body, dst)
 
 
 def _make_interval(act: Callable, lr: float, track_final_stage: bool):
-    """The per-member interval runner ``(carry, x, y, z, start, stop) -> carry``."""
+    """The ensemble interval runner ``(carry, x, y, z, start, stop) -> carry``."""
+    loss_and_grad = jax.vmap(partial(_loss_and_grad, act=act), in_axes=(0, None, None))
 
     def step(k, carry, x, y, z):
         params, loss0, esc_step, esc_params, div_step, fs_step = carry
-        l, g = jax.value_and_grad(loss_fn)(params, x, y, act)
+        l, g = loss_and_grad(params, x, y)
         new = tuple(p - lr * gp for p, gp in zip(params, g))
         alive = div_step < 0
-        ok = alive & jnp.isfinite(l) & _all_finite(new)
+        ok = alive & jnp.isfinite(l) & _member_all_finite(new)
         div_step = jnp.where(alive & ~ok, k, div_step)
         escaped_now = alive & (esc_step < 0) & (l <= 0.5 * loss0)
         esc_step = jnp.where(escaped_now, k, esc_step)
-        esc_params = tuple(jnp.where(escaped_now, p, e) for p, e in zip(params, esc_params))
+        esc_params = _copy_rows(esc_params, params, escaped_now)
         if track_final_stage:
-            b, w, a = params
-            inside = final_stage_holds(a[0], w, b @ z)
+            inside = jax.vmap(lambda b, w, a: final_stage_holds(a[0], w, b @ z))(*params)
             fs_step = jnp.where(alive & (fs_step < 0) & inside, k, fs_step)
-        params = tuple(jnp.where(ok, n, p) for n, p in zip(new, params))
+        params = tuple(jnp.where(_rows(ok, n), n, p) for n, p in zip(new, params))
         return params, loss0, esc_step, esc_params, div_step, fs_step
 
     def interval(carry, x, y, z, start, stop):
@@ -99,8 +163,7 @@ def _make_interval(act: Callable, lr: float, track_final_stage: bool):
 
 @partial(jax.jit, static_argnames=("act", "lr", "track_final_stage"))
 def _run_interval(carry, x, y, z, start, stop, *, act, lr, track_final_stage):
-    f = _make_interval(act, lr, track_final_stage)
-    return jax.vmap(f, in_axes=(0, None, None, None, None, None))(carry, x, y, z, start, stop)
+    return _make_interval(act, lr, track_final_stage)(carry, x, y, z, start, stop)
 
 
 @partial(jax.jit, static_argnames=("act",))
