@@ -15,11 +15,10 @@ Time conventions: ``loss_k = R(theta_k)``, ``theta_{k+1} = theta_k - lr grad R``
 
 Performance (``benchmarks/bench_train.py``): a step costs about three
 (n x m) @ (m x m) products per hidden-to-hidden layer and little else.  The
-loss and its gradient come from one hand-written forward/backward pass
-(:func:`_loss_and_grad`, equal to ``jax.value_and_grad`` of
-:func:`condensation.core.network.loss` up to rounding) that keeps activations
-feature-major, (m_k, n), so the first layer's products with the shared inputs
-need no transposes; the bookkeeping runs once per step on the whole ensemble,
+loss is written with activations feature-major, (m_k, n), so the first layer's
+products with the shared inputs need no transposes (autodiff then needs none
+either); it equals :func:`condensation.core.network.loss` up to rounding.  The
+bookkeeping runs once per step on the whole ensemble,
 and recording escape parameters touches memory only in the step a member
 escapes.
 """
@@ -77,36 +76,18 @@ class TrainResult:
         return np.where(self.escape_step >= 0, self.escape_step * self.lr, np.nan)
 
 
-def _loss_and_grad(params, x, y, act: Callable):
-    """``R`` and ``grad R`` of one network, by explicit backpropagation.
-
-    Activations are kept feature-major: ``h_k^T`` of shape (m_k, n), with
-    ``h_0^T = x^T``.  The slopes ``sigma'(z_k)`` come from the forward pass
-    (one ``jvp`` per layer), so the backward pass evaluates no activation.
-    """
-    n = x.shape[0]
-    hs, slopes = [x.T], []
-    h = hs[0]
+def _feature_major_loss(params, x, y, act: Callable):
+    """``R`` of one network with activations kept feature-major: ``h_k^T`` of shape
+    (m_k, n), ``h_0^T = x^T``, so the first layer's products with the shared inputs
+    need no transposes.  Same value as :func:`condensation.core.network.loss`."""
+    h = x.T
     for w in params[:-1]:
-        z = w @ h  # (m_k, n)
-        h, s = jax.jvp(act, (z,), (jnp.ones_like(z),))
-        hs.append(h)
-        slopes.append(s)
-    w_last = params[-1]  # (1, m_{L-1})
-    r = (w_last @ h)[0] - y
-    loss = 0.5 * jnp.mean(r * r)
-    e = r / n  # dR/df
-    grads = [None] * len(params)
-    grads[-1] = (h @ e)[None, :]
-    g = w_last[0][:, None] * e[None, :]  # dR/dh_{L-1}^T, (m_{L-1}, n)
-    for k in range(len(params) - 2, -1, -1):
-        gz = g * slopes[k]  # dR/dz_k^T
-        if k == 0:
-            grads[0] = gz @ x  # (m_1, d_in): one product for the whole ensemble
-        else:
-            grads[k] = gz @ hs[k].T
-            g = params[k].T @ gz
-    return loss, tuple(grads)
+        h = act(w @ h)  # (m_k, n)
+    r = (params[-1] @ h)[0] - y
+    return 0.5 * jnp.mean(r * r)
+
+
+_loss_and_grad = jax.value_and_grad(_feature_major_loss)
 
 
 def _rows(mask, p):
