@@ -42,7 +42,7 @@ DEFAULTS = {
     "random_eps": 1e-3,
     "random_seed": 7,
 }
-QUICK = {"seeds": [0], "scales": [1e-3], "random_ics": 6, "random_width_max": 40}
+QUICK = {"seeds": [0], "scales": [1e-3], "random_ics": 6, "random_width_max": 50}
 
 FIGURES = (
     Figure(
@@ -107,6 +107,16 @@ def _random_ics(p: dict, z: np.ndarray):
     return [[eps * b[i], eps * w[i], eps * a[i]] for i in range(n)], widths
 
 
+def _pad(net, m):
+    """Zero-pad a three-layer network (B, W, a) to width m in both hidden layers."""
+    b, w, a = net
+    out = [np.zeros((m, b.shape[1])), np.zeros((m, m)), np.zeros((1, m))]
+    out[0][: b.shape[0]] = b
+    out[1][: w.shape[0], : w.shape[1]] = w
+    out[2][:, : a.shape[1]] = a
+    return out
+
+
 def run(params: dict, out_dir: Path, progress: Progress) -> dict:
     p = params
     _check(p)
@@ -121,11 +131,19 @@ def run(params: dict, out_dir: Path, progress: Progress) -> dict:
     data, spec, ens = prepare(cfg)
     z = data.z
 
-    # 1. random initial conditions of the effective dynamics
-    progress("effective: random initial conditions", 0, 3)
+    # 1. effective dynamics: random initial conditions and the teacher-data members,
+    # zero-padded to one width (an exact invariant subspace) and solved in one batch
+    progress("effective: random initial conditions and teacher data", 0, 3)
     nets, widths = _random_ics(p, z)
-    systems = [build_system(net, z, form="reduced") for net in nets]
-    sols = solve_batch(systems)
+    members = [[w[i] for w in ens.params] for i in range(ens.size)]
+    big = max(p["random_width_max"], p["width"])
+    systems = [
+        build_system(_pad(net, big), z, activation=spec.activation, form="reduced")
+        for net in members + nets
+    ]
+    all_sols = solve_batch(systems)
+    tsys, tsols = systems[: len(members)], all_sols[: len(members)]
+    sols = all_sols[len(members) :]
     fs = [final_stage_summary(s.steps) for s in sols]
     t_star = np.array([s.T_star for s in sols])
     entry = np.array(
@@ -143,11 +161,8 @@ def run(params: dict, out_dir: Path, progress: Progress) -> dict:
         min_abs_cos_final=[f["min_abs_cos_final"] for f in fs],
     )
 
-    # 2. teacher data: effective and GD for every seed x scale
-    progress("effective: teacher data", 1, 3)
-    members = [[w[i] for w in ens.params] for i in range(ens.size)]
-    tsys = [build_system(m, z, activation=spec.activation, form="reduced") for m in members]
-    tsols = solve_batch(tsys)
+    # 2. teacher data: GD for every seed x scale beside the effective solutions
+    progress("GD on teacher data", 1, 3)
     t_eff = np.array([s.T_star for s in tsols])
     e_eff = np.array(
         [final_stage_summary(s.steps)["final_stage_entry_time"] for s in tsols], dtype=float
@@ -173,6 +188,8 @@ def run(params: dict, out_dir: Path, progress: Progress) -> dict:
     keep = gd.snapshot_times < 0.999 * t_eff[0]
     ts = gd.snapshot_times[keep][1:]
     _, eff_params = trajectory(tsys[0], tsols[0], ts)
+    m = p["width"]  # undo the padding
+    eff_params = [eff_params[0][:, :m], eff_params[1][:, :m, :m], eff_params[2][:, :, :m]]
     num = sum(
         np.sum((g[0, keep][1:] - e) ** 2, axis=(-2, -1)) for g, e in zip(gd.snapshots, eff_params)
     )
