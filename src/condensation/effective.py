@@ -354,16 +354,22 @@ def regime_ratio(params, x, y, act) -> float:
 
 
 def warn_if_large(params, x, y, act) -> float:
+    """:func:`regime_ratio`, with a :class:`RegimeWarning` when it is too large."""
     ratio = regime_ratio(params, x, y, act)
+    warn_regime(ratio)
+    return ratio
+
+
+def warn_regime(ratio: float) -> None:
+    """Warn (with the ratio) when ``rms f(x) / rms y`` leaves the small-init regime."""
     if ratio > REGIME_RATIO:
         warnings.warn(
             f"initial output is {ratio:.3g} x the targets' size (rms f / rms y > {REGIME_RATIO}): "
             "outside the small-initialisation regime; the effective dynamics may not predict "
-            "training",
+            "training (lower init.scale)",
             RegimeWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    return ratio
 
 
 def solve(system: EffectiveSystem, tol: Tolerances = Tolerances()) -> Blowup:

@@ -7,7 +7,6 @@ it against the theory, and optionally run GD beside it.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,10 +17,10 @@ from condensation.config import Config
 from condensation.data import Dataset
 from condensation.effective import (
     EffectiveSystem,
-    RegimeWarning,
     build_system,
     regime_ratio,
     solve_batch,
+    warn_regime,
 )
 from condensation.models import Ensemble, NetworkSpec
 from condensation.report import figures
@@ -64,15 +63,7 @@ def run_effective(
     members = [[w[i] for w in ens.params] for i in range(ens.size)]
     systems = [build_system(p, z, activation=spec.activation, form=form) for p in members]
     ratios = [regime_ratio(p, data.x, data.y, spec.activation.fn) for p in members]
-    worst = max(ratios)
-    if worst > 0.05:
-        warnings.warn(
-            f"initial output is up to {worst:.3g} x the targets' size (rms f / rms y > 0.05): "
-            "outside the small-initialisation regime; the effective dynamics may not predict "
-            "training (lower init.scale)",
-            RegimeWarning,
-            stacklevel=2,
-        )
+    warn_regime(max(ratios))  # the worst member
     sols = solve_batch(systems, tol)
     gd = run_training(cfg) if compare_gd else None
     return EffectiveRun(cfg, data, spec, ens, systems, sols, ratios, gd)
