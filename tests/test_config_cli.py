@@ -141,3 +141,10 @@ def test_cli_train_writes_run(tmp_path):
     for f in ("loss.png", "alignment.png", "cosine_heatmaps.png"):
         assert (out / "figures" / f).stat().st_size > 1000
     assert (out / "config.toml").is_file() and (out / "arrays" / "snapshots.npz").is_file()
+
+
+@pytest.mark.parametrize("args", [["train", "--bogus"], ["nosuch-command"]])
+def test_cli_usage_errors_exit_2(args):
+    p = _cli(*args)
+    assert p.returncode == 2
+    assert "Usage:" in p.stderr + p.stdout and "Traceback" not in p.stderr

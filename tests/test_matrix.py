@@ -23,6 +23,7 @@ from condensation.core import matrix as cm
 from condensation.core.effective import full_field
 from condensation.errors import InputError
 from condensation.runs.matrix import member_summaries, run_experiment, run_matrix
+from condensation.train import snapshot_steps
 
 SEED = int(os.environ.get("CONDENSATION_TEST_SEED", "0"))  # as in conftest.py
 
@@ -384,7 +385,7 @@ def run_two_by_two(steps: int = 4_000_000, lr: float = 0.002):
     cfg = mx.matrix_config_from_dict({"model": {"depth": 3}, "init": {"scale": 1e-3}})
     pb = _two_by_two()
     ens = mx.init_ensemble(cfg, pb.shape)
-    snaps = mx.snapshot_steps(steps, 100, 1000)
+    snaps = snapshot_steps(steps, 100, 1000)
     return mx.train_factorisation(pb, ens.params, lr=lr, steps=steps, snapshots=snaps)
 
 

@@ -48,12 +48,12 @@ def main() -> None:
     except KeyboardInterrupt:
         console_err.print("interrupted: nothing was written")
         sys.exit(130)
-    except Exception as e:  # click's usage errors carry their own exit code
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
+    except Exception as e:
+        # usage errors (typer's click layer, vendored or not) carry their own exit
+        # code and know how to print themselves; anything else is a bug: re-raise
+        code = getattr(e, "exit_code", None)
+        if code is None:
+            raise
+        if hasattr(e, "show"):
             e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Exit):
-            sys.exit(e.exit_code)
-        raise
+        sys.exit(code)

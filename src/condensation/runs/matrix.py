@@ -22,6 +22,7 @@ import numpy as np
 from condensation import matrix as mx
 from condensation.report import figures
 from condensation.store import save_arrays, write_json, write_toml
+from condensation.train import snapshot_steps
 
 N_REPORT = 10  # singular values / half times per member in summary.json
 SIGNIFICANT = 1e-3  # half times are reported for sigma_k(T) >= this x sigma_1(T)
@@ -63,7 +64,7 @@ def run_matrix(
         ens.params,
         lr=t.lr,
         steps=t.steps,
-        snapshots=mx.snapshot_steps(t.steps, t.snapshots, t.linear_snapshots),
+        snapshots=snapshot_steps(t.steps, t.snapshots, t.linear_snapshots),
         dtype=t.dtype,
         progress=progress,
     )
