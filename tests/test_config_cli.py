@@ -62,6 +62,20 @@ def test_csv_and_npz_data(tmp_path, rng):
     np.testing.assert_allclose(d.z, np.column_stack([x, np.ones(10)]).T @ y / 10)
 
 
+def test_saved_params_load_back_as_init(tmp_path, rng):
+    from condensation.models import save_params
+
+    cfg = load_config(None, ["model.widths=[4, 3]"])
+    spec = NetworkSpec.from_config(cfg.model, 5)
+    params = [rng.standard_normal(s) for s in spec.shapes]
+    save_params(tmp_path / "p.npz", params)
+    ens = init_ensemble(
+        load_config(None, ["model.widths=[4, 3]", f"init.path='{tmp_path / 'p.npz'}'"]), spec
+    )
+    for a, b in zip(ens.params, params):
+        np.testing.assert_array_equal(a[0], b)
+
+
 def test_init_from_file_checks_shapes(tmp_path, rng):
     cfg = load_config(None, ["model.widths=[4, 3]"])
     spec = NetworkSpec.from_config(cfg.model, 5)

@@ -39,15 +39,9 @@ from condensation.errors import NumericalError
 Field = Callable  # (y, args) -> dy/dt, homogeneous of degree k in y
 Diagnostic = Callable  # (y, args) -> dict of scalars, evaluated at every step
 
-STATUS = ("blow-up", "equilibrium", "norm-reached", "max-time", "max-steps", "no-drive")
-
 
 def _vdot(a, b):
     return sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
-
-
-def _norm(a):
-    return jnp.sqrt(_vdot(a, a))
 
 
 @dataclass(frozen=True)

@@ -47,10 +47,6 @@ def write_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n")
 
 
-def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())
-
-
 def write_toml(path: Path, obj: dict) -> None:
     path.write_text(tomli_w.dumps(obj))
 

@@ -21,16 +21,6 @@ def balance_matrices(params):
     ]
 
 
-def balance_scales(params):
-    """Size of the terms in each balance matrix: ``|W_{k+1}|_F^2 + |W_k|_F^2``.
-
-    A drift of a balance matrix is only meaningful relative to this size: the
-    difference of two terms of size S carries a rounding error of about
-    ``S * machine epsilon``.
-    """
-    return [jnp.sum(params[k + 1] ** 2) + jnp.sum(params[k] ** 2) for k in range(len(params) - 1)]
-
-
 def neuron_balances(params):
     """Per-neuron laws: ``|col_j W_{k+1}|^2 - |row_j W_k|^2`` for each hidden layer."""
     return [
