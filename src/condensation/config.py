@@ -103,17 +103,22 @@ class Config:
         return (DEFAULT_SCALE,)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
-        """Plain dict for TOML/JSON, None fields dropped (TOML has no null)."""
-        out: dict[str, dict[str, Any]] = {}
-        for f in dataclasses.fields(self):
-            sec = dataclasses.asdict(getattr(self, f.name))
-            out[f.name] = {
-                k: (list(v) if isinstance(v, tuple) else v) for k, v in sec.items() if v is not None
-            }
-        return out
+        return sections_to_dict(self)
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "init": InitConfig, "train": TrainConfig}
+
+
+def sections_to_dict(cfg) -> dict[str, dict[str, Any]]:
+    """A config of section dataclasses as a plain dict for TOML/JSON (None dropped:
+    TOML has no null)."""
+    out: dict[str, dict[str, Any]] = {}
+    for f in dataclasses.fields(cfg):
+        sec = dataclasses.asdict(getattr(cfg, f.name))
+        out[f.name] = {
+            k: (list(v) if isinstance(v, tuple) else v) for k, v in sec.items() if v is not None
+        }
+    return out
 
 
 # ---- coercion ----------------------------------------------------------------
@@ -154,8 +159,7 @@ def _coerce(section: str, name: str, value: Any, annotation: str) -> Any:
     raise TypeError(f"unhandled annotation {annotation}")  # pragma: no cover
 
 
-def _build_section(section: str, raw: dict[str, Any]):
-    cls = SECTIONS[section]
+def _build_section(section: str, raw: dict[str, Any], cls: type):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for name, value in raw.items():
@@ -226,6 +230,12 @@ def _validate(cfg: Config) -> Config:
         raise InputError(
             "init.scale", i.scale, "give only one of scale, gamma, scales", "remove the others"
         )
+    validate_train(t)
+    return cfg
+
+
+def validate_train(t) -> None:
+    """The ``[train]`` checks shared by every config family (lr, steps, dtype, snapshots)."""
     if not t.lr > 0:
         raise InputError("train.lr", t.lr, "must be > 0", "give a positive learning rate")
     if t.steps < 1:
@@ -236,7 +246,6 @@ def _validate(cfg: Config) -> Config:
         raise InputError(
             "train.snapshots", t.snapshots, "need >= 2 log-spaced snapshots", "use snapshots >= 2"
         )
-    return cfg
 
 
 def parse_override(item: str) -> tuple[str, str, Any]:
@@ -254,8 +263,14 @@ def parse_override(item: str) -> tuple[str, str, Any]:
     return section, key, value
 
 
-def config_from_dict(raw: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Build and validate a Config from a nested dict plus ``--set`` overrides."""
+def build_sections(
+    raw: dict[str, Any], overrides: list[str] | tuple[str, ...], sections: dict[str, type]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Apply ``--set`` overrides to a raw TOML dict and build each section dataclass.
+
+    An override of one of ``init.scale``/``gamma``/``scales`` replaces the file's
+    choice of the others.  Returns ``(raw with overrides, {section: dataclass})``.
+    """
     raw = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
     scale_keys = ("scale", "gamma", "scales")
     for item in overrides:
@@ -265,18 +280,37 @@ def config_from_dict(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]
             for other in scale_keys:
                 body.pop(other, None)
         body[key] = value
-    sections = {}
+    built = {}
     for section, body in raw.items():
-        if section not in SECTIONS:
+        if section not in sections:
             raise InputError(
                 section,
                 body if not isinstance(body, dict) else "[...]",
                 "unknown config section",
-                f"use sections {', '.join(f'[{s}]' for s in SECTIONS)}",
+                f"use sections {', '.join(f'[{s}]' for s in sections)}",
             )
         if not isinstance(body, dict):
             raise InputError(section, body, "expected a table", f"write [{section}] then keys")
-        sections[section] = _build_section(section, body)
+        built[section] = _build_section(section, body, sections[section])
+    return raw, built
+
+
+def read_toml(path: str | Path | None) -> dict[str, Any]:
+    """A TOML file as a dict (empty for None: the built-in defaults)."""
+    if path is None:
+        return {}
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("CONFIG", str(p), "no such file", "give the path of a TOML config")
+    try:
+        return tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise InputError("CONFIG", str(p), f"not valid TOML ({e})", "fix the TOML syntax") from None
+
+
+def config_from_dict(raw: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Build and validate a Config from a nested dict plus ``--set`` overrides."""
+    raw, sections = build_sections(raw, overrides, SECTIONS)
     cfg = Config(**sections)
     if "model" in raw and "widths" not in raw["model"] and "depth" in raw["model"]:
         cfg = dataclasses.replace(
@@ -287,15 +321,4 @@ def config_from_dict(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]
 
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Read a TOML file (or the built-in defaults when ``path`` is None)."""
-    raw: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise InputError("CONFIG", str(p), "no such file", "give the path of a TOML config")
-        try:
-            raw = tomllib.loads(p.read_text())
-        except tomllib.TOMLDecodeError as e:
-            raise InputError(
-                "CONFIG", str(p), f"not valid TOML ({e})", "fix the TOML syntax"
-            ) from None
-    return config_from_dict(raw, overrides)
+    return config_from_dict(read_toml(path), overrides)

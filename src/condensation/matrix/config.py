@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
-from condensation.config import _coerce, parse_override
+from condensation.config import build_sections, read_toml, sections_to_dict, validate_train
 from condensation.errors import InputError
 
 KINDS = ("completion", "sensing")
@@ -104,13 +97,7 @@ class MatrixConfig:
         return [(s, eps) for s in seeds for eps in self.scales]
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
-        for f in dataclasses.fields(self):
-            sec = dataclasses.asdict(getattr(self, f.name))
-            out[f.name] = {
-                k: (list(v) if isinstance(v, tuple) else v) for k, v in sec.items() if v is not None
-            }
-        return out
+        return sections_to_dict(self)
 
 
 SECTIONS = {
@@ -119,19 +106,6 @@ SECTIONS = {
     "init": MatrixInitConfig,
     "train": MatrixTrainConfig,
 }
-
-
-def _build_section(section: str, raw: dict[str, Any]):
-    cls = SECTIONS[section]
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for name, value in raw.items():
-        if name not in fields:
-            raise InputError(
-                f"{section}.{name}", value, "unknown key", f"use one of: {', '.join(fields)}"
-            )
-        kwargs[name] = _coerce(section, name, value, str(fields[name].type))
-    return cls(**kwargs)
 
 
 def _validate(cfg: MatrixConfig) -> MatrixConfig:
@@ -187,16 +161,7 @@ def _validate(cfg: MatrixConfig) -> MatrixConfig:
         )
     if i.scale is not None and i.scales is not None:
         raise InputError("init.scale", i.scale, "give only one of scale, scales", "remove one")
-    if not t.lr > 0:
-        raise InputError("train.lr", t.lr, "must be > 0", "give a positive learning rate")
-    if t.steps < 1:
-        raise InputError("train.steps", t.steps, "must be >= 1", "give a positive number of steps")
-    if t.dtype not in ("float32", "float64"):
-        raise InputError("train.dtype", t.dtype, "unknown dtype", 'use "float32" or "float64"')
-    if t.snapshots < 2 or t.linear_snapshots < 0:
-        raise InputError(
-            "train.snapshots", t.snapshots, "need >= 2 log-spaced snapshots", "use snapshots >= 2"
-        )
+    validate_train(t)
     return cfg
 
 
@@ -204,22 +169,7 @@ def matrix_config_from_dict(
     raw: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()
 ) -> MatrixConfig:
     """Build and validate a :class:`MatrixConfig` from a nested dict plus ``--set`` items."""
-    raw = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
-    for item in overrides:
-        section, key, value = parse_override(item)
-        raw.setdefault(section, {})[key] = value
-    sections = {}
-    for section, body in raw.items():
-        if section not in SECTIONS:
-            raise InputError(
-                section,
-                body if not isinstance(body, dict) else "[...]",
-                "unknown config section",
-                f"use sections {', '.join(f'[{s}]' for s in SECTIONS)}",
-            )
-        if not isinstance(body, dict):
-            raise InputError(section, body, "expected a table", f"write [{section}] then keys")
-        sections[section] = _build_section(section, body)
+    _, sections = build_sections(raw, overrides, SECTIONS)
     return _validate(MatrixConfig(**sections))
 
 
@@ -227,15 +177,4 @@ def load_matrix_config(
     path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()
 ) -> MatrixConfig:
     """Read a matrix TOML config (built-in defaults when ``path`` is None)."""
-    raw: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise InputError("CONFIG", str(p), "no such file", "give the path of a TOML config")
-        try:
-            raw = tomllib.loads(p.read_text())
-        except tomllib.TOMLDecodeError as e:
-            raise InputError(
-                "CONFIG", str(p), f"not valid TOML ({e})", "fix the TOML syntax"
-            ) from None
-    return matrix_config_from_dict(raw, overrides)
+    return matrix_config_from_dict(read_toml(path), overrides)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -11,11 +10,6 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover
-    pass
 
 from condensation.core import matrix as cm
 from condensation.core.final_stage import final_stage_holds
