@@ -13,3 +13,27 @@ SEED = int(os.environ.get("CONDENSATION_TEST_SEED", "0"))
 @pytest.fixture
 def rng():
     return np.random.default_rng(SEED)
+
+
+def _first_gd_step(params, x, y, act, lr, steps, stop):
+    """Reference GD, one uncompiled-loop step at a time with ``jax.grad`` of the core
+    loss: the first ``k <= steps`` at which ``stop(params_k, loss_k, loss_0)``, else -1."""
+    import jax
+
+    from condensation.core import loss
+
+    value_and_grad = jax.jit(jax.value_and_grad(loss), static_argnums=3)
+    params, l0 = tuple(params), None
+    for k in range(steps + 1):
+        lk, gk = value_and_grad(params, x, y, act)
+        l0 = lk if l0 is None else l0
+        if stop(params, lk, l0):
+            return k
+        params = tuple(p - lr * q for p, q in zip(params, gk))
+    return -1
+
+
+@pytest.fixture
+def gd_reference():
+    """``first_step(params, x, y, act, lr, steps, stop)``: the brute-force GD reference."""
+    return _first_gd_step

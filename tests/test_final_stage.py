@@ -1,12 +1,10 @@
 """Final-stage condition: definitions, forward invariance, condensation, GD tracking."""
 
-import jax
 import numpy as np
 import pytest
 
 from condensation import load_config
 from condensation.condensed import condensed_report
-from condensation.core import loss
 from condensation.core.final_stage import final_stage_counts, final_stage_holds
 from condensation.effective import build_system, solve_batch
 from condensation.models import NetworkSpec, init_ensemble
@@ -54,7 +52,7 @@ def test_entered_late_never_left_and_condensed(rng):
         assert rep["log_bound_min_ratio"] >= 1.0  # the log lower bound holds, with C = 0
 
 
-def test_gd_final_stage_step_matches_brute_force():
+def test_gd_final_stage_step_matches_brute_force(gd_reference):
     cfg = load_config(None, ["model.widths=[6, 5]", "init.scale=0.05", "data.n=30"])
     from condensation import load_dataset
 
@@ -71,16 +69,15 @@ def test_gd_final_stage_step_matches_brute_force():
         steps=steps,
         snapshots=np.array([0, steps]),
     )
-    params = tuple(p[0] for p in ens.params)
-    grad = jax.jit(jax.grad(loss), static_argnums=3)
-    first = -1
-    for k in range(steps):
-        b, w, a = params
-        if final_stage_holds(a[0], w, b @ data.z):
-            first = k
-            break
-        g = grad(params, data.x, data.y, spec.activation.fn)
-        params = tuple(p - lr * q for p, q in zip(params, g))
+    first = gd_reference(
+        [p[0] for p in ens.params],
+        data.x,
+        data.y,
+        spec.activation.fn,
+        lr,
+        steps,
+        lambda params, lk, l0: bool(final_stage_holds(params[2][0], params[1], params[0] @ data.z)),
+    )
     assert first > 0
     assert r.final_stage_step[0] == first
 

@@ -1,10 +1,8 @@
 """The compiled GD engine: ensembles, escape step, divergence, dtypes, paper example."""
 
-import jax
 import numpy as np
 
 from condensation import load_config, load_dataset, train
-from condensation.core import loss
 from condensation.models import NetworkSpec, init_ensemble
 from condensation.runs.train import member_summaries, run_training
 from condensation.train import snapshot_steps
@@ -37,7 +35,7 @@ def test_ensemble_equals_separate_runs():
         assert together.final_stage_step[i] == alone.final_stage_step[0]
 
 
-def test_escape_step_is_checked_every_step():
+def test_escape_step_is_checked_every_step(gd_reference):
     cfg, data, spec, ens = _setup(["model.widths=[8, 8]", "init.scale=0.05", "data.n=40"])
     steps, lr = 3000, 0.1
     # only the two end points as snapshots: the escape step must still be exact
@@ -50,15 +48,15 @@ def test_escape_step_is_checked_every_step():
         steps=steps,
         snapshots=np.array([0, steps]),
     )
-    params = tuple(p[0] for p in ens.params)
-    g = jax.jit(jax.value_and_grad(loss), static_argnums=3)
-    l0 = None
-    for k in range(steps + 1):  # noqa: B007 (k is the escape step after break)
-        lk, gk = g(params, data.x, data.y, spec.activation.fn)
-        l0 = lk if l0 is None else l0
-        if lk <= l0 / 2:
-            break
-        params = tuple(p - lr * q for p, q in zip(params, gk))
+    k = gd_reference(
+        [p[0] for p in ens.params],
+        data.x,
+        data.y,
+        spec.activation.fn,
+        lr,
+        steps,
+        lambda params, lk, l0: lk <= l0 / 2,
+    )
     assert 0 < k < steps
     assert r.escape_step[0] == k
 
