@@ -37,3 +37,37 @@ def _first_gd_step(params, x, y, act, lr, steps, stop):
 def gd_reference():
     """``first_step(params, x, y, act, lr, steps, stop)``: the brute-force GD reference."""
     return _first_gd_step
+
+
+@pytest.fixture
+def cli_main(monkeypatch, capsys):
+    """Run the CLI in-process (no interpreter start-up): ``(*args) -> (exit status, stderr)``."""
+    import sys
+
+    from condensation.cli import main
+
+    def run(*args):
+        capsys.readouterr()
+        monkeypatch.setattr(sys, "argv", ["condensation", *args])
+        try:
+            main()
+            code = 0
+        except SystemExit as e:
+            code = e.code
+        return code, capsys.readouterr().err
+
+    return run
+
+
+@pytest.fixture
+def cli_subprocess():
+    """Run the CLI as a user would, in a fresh interpreter: ``(*args) -> CompletedProcess``."""
+    import subprocess
+    import sys
+
+    def run(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "condensation", *args], capture_output=True, text=True
+        )
+
+    return run

@@ -1,8 +1,5 @@
 """Bad input: one line naming field, value and fix; exit 2; nothing on disk."""
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
@@ -94,12 +91,6 @@ def test_init_from_file_checks_shapes(tmp_path, rng):
         init_ensemble(load_config(None, ["model.widths=[4, 3]", f"init.path='{bad}'"]), spec)
 
 
-def _cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "condensation", *args], capture_output=True, text=True
-    )
-
-
 @pytest.mark.parametrize(
     "args",
     [
@@ -109,9 +100,9 @@ def _cli(*args):
         ["--set", "init.scale=-1"],
     ],
 )
-def test_cli_bad_input_exit_2_and_no_output(tmp_path, args):
+def test_cli_bad_input_exit_2_and_no_output(tmp_path, args, cli_subprocess):
     out = tmp_path / "run"
-    p = _cli("train", *args, "--out", str(out))
+    p = cli_subprocess("train", *args, "--out", str(out))
     assert p.returncode == 2, p.stderr
     lines = [ln for ln in p.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and "fix:" in lines[0]
@@ -119,9 +110,9 @@ def test_cli_bad_input_exit_2_and_no_output(tmp_path, args):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_cli_train_writes_run(tmp_path):
+def test_cli_train_writes_run(tmp_path, cli_subprocess):
     out = tmp_path / "run"
-    p = _cli(
+    p = cli_subprocess(
         "train",
         "--set",
         "model.widths=[6, 5]",
@@ -158,7 +149,7 @@ def test_cli_train_writes_run(tmp_path):
 
 
 @pytest.mark.parametrize("args", [["train", "--bogus"], ["nosuch-command"]])
-def test_cli_usage_errors_exit_2(args):
-    p = _cli(*args)
+def test_cli_usage_errors_exit_2(args, cli_subprocess):
+    p = cli_subprocess(*args)
     assert p.returncode == 2
     assert "Usage:" in p.stderr + p.stdout and "Traceback" not in p.stderr

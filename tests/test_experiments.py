@@ -5,8 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import subprocess
-import sys
 import types
 from html.parser import HTMLParser
 from pathlib import Path
@@ -18,26 +16,6 @@ from condensation import experiments as X
 from condensation.errors import InputError
 from condensation.report.html import render_report
 from condensation.reproduce import reproduce, run_experiment
-
-
-def _cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "condensation", *args], capture_output=True, text=True
-    )
-
-
-def _main(monkeypatch, capsys, *args) -> tuple[int, str]:
-    """Run the CLI in-process (no interpreter start-up); (exit status, stderr)."""
-    from condensation.cli import main
-
-    capsys.readouterr()
-    monkeypatch.setattr(sys, "argv", ["condensation", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    return code, capsys.readouterr().err
 
 
 def _one_error_line(stderr: str) -> str:
@@ -138,32 +116,30 @@ def test_bad_set(item, field):
         assert "eps_min" in msg and "three_layer_lr" in msg  # lists the known keys
 
 
-def test_cli_unknown_name_and_key_exit_2(tmp_path, monkeypatch, capsys):
+def test_cli_unknown_name_and_key_exit_2(tmp_path, cli_main):
     out = tmp_path / "r"
-    code, err = _main(monkeypatch, capsys, "run", "no-such-experiment", "--out", str(out))
+    code, err = cli_main("run", "no-such-experiment", "--out", str(out))
     assert code == 2
     line = _one_error_line(err)
     assert "no-such-experiment" in line and "escape-scaling" in line
-    code, err = _main(
-        monkeypatch, capsys, "run", "escape-scaling", "--set", "colour=1", "--out", str(out)
-    )
+    code, err = cli_main("run", "escape-scaling", "--set", "colour=1", "--out", str(out))
     assert code == 2
     line = _one_error_line(err)
     assert "colour" in line and "eps_min" in line
-    code, err = _main(monkeypatch, capsys, "reproduce", "--only", "nope", "--out", str(out))
+    code, err = cli_main("reproduce", "--only", "nope", "--out", str(out))
     assert code == 2 and "escape-scaling" in _one_error_line(err)
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
-def test_cli_report_on_non_run_dir_exit_2(tmp_path, monkeypatch, capsys):
+def test_cli_report_on_non_run_dir_exit_2(tmp_path, cli_main):
     (tmp_path / "junk.txt").write_text("hello")
-    code, err = _main(monkeypatch, capsys, "report", str(tmp_path))
+    code, err = cli_main("report", str(tmp_path))
     assert code == 2
     assert "not a reproduce or experiment run directory" in _one_error_line(err)
     (tmp_path / "summary.json").write_text(json.dumps({"kind": "train"}))
-    code, err = _main(monkeypatch, capsys, "report", str(tmp_path))
+    code, err = cli_main("report", str(tmp_path))
     assert code == 2 and "'train'" in _one_error_line(err)
-    code, err = _main(monkeypatch, capsys, "report", str(tmp_path / "missing"))
+    code, err = cli_main("report", str(tmp_path / "missing"))
     assert code == 2 and "not a directory" in _one_error_line(err)
     assert not (tmp_path / "report.html").exists()
 
@@ -209,7 +185,9 @@ def _check_page(path: Path, n_images: int) -> _Page:
     return page
 
 
-def test_reproduce_fake_writes_report_and_rerenders_byte_for_byte(tmp_path, fake_registry):
+def test_reproduce_fake_writes_report_and_rerenders_byte_for_byte(
+    tmp_path, fake_registry, cli_subprocess
+):
     out = tmp_path / "rep"
     top = reproduce(out, quick=True)
     assert top["experiments"] == ["fake-plateau", "fake-exp"]  # story order
@@ -230,7 +208,7 @@ def test_reproduce_fake_writes_report_and_rerenders_byte_for_byte(tmp_path, fake
     (out / "report.html").unlink()
     render_report(out)
     assert (out / "report.html").read_bytes() == before
-    p = _cli("report", str(out))  # the CLI, in a fresh process
+    p = cli_subprocess("report", str(out))  # the CLI, in a fresh process
     assert p.returncode == 0, p.stderr
     assert (out / "report.html").read_bytes() == before
 
@@ -281,11 +259,9 @@ def test_run_single_experiment_dir_is_reportable(tmp_path, fake_registry):
 
 
 # ---- the real GD experiments, quick mode --------------------------------------
-def test_reproduce_quick_gd_experiments(tmp_path, monkeypatch, capsys):
+def test_reproduce_quick_gd_experiments(tmp_path, cli_main):
     out = tmp_path / "quick"
-    code, err = _main(
-        monkeypatch,
-        capsys,
+    code, err = cli_main(
         "reproduce",
         "--quick",
         "--only",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import jax
@@ -308,25 +307,12 @@ def test_bad_matrix_config(overrides, field, words):
     assert msg.startswith(field) and words in msg and "fix:" in msg and "\n" not in msg
 
 
-def _main(monkeypatch, capsys, *args) -> tuple[int, str]:
-    from condensation.cli import main
-
-    capsys.readouterr()
-    monkeypatch.setattr(sys, "argv", ["condensation", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    return code, capsys.readouterr().err
-
-
-def test_cli_bad_input_exit_2_no_output(tmp_path, monkeypatch, capsys):
+def test_cli_bad_input_exit_2_no_output(tmp_path, cli_main):
     cases = [[f"--set=problem.path='{p}'"] for p, _ in _bad_files(tmp_path).values()]
     cases += [[f"--set={o}" for o in overrides] for overrides, _, _ in BAD_CONFIG[:3]]
     for extra in cases:
         out = tmp_path / "out"
-        code, err = _main(monkeypatch, capsys, "matrix", *extra, "--out", str(out))
+        code, err = cli_main("matrix", *extra, "--out", str(out))
         lines = [ln for ln in err.strip().splitlines() if ln.strip()]
         assert code == 2 and len(lines) == 1 and "error:" in lines[0], err
         assert not out.exists()
@@ -341,13 +327,13 @@ TINY = {
 }
 
 
-def test_cli_matrix_writes_run(tmp_path, monkeypatch, capsys):
+def test_cli_matrix_writes_run(tmp_path, cli_main):
     import tomli_w
 
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(tomli_w.dumps(TINY))
     out = tmp_path / "run"
-    code, err = _main(monkeypatch, capsys, "matrix", str(cfg), "--out", str(out))
+    code, err = cli_main("matrix", str(cfg), "--out", str(out))
     assert code == 0, err
     s = json.loads((out / "summary.json").read_text())
     assert s["shape"] == [6, 6] and len(s["members"]) == 2
