@@ -1,8 +1,12 @@
 import os
 
-import jax
-import numpy as np
-import pytest
+# Every test run exposes two JAX CPU devices (whatever the core count), so the
+# trainer's spread of ensemble members over devices is always exercised.
+os.environ.setdefault("CONDENSATION_CPU_DEVICES", "2")
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 

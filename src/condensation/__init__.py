@@ -4,12 +4,14 @@ Implements the system of Chen & Luo, "On the dynamics of three-layer neural
 networks: initial condensation" (arXiv 2402.15958): fast ensemble training,
 the effective dynamics and its finite-time blow-up, and the measurements of
 condensation.  Importing the package turns on JAX's float64 support
-(``jax_enable_x64``), which the dynamics needs; float32 stays selectable per run.
+(``jax_enable_x64``), which the dynamics needs (float32 stays selectable per
+run), and, unless JAX has already started, exposes one JAX CPU device per core
+so that ensembles train on all cores (see :mod:`condensation._jax_setup`).
 """
 
-import jax
+from condensation._jax_setup import configure as _configure
 
-jax.config.update("jax_enable_x64", True)
+_configure()
 
 from condensation.config import Config, load_config  # noqa: E402
 from condensation.data import Dataset, load_dataset  # noqa: E402

@@ -19,9 +19,11 @@ import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from pathlib import Path
 
 from condensation import experiments as X
+from condensation._jax_setup import ENV_VAR, usable_cores
 from condensation.errors import InputError
 from condensation.report.html import render_report
 from condensation.store import check_out_dir, run_directory, write_json
@@ -87,6 +89,20 @@ def _run_in_worker(name: str, quick: bool, out_dir: str) -> dict:
     return run_into(exp, exp.params(quick=quick), Path(out_dir), X.null_progress, quick)
 
 
+@contextmanager
+def _worker_cores(workers: int):
+    """Split the cores among the worker processes: each worker exposes its share
+    as JAX devices (``CONDENSATION_CPU_DEVICES``, unless the user set it)."""
+    if ENV_VAR in os.environ:
+        yield
+        return
+    os.environ[ENV_VAR] = str(max(1, usable_cores() // workers))
+    try:
+        yield
+    finally:
+        del os.environ[ENV_VAR]
+
+
 def default_workers() -> int:
     """Experiments run side by side in this many processes (most of a quick run is
     single-threaded JIT compilation, so two processes use two cores)."""
@@ -124,7 +140,10 @@ def reproduce(
         importable = all(reg[n].run_fn.__module__ in X._MODULES for n in chosen)
         if workers > 1 and len(chosen) > 1 and importable:
             ctx = multiprocessing.get_context("spawn")  # JAX and fork do not mix
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            with (
+                _worker_cores(workers),
+                ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool,
+            ):
                 futures = {
                     pool.submit(_run_in_worker, name, quick, str(tmp / name)): name
                     for name in chosen
