@@ -1,8 +1,13 @@
 """The compiled GD engine: ensembles, escape step, divergence, dtypes, paper example."""
 
+import importlib
+
+import jax
 import numpy as np
+import pytest
 
 from condensation import load_config, load_dataset, train
+from condensation._jax_setup import cpu_device_count
 from condensation.models import NetworkSpec, init_ensemble
 from condensation.runs.train import member_summaries, run_training
 from condensation.train import snapshot_steps
@@ -78,6 +83,40 @@ def test_divergence_marks_one_member_only():
     assert r.diverged_step[0] == -1 and r.diverged_step[1] > 0
     assert all(np.all(np.isfinite(w)) for w in r.snapshots)  # frozen at last finite params
     np.testing.assert_allclose(r.snapshots[0][0], alone.snapshots[0][0], atol=1e-12, rtol=0)
+
+
+def test_members_spread_over_devices_equal_one_device(monkeypatch):
+    """Three members (one diverging) padded onto two devices give what one device
+    gives: the same snapshots, escape, divergence and final-stage steps."""
+    T = importlib.import_module("condensation.train")  # the module, not the function
+    assert len(jax.devices()) >= 2  # conftest asks for two CPU devices
+    assert T.member_mesh(3).size == 2 and T.member_mesh(1) is None
+    cfg, data, spec, ens = _setup(
+        [
+            "model.widths=[10, 10]",
+            "init.scales=[0.01, 0.3, 8.0]",
+            "train.steps=300",
+            "data.n=30",
+        ]
+    )
+    kw = dict(act=spec.activation.fn, lr=2.0, steps=300)
+    spread = train(ens.params, data.x, data.y, **kw)
+    monkeypatch.setattr(T, "member_mesh", lambda n: None)
+    one = train(ens.params, data.x, data.y, **kw)
+    assert spread.diverged_step[2] > 0 and spread.diverged_step[0] == -1
+    for field in ("escape_step", "diverged_step", "final_stage_step"):
+        np.testing.assert_array_equal(getattr(spread, field), getattr(one, field))
+    for a, b in zip(spread.snapshots + spread.escape_params, one.snapshots + one.escape_params):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(spread.snapshot_loss, one.snapshot_loss, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("raw", ["0", "-2", "two"])
+def test_bad_cpu_device_count_is_named(monkeypatch, raw):
+    monkeypatch.setenv("CONDENSATION_CPU_DEVICES", raw)
+    with pytest.raises(ValueError, match="CONDENSATION_CPU_DEVICES"):
+        cpu_device_count()
 
 
 def test_float32_matches_float64_escape_step():

@@ -1,26 +1,34 @@
 """Compiled full-batch gradient descent over ensembles of networks.
 
-One jitted function runs all ensemble members (seeds x scales, vmapped) from
-one snapshot step to the next with ``lax.fori_loop``; Python only stitches the
-snapshot intervals together (and drives the progress bar).  Inside the loop,
-at every step, it records:
+One jitted call runs all ensemble members (seeds x scales) from one snapshot
+step to the next; Python only stitches the snapshot intervals together (and
+drives the progress bar).  Inside the call, at every step, it records:
 
 - the escape step ``min{k : loss_k <= loss_0 / 2}`` and the parameters there;
 - divergence (non-finite loss or parameters): that member is frozen at its last
-  finite parameters and marked, the others run on untouched;
+  finite parameters, marked, and stops computing; the others run on untouched;
 - for depth 3, the first step at which the final-stage condition holds.
 
 Time conventions: ``loss_k = R(theta_k)``, ``theta_{k+1} = theta_k - lr grad R``,
 ``t = k * lr``.
 
-Performance (``benchmarks/bench_train.py``): a step costs about three
-(n x m) @ (m x m) products per hidden-to-hidden layer and little else.  The
-loss is written with activations feature-major, (m_k, n), so the first layer's
-products with the shared inputs need no transposes (autodiff then needs none
-either); it equals :func:`condensation.core.network.loss` up to rounding.  The
-bookkeeping runs once per step on the whole ensemble,
-and recording escape parameters touches memory only in the step a member
-escapes.
+Layout, chosen by measurement (``benchmarks/bench_train.py``):
+
+- The members are spread over the JAX devices, one per CPU core by default (see
+  :mod:`condensation._jax_setup`), with ``shard_map``: XLA runs a program on one
+  core, so this is what puts every core to work.  The ensemble is padded with
+  copies of member 0 to a whole number per device; the copies are dropped.
+- Each device runs its members one after another (``lax.map``), each through
+  the whole interval in a ``while_loop``.  A member's weights and activations
+  (about 0.4 MB at widths 100/100 in float64) then stay in the core's cache for
+  the whole interval; a vmapped step over all members streams each operation
+  through every member's arrays and ran 1.5x slower.
+- A step costs about three (n x m) @ (m x m) products per hidden-to-hidden
+  layer and little else.  The loss is written with activations feature-major,
+  (m_k, n), so the first layer's products with the shared inputs need no
+  transposes (autodiff then needs none either); it equals
+  :func:`condensation.core.network.loss` up to rounding.  Recording the escape
+  parameters is a branch taken in one step only.
 """
 
 from __future__ import annotations
@@ -32,6 +40,8 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from condensation.core.final_stage import final_stage_holds
 from condensation.core.network import loss as loss_fn
@@ -76,6 +86,17 @@ class TrainResult:
         return np.where(self.escape_step >= 0, self.escape_step * self.lr, np.nan)
 
 
+MEMBER_AXIS = "members"
+
+
+def member_mesh(n_members: int) -> Mesh | None:
+    """The 1-D mesh that ``train`` spreads ``n_members`` members over: one shard per
+    device (at most one per member), or None when there is only one."""
+    devices = jax.devices()
+    k = min(len(devices), n_members)
+    return None if k <= 1 else Mesh(np.array(devices[:k]), (MEMBER_AXIS,))
+
+
 def _feature_major_loss(params, x, y, act: Callable):
     """``R`` of one network with activations kept feature-major: ``h_k^T`` of shape
     (m_k, n), ``h_0^T = x^T``, so the first layer's products with the shared inputs
@@ -90,61 +111,63 @@ def _feature_major_loss(params, x, y, act: Callable):
 _loss_and_grad = jax.value_and_grad(_feature_major_loss)
 
 
-def _rows(mask, p):
-    """A per-member mask broadcast against ``p`` (E, ...)."""
-    return mask.reshape(mask.shape + (1,) * (p.ndim - 1))
+def _all_finite(arrays) -> jnp.ndarray:
+    """True where every entry of every array is finite."""
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in arrays]))
 
 
-def _member_all_finite(tree) -> jnp.ndarray:
-    """(E,) True where every entry of the member's arrays is finite."""
-    out = None
-    for p in tree:
-        ok = jnp.all(jnp.isfinite(p), axis=tuple(range(1, p.ndim)))
-        out = ok if out is None else out & ok
-    return out
+def _make_member_interval(act: Callable, lr: float, track_final_stage: bool):
+    """One member's runner ``(state, x, y, z, start, stop) -> state``: GD steps
+    ``start .. stop-1`` back to back, so the member's weights and activations stay
+    in cache for the whole interval.  A diverged member stops at once."""
 
-
-def _copy_rows(dst, src, mask):
-    """``dst[i] = src[i]`` for the members with ``mask[i]``: in-place row updates,
-    a loop of zero trips (no memory traffic) in the steps where no member is set."""
-    order = jnp.argsort(~mask, stable=True)  # masked members first
-
-    def body(j, d):
-        i = order[j]
-        return tuple(jax.lax.dynamic_update_index_in_dim(a, b[i], i, 0) for a, b in zip(d, src))
-
-    return jax.lax.fori_loop(0, jnp.sum(mask), body, dst)
-
-
-def _make_interval(act: Callable, lr: float, track_final_stage: bool):
-    """The ensemble interval runner ``(carry, x, y, z, start, stop) -> carry``."""
-    loss_and_grad = jax.vmap(partial(_loss_and_grad, act=act), in_axes=(0, None, None))
-
-    def step(k, carry, x, y, z):
-        params, loss0, esc_step, esc_params, div_step, fs_step = carry
-        l, g = loss_and_grad(params, x, y)
+    def step(carry, x, y, z):
+        k, params, loss0, esc_step, esc_params, div_step, fs_step = carry
+        loss, g = _loss_and_grad(params, x, y, act=act)
         new = tuple(p - lr * gp for p, gp in zip(params, g))
-        alive = div_step < 0
-        ok = alive & jnp.isfinite(l) & _member_all_finite(new)
-        div_step = jnp.where(alive & ~ok, k, div_step)
-        escaped_now = alive & (esc_step < 0) & (l <= 0.5 * loss0)
+        ok = jnp.isfinite(loss) & _all_finite(new)
+        div_step = jnp.where(ok, div_step, k)
+        escaped_now = (esc_step < 0) & (loss <= 0.5 * loss0)
         esc_step = jnp.where(escaped_now, k, esc_step)
-        esc_params = _copy_rows(esc_params, params, escaped_now)
+        # a real branch: the copy happens in the one step the member escapes
+        esc_params = jax.lax.cond(escaped_now, lambda: params, lambda: esc_params)
         if track_final_stage:
-            inside = jax.vmap(lambda b, w, a: final_stage_holds(a[0], w, b @ z))(*params)
-            fs_step = jnp.where(alive & (fs_step < 0) & inside, k, fs_step)
-        params = tuple(jnp.where(_rows(ok, n), n, p) for n, p in zip(new, params))
-        return params, loss0, esc_step, esc_params, div_step, fs_step
+            b, w, a = params
+            inside = final_stage_holds(a[0], w, b @ z)
+            fs_step = jnp.where((fs_step < 0) & inside, k, fs_step)
+        params = jax.lax.cond(ok, lambda: new, lambda: params)
+        return k + 1, params, loss0, esc_step, esc_params, div_step, fs_step
 
-    def interval(carry, x, y, z, start, stop):
-        return jax.lax.fori_loop(start, stop, partial(step, x=x, y=y, z=z), carry)
+    def interval(state, x, y, z, start, stop):
+        def running(carry):
+            return (carry[0] < stop) & (carry[5] < 0)
+
+        carry = jax.lax.while_loop(running, partial(step, x=x, y=y, z=z), (start, *state))
+        return carry[1:]
 
     return interval
 
 
-@partial(jax.jit, static_argnames=("act", "lr", "track_final_stage"))
-def _run_interval(carry, x, y, z, start, stop, *, act, lr, track_final_stage):
-    return _make_interval(act, lr, track_final_stage)(carry, x, y, z, start, stop)
+def _make_interval(act: Callable, lr: float, track_final_stage: bool):
+    """The ensemble runner ``(carry, x, y, z, start, stop) -> carry``: the members
+    one after another, each for the whole interval."""
+    member = _make_member_interval(act, lr, track_final_stage)
+
+    def interval(carry, x, y, z, start, stop):
+        return jax.lax.map(lambda state: member(state, x, y, z, start, stop), carry)
+
+    return interval
+
+
+@partial(jax.jit, static_argnames=("act", "lr", "track_final_stage", "mesh"))
+def _run_interval(carry, x, y, z, start, stop, *, act, lr, track_final_stage, mesh):
+    interval = _make_interval(act, lr, track_final_stage)
+    if mesh is None:
+        return interval(carry, x, y, z, start, stop)
+    e, r = P(MEMBER_AXIS), P()
+    return jax.shard_map(interval, mesh=mesh, in_specs=(e, r, r, r, r, r), out_specs=e)(
+        carry, x, y, z, start, stop
+    )
 
 
 @partial(jax.jit, static_argnames=("act",))
@@ -184,32 +207,46 @@ def train(
         raise ValueError("snapshot steps must increase strictly from 0 to steps")
     xj, yj = jnp.asarray(x, dt), jnp.asarray(y, dt)
     zj = (yj @ xj) / xj.shape[0]
+    n_members = int(np.shape(params0[0])[0])
+    mesh = member_mesh(n_members)
     params = tuple(jnp.asarray(p, dt) for p in params0)
-    n_members = params[0].shape[0]
+    if mesh is not None:  # pad with copies of member 0 to a whole number per device
+        pad = -n_members % mesh.size
+        params = tuple(jnp.concatenate([p, jnp.repeat(p[:1], pad, axis=0)]) for p in params)
+        params = jax.device_put(params, NamedSharding(mesh, P(MEMBER_AXIS)))
     loss0 = _losses(params, xj, yj, act=act)
-    minus1 = -jnp.ones(n_members, dtype=jnp.int64)
+    minus1 = jnp.full_like(loss0, -1, dtype=jnp.int64)
     carry = (params, loss0, minus1, params, minus1, minus1)
-    snaps = [[np.asarray(p)] for p in params]
-    snap_loss = [np.asarray(loss0)]
-    run = partial(_run_interval, act=act, lr=float(lr), track_final_stage=bool(track_final_stage))
+
+    def host(a):  # the real members of an ensemble array, on the host
+        return np.asarray(a)[:n_members]
+
+    snaps = [[host(p)] for p in params]
+    snap_loss = [host(loss0)]
+    run = partial(
+        _run_interval,
+        act=act,
+        lr=float(lr),
+        track_final_stage=bool(track_final_stage),
+        mesh=mesh,
+    )
     for start, stop in zip(steps_k[:-1], steps_k[1:]):
         carry = run(carry, xj, yj, zj, jnp.int64(start), jnp.int64(stop))
         lk = _losses(carry[0], xj, yj, act=act)
         for k, p in enumerate(carry[0]):
-            snaps[k].append(np.asarray(p))
-        snap_loss.append(np.asarray(lk))
+            snaps[k].append(host(p))
+        snap_loss.append(host(lk))
         if progress is not None:
             progress(int(stop))
     params, _, esc_step, esc_params, div_step, fs_step = carry
     # escape_step ranges over k = 0..steps; the loop saw 0..steps-1, so check loss_steps.
-    esc_step = np.asarray(esc_step).copy()
-    esc_params = [np.asarray(p).copy() for p in esc_params]
-    div_step = np.asarray(div_step)
-    last = np.asarray(snap_loss[-1])
-    late = (esc_step < 0) & (div_step < 0) & (last <= 0.5 * np.asarray(loss0))
+    esc_step = host(esc_step).copy()
+    esc_params = [host(p).copy() for p in esc_params]
+    div_step = host(div_step)
+    late = (esc_step < 0) & (div_step < 0) & (snap_loss[-1] <= 0.5 * snap_loss[0])
     esc_step[late] = steps
     for k in range(depth):
-        esc_params[k][late] = np.asarray(params[k])[late]
+        esc_params[k][late] = host(params[k])[late]
     return TrainResult(
         lr=float(lr),
         steps=int(steps),
@@ -219,5 +256,5 @@ def train(
         escape_step=esc_step,
         escape_params=esc_params,
         diverged_step=div_step,
-        final_stage_step=np.asarray(fs_step),
+        final_stage_step=host(fs_step),
     )
