@@ -42,9 +42,11 @@ from dataclasses import dataclass, field
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
-import condensation  # noqa: F401  (turns on jax_enable_x64)
-from condensation.train import train
+import condensation  # noqa: F401  (turns on jax_enable_x64, one device per core)
+from condensation.train import MEMBER_AXIS, member_mesh, train
 
 try:
     import torch
@@ -179,14 +181,30 @@ def _three_col(h1t, w2, d2t):
     return fwd, bwd, grad
 
 
+def _three_spread(mesh):
+    """Feature-major products, laid out as the trainer runs them: members spread
+    over the devices of ``mesh``, one member after another on each."""
+
+    def per_device(h1t, w2, d2t):
+        return jax.lax.map(lambda a: _three_col(*(v[None] for v in a)), (h1t, w2, d2t))
+
+    e = P(MEMBER_AXIS)
+    return jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(e, e, e), out_specs=e))
+
+
 def jax_matmul_runner(ops, layout: str) -> Callable[[int], object]:
-    """``reps -> arrays``: the three big products, jitted, ``reps`` times."""
+    """``reps -> arrays``: the three big products, jitted, ``reps`` times.
+    ``layout``: "row" or "col" (batched on one device), or "spread"."""
     h1, w2, d2 = ops
     if layout == "row":
         fn, args = _three_row, (h1, w2, d2)
     else:
         fn, args = _three_col, (h1.transpose(0, 2, 1), w2, d2.transpose(0, 2, 1))
     args = [jnp.asarray(np.ascontiguousarray(a)) for a in args]
+    if layout == "spread":
+        mesh = member_mesh(h1.shape[0])
+        fn = _three_spread(mesh)
+        args = [jax.device_put(a, NamedSharding(mesh, P(MEMBER_AXIS))) for a in args]
 
     def run(reps: int):
         out = None
@@ -195,6 +213,17 @@ def jax_matmul_runner(ops, layout: str) -> Callable[[int], object]:
         return jax.block_until_ready(out)
 
     return run
+
+
+def matmul_layouts(members: int) -> tuple[str, ...]:
+    """The layouts the matmul ceiling is measured in (see ``jax_matmul_runner``)."""
+    return ("row", "col") if member_mesh(members) is None else ("row", "col", "spread")
+
+
+def matmul_ceiling(cs: dict) -> list[float]:
+    """Per repeat, the fastest layout's time for the three products."""
+    rows = [c.seconds_per_unit for k, c in cs.items() if k.startswith("matmuls_")]
+    return [min(ts) for ts in zip(*rows)]
 
 
 def numpy_matmul_runner(ops) -> Callable[[int], object]:
@@ -303,7 +332,7 @@ def section_ratio(args, log) -> list[dict]:
                 )
             case["max_abs_diff_trainer_vs_torch_5_steps"] = check_same_math(x, y, params, dtype)
         ops = big_matmul_operands(m, members, dtype)
-        for layout in ("row", "col"):
+        for layout in matmul_layouts(members):
             cs[f"matmuls_{layout}"] = Contender(layout, jax_matmul_runner(ops, layout))
         for c in cs.values():
             c.calibrate(args.target_s if c.units > 1 else args.target_s / 2)
@@ -312,10 +341,7 @@ def section_ratio(args, log) -> list[dict]:
         interleave(list(cs.values()), args.repeats, log, f"A {dtype}")
 
         step = [u * members for u in cs["trainer"].seconds_per_unit]  # s per ensemble step
-        ceiling = [
-            min(a, b)
-            for a, b in zip(cs["matmuls_row"].seconds_per_unit, cs["matmuls_col"].seconds_per_unit)
-        ]
+        ceiling = matmul_ceiling(cs)
         case["trainer_net_steps_per_s"] = 1 / cs["trainer"].median
         case["trainer_net_steps_per_s_range"] = sorted(
             1 / t for t in rng_(cs["trainer"].seconds_per_unit)
@@ -359,7 +385,7 @@ def section_fraction(args, log) -> list[dict]:
         trun(1)
         case["compile_s"] = time.perf_counter() - t0
         ops = big_matmul_operands(m, members, dtype)
-        for layout in ("row", "col"):
+        for layout in matmul_layouts(members):
             cs[f"matmuls_{layout}"] = Contender(layout, jax_matmul_runner(ops, layout))
         cs["numpy"] = Contender("numpy", numpy_matmul_runner(ops))
         if torch is not None:
@@ -374,16 +400,13 @@ def section_fraction(args, log) -> list[dict]:
         interleave(list(cs.values()), args.repeats, log, f"B E={members}")
 
         step = cs["trainer"].seconds_per_unit
-        ceiling = [
-            min(a, b)
-            for a, b in zip(cs["matmuls_row"].seconds_per_unit, cs["matmuls_col"].seconds_per_unit)
-        ]
+        ceiling = matmul_ceiling(cs)
         fr = [c / s for c, s in zip(ceiling, step)]
         flops = matmul_flops(m, members)
         case["step_ms"] = 1e3 * med(step)
         case["matmuls_ms"] = 1e3 * med(ceiling)
-        case["matmuls_row_ms"] = 1e3 * cs["matmuls_row"].median
-        case["matmuls_col_ms"] = 1e3 * cs["matmuls_col"].median
+        for layout in matmul_layouts(members):
+            case[f"matmuls_{layout}_ms"] = 1e3 * cs[f"matmuls_{layout}"].median
         case["fraction"] = med(fr)
         case["fraction_range"] = rng_(fr)
         case["target"] = FRACTION_TARGET
