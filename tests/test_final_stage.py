@@ -23,6 +23,32 @@ def test_counts_on_hand_made_states():
     assert not final_stage_holds(a, w, np.array([1.0, -3.0]))
 
 
+def test_holds_agrees_with_counts_on_both_branches(rng):
+    """``final_stage_holds`` forms the Gram matrix only when the inner-product
+    constraint holds; its verdict is still ``counts == (0, 0)``, jitted or vmapped."""
+    import jax
+
+    m1, m2 = 7, 5
+    states, seen = [], set()
+    for spread in np.geomspace(0.05, 3.0, 40):
+        c = rng.standard_normal(m1)
+        u = rng.standard_normal(m2)
+        w = np.sign(c) * (u[:, None] + spread * rng.standard_normal((m2, m1)))
+        a = u + 0.3 * rng.standard_normal(m2)
+        if rng.random() < 0.3:  # random signs: the inner-product constraint fails
+            c = c * rng.choice([-1.0, 1.0], m1)
+        states.append((a, w, c))
+    holds = jax.jit(final_stage_holds)
+    for a, w, c in states:
+        n_inner, n_pairs = final_stage_counts(a, w, c)
+        assert bool(holds(a, w, c)) == (n_inner == 0 and n_pairs == 0)
+        seen.add((int(n_inner) == 0, int(n_pairs) == 0))
+    assert {(True, True), (True, False), (False, False)} <= seen
+    a, w, c = (np.stack(v) for v in zip(*states))
+    batched = jax.vmap(final_stage_holds)(a, w, c)
+    assert [bool(v) for v in batched] == [bool(holds(*st)) for st in states]
+
+
 def _padded_nets(rng, n, m, d=4, eps=1e-3):
     nets = []
     for _ in range(n):

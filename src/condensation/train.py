@@ -131,10 +131,13 @@ def _make_member_interval(act: Callable, lr: float, track_final_stage: bool):
         esc_step = jnp.where(escaped_now, k, esc_step)
         # a real branch: the copy happens in the one step the member escapes
         esc_params = jax.lax.cond(escaped_now, lambda: params, lambda: esc_params)
-        if track_final_stage:
+        if track_final_stage:  # checked until the member first enters
             b, w, a = params
-            inside = final_stage_holds(a[0], w, b @ z)
-            fs_step = jnp.where((fs_step < 0) & inside, k, fs_step)
+            outside = fs_step < 0  # (returned as the False of the other branch)
+            inside = jax.lax.cond(
+                outside, lambda: final_stage_holds(a[0], w, b @ z), lambda: outside
+            )
+            fs_step = jnp.where(inside, k, fs_step)
         params = jax.lax.cond(ok, lambda: new, lambda: params)
         return k + 1, params, loss0, esc_step, esc_params, div_step, fs_step
 

@@ -7,6 +7,7 @@ for every first-layer neuron j; (2) angle constraint: sign-corrected columns of
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 
@@ -30,6 +31,11 @@ def final_stage_counts(a, w, c):
 
 
 def final_stage_holds(a, w, c):
-    """True when both constraints hold."""
-    n_inner, n_pairs = final_stage_counts(a, w, c)
-    return (n_inner == 0) & (n_pairs == 0)
+    """True when both constraints hold (same verdict as :func:`final_stage_counts`).
+
+    The (m1 x m1) Gram matrix of the angle constraint is formed only when the
+    inner-product constraint holds (a real branch unless vmapped); the diagonal
+    ``|W_:,j|^2`` never violates, so "no entry < 0" is "no pair < 0"."""
+    inner_ok = jnp.all(inner_product_margins(a, w, c) > 0)
+    # the false branch returns inner_ok (False there): it keeps shard_map's typing
+    return jax.lax.cond(inner_ok, lambda: ~jnp.any(angle_matrix(w, c) < 0), lambda: inner_ok)
