@@ -185,8 +185,12 @@ def _three_spread(mesh):
     """Feature-major products, laid out as the trainer runs them: members spread
     over the devices of ``mesh``, one member after another on each."""
 
+    def one(ops):  # one member: H1^T, W2 (m, m), D2^T
+        h1t, w2, d2t = ops
+        return w2 @ h1t, w2.T @ d2t, d2t @ h1t.T
+
     def per_device(h1t, w2, d2t):
-        return jax.lax.map(lambda a: _three_col(*(v[None] for v in a)), (h1t, w2, d2t))
+        return jax.lax.map(one, (h1t, w2, d2t))
 
     e = P(MEMBER_AXIS)
     return jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(e, e, e), out_specs=e))
