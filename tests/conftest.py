@@ -65,13 +65,17 @@ def cli_main(monkeypatch, capsys):
 
 @pytest.fixture
 def cli_subprocess():
-    """Run the CLI as a user would, in a fresh interpreter: ``(*args) -> CompletedProcess``."""
+    """Run the CLI as a user would, in a fresh interpreter:
+    ``(*args, env={extra variables}) -> CompletedProcess``."""
     import subprocess
     import sys
 
-    def run(*args):
+    def run(*args, env=None):
         return subprocess.run(
-            [sys.executable, "-m", "condensation", *args], capture_output=True, text=True
+            [sys.executable, "-m", "condensation", *args],
+            capture_output=True,
+            text=True,
+            env=None if env is None else {**os.environ, **env},
         )
 
     return run

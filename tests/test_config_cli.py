@@ -110,6 +110,15 @@ def test_cli_bad_input_exit_2_and_no_output(tmp_path, args, cli_subprocess):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_cli_bad_cpu_device_count_exit_2_and_no_output(tmp_path, cli_subprocess):
+    out = tmp_path / "run"
+    p = cli_subprocess("train", "--out", str(out), env={"CONDENSATION_CPU_DEVICES": "two"})
+    assert p.returncode == 2, p.stderr
+    lines = [ln for ln in p.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and "CONDENSATION_CPU_DEVICES" in lines[0] and "fix:" in lines[0]
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_cli_train_writes_run(tmp_path, cli_subprocess):
     out = tmp_path / "run"
     p = cli_subprocess(

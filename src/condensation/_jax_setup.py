@@ -8,6 +8,8 @@
   environment variable ``CONDENSATION_CPU_DEVICES`` sets the count instead
   (``1`` turns it off).  Nothing is changed when the backend has already
   started, or when ``XLA_FLAGS`` or ``jax_num_cpu_devices`` already set a count.
+  A bad value changes nothing at import; ``PROBLEM`` keeps the error, which
+  ``train`` raises and the CLI reports (exit status 2) before doing anything.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ import os
 
 import jax
 
+from condensation.errors import InputError
+
 ENV_VAR = "CONDENSATION_CPU_DEVICES"
+PROBLEM: InputError | None = None
 
 
 def usable_cores() -> int:
@@ -36,7 +41,12 @@ def cpu_device_count() -> int:
     except ValueError:
         n = 0
     if n < 1:
-        raise ValueError(f"{ENV_VAR}={raw!r}: expected a whole number >= 1 (1 turns it off)")
+        raise InputError(
+            ENV_VAR,
+            raw,
+            "not a whole number >= 1",
+            "set it to how many JAX CPU devices to use (1 turns the spread off), or unset it",
+        )
     return n
 
 
@@ -49,6 +59,7 @@ def _backend_started() -> bool:
 
 
 def configure() -> None:
+    global PROBLEM
     jax.config.update("jax_enable_x64", True)
     if (
         _backend_started()
@@ -56,6 +67,10 @@ def configure() -> None:
         or jax.config.jax_num_cpu_devices != -1
     ):
         return
-    n = cpu_device_count()
+    try:
+        n = cpu_device_count()
+    except InputError as e:
+        PROBLEM = e
+        return
     if n > 1:
         jax.config.update("jax_num_cpu_devices", n)

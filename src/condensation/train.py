@@ -43,6 +43,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from condensation import _jax_setup
 from condensation.core.final_stage import final_stage_holds
 from condensation.core.network import loss as loss_fn
 
@@ -92,6 +93,8 @@ MEMBER_AXIS = "members"
 def member_mesh(n_members: int) -> Mesh | None:
     """The 1-D mesh that ``train`` spreads ``n_members`` members over: one shard per
     device (at most one per member), or None when there is only one."""
+    if _jax_setup.PROBLEM is not None:  # a bad CONDENSATION_CPU_DEVICES
+        raise _jax_setup.PROBLEM
     devices = jax.devices()
     k = min(len(devices), n_members)
     return None if k <= 1 else Mesh(np.array(devices[:k]), (MEMBER_AXIS,))

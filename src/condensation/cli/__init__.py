@@ -10,6 +10,7 @@ import sys
 
 import typer
 
+from condensation import _jax_setup
 from condensation.cli import _effective, _experiments, _matrix, _train
 from condensation.cli._common import console_err
 from condensation.errors import InputError, NumericalError
@@ -35,6 +36,8 @@ _matrix.register(app)
 
 def main() -> None:
     try:
+        if _jax_setup.PROBLEM is not None:  # a bad CONDENSATION_CPU_DEVICES
+            raise _jax_setup.PROBLEM
         app(standalone_mode=False)
     except InputError as e:
         console_err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
