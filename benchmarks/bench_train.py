@@ -42,11 +42,10 @@ from dataclasses import dataclass, field
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 import condensation  # noqa: F401  (turns on jax_enable_x64, one device per core)
-from condensation.train import MEMBER_AXIS, member_mesh, train
+from condensation.devices import member_mesh, over_members, place_members
+from condensation.train import train
 
 try:
     import torch
@@ -189,11 +188,8 @@ def _three_spread(mesh):
         h1t, w2, d2t = ops
         return w2 @ h1t, w2.T @ d2t, d2t @ h1t.T
 
-    def per_device(h1t, w2, d2t):
-        return jax.lax.map(one, (h1t, w2, d2t))
-
-    e = P(MEMBER_AXIS)
-    return jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(e, e, e), out_specs=e))
+    spread = jax.jit(over_members(lambda ops: jax.lax.map(one, ops), mesh, 0))
+    return lambda *ops: spread(ops)
 
 
 def jax_matmul_runner(ops, layout: str) -> Callable[[int], object]:
@@ -208,7 +204,7 @@ def jax_matmul_runner(ops, layout: str) -> Callable[[int], object]:
     if layout == "spread":
         mesh = member_mesh(h1.shape[0])
         fn = _three_spread(mesh)
-        args = [jax.device_put(a, NamedSharding(mesh, P(MEMBER_AXIS))) for a in args]
+        args = place_members(args, mesh)
 
     def run(reps: int):
         out = None

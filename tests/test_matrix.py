@@ -182,16 +182,17 @@ def test_nuclear_norm_recovers_easy_problems():
 # ---- the trainer ---------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["completion", "sensing"])
 def test_trainer_matches_plain_gd(kind):
+    """Three members (padded onto the two test devices) each equal plain GD."""
     p = mx.ProblemConfig(kind=kind, n=5, cols=4, rank=2, observed=12, seed=SEED)
     pb = mx.make_problem(p)
     cfg = mx.matrix_config_from_dict(
-        {"model": {"depth": 3, "width": 3}, "init": {"scale": 0.3, "seeds": [0, 1]}}
+        {"model": {"depth": 3, "width": 3}, "init": {"scale": 0.3, "seeds": [0, 1, 2]}}
     )
     ens = mx.init_ensemble(cfg, pb.shape)
     r = mx.train_factorisation(pb, ens.params, lr=0.01, steps=30, snapshots=np.array([0, 7, 30]))
     loss = cm.completion_loss if kind == "completion" else cm.sensing_loss
     grad = jax.jit(jax.grad(loss))
-    for e in range(2):
+    for e in range(3):
         f = [np.asarray(p[e]) for p in ens.params]
         for _ in range(30):
             g = grad(tuple(f), *pb.operator())
@@ -199,8 +200,9 @@ def test_trainer_matches_plain_gd(kind):
         for got, want in zip(r.final_params, f):
             np.testing.assert_allclose(got[e], want, rtol=1e-12, atol=1e-15)
         assert r.series["loss"][e, -1] == pytest.approx(pb.loss(cm.product(f)), rel=1e-12)
-    assert r.series["x"].shape == (2, 3, 5, 4)
-    assert r.tracked_singular_values.shape == (2, 3, 4)
+    assert r.series["x"].shape == (3, 3, 5, 4)
+    assert r.tracked_singular_values.shape == (3, 3, 4)
+    assert r.escape_step.shape == r.escape_w1.shape[:1] == (3,)
 
 
 def test_trainer_records_final_stage_and_escape():

@@ -40,12 +40,10 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
 
-from condensation import _jax_setup
 from condensation.core.final_stage import final_stage_holds
 from condensation.core.network import loss as loss_fn
+from condensation.devices import member_mesh, over_members, place_members
 
 
 def snapshot_steps(steps: int, n_log: int, n_linear: int) -> np.ndarray:
@@ -85,19 +83,6 @@ class TrainResult:
     def escape_time(self) -> np.ndarray:
         """``escape_step * lr``; NaN where the member never escaped."""
         return np.where(self.escape_step >= 0, self.escape_step * self.lr, np.nan)
-
-
-MEMBER_AXIS = "members"
-
-
-def member_mesh(n_members: int) -> Mesh | None:
-    """The 1-D mesh that ``train`` spreads ``n_members`` members over: one shard per
-    device (at most one per member), or None when there is only one."""
-    if _jax_setup.PROBLEM is not None:  # a bad CONDENSATION_CPU_DEVICES
-        raise _jax_setup.PROBLEM
-    devices = jax.devices()
-    k = min(len(devices), n_members)
-    return None if k <= 1 else Mesh(np.array(devices[:k]), (MEMBER_AXIS,))
 
 
 def _feature_major_loss(params, x, y, act: Callable):
@@ -168,12 +153,7 @@ def _make_interval(act: Callable, lr: float, track_final_stage: bool):
 @partial(jax.jit, static_argnames=("act", "lr", "track_final_stage", "mesh"))
 def _run_interval(carry, x, y, z, start, stop, *, act, lr, track_final_stage, mesh):
     interval = _make_interval(act, lr, track_final_stage)
-    if mesh is None:
-        return interval(carry, x, y, z, start, stop)
-    e, r = P(MEMBER_AXIS), P()
-    return jax.shard_map(interval, mesh=mesh, in_specs=(e, r, r, r, r, r), out_specs=e)(
-        carry, x, y, z, start, stop
-    )
+    return over_members(interval, mesh, 5)(carry, x, y, z, start, stop)
 
 
 @partial(jax.jit, static_argnames=("act",))
@@ -215,11 +195,7 @@ def train(
     zj = (yj @ xj) / xj.shape[0]
     n_members = int(np.shape(params0[0])[0])
     mesh = member_mesh(n_members)
-    params = tuple(jnp.asarray(p, dt) for p in params0)
-    if mesh is not None:  # pad with copies of member 0 to a whole number per device
-        pad = -n_members % mesh.size
-        params = tuple(jnp.concatenate([p, jnp.repeat(p[:1], pad, axis=0)]) for p in params)
-        params = jax.device_put(params, NamedSharding(mesh, P(MEMBER_AXIS)))
+    params = place_members([jnp.asarray(p, dt) for p in params0], mesh)
     loss0 = _losses(params, xj, yj, act=act)
     minus1 = jnp.full_like(loss0, -1, dtype=jnp.int64)
     carry = (params, loss0, minus1, params, minus1, minus1)

@@ -13,6 +13,7 @@ import numpy as np
 
 from condensation.core import matrix as cm
 from condensation.core.final_stage import final_stage_holds
+from condensation.devices import member_mesh, over_members, place_members
 from condensation.matrix.config import ALIGNED, PLATEAU_EXIT, MatrixConfig
 from condensation.matrix.problems import Problem, _haar_columns, effective_rank_np
 from condensation.train import snapshot_steps
@@ -100,12 +101,12 @@ def _make_interval(kind: str, lr: float, track_final_stage: bool):
     return interval
 
 
-@partial(jax.jit, static_argnames=("kind", "lr", "track_final_stage"))
-def _run_interval(carry, op0, op1, u1, v1, start, stop, *, kind, lr, track_final_stage):
-    f = _make_interval(kind, lr, track_final_stage)
-    return jax.vmap(f, in_axes=(0, None, None, None, None, None, None))(
-        carry, op0, op1, u1, v1, start, stop
+@partial(jax.jit, static_argnames=("kind", "lr", "track_final_stage", "mesh"))
+def _run_interval(carry, op0, op1, u1, v1, start, stop, *, kind, lr, track_final_stage, mesh):
+    f = jax.vmap(
+        _make_interval(kind, lr, track_final_stage), in_axes=(0, None, None, None, None, None, None)
     )
+    return over_members(f, mesh, 6)(carry, op0, op1, u1, v1, start, stop)
 
 
 @partial(jax.jit, static_argnames=("kind",))
@@ -187,33 +188,43 @@ def train_factorisation(
     _, u1, v1 = top_singular_pair(problem.m_obs)
     u1j, v1j = jnp.asarray(u1, dt), jnp.asarray(v1, dt)
     mj, tmj = jnp.asarray(problem.m, dt), jnp.asarray(problem.test_mask, dt)
-    params = tuple(jnp.asarray(p, dt) for p in params0)
-    n_members = params[0].shape[0]
+    n_members = int(np.shape(params0[0])[0])
+    mesh = member_mesh(n_members)  # members spread over the devices (padded)
+    params = place_members([jnp.asarray(p, dt) for p in params0], mesh)
+
+    def host(a):  # the real members of an ensemble array, on the host
+        return np.asarray(a)[:n_members]
+
     meas = partial(_measure, kind=problem.kind)
     m0 = meas(params, op0, op1, mj, tmj, v1j)
-    series = {k: [np.asarray(v)] for k, v in m0.items()}
-    minus1 = -jnp.ones(n_members, dtype=jnp.int64)
+    series = {k: [host(v)] for k, v in m0.items()}
+    minus1 = jnp.full_like(m0["loss"], -1, dtype=jnp.int64)
     carry = (params, m0["loss"], minus1, params[0], minus1, minus1, minus1)
-    run = partial(_run_interval, kind=problem.kind, lr=float(lr), track_final_stage=depth == 3)
+    run = partial(
+        _run_interval, kind=problem.kind, lr=float(lr), track_final_stage=depth == 3, mesh=mesh
+    )
     for start, stop in zip(steps_k[:-1], steps_k[1:]):
         carry = run(carry, op0, op1, u1j, v1j, jnp.int64(start), jnp.int64(stop))
         mk = meas(carry[0], op0, op1, mj, tmj, v1j)
         for k, v in mk.items():
-            series[k].append(np.asarray(v))
+            series[k].append(host(v))
         if progress is not None:
             progress(int(stop))
-    params, loss0, esc_step, esc_w1, div_step, fs_step, exit_step = carry
+    params, _, esc_step, esc_w1, div_step, fs_step, exit_step = (
+        tuple(host(p) for p in carry[0]),
+        *(host(a) for a in carry[1:]),
+    )
     series = {k: np.stack(v, axis=1).astype(float) for k, v in series.items()}
     # singular values on the host: LAPACK's values-only SVD is far cheaper than XLA's
     sv = np.linalg.svd(series["x"], compute_uv=False)  # (E, K, min(n1, n2))
     series["singular_values"] = sv
     series["effective_rank"] = effective_rank_np(sv)
     series["nuclear_norm"] = sv.sum(axis=-1)
-    esc_step, esc_w1 = np.asarray(esc_step).copy(), np.asarray(esc_w1).copy()
+    esc_step, esc_w1 = esc_step.copy(), esc_w1.copy()
     div_step = np.asarray(div_step)
     late = (esc_step < 0) & (div_step < 0) & (series["loss"][:, -1] <= 0.5 * series["loss"][:, 0])
     esc_step[late] = steps
-    esc_w1[late] = np.asarray(params[0])[late]
+    esc_w1[late] = params[0][late]
     # singular values in identity: project every snapshot on the final singular vectors
     tracked = []
     for e in range(n_members):

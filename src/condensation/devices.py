@@ -1,0 +1,56 @@
+"""Spreading an ensemble's members over JAX devices.
+
+XLA runs one program on one core; ``import condensation`` exposes one JAX CPU
+device per core (:mod:`condensation._jax_setup`), and the compiled trainers put
+their members on those devices with ``shard_map``: the leading (member) axis of
+the state is split, the data are replicated, and no device talks to another.
+Ensembles are padded with copies of member 0 to a whole number per device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from condensation import _jax_setup
+
+MEMBER_AXIS = "members"
+
+
+def member_mesh(n_members: int) -> Mesh | None:
+    """The 1-D mesh ``n_members`` members are spread over: one shard per device (at
+    most one per member), or None when there is only one."""
+    if _jax_setup.PROBLEM is not None:  # a bad CONDENSATION_CPU_DEVICES
+        raise _jax_setup.PROBLEM
+    devices = jax.devices()
+    k = min(len(devices), n_members)
+    return None if k <= 1 else Mesh(np.array(devices[:k]), (MEMBER_AXIS,))
+
+
+def place_members(arrays, mesh: Mesh | None):
+    """``arrays`` (each with a leading member axis) padded with copies of member 0 to
+    a multiple of the mesh size and split over its devices; unchanged without a mesh."""
+    if mesh is None:
+        return tuple(arrays)
+    pad = -int(arrays[0].shape[0]) % mesh.size
+    padded = tuple(jnp.concatenate([a, jnp.repeat(a[:1], pad, axis=0)]) for a in arrays)
+    return jax.device_put(padded, NamedSharding(mesh, P(MEMBER_AXIS)))
+
+
+def over_members(fn: Callable, mesh: Mesh | None, n_shared: int) -> Callable:
+    """``fn(members, *shared)`` run on every device with its share of ``members``
+    (a pytree with a leading member axis) and all of the ``n_shared`` other
+    arguments; ``fn`` itself without a mesh."""
+    if mesh is None:
+        return fn
+    return jax.shard_map(
+        fn,
+        mesh=mesh,
+        in_specs=(P(MEMBER_AXIS),) + (P(),) * n_shared,
+        out_specs=P(MEMBER_AXIS),
+    )
