@@ -102,6 +102,38 @@ def trainer_runner(x, y, params, dtype: str) -> Callable[[int], object]:
     return run
 
 
+def vmapped_runner(x, y, params, dtype: str) -> Callable[[int], object]:
+    """``steps -> params``: the layout the trainer replaced, for comparison.
+
+    Plain GD (no bookkeeping), each loop iteration one step of all members at
+    once (vmapped), the members spread over the devices as in the trainer.
+    """
+    dt = jnp.dtype(dtype)
+    xt, yj = jnp.asarray(x.T, dt), jnp.asarray(y, dt)
+
+    def loss(ws):  # feature-major, as in the trainer
+        h = xt
+        for w in ws[:-1]:
+            h = jnp.tanh(w @ h)
+        r = (ws[-1] @ h)[0] - yj
+        return 0.5 * jnp.mean(r * r)
+
+    grad = jax.vmap(jax.grad(loss))
+    mesh = member_mesh(params[0].shape[0])
+
+    def gd(ws, steps):
+        step = lambda k, p: tuple(w - LR * g for w, g in zip(p, grad(p)))  # noqa: E731
+        return jax.lax.fori_loop(0, steps, step, ws)
+
+    run_steps = jax.jit(over_members(gd, mesh, 1))
+    p0 = place_members([jnp.asarray(p, dt) for p in params], mesh)
+
+    def run(steps: int):
+        return jax.block_until_ready(run_steps(p0, jnp.int64(steps)))
+
+    return run
+
+
 def torch_runner(x, y, params, dtype: str, threads: int | None = None) -> Callable[[int], list]:
     """``steps -> nets``: every network trained alone, eager PyTorch, CPU.
 
@@ -321,6 +353,7 @@ def section_ratio(args, log) -> list[dict]:
         case = {"dtype": dtype, "m": m, "members": members, "torch_default_threads": torch_threads}
         trun = trainer_runner(x, y, params, dtype)
         cs = {"trainer": Contender("trainer", trun, members, lo=MIN_STEPS)}
+        cs["vmapped"] = Contender("vmapped", vmapped_runner(x, y, params, dtype), members)
         t0 = time.perf_counter()
         trun(1)
         case["compile_s"] = time.perf_counter() - t0
@@ -352,6 +385,10 @@ def section_ratio(args, log) -> list[dict]:
         case["trainer_matmul_gflops"] = matmul_flops(m, members) / med(step) / 1e9
         case["jax_matmul_gflops"] = matmul_flops(m, members) / med(ceiling) / 1e9
         case["raw_seconds_per_unit"] = {k: c.seconds_per_unit for k, c in cs.items()}
+        case["vmapped_net_steps_per_s"] = 1 / cs["vmapped"].median
+        case["speedup_vs_vmapped"] = med(
+            [v / j for j, v in zip(cs["trainer"].seconds_per_unit, cs["vmapped"].seconds_per_unit)]
+        )
         if torch is not None:
             jt = cs["trainer"].seconds_per_unit
             best = list(cs["torch"].seconds_per_unit)
@@ -449,7 +486,7 @@ def tables(ratio_cases, fraction_cases) -> list[tuple[str, list[str], list[list[
     out = []
     if ratio_cases:
         head = ["dtype", "trainer net-steps/s", "torch", "torch 1 thr", "ratio", "target"]
-        head += ["step ms", "matmul share"]
+        head += ["step ms", "matmul share", "vs vmapped"]
         rows = []
         for c in ratio_cases:
             lo, hi = c["trainer_net_steps_per_s_range"]
@@ -469,6 +506,7 @@ def tables(ratio_cases, fraction_cases) -> list[tuple[str, list[str], list[list[
             else:
                 row += ["not installed", "-", "-", "-"]
             row += [f"{c['step_ms']:.1f}", f"{100 * c['matmul_share']:.0f} %"]
+            row += [f"{c['speedup_vs_vmapped']:.2f}x"]
             rows.append(row)
         out.append(
             (
