@@ -179,8 +179,10 @@ def train(
     ``snapshots``: steps at which all parameters are stored (default: 60
     log-spaced and 200 equally spaced).  ``progress(step)`` is called after each
     snapshot interval.  ``track_final_stage`` (default: depth == 3) checks the
-    final-stage condition at every step; it costs one (m1 x m1) Gram matrix per
-    step.
+    final-stage condition at every step until the member first enters it; the
+    (m1 x m1) Gram matrix it needs is formed only in steps where the
+    inner-product constraint already holds.  Members are spread over
+    ``jax.devices()`` (:mod:`condensation.devices`).
     """
     dt = jnp.float64 if dtype == "float64" else jnp.float32
     depth = len(params0)
