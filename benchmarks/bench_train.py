@@ -126,7 +126,7 @@ def vmapped_runner(x, y, params, dtype: str) -> Callable[[int], object]:
         return jax.lax.fori_loop(0, steps, step, ws)
 
     run_steps = jax.jit(over_members(gd, mesh, 1))
-    p0 = place_members([jnp.asarray(p, dt) for p in params], mesh)
+    p0 = place_members(tuple(jnp.asarray(p, dt) for p in params), mesh)
 
     def run(steps: int):
         return jax.block_until_ready(run_steps(p0, jnp.int64(steps)))
@@ -236,7 +236,7 @@ def jax_matmul_runner(ops, layout: str) -> Callable[[int], object]:
     if layout == "spread":
         mesh = member_mesh(h1.shape[0])
         fn = _three_spread(mesh)
-        args = place_members(args, mesh)
+        args = place_members(tuple(args), mesh)
 
     def run(reps: int):
         out = None

@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from condensation.devices import member_mesh, over_members, place_members
 from condensation.errors import NumericalError
 
 Field = Callable  # (y, args) -> dy/dt, homogeneous of degree k in y
@@ -308,20 +309,22 @@ _STATIC = ("polar", "lift", "diag", "k", "tol")
 _solve = jax.jit(_solve_impl, static_argnames=_STATIC)
 
 
-@partial(jax.jit, static_argnames=_STATIC)
-def _solve_many(u0s, r0s, args, f0s, *, polar, lift, diag, k, tol):
-    """Many members in one compiled program, one after another (``lax.map``): each
-    keeps its own adaptive steps and stopping event.  (A vmapped solve, which
-    carries every member through every step of the longest one, measured about
-    3x slower than this on CPU for widths ~100.)"""
+@partial(jax.jit, static_argnames=(*_STATIC, "mesh"))
+def _solve_many(members, *, polar, lift, diag, k, tol, mesh):
+    """Many members ``(u0s, r0s, args, f0s)`` in one compiled program: spread over
+    the devices of ``mesh``, one after another on each (``lax.map``), each with
+    its own adaptive steps and stopping event.  (A vmapped solve, which carries
+    every member through every step of the longest one, measured about 3x slower
+    than this on CPU for widths ~100.)"""
     one = partial(_solve_impl, polar=polar, lift=lift, diag=diag, k=k, tol=tol)
-    return jax.lax.map(lambda m: one(*m), (u0s, r0s, args, f0s))
+    solve_share = partial(jax.lax.map, lambda m: one(*m))
+    return over_members(solve_share, mesh, 0, typed=False)(members)
 
 
 def solve_polar_batch(
     probs: list[PolarProblem], *, diag: Diagnostic | None = None, tol: Tolerances = Tolerances()
 ) -> list[Blowup]:
-    """Problems of one structure (same functions and shapes), in one vmapped solve.
+    """Problems of one structure (same functions and shapes), in one compiled solve.
 
     One compilation serves every member, each with its own adaptive steps and
     its own stopping event (no lockstep); since every solve starts at unit scale,
@@ -338,11 +341,11 @@ def solve_polar_batch(
         u0s = stack(*[probs[i].u0 for i in live])
         args = stack(*[probs[i].args for i in live])
         r0s = jnp.asarray([probs[i].r0 for i in live])
+        mesh = member_mesh(len(live))
+        members = place_members((u0s, r0s, args, jnp.asarray(f0s[live])), mesh)
         saved, n_steps, mask = _solve_many(
-            u0s,
-            r0s,
-            args,
-            jnp.asarray(f0s[live]),
+            members,
+            mesh=mesh,
             polar=p.polar,
             lift=p.lift,
             diag=diag,

@@ -32,20 +32,23 @@ def member_mesh(n_members: int) -> Mesh | None:
     return None if k <= 1 else Mesh(np.array(devices[:k]), (MEMBER_AXIS,))
 
 
-def place_members(arrays, mesh: Mesh | None):
-    """``arrays`` (each with a leading member axis) padded with copies of member 0 to
+def place_members(tree, mesh: Mesh | None):
+    """``tree`` (arrays with a leading member axis) padded with copies of member 0 to
     a multiple of the mesh size and split over its devices; unchanged without a mesh."""
     if mesh is None:
-        return tuple(arrays)
-    pad = -int(arrays[0].shape[0]) % mesh.size
-    padded = tuple(jnp.concatenate([a, jnp.repeat(a[:1], pad, axis=0)]) for a in arrays)
+        return tree
+    pad = -int(jax.tree.leaves(tree)[0].shape[0]) % mesh.size
+    padded = jax.tree.map(lambda a: jnp.concatenate([a, jnp.repeat(a[:1], pad, axis=0)]), tree)
     return jax.device_put(padded, NamedSharding(mesh, P(MEMBER_AXIS)))
 
 
-def over_members(fn: Callable, mesh: Mesh | None, n_shared: int) -> Callable:
+def over_members(fn: Callable, mesh: Mesh | None, n_shared: int, *, typed: bool = True):
     """``fn(members, *shared)`` run on every device with its share of ``members``
     (a pytree with a leading member axis) and all of the ``n_shared`` other
-    arguments; ``fn`` itself without a mesh."""
+    arguments; ``fn`` itself without a mesh.  ``typed=False`` turns off
+    shard_map's tracking of which values differ between devices, which loops
+    written outside JAX core (diffrax's) do not declare; no device talks to
+    another here, so nothing depends on it."""
     if mesh is None:
         return fn
     return jax.shard_map(
@@ -53,4 +56,5 @@ def over_members(fn: Callable, mesh: Mesh | None, n_shared: int) -> Callable:
         mesh=mesh,
         in_specs=(P(MEMBER_AXIS),) + (P(),) * n_shared,
         out_specs=P(MEMBER_AXIS),
+        check_vma=typed,
     )

@@ -197,7 +197,7 @@ def train(
     zj = (yj @ xj) / xj.shape[0]
     n_members = int(np.shape(params0[0])[0])
     mesh = member_mesh(n_members)
-    params = place_members([jnp.asarray(p, dt) for p in params0], mesh)
+    params = place_members(tuple(jnp.asarray(p, dt) for p in params0), mesh)
     loss0 = _losses(params, xj, yj, act=act)
     minus1 = jnp.full_like(loss0, -1, dtype=jnp.int64)
     carry = (params, loss0, minus1, params, minus1, minus1)

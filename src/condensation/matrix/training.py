@@ -190,7 +190,7 @@ def train_factorisation(
     mj, tmj = jnp.asarray(problem.m, dt), jnp.asarray(problem.test_mask, dt)
     n_members = int(np.shape(params0[0])[0])
     mesh = member_mesh(n_members)  # members spread over the devices (padded)
-    params = place_members([jnp.asarray(p, dt) for p in params0], mesh)
+    params = place_members(tuple(jnp.asarray(p, dt) for p in params0), mesh)
 
     def host(a):  # the real members of an ensemble array, on the host
         return np.asarray(a)[:n_members]
