@@ -8,8 +8,9 @@
    large norm (its T* = event time + the type-I remaining-time estimate).
    Both are asked for T* to relative 1e-8; the scipy tolerance is the loosest
    that reaches it (checked against a tight reference).
-2. 64 initial conditions at width 100: one vmapped batch against a loop of
-   single solves (both compiled; compile time excluded).
+2. 64 initial conditions at width 100: one batch (``solve_batch``: spread over
+   the devices, one after another on each) against a loop of single solves
+   (both compiled; compile time excluded).
 
 Run: python benchmarks/bench_effective.py [--quick] [--json out.json]
 """
