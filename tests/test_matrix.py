@@ -181,7 +181,7 @@ def test_nuclear_norm_recovers_easy_problems():
 
 # ---- the trainer ---------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["completion", "sensing"])
-def test_trainer_matches_plain_gd(kind):
+def test_trainer_matches_plain_gd(kind, spread_always):
     """Three members (padded onto the two test devices) each equal plain GD."""
     p = mx.ProblemConfig(kind=kind, n=5, cols=4, rank=2, observed=12, seed=SEED)
     pb = mx.make_problem(p)

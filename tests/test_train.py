@@ -85,7 +85,7 @@ def test_divergence_marks_one_member_only():
     np.testing.assert_allclose(r.snapshots[0][0], alone.snapshots[0][0], atol=1e-12, rtol=0)
 
 
-def test_members_spread_over_devices_equal_one_device(monkeypatch):
+def test_members_spread_over_devices_equal_one_device(monkeypatch, spread_always):
     """Three members (one diverging) padded onto two devices give what one device
     gives: the same snapshots, escape, divergence and final-stage steps."""
     T = importlib.import_module("condensation.train")  # the module, not the function
@@ -101,7 +101,7 @@ def test_members_spread_over_devices_equal_one_device(monkeypatch):
     )
     kw = dict(act=spec.activation.fn, lr=2.0, steps=300)
     spread = train(ens.params, data.x, data.y, **kw)
-    monkeypatch.setattr(T, "member_mesh", lambda n: None)
+    monkeypatch.setattr(T, "member_mesh", lambda n, flops=None: None)
     one = train(ens.params, data.x, data.y, **kw)
     assert spread.diverged_step[2] > 0 and spread.diverged_step[0] == -1
     for field in ("escape_step", "diverged_step", "final_stage_step"):
@@ -110,6 +110,14 @@ def test_members_spread_over_devices_equal_one_device(monkeypatch):
         assert a.shape == b.shape
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
     np.testing.assert_allclose(spread.snapshot_loss, one.snapshot_loss, rtol=0, atol=1e-12)
+
+
+def test_small_jobs_stay_on_one_device():
+    from condensation.devices import SPREAD_MIN_FLOPS, member_mesh
+
+    assert member_mesh(3, flops=0.5 * SPREAD_MIN_FLOPS) is None
+    assert member_mesh(3, flops=2 * SPREAD_MIN_FLOPS).size == 2
+    assert member_mesh(1, flops=2 * SPREAD_MIN_FLOPS) is None
 
 
 @pytest.mark.parametrize("raw", ["0", "-2", "two"])

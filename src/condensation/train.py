@@ -196,7 +196,9 @@ def train(
     xj, yj = jnp.asarray(x, dt), jnp.asarray(y, dt)
     zj = (yj @ xj) / xj.shape[0]
     n_members = int(np.shape(params0[0])[0])
-    mesh = member_mesh(n_members)
+    # a GD step uses each weight in three products with the n samples: 6 n flops
+    n_weights = sum(int(np.prod(np.shape(p)[1:])) for p in params0)
+    mesh = member_mesh(n_members, flops=6.0 * x.shape[0] * n_weights * steps * n_members)
     params = place_members(tuple(jnp.asarray(p, dt) for p in params0), mesh)
     loss0 = _losses(params, xj, yj, act=act)
     minus1 = jnp.full_like(loss0, -1, dtype=jnp.int64)

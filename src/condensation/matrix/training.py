@@ -189,7 +189,10 @@ def train_factorisation(
     u1j, v1j = jnp.asarray(u1, dt), jnp.asarray(v1, dt)
     mj, tmj = jnp.asarray(problem.m, dt), jnp.asarray(problem.test_mask, dt)
     n_members = int(np.shape(params0[0])[0])
-    mesh = member_mesh(n_members)  # members spread over the devices (padded)
+    # rough: each factor entry takes part in products of length max(n1, n2), 3 times
+    n_weights = sum(int(np.prod(np.shape(p)[1:])) for p in params0)
+    flops = 6.0 * max(problem.shape) * n_weights * steps * n_members
+    mesh = member_mesh(n_members, flops=flops)  # members spread over the devices (padded)
     params = place_members(tuple(jnp.asarray(p, dt) for p in params0), mesh)
 
     def host(a):  # the real members of an ensemble array, on the host
