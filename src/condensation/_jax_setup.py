@@ -64,7 +64,7 @@ def configure() -> None:
     if (
         _backend_started()
         or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
-        or jax.config.jax_num_cpu_devices != -1
+        or getattr(jax.config, "jax_num_cpu_devices", None) != -1  # set, or no such option
     ):
         return
     try:
