@@ -49,6 +49,11 @@ def place_members(tree, mesh: Mesh | None):
     return jax.device_put(padded, NamedSharding(mesh, P(MEMBER_AXIS)))
 
 
+def on_host(a, n_members: int) -> np.ndarray:
+    """The real members of an ensemble array (padding dropped), as numpy."""
+    return np.asarray(a)[:n_members]
+
+
 def over_members(fn: Callable, mesh: Mesh | None, n_shared: int, *, typed: bool = True):
     """``fn(members, *shared)`` run on every device with its share of ``members``
     (a pytree with a leading member axis) and all of the ``n_shared`` other

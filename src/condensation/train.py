@@ -43,7 +43,7 @@ import numpy as np
 
 from condensation.core.final_stage import final_stage_holds
 from condensation.core.network import loss as loss_fn
-from condensation.devices import member_mesh, over_members, place_members
+from condensation.devices import member_mesh, on_host, over_members, place_members
 
 
 def snapshot_steps(steps: int, n_log: int, n_linear: int) -> np.ndarray:
@@ -99,7 +99,7 @@ def _feature_major_loss(params, x, y, act: Callable):
 _loss_and_grad = jax.value_and_grad(_feature_major_loss)
 
 
-def _all_finite(arrays) -> jnp.ndarray:
+def all_finite(arrays) -> jnp.ndarray:
     """True where every entry of every array is finite."""
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in arrays]))
 
@@ -113,7 +113,7 @@ def _make_member_interval(act: Callable, lr: float, track_final_stage: bool):
         k, params, loss0, esc_step, esc_params, div_step, fs_step = carry
         loss, g = _loss_and_grad(params, x, y, act=act)
         new = tuple(p - lr * gp for p, gp in zip(params, g))
-        ok = jnp.isfinite(loss) & _all_finite(new)
+        ok = jnp.isfinite(loss) & all_finite(new)
         div_step = jnp.where(ok, div_step, k)
         escaped_now = (esc_step < 0) & (loss <= 0.5 * loss0)
         esc_step = jnp.where(escaped_now, k, esc_step)
@@ -203,9 +203,7 @@ def train(
     loss0 = _losses(params, xj, yj, act=act)
     minus1 = jnp.full_like(loss0, -1, dtype=jnp.int64)
     carry = (params, loss0, minus1, params, minus1, minus1)
-
-    def host(a):  # the real members of an ensemble array, on the host
-        return np.asarray(a)[:n_members]
+    host = partial(on_host, n_members=n_members)
 
     snaps = [[host(p)] for p in params]
     snap_loss = [host(loss0)]

@@ -13,10 +13,10 @@ import numpy as np
 
 from condensation.core import matrix as cm
 from condensation.core.final_stage import final_stage_holds
-from condensation.devices import member_mesh, over_members, place_members
+from condensation.devices import member_mesh, on_host, over_members, place_members
 from condensation.matrix.config import ALIGNED, PLATEAU_EXIT, MatrixConfig
 from condensation.matrix.problems import Problem, _haar_columns, effective_rank_np
-from condensation.train import snapshot_steps
+from condensation.train import all_finite, snapshot_steps
 
 
 # ---- initialisation ------------------------------------------------------------------
@@ -81,8 +81,7 @@ def _make_interval(kind: str, lr: float, track_final_stage: bool):
         l, g = jax.value_and_grad(loss)(params, op0, op1)
         new = tuple(p - lr * gp for p, gp in zip(params, g))
         alive = div_step < 0
-        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in new]))
-        ok = alive & jnp.isfinite(l) & finite
+        ok = alive & jnp.isfinite(l) & all_finite(new)
         div_step = jnp.where(alive & ~ok, k, div_step)
         escaped_now = alive & (esc_step < 0) & (l <= 0.5 * loss0)
         esc_step = jnp.where(escaped_now, k, esc_step)
@@ -194,9 +193,7 @@ def train_factorisation(
     flops = 6.0 * max(problem.shape) * n_weights * steps * n_members
     mesh = member_mesh(n_members, flops=flops)  # members spread over the devices (padded)
     params = place_members(tuple(jnp.asarray(p, dt) for p in params0), mesh)
-
-    def host(a):  # the real members of an ensemble array, on the host
-        return np.asarray(a)[:n_members]
+    host = partial(on_host, n_members=n_members)
 
     meas = partial(_measure, kind=problem.kind)
     m0 = meas(params, op0, op1, mj, tmj, v1j)
