@@ -45,7 +45,7 @@ import numpy as np
 
 import condensation  # noqa: F401  (turns on jax_enable_x64, one device per core)
 from condensation.devices import member_mesh, over_members, place_members
-from condensation.train import train
+from condensation.train import feature_major_loss, train
 
 try:
     import torch
@@ -110,16 +110,8 @@ def vmapped_runner(x, y, params, dtype: str) -> Callable[[int], object]:
     once (vmapped), the members spread over the devices as in the trainer.
     """
     dt = jnp.dtype(dtype)
-    xt, yj = jnp.asarray(x.T, dt), jnp.asarray(y, dt)
-
-    def loss(ws):  # feature-major, as in the trainer
-        h = xt
-        for w in ws[:-1]:
-            h = jnp.tanh(w @ h)
-        r = (ws[-1] @ h)[0] - yj
-        return 0.5 * jnp.mean(r * r)
-
-    grad = jax.vmap(jax.grad(loss))
+    xj, yj = jnp.asarray(x, dt), jnp.asarray(y, dt)
+    grad = jax.vmap(jax.grad(lambda ws: feature_major_loss(ws, xj, yj, jnp.tanh)))
     mesh = member_mesh(params[0].shape[0])
 
     def gd(ws, steps):

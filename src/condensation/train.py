@@ -85,7 +85,7 @@ class TrainResult:
         return np.where(self.escape_step >= 0, self.escape_step * self.lr, np.nan)
 
 
-def _feature_major_loss(params, x, y, act: Callable):
+def feature_major_loss(params, x, y, act: Callable):
     """``R`` of one network with activations kept feature-major: ``h_k^T`` of shape
     (m_k, n), ``h_0^T = x^T``, so the first layer's products with the shared inputs
     need no transposes.  Same value as :func:`condensation.core.network.loss`."""
@@ -96,7 +96,7 @@ def _feature_major_loss(params, x, y, act: Callable):
     return 0.5 * jnp.mean(r * r)
 
 
-_loss_and_grad = jax.value_and_grad(_feature_major_loss)
+_loss_and_grad = jax.value_and_grad(feature_major_loss)
 
 
 def all_finite(arrays) -> jnp.ndarray:
