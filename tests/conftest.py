@@ -45,10 +45,48 @@ def _first_gd_step(params, x, y, act, lr, steps, stop):
     return -1
 
 
+def _network_setup(overrides):
+    """``(cfg, data, spec, ensemble)`` of the built-in config with ``overrides``."""
+    from condensation import load_config, load_dataset
+    from condensation.models import NetworkSpec, init_ensemble
+
+    cfg = load_config(None, overrides)
+    data = load_dataset(cfg.data)
+    spec = NetworkSpec.from_config(cfg.model, data.d_in)
+    return cfg, data, spec, init_ensemble(cfg, spec)
+
+
 @pytest.fixture
-def gd_reference():
-    """``first_step(params, x, y, act, lr, steps, stop)``: the brute-force GD reference."""
-    return _first_gd_step
+def network_setup():
+    """``setup(overrides) -> (cfg, data, spec, ensemble)``."""
+    return _network_setup
+
+
+@pytest.fixture
+def trained_and_reference():
+    """``run(overrides, steps, lr, stop) -> (TrainResult, k)``: the compiled trainer
+    on the ensemble of ``overrides`` (snapshots at the two ends only, so anything
+    it reports was found inside the loop) and the brute-force reference on member
+    0, ``k`` its first step with ``stop(params_k, loss_k, loss_0, data)``."""
+    from condensation import train
+
+    def run(overrides, steps, lr, stop):
+        _, data, spec, ens = _network_setup(overrides)
+        act = spec.activation.fn
+        kw = dict(act=act, lr=lr, steps=steps, snapshots=np.array([0, steps]))
+        r = train(ens.params, data.x, data.y, **kw)
+        k = _first_gd_step(
+            [p[0] for p in ens.params],
+            data.x,
+            data.y,
+            act,
+            lr,
+            steps,
+            lambda params, lk, l0: stop(params, lk, l0, data),
+        )
+        return r, k
+
+    return run
 
 
 @pytest.fixture

@@ -3,13 +3,10 @@
 import numpy as np
 import pytest
 
-from condensation import load_config
 from condensation.condensed import condensed_report
 from condensation.core.final_stage import final_stage_counts, final_stage_holds
 from condensation.effective import build_system, solve_batch
-from condensation.models import NetworkSpec, init_ensemble
 from condensation.runs.effective import final_stage_summary
-from condensation.train import train
 
 
 def test_counts_on_hand_made_states():
@@ -78,32 +75,13 @@ def test_entered_late_never_left_and_condensed(rng):
         assert rep["log_bound_min_ratio"] >= 1.0  # the log lower bound holds, with C = 0
 
 
-def test_gd_final_stage_step_matches_brute_force(gd_reference):
-    cfg = load_config(None, ["model.widths=[6, 5]", "init.scale=0.05", "data.n=30"])
-    from condensation import load_dataset
+def test_gd_final_stage_step_matches_brute_force(trained_and_reference):
+    def inside(params, lk, l0, data):
+        b, w, a = params
+        return bool(final_stage_holds(a[0], w, b @ data.z))
 
-    data = load_dataset(cfg.data)
-    spec = NetworkSpec.from_config(cfg.model, data.d_in)
-    ens = init_ensemble(cfg, spec)
-    steps, lr = 1500, 0.1
-    r = train(
-        ens.params,
-        data.x,
-        data.y,
-        act=spec.activation.fn,
-        lr=lr,
-        steps=steps,
-        snapshots=np.array([0, steps]),
-    )
-    first = gd_reference(
-        [p[0] for p in ens.params],
-        data.x,
-        data.y,
-        spec.activation.fn,
-        lr,
-        steps,
-        lambda params, lk, l0: bool(final_stage_holds(params[2][0], params[1], params[0] @ data.z)),
-    )
+    overrides = ["model.widths=[6, 5]", "init.scale=0.05", "data.n=30"]
+    r, first = trained_and_reference(overrides, 1500, 0.1, inside)
     assert first > 0
     assert r.final_stage_step[0] == first
 

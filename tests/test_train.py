@@ -6,22 +6,14 @@ import jax
 import numpy as np
 import pytest
 
-from condensation import load_config, load_dataset, train
+from condensation import load_config, train
 from condensation._jax_setup import cpu_device_count
-from condensation.models import NetworkSpec, init_ensemble
 from condensation.runs.train import member_summaries, run_training
 from condensation.train import snapshot_steps
 
 
-def _setup(overrides):
-    cfg = load_config(None, overrides)
-    data = load_dataset(cfg.data)
-    spec = NetworkSpec.from_config(cfg.model, data.d_in)
-    return cfg, data, spec, init_ensemble(cfg, spec)
-
-
-def test_ensemble_equals_separate_runs():
-    cfg, data, spec, ens = _setup(
+def test_ensemble_equals_separate_runs(network_setup):
+    cfg, data, spec, ens = network_setup(
         [
             "model.widths=[12, 9]",
             "init.seeds=[0, 1, 2]",
@@ -40,34 +32,16 @@ def test_ensemble_equals_separate_runs():
         assert together.final_stage_step[i] == alone.final_stage_step[0]
 
 
-def test_escape_step_is_checked_every_step(gd_reference):
-    cfg, data, spec, ens = _setup(["model.widths=[8, 8]", "init.scale=0.05", "data.n=40"])
-    steps, lr = 3000, 0.1
-    # only the two end points as snapshots: the escape step must still be exact
-    r = train(
-        ens.params,
-        data.x,
-        data.y,
-        act=spec.activation.fn,
-        lr=lr,
-        steps=steps,
-        snapshots=np.array([0, steps]),
-    )
-    k = gd_reference(
-        [p[0] for p in ens.params],
-        data.x,
-        data.y,
-        spec.activation.fn,
-        lr,
-        steps,
-        lambda params, lk, l0: lk <= l0 / 2,
-    )
+def test_escape_step_is_checked_every_step(trained_and_reference):
+    overrides = ["model.widths=[8, 8]", "init.scale=0.05", "data.n=40"]
+    steps = 3000
+    r, k = trained_and_reference(overrides, steps, 0.1, lambda params, lk, l0, data: lk <= l0 / 2)
     assert 0 < k < steps
     assert r.escape_step[0] == k
 
 
-def test_divergence_marks_one_member_only():
-    cfg, data, spec, ens = _setup(
+def test_divergence_marks_one_member_only(network_setup):
+    cfg, data, spec, ens = network_setup(
         [
             "model.activation='linear'",
             "model.widths=[10, 10]",
@@ -85,13 +59,13 @@ def test_divergence_marks_one_member_only():
     np.testing.assert_allclose(r.snapshots[0][0], alone.snapshots[0][0], atol=1e-12, rtol=0)
 
 
-def test_members_spread_over_devices_equal_one_device(monkeypatch, spread_always):
+def test_members_spread_over_devices_equal_one_device(monkeypatch, spread_always, network_setup):
     """Three members (one diverging) padded onto two devices give what one device
     gives: the same snapshots, escape, divergence and final-stage steps."""
     T = importlib.import_module("condensation.train")  # the module, not the function
     assert len(jax.devices()) >= 2  # conftest asks for two CPU devices
     assert T.member_mesh(3).size == 2 and T.member_mesh(1) is None
-    cfg, data, spec, ens = _setup(
+    cfg, data, spec, ens = network_setup(
         [
             "model.widths=[10, 10]",
             "init.scales=[0.01, 0.3, 8.0]",
@@ -127,8 +101,8 @@ def test_bad_cpu_device_count_is_named(monkeypatch, raw):
         cpu_device_count()
 
 
-def test_float32_matches_float64_escape_step():
-    cfg, data, spec, ens = _setup(["train.steps=10000"])
+def test_float32_matches_float64_escape_step(network_setup):
+    cfg, data, spec, ens = network_setup(["train.steps=10000"])
     kw = dict(act=spec.activation.fn, lr=0.05, steps=10000, snapshots=np.array([0, 10000]))
     e64 = train(ens.params, data.x, data.y, dtype="float64", **kw).escape_step[0]
     e32 = train(ens.params, data.x, data.y, dtype="float32", **kw).escape_step[0]
