@@ -106,7 +106,7 @@ def _worker_cores(workers: int):
 def default_workers() -> int:
     """Experiments run side by side in this many processes (most of a quick run is
     single-threaded JIT compilation, so two processes use two cores)."""
-    return max(1, min(2, os.cpu_count() or 1))
+    return max(1, min(2, usable_cores()))
 
 
 def reproduce(
