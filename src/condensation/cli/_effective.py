@@ -16,6 +16,11 @@ from condensation.runs.effective import run_effective, write_effective_run
 from condensation.store import check_out_dir, run_directory
 
 
+def _fmt(v, spec: str) -> str:
+    """A summary number for the terminal; "-" where it is not defined (None)."""
+    return "-" if v is None else format(v, spec)
+
+
 def effective_cmd(
     config: ConfigArg = None,
     set_: SetOpt = None,
@@ -58,12 +63,14 @@ def effective_cmd(
             line += " (z = mean(y x) = 0: the labels are uncorrelated with the inputs)"
         if m.get("T_star") is not None:
             line += (
-                f", T* = {m['T_star']:.10g} (rel. error {m['T_star_rel_error']:.1e}, bounds "
-                f"[{m['T_star_lower']:.6g}, {m['T_star_upper']:.6g}])"
+                f", T* = {_fmt(m['T_star'], '.10g')} (rel. error "
+                f"{_fmt(m.get('T_star_rel_error'), '.1e')}, bounds "
+                f"[{_fmt(m.get('T_star_lower'), '.6g')}, {_fmt(m.get('T_star_upper'), '.6g')}])"
             )
         if m.get("growth_rate") is not None:
             line += (
-                f", growth rate {m['growth_rate']:.6g}, time to 1e6x norm {m['time_to_norm']:.6g}"
+                f", growth rate {_fmt(m['growth_rate'], '.6g')}, "
+                f"time to 1e6x norm {_fmt(m.get('time_to_norm'), '.6g')}"
             )
         if "gd_escape_time" in m:
             line += f", GD escape {m['gd_escape_time']}"

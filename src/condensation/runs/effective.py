@@ -223,13 +223,15 @@ def plot_effective_run(run: EffectiveRun, s: dict, fig_dir: Path) -> None:
         ax.set_title("non-decreasing, tends to its bound at blow-up", fontsize=9)
         ax.legend(fontsize=7)
         figures.save(fig, fig_dir / "energy_ratio.png")
-    fig, ax = figures.subplots(figsize=(6, 4))
-    for i, sol in sols:
-        ax.semilogy(sol.steps["t"], np.maximum(sol.steps["law_drift"], 1e-18), label=label[i])
-    ax.set_xlabel("time t")
-    ax.set_ylabel("relative drift of conservation laws")
-    ax.legend(fontsize=7)
-    figures.save(fig, fig_dir / "invariant_drift.png")
+    drifting = [(i, sol) for i, sol in sols if "law_drift" in sol.steps]  # spectral: built in
+    if drifting:
+        fig, ax = figures.subplots(figsize=(6, 4))
+        for i, sol in drifting:
+            ax.semilogy(sol.steps["t"], np.maximum(sol.steps["law_drift"], 1e-18), label=label[i])
+        ax.set_xlabel("time t")
+        ax.set_ylabel("relative drift of conservation laws")
+        ax.legend(fontsize=7)
+        figures.save(fig, fig_dir / "invariant_drift.png")
     if run.gd is not None:
         r = run.gd.result
         fig, axs = figures.subplots(1, 2, figsize=(10, 4))
