@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)  ## the main job on built-in defaults: every experiment and the report
-	$(VENV)/bin/condensation reproduce --out runs/reproduce
+	$(VENV)/bin/condensation reproduce --overwrite --out runs/reproduce
 
 test: $(STAMP)  ## lint + the default (fast) test suite
 	$(VENV)/bin/ruff check src tests benchmarks

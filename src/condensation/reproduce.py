@@ -71,13 +71,15 @@ def run_experiment(
     overrides: Sequence[str] = (),
     quick: bool = False,
     progress: X.Progress = X.null_progress,
+    overwrite: bool = False,
 ) -> dict:
-    """``condensation run``: one experiment into ``out`` (atomically), with its report."""
+    """``condensation run``: one experiment into ``out`` (atomically), with its report;
+    an earlier run in ``out`` is replaced only with ``overwrite``."""
     exp = X.get(name)
     params = exp.params(overrides, quick=quick)
     out = Path(out)
-    check_out_dir(out)
-    with run_directory(out) as tmp:
+    check_out_dir(out, overwrite)
+    with run_directory(out, overwrite) as tmp:
         summary = run_into(exp, params, tmp, progress, quick)
         render_report(tmp)
     return summary
@@ -115,6 +117,7 @@ def reproduce(
     only: Sequence[str] | None = None,
     progress: X.Progress = X.null_progress,
     workers: int | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Run every registered experiment (or those in ``only``) into ``out/<name>/``,
     then write ``out/summary.json`` and ``out/report.html``; all or nothing.
@@ -130,10 +133,10 @@ def reproduce(
                 raise InputError("--only", n, "unknown experiment", f"use one of: {', '.join(reg)}")
         chosen = [n for n in reg if n in set(only)]
     out = Path(out)
-    check_out_dir(out)
+    check_out_dir(out, overwrite)
     summaries = {}
     workers = default_workers() if workers is None else workers
-    with run_directory(out) as tmp:
+    with run_directory(out, overwrite) as tmp:
         for name in chosen:
             (tmp / name).mkdir()
         # a worker process sees only experiments it can import (the registered modules)

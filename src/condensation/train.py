@@ -41,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from condensation.checkpoint import Checkpoint, chunk_steps, chunks
 from condensation.core.final_stage import final_stage_holds
 from condensation.core.network import loss as loss_fn
 from condensation.devices import member_mesh, on_host, over_members, place_members
@@ -173,6 +174,7 @@ def train(
     dtype: str = "float64",
     track_final_stage: bool | None = None,
     progress: Callable[[int], None] | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> TrainResult:
     """Full-batch GD for every ensemble member of ``params0`` (W_k of shape (E, ...)).
 
@@ -182,7 +184,10 @@ def train(
     final-stage condition at every step until the member first enters it; the
     (m1 x m1) Gram matrix it needs is formed only in steps where the
     inner-product constraint already holds.  Members are spread over
-    ``jax.devices()`` (:mod:`condensation.devices`).
+    ``jax.devices()`` (:mod:`condensation.devices`).  ``checkpoint``
+    (:class:`condensation.checkpoint.Checkpoint`) saves the loop at snapshot
+    boundaries and, when resuming, starts from its last save.  Long intervals run
+    in chunks of bounded work, so an interrupt is handled within about a second.
     """
     dt = jnp.float64 if dtype == "float64" else jnp.float32
     depth = len(params0)
@@ -214,14 +219,35 @@ def train(
         track_final_stage=bool(track_final_stage),
         mesh=mesh,
     )
-    for start, stop in zip(steps_k[:-1], steps_k[1:]):
-        carry = run(carry, xj, yj, zj, jnp.int64(start), jnp.int64(stop))
-        lk = _losses(carry[0], xj, yj, act=act)
-        for k, p in enumerate(carry[0]):
-            snaps[k].append(host(p))
-        snap_loss.append(host(lk))
-        if progress is not None:
-            progress(int(stop))
+    records = {**{f"W{k + 1}": s for k, s in enumerate(snaps)}, "loss": snap_loss}
+    first = 0
+    if checkpoint is not None:
+        first, carry = checkpoint.restore(carry, records)
+        if first and progress is not None:
+            progress(int(steps_k[first]))
+    chunk = chunk_steps(6.0 * x.shape[0] * n_weights * n_members)
+    done = (first, carry)  # the last snapshot boundary reached
+    try:
+        for i, (start, stop) in enumerate(zip(steps_k[:-1], steps_k[1:])):
+            if i < first:
+                continue
+            for a, b in chunks(start, stop, chunk):
+                carry = run(carry, xj, yj, zj, jnp.int64(a), jnp.int64(b))
+                if b < stop:  # back in Python between chunks: a signal is handled here
+                    jax.block_until_ready(carry)
+            lk = _losses(carry[0], xj, yj, act=act)
+            for k, p in enumerate(carry[0]):
+                snaps[k].append(host(p))
+            snap_loss.append(host(lk))
+            done = (i + 1, carry)
+            if checkpoint is not None:
+                checkpoint.save(i + 1, carry, records)
+            if progress is not None:
+                progress(int(stop))
+    except BaseException:
+        if checkpoint is not None:  # interrupted: keep the last boundary for --resume
+            checkpoint.save(*done, records, force=True)
+        raise
     params, _, esc_step, esc_params, div_step, fs_step = carry
     # escape_step ranges over k = 0..steps; the loop saw 0..steps-1, so check loss_steps.
     esc_step = host(esc_step).copy()

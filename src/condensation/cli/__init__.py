@@ -1,18 +1,23 @@
 """The ``condensation`` command line: parse, call the library, write files.
 
 Bad input ends in one line on stderr naming the field, the value and the fix,
-with exit status 2 and no output directory left behind.
+with exit status 2 and no output directory left behind.  Ctrl-C (SIGINT) and
+SIGTERM stop a run at the next interval boundary (bounded wall time), unwind
+every context manager (no partial directory is left), print one line and exit
+with 130 and 143 (128 + the signal number), as shells expect.
 """
 
 from __future__ import annotations
 
+import logging
+import signal
 import sys
 
 import typer
 
 from condensation import _jax_setup
 from condensation.cli import _effective, _experiments, _matrix, _train
-from condensation.cli._common import console_err
+from condensation.cli._common import Interrupted, console_err, interrupt_note
 from condensation.errors import InputError, NumericalError
 
 app = typer.Typer(
@@ -34,11 +39,35 @@ _experiments.register(app)
 _matrix.register(app)
 
 
+def _raise_interrupted(signum, frame) -> None:
+    raise Interrupted(signum)
+
+
+def _interrupted(signum: int) -> None:
+    name = signal.Signals(signum).name
+    console_err.print(f"interrupted by {name}: {interrupt_note()}", markup=False, highlight=False)
+    sys.exit(128 + signum)
+
+
 def main() -> None:
+    # SIGINT and SIGTERM raise an exception the command's context managers unwind
+    # (partial directories removed, locks released); typer would map Ctrl-C to a
+    # returned 130 and SIGTERM would kill the process with nothing cleaned up
+    previous = {
+        sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    notes = logging.getLogger("condensation")
+    if not notes.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("note: %(message)s"))
+        notes.addHandler(handler)
+        notes.propagate = False
     try:
         if _jax_setup.PROBLEM is not None:  # a bad CONDENSATION_CPU_DEVICES
             raise _jax_setup.PROBLEM
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)
+    except Interrupted as e:
+        _interrupted(e.signum)
     except InputError as e:
         console_err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         sys.exit(2)
@@ -49,8 +78,7 @@ def main() -> None:
         console_err.print("aborted")
         sys.exit(130)
     except KeyboardInterrupt:
-        console_err.print("interrupted: nothing was written")
-        sys.exit(130)
+        _interrupted(signal.SIGINT)
     except Exception as e:
         # usage errors (typer's click layer, vendored or not) carry their own exit
         # code and know how to print themselves; anything else is a bug: re-raise
@@ -60,3 +88,10 @@ def main() -> None:
         if hasattr(e, "show"):
             e.show()
         sys.exit(code)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if rc == 130:  # typer's answer to a KeyboardInterrupt it caught itself
+        _interrupted(signal.SIGINT)
+    if isinstance(rc, int) and rc != 0:
+        sys.exit(rc)

@@ -10,6 +10,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from condensation.checkpoint import Checkpoint, checkpoint_dir
+from condensation.store import completed_run, reserve
+
 console = Console()
 console_err = Console(stderr=True)
 
@@ -22,6 +25,65 @@ SetOpt = Annotated[
     typer.Option("--set", help="Override a config value: section.key=value (repeatable)."),
 ]
 OutOpt = Annotated[Path, typer.Option("--out", help="Run directory to write.")]
+OverwriteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="Replace --out if it is an earlier run holding only files condensation wrote.",
+    ),
+]
+ResumeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--resume",
+        help="Continue from the checkpoint an interrupted run of the same command left.",
+    ),
+]
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM, raised in the main thread so that context managers unwind."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+_NOTE: list = ["nothing was written"]
+
+
+def set_interrupt_note(note) -> None:
+    """What the one line printed on an interrupt says (a string, or a function giving one)."""
+    _NOTE[0] = note
+
+
+def interrupt_note() -> str:
+    return _NOTE[0]() if callable(_NOTE[0]) else _NOTE[0]
+
+
+def already_done(out: Path, key: str, resume: bool) -> bool:
+    """With ``--resume``: ``out`` is already the finished run of this command (say so)."""
+    if resume and completed_run(out, key):
+        console.print(f"{out} is already complete (nothing to resume)", highlight=False)
+        return True
+    return False
+
+
+@contextmanager
+def guarded_run(out: Path, key: str, *, overwrite: bool, resume: bool, need_bytes: float):
+    """Check, lock and reserve ``out`` before any compute (store.reserve) and yield the
+    run's :class:`Checkpoint`; it is discarded once the block (the run) succeeds."""
+    with reserve(out, overwrite, need_bytes):
+        ck = Checkpoint(checkpoint_dir(out), key, resume=resume)
+
+        def note() -> str:
+            if ck.exists:
+                return f"nothing was written to {out}; continue with the same command and --resume"
+            return f"nothing was written to {out}"
+
+        set_interrupt_note(note)
+        yield ck
+        ck.discard()
 
 
 @contextmanager

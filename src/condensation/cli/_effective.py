@@ -8,12 +8,24 @@ from typing import Annotated
 import typer
 
 from condensation.blowup import Tolerances
-from condensation.cli._common import ConfigArg, OutOpt, SetOpt, console, console_err
+from condensation.checkpoint import run_key
+from condensation.cli._common import (
+    ConfigArg,
+    OutOpt,
+    OverwriteOpt,
+    ResumeOpt,
+    SetOpt,
+    already_done,
+    console,
+    console_err,
+    guarded_run,
+)
 from condensation.config import load_config
 from condensation.effective import FORMS, RegimeWarning
 from condensation.errors import InputError
 from condensation.runs.effective import run_effective, write_effective_run
-from condensation.store import check_out_dir, run_directory
+from condensation.runs.train import output_bytes
+from condensation.store import FIGURE_BYTES, run_directory
 
 
 def _fmt(v, spec: str) -> str:
@@ -35,28 +47,43 @@ def effective_cmd(
         bool, typer.Option("--compare-gd", help="Also run GD from the same init and compare.")
     ] = False,
     rtol: Annotated[float, typer.Option(help="Relative tolerance of the solver.")] = 1e-12,
+    overwrite: OverwriteOpt = False,
+    resume: ResumeOpt = False,
 ) -> None:
     """Integrate the effective dynamics of each ensemble member through its blow-up.
 
     Example: condensation effective configs/default.toml --compare-gd --out runs/effective
+
+    With --resume the --compare-gd training continues from its checkpoint; the
+    effective solves (seconds) are recomputed, to the same numbers.
     """
     cfg = load_config(config, set_ or [])
     if form not in FORMS:
         raise InputError("--form", form, "unknown form", f"use one of {', '.join(FORMS)}")
     if not 0 < rtol < 1e-3:
         raise InputError("--rtol", rtol, "must be in (0, 1e-3)", "use e.g. --rtol 1e-12")
-    check_out_dir(out)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", RegimeWarning)
-        with console_err.status("integrating the effective dynamics"):
-            run = run_effective(
-                cfg, form=form, compare_gd=compare_gd, tol=Tolerances(rtol=rtol, atol=rtol * 1e-2)
-            )
-    for w in caught:
-        if issubclass(w.category, RegimeWarning):
-            console_err.print(f"[yellow]warning:[/] {w.message}", highlight=False)
-    with run_directory(out) as tmp:
-        s = write_effective_run(run, tmp)
+    key = run_key("effective", cfg.to_dict(), form, compare_gd, rtol)
+    if already_done(out, key, resume):
+        return
+    need = FIGURE_BYTES * (1 + len(cfg.member_seeds_scales)) + (
+        output_bytes(cfg) if compare_gd else 0
+    )
+    with guarded_run(out, key, overwrite=overwrite, resume=resume, need_bytes=need) as ck:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RegimeWarning)
+            with console_err.status("integrating the effective dynamics"):
+                run = run_effective(
+                    cfg,
+                    form=form,
+                    compare_gd=compare_gd,
+                    tol=Tolerances(rtol=rtol, atol=rtol * 1e-2),
+                    checkpoint=ck,
+                )
+        for w in caught:
+            if issubclass(w.category, RegimeWarning):
+                console_err.print(f"[yellow]warning:[/] {w.message}", highlight=False)
+        with run_directory(out, overwrite, key=key) as tmp:
+            s = write_effective_run(run, tmp)
     for m in s["members"]:
         line = f"seed {m['seed']} eps {m['scale']:.3g}: {m['status']}"
         if m["status"] == "no-drive":

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from condensation.cli._common import SetOpt, console, phase_progress
+from condensation.cli._common import OverwriteOpt, SetOpt, console, phase_progress
 
 QuickOpt = Annotated[
     bool, typer.Option("--quick", help="Reduced parameters: a fast check, less accurate numbers.")
@@ -25,6 +25,7 @@ def run_cmd(
     set_: SetOpt = None,
     out: Annotated[Path, typer.Option("--out", help="Directory to write.")] = ...,
     quick: QuickOpt = False,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Run one registered experiment into a directory.
 
@@ -39,7 +40,9 @@ def run_cmd(
     exp = experiments.get(name)
     exp.params(set_ or [], quick=quick)  # bad --set values fail before any work
     with phase_progress() as update:
-        s = run_experiment(name, out, set_ or [], quick=quick, progress=update)
+        s = run_experiment(
+            name, out, set_ or [], quick=quick, progress=update, overwrite=overwrite
+        )
     _print_headline(s["headline"])
     console.print(f"wrote {out} ({s['elapsed_s']:.1f} s)")
 
@@ -57,6 +60,7 @@ def reproduce_cmd(
         Optional[int],  # noqa: UP045
         typer.Option(help="Experiments run side by side in this many processes (default 2)."),
     ] = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Run every registered experiment and write one self-contained report.
 
@@ -69,7 +73,9 @@ def reproduce_cmd(
 
     t0 = time.perf_counter()
     with phase_progress() as update:
-        top = reproduce(out, quick=quick, only=only, progress=update, workers=workers)
+        top = reproduce(
+            out, quick=quick, only=only, progress=update, workers=workers, overwrite=overwrite
+        )
     for name, head in top["headline"].items():
         console.print(f"{name} ({top['elapsed_s'][name]:.1f} s)")
         _print_headline(head)

@@ -4,28 +4,49 @@ from __future__ import annotations
 
 import typer
 
-from condensation.cli._common import ConfigArg, OutOpt, SetOpt, console, progress_bar
+from condensation.checkpoint import run_key
+from condensation.cli._common import (
+    ConfigArg,
+    OutOpt,
+    OverwriteOpt,
+    ResumeOpt,
+    SetOpt,
+    already_done,
+    console,
+    guarded_run,
+    progress_bar,
+)
 from condensation.matrix import load_matrix_config, load_problem
-from condensation.runs.matrix import run_matrix, write_matrix_run
-from condensation.store import check_out_dir, run_directory
+from condensation.runs.matrix import output_bytes, run_matrix, write_matrix_run
+from condensation.store import run_directory
 
 
 def _fmt(v, spec: str = ".3g") -> str:
     return "-" if v is None else format(v, spec)
 
 
-def matrix_cmd(config: ConfigArg = None, set_: SetOpt = None, out: OutOpt = ...) -> None:
+def matrix_cmd(
+    config: ConfigArg = None,
+    set_: SetOpt = None,
+    out: OutOpt = ...,
+    overwrite: OverwriteOpt = False,
+    resume: ResumeOpt = False,
+) -> None:
     """Deep matrix factorisation / completion by GD from small initialisation.
 
     Example: condensation matrix configs/matrix_completion.toml --set model.depth=2 --out runs/mc-d2
     """
     cfg = load_matrix_config(config, set_ or [])
-    check_out_dir(out)
+    key = run_key("matrix", cfg.to_dict())
+    if already_done(out, key, resume):
+        return
     problem = load_problem(cfg.problem)  # bad files fail here, before anything runs
-    with progress_bar(cfg.train.steps, "GD steps") as update:
-        run = run_matrix(cfg, progress=update, problem=problem)
-    with run_directory(out) as tmp:
-        s = write_matrix_run(run, tmp)
+    need = output_bytes(cfg, problem)
+    with guarded_run(out, key, overwrite=overwrite, resume=resume, need_bytes=need) as ck:
+        with progress_bar(cfg.train.steps, "GD steps") as update:
+            run = run_matrix(cfg, progress=update, problem=problem, checkpoint=ck)
+        with run_directory(out, overwrite, key=key) as tmp:
+            s = write_matrix_run(run, tmp)
     for m in s["members"]:
         console.print(
             f"depth {m['depth']} seed {m['seed']} eps {m['scale']:.3g}: {m['status']}, "

@@ -4,23 +4,45 @@ from __future__ import annotations
 
 import typer
 
-from condensation.cli._common import ConfigArg, OutOpt, SetOpt, console, progress_bar
+from condensation.checkpoint import run_key
+from condensation.cli._common import (
+    ConfigArg,
+    OutOpt,
+    OverwriteOpt,
+    ResumeOpt,
+    SetOpt,
+    already_done,
+    console,
+    guarded_run,
+    progress_bar,
+)
 from condensation.config import load_config
-from condensation.runs.train import run_training, write_train_run
-from condensation.store import check_out_dir, run_directory
+from condensation.runs.train import output_bytes, run_training, write_train_run
+from condensation.store import run_directory
 
 
-def train_cmd(config: ConfigArg = None, set_: SetOpt = None, out: OutOpt = ...) -> None:
+def train_cmd(
+    config: ConfigArg = None,
+    set_: SetOpt = None,
+    out: OutOpt = ...,
+    overwrite: OverwriteOpt = False,
+    resume: ResumeOpt = False,
+) -> None:
     """Train an ensemble by full-batch GD and measure condensation.
 
     Example: condensation train configs/default.toml --set init.scale=1e-4 --out runs/eps1e-4
     """
     cfg = load_config(config, set_ or [])
-    check_out_dir(out)
-    with progress_bar(cfg.train.steps, "GD steps") as update:
-        run = run_training(cfg, progress=update)
-    with run_directory(out) as tmp:
-        s = write_train_run(run, tmp)
+    key = run_key("train", cfg.to_dict())
+    if already_done(out, key, resume):
+        return
+    with guarded_run(
+        out, key, overwrite=overwrite, resume=resume, need_bytes=output_bytes(cfg)
+    ) as ck:
+        with progress_bar(cfg.train.steps, "GD steps") as update:
+            run = run_training(cfg, progress=update, checkpoint=ck)
+        with run_directory(out, overwrite, key=key) as tmp:
+            s = write_train_run(run, tmp)
     for m in s["members"]:
         console.print(
             f"seed {m['seed']} eps {m['scale']:.3g}: {m['status']}, escape t = {m['escape_time']}, "

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from condensation.checkpoint import Checkpoint, chunk_steps, chunks
 from condensation.core import matrix as cm
 from condensation.core.final_stage import final_stage_holds
 from condensation.devices import member_mesh, on_host, over_members, place_members
@@ -170,13 +171,15 @@ def train_factorisation(
     snapshots: np.ndarray | None = None,
     dtype: str = "float64",
     progress: Callable[[int], None] | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> FactorisationResult:
     """Full-batch GD on ``1/2 |A(X) - y|^2`` for every member of ``params0``.
 
     The escape step, divergence and (depth 3) the final-stage entry of the
     triple ``(W3^T u1, W2, W1 v1)`` are checked at every step inside the
     compiled loop; everything else is measured at the ``snapshots`` steps
-    (default: 60 log-spaced and 300 equally spaced).
+    (default: 60 log-spaced and 300 equally spaced).  ``checkpoint`` saves and
+    resumes the loop as in :func:`condensation.train.train`.
     """
     dt = jnp.float64 if dtype == "float64" else jnp.float32
     depth = len(params0)
@@ -203,13 +206,33 @@ def train_factorisation(
     run = partial(
         _run_interval, kind=problem.kind, lr=float(lr), track_final_stage=depth == 3, mesh=mesh
     )
-    for start, stop in zip(steps_k[:-1], steps_k[1:]):
-        carry = run(carry, op0, op1, u1j, v1j, jnp.int64(start), jnp.int64(stop))
-        mk = meas(carry[0], op0, op1, mj, tmj, v1j)
-        for k, v in mk.items():
-            series[k].append(host(v))
-        if progress is not None:
-            progress(int(stop))
+    first = 0
+    if checkpoint is not None:
+        first, carry = checkpoint.restore(carry, series)
+        if first and progress is not None:
+            progress(int(steps_k[first]))
+    chunk = chunk_steps(flops / steps)
+    done = (first, carry)  # the last snapshot boundary reached
+    try:
+        for i, (start, stop) in enumerate(zip(steps_k[:-1], steps_k[1:])):
+            if i < first:
+                continue
+            for a, b in chunks(start, stop, chunk):
+                carry = run(carry, op0, op1, u1j, v1j, jnp.int64(a), jnp.int64(b))
+                if b < stop:  # back in Python between chunks: a signal is handled here
+                    jax.block_until_ready(carry)
+            mk = meas(carry[0], op0, op1, mj, tmj, v1j)
+            for k, v in mk.items():
+                series[k].append(host(v))
+            done = (i + 1, carry)
+            if checkpoint is not None:
+                checkpoint.save(i + 1, carry, series)
+            if progress is not None:
+                progress(int(stop))
+    except BaseException:
+        if checkpoint is not None:  # interrupted: keep the last boundary for --resume
+            checkpoint.save(*done, series, force=True)
+        raise
     params, _, esc_step, esc_w1, div_step, fs_step, exit_step = (
         tuple(host(p) for p in carry[0]),
         *(host(a) for a in carry[1:]),

@@ -18,7 +18,7 @@ from typing import Any
 
 from condensation.errors import InputError
 from condensation.experiments import SECTIONS
-from condensation.store import SUMMARY, atomic_write_bytes
+from condensation.store import SUMMARY, add_to_manifest, atomic_write_bytes
 
 REPORT = "report.html"
 
@@ -228,4 +228,5 @@ def render_report(directory: str | Path) -> Path:
     page = render_html(top, exps)
     path = d / REPORT
     atomic_write_bytes(path, page.encode("utf-8"))
+    add_to_manifest(d, REPORT)  # a finished run's manifest then lists its new report
     return path

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from condensation.blowup import Blowup, Tolerances
+from condensation.checkpoint import Checkpoint
 from condensation.config import Config
 from condensation.data import Dataset
 from condensation.effective import (
@@ -51,8 +52,15 @@ class EffectiveRun:
 
 
 def run_effective(
-    cfg: Config, *, form: str = "full", compare_gd: bool = False, tol: Tolerances = Tolerances()
+    cfg: Config,
+    *,
+    form: str = "full",
+    compare_gd: bool = False,
+    tol: Tolerances = Tolerances(),
+    checkpoint: Checkpoint | None = None,
 ) -> EffectiveRun:
+    """The effective solve of every member (and with ``compare_gd`` the GD run,
+    checkpointed by ``checkpoint``; the solves are recomputed on a resume)."""
     data, spec, ens = prepare(cfg)
     z = data.z
     scale = np.sqrt(np.mean(data.y**2) * np.mean(np.sum(data.x**2, axis=1)))
@@ -65,7 +73,7 @@ def run_effective(
     ratios = [regime_ratio(p, data.x, data.y, spec.activation.fn) for p in members]
     warn_regime(max(ratios))  # the worst member
     sols = solve_batch(systems, tol)
-    gd = run_training(cfg) if compare_gd else None
+    gd = run_training(cfg, checkpoint=checkpoint) if compare_gd else None
     return EffectiveRun(cfg, data, spec, ens, systems, sols, ratios, gd)
 
 

@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from condensation import matrix as mx
+from condensation.checkpoint import Checkpoint
 from condensation.report import figures
-from condensation.store import save_arrays, write_json, write_toml
+from condensation.store import FIGURE_BYTES, save_arrays, write_json, write_toml
 from condensation.train import snapshot_steps
 
 N_REPORT = 10  # singular values / half times per member in summary.json
@@ -52,6 +53,7 @@ def run_matrix(
     problem: mx.Problem | None = None,
     t_star: bool = True,
     baseline: bool = True,
+    checkpoint: Checkpoint | None = None,
 ) -> MatrixRun:
     """Train, then ``T*`` of every member (depth >= 3) and the nuclear-norm baseline."""
     if problem is None:
@@ -67,6 +69,7 @@ def run_matrix(
         snapshots=snapshot_steps(t.steps, t.snapshots, t.linear_snapshots),
         dtype=t.dtype,
         progress=progress,
+        checkpoint=checkpoint,
     )
     blowups = None
     if t_star and cfg.model.depth >= 3:
@@ -74,6 +77,19 @@ def run_matrix(
         blowups = [mx.effective_blowup([p[i] for p in ens.params], m_o) for i in range(ens.size)]
     base = mx.min_nuclear_norm(problem) if baseline else None
     return MatrixRun(cfg, problem, ens, result, blowups, base)
+
+
+def output_bytes(cfg: mx.MatrixConfig, problem: mx.Problem) -> float:
+    """About how many bytes a matrix run directory (and its checkpoint) takes."""
+    n1, n2 = problem.shape
+    t = cfg.train
+    k = len(snapshot_steps(t.steps, t.snapshots, t.linear_snapshots))
+    e = len(cfg.member_seeds_scales)
+    width = cfg.model.width if cfg.model.width is not None else max(n1, n2)
+    factors = e * sum(a * b for a, b in mx.factor_shapes(n1, n2, cfg.model.depth, width))
+    products = e * k * n1 * n2
+    values = products + min(products, MAX_SAVED_PRODUCTS) + 3 * factors + 8 * n1 * n2
+    return 8.0 * values + FIGURE_BYTES
 
 
 def _opt(x) -> float | None:

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
+from condensation.checkpoint import Checkpoint
 from condensation.config import Config
 from condensation.data import Dataset, load_dataset
 from condensation.metrics import condensation_metrics, snapshot_metrics
 from condensation.models import Ensemble, NetworkSpec, init_ensemble
 from condensation.report import figures
-from condensation.store import save_arrays, write_json, write_toml
+from condensation.store import FIGURE_BYTES, save_arrays, write_json, write_toml
 from condensation.train import TrainResult, snapshot_steps, train
 
 
@@ -33,7 +34,11 @@ def prepare(cfg: Config) -> tuple[Dataset, NetworkSpec, Ensemble]:
     return data, spec, init_ensemble(cfg, spec)
 
 
-def run_training(cfg: Config, progress: Callable[[int], None] | None = None) -> TrainRun:
+def run_training(
+    cfg: Config,
+    progress: Callable[[int], None] | None = None,
+    checkpoint: Checkpoint | None = None,
+) -> TrainRun:
     data, spec, ens = prepare(cfg)
     t = cfg.train
     result = train(
@@ -46,8 +51,20 @@ def run_training(cfg: Config, progress: Callable[[int], None] | None = None) -> 
         snapshots=snapshot_steps(t.steps, t.snapshots, t.linear_snapshots),
         dtype=t.dtype,
         progress=progress,
+        checkpoint=checkpoint,
     )
     return TrainRun(cfg, data, spec, ens, result)
+
+
+def output_bytes(cfg: Config) -> float:
+    """About how many bytes a train run directory takes (uncompressed arrays, figures)."""
+    data, spec, ens = prepare(cfg)
+    t = cfg.train
+    k = len(snapshot_steps(t.steps, t.snapshots, t.linear_snapshots))
+    n_weights = sum(int(np.prod(np.shape(p)[1:])) for p in ens.params)
+    itemsize = 8 if t.dtype == "float64" else 4
+    # the snapshots twice: in the run directory and in its checkpoint while it runs
+    return 2 * ens.size * (k + 2) * (n_weights + 8) * itemsize + data.x.nbytes + FIGURE_BYTES
 
 
 def member_summaries(run: TrainRun) -> list[dict]:
