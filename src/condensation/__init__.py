@@ -16,6 +16,7 @@ _configure()
 from condensation.config import Config, load_config  # noqa: E402
 from condensation.data import Dataset, load_dataset  # noqa: E402
 from condensation.errors import InputError, NumericalError  # noqa: E402
+from condensation.loading import Run, load_run  # noqa: E402
 from condensation.models import NetworkSpec, init_ensemble  # noqa: E402
 from condensation.train import TrainResult, train  # noqa: E402
 
@@ -27,9 +28,11 @@ __all__ = [
     "InputError",
     "NetworkSpec",
     "NumericalError",
+    "Run",
     "TrainResult",
     "init_ensemble",
     "load_config",
     "load_dataset",
+    "load_run",
     "train",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -319,6 +320,43 @@ def config_from_dict(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]
     return _validate(cfg)
 
 
+PATH_KEYS = (("data", "path"), ("init", "path"))  # file paths a Config holds
+
+
+def anchor_paths(raw: dict[str, Any], config_path: str | Path | None, keys) -> dict[str, Any]:
+    """A config file's relative ``keys`` (section, key) made absolute against the
+    file's own directory (so a config works from any working directory)."""
+    if config_path is None:
+        return raw
+    base = Path(os.path.abspath(config_path)).parent
+    raw = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    for section, key in keys:
+        body = raw.get(section)
+        if isinstance(body, dict) and isinstance(body.get(key), str):
+            p = os.path.expanduser(body[key])
+            body[key] = os.path.normpath(os.path.join(base, p))  # join keeps an absolute p
+    return raw
+
+
+def absolute_paths(cfg, keys):
+    """``cfg`` with its remaining relative paths (from ``--set``) made absolute against
+    the working directory, so the stored config.toml re-runs from anywhere."""
+    for section, key in keys:
+        body = getattr(cfg, section)
+        p = getattr(body, key)
+        if isinstance(p, str):
+            absolute = os.path.abspath(os.path.expanduser(p))
+            if absolute != p:
+                body = dataclasses.replace(body, **{key: absolute})
+                cfg = dataclasses.replace(cfg, **{section: body})
+    return cfg
+
+
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Read a TOML file (or the built-in defaults when ``path`` is None)."""
-    return config_from_dict(read_toml(path), overrides)
+    """Read a TOML file (or the built-in defaults when ``path`` is None).
+
+    Relative file paths in the file resolve against the file's directory; those
+    given with ``--set`` against the working directory; both are stored absolute.
+    """
+    raw = anchor_paths(read_toml(path), path, PATH_KEYS)
+    return absolute_paths(config_from_dict(raw, overrides), PATH_KEYS)

@@ -10,6 +10,7 @@ with 130 and 143 (128 + the signal number), as shells expect.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 
@@ -43,9 +44,15 @@ def _raise_interrupted(signum, frame) -> None:
     raise Interrupted(signum)
 
 
-def _interrupted(signum: int) -> None:
+def _interrupted(signum: int, hard: bool = False) -> None:
     name = signal.Signals(signum).name
     console_err.print(f"interrupted by {name}: {interrupt_note()}", markup=False, highlight=False)
+    if hard:
+        # a real signal: everything is unwound; skip the interpreter's teardown, which
+        # can crash (SIGSEGV) while XLA's threads are still compiling or running
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(128 + signum)
     sys.exit(128 + signum)
 
 
@@ -67,7 +74,7 @@ def main() -> None:
             raise _jax_setup.PROBLEM
         rc = app(standalone_mode=False)
     except Interrupted as e:
-        _interrupted(e.signum)
+        _interrupted(e.signum, hard=True)
     except InputError as e:
         console_err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         sys.exit(2)

@@ -6,7 +6,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from condensation.config import build_sections, read_toml, sections_to_dict, validate_train
+from condensation.config import (
+    absolute_paths,
+    anchor_paths,
+    build_sections,
+    read_toml,
+    sections_to_dict,
+    validate_train,
+)
 from condensation.errors import InputError
 
 KINDS = ("completion", "sensing")
@@ -176,5 +183,8 @@ def matrix_config_from_dict(
 def load_matrix_config(
     path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()
 ) -> MatrixConfig:
-    """Read a matrix TOML config (built-in defaults when ``path`` is None)."""
-    return matrix_config_from_dict(read_toml(path), overrides)
+    """Read a matrix TOML config (built-in defaults when ``path`` is None); file paths
+    resolve as in :func:`condensation.config.load_config`."""
+    keys = (("problem", "path"),)
+    raw = anchor_paths(read_toml(path), path, keys)
+    return absolute_paths(matrix_config_from_dict(raw, overrides), keys)
