@@ -244,6 +244,8 @@ def train(
                 checkpoint.save(i + 1, carry, records)
             if progress is not None:
                 progress(int(stop))
+    except Exception:
+        raise
     except BaseException:
         if checkpoint is not None:  # interrupted: keep the last boundary for --resume
             checkpoint.save(*done, records, force=True)

@@ -46,7 +46,9 @@ def _raise_interrupted(signum, frame) -> None:
 
 def _interrupted(signum: int, hard: bool = False) -> None:
     name = signal.Signals(signum).name
-    console_err.print(f"interrupted by {name}: {interrupt_note()}", markup=False, highlight=False)
+    console_err.print(
+        f"interrupted by {name}: {interrupt_note()}", markup=False, highlight=False, soft_wrap=True
+    )
     if hard:
         # a real signal: everything is unwound; skip the interpreter's teardown, which
         # can crash (SIGSEGV) while XLA's threads are still compiling or running

@@ -82,7 +82,11 @@ def guarded_run(out: Path, key: str, *, overwrite: bool, resume: bool, need_byte
             return f"nothing was written to {out}"
 
         set_interrupt_note(note)
-        yield ck
+        try:
+            yield ck
+        except Exception:  # a failure, not an interrupt: nothing is kept
+            ck.discard()
+            raise
         ck.discard()
 
 

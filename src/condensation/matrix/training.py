@@ -229,6 +229,8 @@ def train_factorisation(
                 checkpoint.save(i + 1, carry, series)
             if progress is not None:
                 progress(int(stop))
+    except Exception:
+        raise
     except BaseException:
         if checkpoint is not None:  # interrupted: keep the last boundary for --resume
             checkpoint.save(*done, series, force=True)
