@@ -16,6 +16,7 @@ from condensation import experiments as X
 from condensation.errors import InputError
 from condensation.report.html import render_report
 from condensation.reproduce import reproduce, run_experiment
+from condensation.store import MARKER
 
 
 def _one_error_line(stderr: str) -> str:
@@ -227,7 +228,7 @@ def test_interrupted_reproduce_leaves_nothing(tmp_path, fake_registry):
     before = (out / "report.html").read_bytes()
     fake_registry["fake-exp"] = _fake_module(fail=True)
     with pytest.raises(RuntimeError):
-        reproduce(out)
+        reproduce(out, overwrite=True)
     assert (out / "report.html").read_bytes() == before
     assert sorted(x.name for x in tmp_path.iterdir()) == ["rep"]
 
@@ -245,7 +246,7 @@ def test_interrupted_report_render_keeps_old_page(tmp_path, fake_registry, monke
     with pytest.raises(KeyboardInterrupt):
         render_report(out)
     assert (out / "report.html").read_bytes() == before
-    assert not [x for x in out.iterdir() if x.name.startswith(".")]
+    assert not [x for x in out.iterdir() if x.name.startswith(".") and x.name != MARKER]
 
 
 def test_run_single_experiment_dir_is_reportable(tmp_path, fake_registry):
