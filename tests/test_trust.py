@@ -311,8 +311,23 @@ def test_checkpoint_chunks_cover_the_interval():
     assert list(chunks(0, 2, 0)) == [(0, 1), (1, 2)]
 
 
-def test_load_run_refuses_a_non_run(tmp_path):
+def test_load_run_reproduce_children_and_lazy_arrays(tmp_path):
     from condensation import load_run
 
     with pytest.raises(InputError, match="not a run directory"):
         load_run(tmp_path)
+    out = tmp_path / "rep"
+    with store.run_directory(out) as tmp:
+        store.write_json(tmp / "summary.json", {"kind": "reproduce", "experiments": ["a"]})
+        (tmp / "a" / "arrays").mkdir(parents=True)
+        store.write_json(tmp / "a" / "summary.json", {"kind": "experiment", "params": {"k": 1}})
+        store.save_arrays(tmp / "a" / "arrays" / "line.npz", v=np.arange(5.0))
+        np.save(tmp / "a" / "arrays" / "big.npy", np.ones((3, 2)))
+    run = load_run(out)
+    assert run.kind == "reproduce" and run.marker["files"] and list(run.children) == ["a"]
+    a = run.children["a"]
+    assert a.kind == "experiment" and a.summary["params"] == {"k": 1} and a.config == {}
+    assert sorted(a.arrays) == ["big", "line"]
+    np.testing.assert_array_equal(a.arrays["line"]["v"], np.arange(5.0))
+    assert isinstance(a.arrays["big"], np.memmap) and a.arrays["big"].shape == (3, 2)
+    a.arrays.close()
