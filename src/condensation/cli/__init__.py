@@ -7,12 +7,13 @@ with exit status 2 and no output directory left behind.
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 
 from condensation import _jax_setup
 from condensation.cli import _effective, _experiments, _matrix, _train
-from condensation.cli._common import console_err
+from condensation.cli._common import console_err, print_literal, show_warning
 from condensation.errors import InputError, NumericalError
 
 app = typer.Typer(
@@ -38,12 +39,13 @@ def main() -> None:
     try:
         if _jax_setup.PROBLEM is not None:  # a bad CONDENSATION_CPU_DEVICES
             raise _jax_setup.PROBLEM
+        warnings.showwarning = show_warning  # warnings: one literal line each
         app(standalone_mode=False)
     except InputError as e:
-        console_err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        print_literal("error:", e)
         sys.exit(2)
     except NumericalError as e:
-        console_err.print(f"[bold red]numerical failure:[/] {e}", highlight=False, soft_wrap=True)
+        print_literal("numerical failure:", e)
         sys.exit(3)
     except typer.Abort:
         console_err.print("aborted")

@@ -8,7 +8,14 @@ from typing import Annotated
 import typer
 
 from condensation.blowup import Tolerances
-from condensation.cli._common import ConfigArg, OutOpt, SetOpt, console, console_err
+from condensation.cli._common import (
+    ConfigArg,
+    OutOpt,
+    SetOpt,
+    console,
+    console_err,
+    print_literal,
+)
 from condensation.config import load_config
 from condensation.effective import FORMS, RegimeWarning
 from condensation.errors import InputError
@@ -49,7 +56,7 @@ def effective_cmd(
             )
     for w in caught:
         if issubclass(w.category, RegimeWarning):
-            console_err.print(f"[yellow]warning:[/] {w.message}", highlight=False)
+            print_literal("warning:", w.message, "yellow")
     with run_directory(out) as tmp:
         s = write_effective_run(run, tmp)
     for m in s["members"]:

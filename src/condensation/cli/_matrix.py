@@ -5,8 +5,8 @@ from __future__ import annotations
 import typer
 
 from condensation.cli._common import ConfigArg, OutOpt, SetOpt, console, progress_bar
-from condensation.matrix import load_matrix_config, load_problem
-from condensation.runs.matrix import run_matrix, write_matrix_run
+from condensation.matrix import load_matrix_config
+from condensation.runs.matrix import load_checked_problem, run_matrix, write_matrix_run
 from condensation.store import check_out_dir, run_directory
 
 
@@ -21,7 +21,7 @@ def matrix_cmd(config: ConfigArg = None, set_: SetOpt = None, out: OutOpt = ...)
     """
     cfg = load_matrix_config(config, set_ or [])
     check_out_dir(out)
-    problem = load_problem(cfg.problem)  # bad files fail here, before anything runs
+    problem = load_checked_problem(cfg)  # bad files and sizes fail here, before anything runs
     with progress_bar(cfg.train.steps, "GD steps") as update:
         run = run_matrix(cfg, progress=update, problem=problem)
     with run_directory(out) as tmp:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from condensation import inputs
 from condensation import matrix as mx
 from condensation.report import figures
 from condensation.store import save_arrays, write_json, write_toml
@@ -41,8 +42,25 @@ class MatrixRun:
 
 def prepare(cfg: mx.MatrixConfig) -> tuple[mx.Problem, mx.MatrixEnsemble]:
     """Problem and initial ensemble of a validated config (raises InputError on bad files)."""
-    problem = mx.load_problem(cfg.problem)
+    problem = load_checked_problem(cfg)
     return problem, mx.init_ensemble(cfg, problem.shape)
+
+
+def load_checked_problem(cfg: mx.MatrixConfig) -> mx.Problem:
+    """The config's problem, its size checked against memory before it is built (a
+    generated one) and before training (both)."""
+    p = cfg.problem
+    if p.path is None:
+        inputs.check_matrix_memory(cfg, p.n, p.cols if p.cols is not None else p.n, p.observed)
+    problem = mx.load_problem(p)
+    inputs.check_matrix_memory(cfg, *problem.shape, problem.n_observed)
+    inputs.check_scales(
+        "init.scales" if cfg.init.scales is not None else "init.scale",
+        cfg.scales,
+        cfg.model.depth,
+        cfg.train.dtype,
+    )
+    return problem
 
 
 def run_matrix(

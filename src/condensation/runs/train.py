@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from condensation.config import Config
+from condensation import inputs
+from condensation.config import Config, scale_field
 from condensation.data import Dataset, load_dataset
 from condensation.metrics import condensation_metrics, snapshot_metrics
 from condensation.models import Ensemble, NetworkSpec, init_ensemble
@@ -28,7 +29,13 @@ class TrainRun:
 
 def prepare(cfg: Config) -> tuple[Dataset, NetworkSpec, Ensemble]:
     """Data, network spec and initial ensemble of a config (all validated)."""
-    data = load_dataset(cfg.data)
+    d = cfg.data
+    if d.path is None:  # sizes are known before the data is built
+        d_in = (d.d if d.dataset == "teacher" else 1) + int(d.bias)
+        inputs.check_train_memory(cfg, d.n, d_in)
+    data = load_dataset(d)
+    inputs.check_train_memory(cfg, data.x.shape[0], data.d_in)
+    inputs.check_scales(scale_field(cfg.init), cfg.scales, cfg.model.depth, cfg.train.dtype)
     spec = NetworkSpec.from_config(cfg.model, data.d_in)
     return data, spec, init_ensemble(cfg, spec)
 
