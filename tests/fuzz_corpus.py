@@ -225,26 +225,65 @@ BAD_FILES: dict[str, bytes | np.ndarray | dict] = {
 _BAD_VALUES: dict[str, list[str]] = {
     # value strings as written after key= in --set (TOML), per key
     "int": ["-1", "0", "1.5", "'ten'", "true", "[1]", "1e400", "9" * 30, "9" * 5000, "{a=1}"],
-    "float": ["0", "-1", "nan", "inf", "-inf", "'x'", "true", "1e999", "1e300", "[1.0]",
-              "9" * 30, "1979-05-27", "1+2j"],
+    "float": [
+        "0",
+        "-1",
+        "nan",
+        "inf",
+        "-inf",
+        "'x'",
+        "true",
+        "1e999",
+        "1e300",
+        "[1.0]",
+        "9" * 30,
+        "1979-05-27",
+        "1+2j",
+    ],
     "str": ["1", "true", "[1]", "''", "'no-such'", "'[bold]x[/]'"],
     "list": ["[]", "1", "'a'", "[0]", "[-1]", "[1e400]", "['a']", "[[1]]", "[true]"],
 }
 
 _NET_KEYS = {
-    "data.n": "int", "data.d": "int", "data.seed": "int", "data.noise": "float",
-    "data.dataset": "str", "data.bias": "str", "model.depth": "int", "model.widths": "list",
-    "model.activation": "str", "init.scale": "float", "init.gamma": "float",
-    "init.seed": "int", "init.seeds": "list", "init.scales": "list", "train.lr": "float",
-    "train.steps": "int", "train.dtype": "str", "train.snapshots": "int",
+    "data.n": "int",
+    "data.d": "int",
+    "data.seed": "int",
+    "data.noise": "float",
+    "data.dataset": "str",
+    "data.bias": "str",
+    "model.depth": "int",
+    "model.widths": "list",
+    "model.activation": "str",
+    "init.scale": "float",
+    "init.gamma": "float",
+    "init.seed": "int",
+    "init.seeds": "list",
+    "init.scales": "list",
+    "train.lr": "float",
+    "train.steps": "int",
+    "train.dtype": "str",
+    "train.snapshots": "int",
     "train.linear_snapshots": "int",
 }
 _MAT_KEYS = {
-    "problem.kind": "str", "problem.n": "int", "problem.cols": "int", "problem.rank": "int",
-    "problem.spectrum": "str", "problem.observed": "int", "problem.seed": "int",
-    "model.depth": "int", "model.width": "int", "init.scheme": "str", "init.scale": "float",
-    "init.scales": "list", "init.seed": "int", "init.seeds": "list", "train.lr": "float",
-    "train.steps": "int", "train.snapshots": "int", "train.linear_snapshots": "int",
+    "problem.kind": "str",
+    "problem.n": "int",
+    "problem.cols": "int",
+    "problem.rank": "int",
+    "problem.spectrum": "str",
+    "problem.observed": "int",
+    "problem.seed": "int",
+    "model.depth": "int",
+    "model.width": "int",
+    "init.scheme": "str",
+    "init.scale": "float",
+    "init.scales": "list",
+    "init.seed": "int",
+    "init.seeds": "list",
+    "train.lr": "float",
+    "train.steps": "int",
+    "train.snapshots": "int",
+    "train.linear_snapshots": "int",
 }
 
 # Specific hostile settings that passed validation before and crashed or hung later.
@@ -312,7 +351,9 @@ def corpus() -> list[Case]:
     # effective shares train's config: a sample of the keys
     for key in ("model.depth", "init.scale", "init.seeds", "data.d", "train.dtype"):
         for v in _BAD_VALUES[_NET_KEYS[key]][:5]:
-            cases.append(Case(f"effective {key}={v}", ["effective", *TINY_NET, "--set", f"{key}={v}"]))
+            cases.append(
+                Case(f"effective {key}={v}", ["effective", *TINY_NET, "--set", f"{key}={v}"])
+            )
     # 2. specific hostile settings
     for sets in _SPECIAL_NET:
         for cmd in ("train", "effective"):
@@ -328,16 +369,55 @@ def corpus() -> list[Case]:
     # 3. hostile files as data, init and problem files
     for fname, content in BAD_FILES.items():
         files = {} if fname == "dir" else {fname: content}
-        cases.append(Case(f"train data.path={fname}", ["train", *TINY_NET, "--set", f"data.path='{{tmp}}/{fname}'"], files))
+        cases.append(
+            Case(
+                f"train data.path={fname}",
+                ["train", *TINY_NET, "--set", f"data.path='{{tmp}}/{fname}'"],
+                files,
+            )
+        )
         if fname.endswith(".npz"):
-            cases.append(Case(f"train init.path={fname}", ["train", *TINY_NET, "--set", f"init.path='{{tmp}}/{fname}'"], dict(files)))
-            cases.append(Case(f"matrix problem.path={fname}", ["matrix", *TINY_MAT, "--set", f"problem.path='{{tmp}}/{fname}'"], dict(files)))
-            cases.append(Case(f"matrix sensing path={fname}", ["matrix", *TINY_MAT, "--set", "problem.kind='sensing'", "--set", f"problem.path='{{tmp}}/{fname}'"], dict(files)))
-    cases.append(Case("effective data.path=text.csv", ["effective", *TINY_NET, "--set", "data.path='{tmp}/text.csv'"], {"text.csv": BAD_FILES["text.csv"]}))
+            cases.append(
+                Case(
+                    f"train init.path={fname}",
+                    ["train", *TINY_NET, "--set", f"init.path='{{tmp}}/{fname}'"],
+                    dict(files),
+                )
+            )
+            cases.append(
+                Case(
+                    f"matrix problem.path={fname}",
+                    ["matrix", *TINY_MAT, "--set", f"problem.path='{{tmp}}/{fname}'"],
+                    dict(files),
+                )
+            )
+            cases.append(
+                Case(
+                    f"matrix sensing path={fname}",
+                    [
+                        "matrix",
+                        *TINY_MAT,
+                        "--set",
+                        "problem.kind='sensing'",
+                        "--set",
+                        f"problem.path='{{tmp}}/{fname}'",
+                    ],
+                    dict(files),
+                )
+            )
+    cases.append(
+        Case(
+            "effective data.path=text.csv",
+            ["effective", *TINY_NET, "--set", "data.path='{tmp}/text.csv'"],
+            {"text.csv": BAD_FILES["text.csv"]},
+        )
+    )
     # 4. config files in odd encodings and shapes
     for fname, content in _CONFIG_FILES.items():
         for cmd, tiny in (("train", TINY_NET), ("matrix", TINY_MAT), ("effective", TINY_NET)):
-            cases.append(Case(f"{cmd} config {fname}", [cmd, f"{{tmp}}/{fname}", *tiny], {fname: content}))
+            cases.append(
+                Case(f"{cmd} config {fname}", [cmd, f"{{tmp}}/{fname}", *tiny], {fname: content})
+            )
     cases.append(Case("train config missing", ["train", "{tmp}/nosuch.toml"]))
     cases.append(Case("train config is a dir", ["train", "{tmp}"]))
     # 5. command-line options
@@ -346,7 +426,16 @@ def corpus() -> list[Case]:
         ["effective", *TINY_NET, "--rtol", "0"],
         ["effective", *TINY_NET, "--rtol", "nan"],
         ["effective", *TINY_NET, "--rtol", "1"],
-        ["effective", *TINY_NET, "--form", "reduced", "--set", "model.depth=2", "--set", "model.widths=[3]"],
+        [
+            "effective",
+            *TINY_NET,
+            "--form",
+            "reduced",
+            "--set",
+            "model.depth=2",
+            "--set",
+            "model.widths=[3]",
+        ],
         ["effective", *TINY_NET, "--set", "model.activation='relu'"],
         ["train", *TINY_NET, "--nosuch"],
         ["run", "nosuch"],
@@ -363,8 +452,12 @@ def corpus() -> list[Case]:
         ["run", "matrix-completion", "--quick", "--set", "depths=[]"],
     ):
         cases.append(Case(" ".join(argv[:1] + argv[len(TINY_NET) + 1 :])[:60], argv))
-    for argv in (["reproduce", "--workers", "0"], ["reproduce", "--workers", "-3"],
-                 ["reproduce", "--only", "nosuch"], ["report", "{tmp}/nosuch"]):
+    for argv in (
+        ["reproduce", "--workers", "0"],
+        ["reproduce", "--workers", "-3"],
+        ["reproduce", "--only", "nosuch"],
+        ["report", "{tmp}/nosuch"],
+    ):
         cases.append(Case(" ".join(argv), argv, out=argv[0] == "reproduce"))
     # 6. output paths
     for name, argv, files in (
@@ -375,8 +468,14 @@ def corpus() -> list[Case]:
     # 7. a few valid tiny runs (they train)
     cases += [
         Case("valid train", ["train", *TINY_NET]),
-        Case("valid train csv", ["train", *TINY_NET, "--set", "data.path='{tmp}/ok.csv'"],
-             {"ok.csv": b"x1,x2,y\n" + b"".join(f"{a},{b},{c}\n".encode() for (a, b), c in zip(_GOOD_X, _GOOD_Y))}),
+        Case(
+            "valid train csv",
+            ["train", *TINY_NET, "--set", "data.path='{tmp}/ok.csv'"],
+            {
+                "ok.csv": b"x1,x2,y\n"
+                + b"".join(f"{a},{b},{c}\n".encode() for (a, b), c in zip(_GOOD_X, _GOOD_Y))
+            },
+        ),
         Case("valid matrix", ["matrix", *TINY_MAT]),
         Case("valid effective", ["effective", *TINY_NET, "--set", "model.widths=[3, 3]"]),
     ]

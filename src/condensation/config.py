@@ -248,7 +248,7 @@ def _validate(cfg: Config) -> Config:
             "init.scale", i.scale, "give only one of scale, gamma, scales", "remove the others"
         )
     validate_train(t)
-    inputs.check_scales(scale_field(i), cfg.scales, m.depth, t.dtype, warn=False)
+    inputs.check_scales(scale_field(i), cfg.scales, m.depth, t.dtype, warn=False, shown=i.gamma)
     return cfg
 
 

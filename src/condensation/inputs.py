@@ -75,7 +75,12 @@ def dtype_limits(dtype: str) -> np.finfo:
 
 
 def check_scales(
-    field: str, scales: Iterable[float], depth: int, dtype: str, warn: bool = True
+    field: str,
+    scales: Iterable[float],
+    depth: int,
+    dtype: str,
+    warn: bool = True,
+    shown: object = None,
 ) -> None:
     """Init scales: non-zero in ``dtype``; a warning where ``eps^(depth-1)`` (the first
     layer's gradient scale) falls below the dtype's smallest normal number."""
@@ -85,11 +90,11 @@ def check_scales(
         if not eps >= floor:
             raise InputError(
                 field,
-                eps,
-                f"below {floor:.3g}, the square root of {dtype}'s smallest normal number: "
-                "squared norms of the initial weights underflow to 0 (and the weights "
-                "themselves, below the smallest normal)",
-                f"give a scale >= {floor:.3g}",
+                eps if shown is None else shown,
+                f"eps = {eps:.3g} is below {floor:.3g}, the square root of {dtype}'s "
+                "smallest normal number: squared norms of the initial weights underflow "
+                "to 0 (and the weights themselves, below the smallest normal)",
+                f"give a scale eps >= {floor:.3g}",
             )
         if eps > MAX_ABS:
             raise InputError(field, eps, f"must be <= {MAX_ABS:g}", "give a smaller init scale")

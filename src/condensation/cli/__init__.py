@@ -15,6 +15,7 @@ from condensation import _jax_setup
 from condensation.cli import _effective, _experiments, _matrix, _train
 from condensation.cli._common import console_err, print_literal, show_warning
 from condensation.errors import InputError, NumericalError
+from condensation.inputs import UnderflowWarning
 
 app = typer.Typer(
     add_completion=False,
@@ -39,8 +40,10 @@ def main() -> None:
     try:
         if _jax_setup.PROBLEM is not None:  # a bad CONDENSATION_CPU_DEVICES
             raise _jax_setup.PROBLEM
-        warnings.showwarning = show_warning  # warnings: one literal line each
-        app(standalone_mode=False)
+        with warnings.catch_warnings():  # numerical warnings: shown, one literal line each
+            warnings.simplefilter("always", UnderflowWarning)
+            warnings.showwarning = show_warning
+            app(standalone_mode=False)
     except InputError as e:
         print_literal("error:", e)
         sys.exit(2)

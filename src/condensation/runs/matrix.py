@@ -103,6 +103,12 @@ def member_summaries(run: MatrixRun) -> list[dict]:
     r, cfg = run.result, run.config
     times = r.snapshot_times
     s = r.series
+    tiny = float(inputs.dtype_limits(cfg.train.dtype).smallest_normal)
+    x = s["x"]
+    stuck = [  # gradients underflow and the product never moved: underflow to zero
+        eps ** max(cfg.model.depth - 1, 1) < tiny and np.array_equal(x[i, -1], x[i, 0])
+        for i, eps in enumerate(run.ensemble.scales)
+    ]
     out = []
     for i in range(run.ensemble.size):
         sv = s["singular_values"][i, -1]
@@ -124,7 +130,9 @@ def member_summaries(run: MatrixRun) -> list[dict]:
                 "seed": run.ensemble.seeds[i],
                 "scale": run.ensemble.scales[i],
                 "depth": cfg.model.depth,
-                "status": "diverged" if r.diverged_step[i] >= 0 else "ok",
+                "status": "diverged"
+                if r.diverged_step[i] >= 0
+                else ("underflow" if stuck[i] else "ok"),
                 "test_rmse": s["test_rmse"][i, -1],
                 "rel_fro_error": s["rel_fro_error"][i, -1],
                 "train_loss": s["loss"][i, -1],
