@@ -88,7 +88,7 @@ def sanitize(fig) -> None:
 
 def save(fig, path: Path) -> None:
     """Write ``fig`` (undrawable points left out, see :func:`sanitize`) and close it."""
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         sanitize(fig)
         fig.tight_layout()
         fig.savefig(path, dpi=110)
