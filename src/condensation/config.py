@@ -21,6 +21,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from condensation import inputs
 from condensation.core.activations import ACTIVATIONS
 from condensation.errors import InputError
 
@@ -139,12 +140,23 @@ def _coerce(section: str, name: str, value: Any, annotation: str) -> Any:
             if isinstance(value, float) and value.is_integer():
                 return int(value)
             raise InputError(key, value, "expected an integer", f"write {name} = <integer>")
+        if abs(value) > inputs.MAX_INT:
+            raise InputError(key, value, "integer too large", f"give |{name}| <= 2**53")
         return value
     if base == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise InputError(key, value, "expected a number", f"write {name} = <number>")
+        if isinstance(value, int) and abs(value) > inputs.MAX_INT:
+            raise InputError(key, value, "number too large", f"give |{name}| <= 2**53")
         if not math.isfinite(value):
             raise InputError(key, value, "must be finite", f"give a finite {name}")
+        if abs(value) > inputs.MAX_ABS:
+            raise InputError(
+                key,
+                value,
+                f"must be at most {inputs.MAX_ABS:g} in magnitude",
+                f"give a smaller {name}",
+            )
         return float(value)
     if base == "str":
         if not isinstance(value, str):
@@ -190,6 +202,10 @@ def _validate(cfg: Config) -> Config:
         raise InputError("data.d", d.d, "must be >= 1", "give a positive input dimension")
     if d.noise < 0:
         raise InputError("data.noise", d.noise, "must be >= 0", "give a noise level >= 0")
+    inputs.check_seed("data.seed", d.seed)
+    inputs.check_seed("init.seed", i.seed)
+    for s in i.seeds or ():
+        inputs.check_seed("init.seeds", s)
     if m.depth < 2:
         raise InputError(
             "model.depth",
@@ -197,6 +213,7 @@ def _validate(cfg: Config) -> Config:
             "must be >= 2 (number of weight matrices)",
             "use depth = 2 or more",
         )
+    inputs.check_depth("model.depth", m.depth)
     if m.activation not in ACTIVATIONS:
         raise InputError(
             "model.activation",
@@ -232,7 +249,16 @@ def _validate(cfg: Config) -> Config:
             "init.scale", i.scale, "give only one of scale, gamma, scales", "remove the others"
         )
     validate_train(t)
+    inputs.check_scales(scale_field(i), cfg.scales, m.depth, t.dtype, warn=False, shown=i.gamma)
     return cfg
+
+
+def scale_field(i) -> str:
+    """The ``[init]`` key the init scales come from (for messages)."""
+    for name in ("scales", "gamma", "scale"):
+        if getattr(i, name, None) is not None:
+            return f"init.{name}"
+    return "init.scale"
 
 
 def validate_train(t) -> None:
@@ -243,10 +269,20 @@ def validate_train(t) -> None:
         raise InputError("train.steps", t.steps, "must be >= 1", "give a positive number of steps")
     if t.dtype not in ("float32", "float64"):
         raise InputError("train.dtype", t.dtype, "unknown dtype", 'use "float32" or "float64"')
-    if t.snapshots < 2 or t.linear_snapshots < 0:
+    inputs.check_int("train.steps", t.steps, low=1, high=inputs.MAX_STEPS)
+    if t.snapshots < 2:
         raise InputError(
             "train.snapshots", t.snapshots, "need >= 2 log-spaced snapshots", "use snapshots >= 2"
         )
+    if t.linear_snapshots < 0:
+        raise InputError(
+            "train.linear_snapshots",
+            t.linear_snapshots,
+            "must be >= 0",
+            "use linear_snapshots >= 0 (0: log-spaced snapshots only)",
+        )
+    inputs.check_int("train.snapshots", t.snapshots, low=2, high=inputs.MAX_SNAPSHOTS)
+    inputs.check_int("train.linear_snapshots", t.linear_snapshots, low=0, high=inputs.MAX_SNAPSHOTS)
 
 
 def parse_override(item: str) -> tuple[str, str, Any]:
@@ -259,7 +295,7 @@ def parse_override(item: str) -> tuple[str, str, Any]:
     section, key = lhs.strip().split(".", 1)
     try:
         value = tomllib.loads(f"v = {rhs.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
+    except ValueError:  # TOMLDecodeError, or an integer too long to convert
         value = rhs.strip()  # a bare word is taken as a string
     return section, key, value
 
@@ -277,6 +313,8 @@ def build_sections(
     for item in overrides:
         section, key, value = parse_override(item)
         body = raw.setdefault(section, {})
+        if not isinstance(body, dict):
+            raise InputError(section, body, "expected a table", f"write [{section}] then keys")
         if section == "init" and key in scale_keys:  # an override replaces the scale choice
             for other in scale_keys:
                 body.pop(other, None)
@@ -301,11 +339,10 @@ def read_toml(path: str | Path | None) -> dict[str, Any]:
     if path is None:
         return {}
     p = Path(path)
-    if not p.is_file():
-        raise InputError("CONFIG", str(p), "no such file", "give the path of a TOML config")
+    text = inputs.read_text(p, "CONFIG", "a TOML config")
     try:
-        return tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as e:
+        return tomllib.loads(text)
+    except ValueError as e:  # TOMLDecodeError, or an integer too long to convert
         raise InputError("CONFIG", str(p), f"not valid TOML ({e})", "fix the TOML syntax") from None
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from condensation import inputs
 from condensation.config import DataConfig
 from condensation.errors import InputError
 
@@ -64,32 +65,31 @@ def _builtin(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
 
 def _load_file(path: str) -> tuple[np.ndarray, np.ndarray]:
     p = Path(path)
-    if not p.is_file():
-        raise InputError("data.path", path, "no such file", "give an existing .npz or .csv file")
     if p.suffix == ".npz":
-        with np.load(p) as f:
-            missing = [k for k in ("x", "y") if k not in f.files]
-            if missing:
-                raise InputError(
-                    "data.path",
-                    path,
-                    f"missing array(s) {missing}; has {f.files}",
-                    "save arrays named x (n, d) and y (n,)",
-                )
-            x, y = np.asarray(f["x"], dtype=float), np.asarray(f["y"], dtype=float)
+        f = inputs.load_npz(p, "data.path")
+        missing = [k for k in ("x", "y") if k not in f]
+        if missing:
+            raise InputError(
+                "data.path",
+                path,
+                f"missing array(s) {missing}; has {sorted(f)}",
+                "save arrays named x (n, d) and y (n,)",
+            )
+        x = inputs.real_array("data.path", "x", f["x"])
+        y = inputs.real_array("data.path", "y", f["y"])
     elif p.suffix == ".csv":
-        try:
-            arr = np.loadtxt(p, delimiter=",", ndmin=2)
-        except ValueError:
-            arr = np.loadtxt(p, delimiter=",", ndmin=2, skiprows=1)
+        arr = inputs.load_csv(p, "data.path")
         if arr.shape[1] < 2:
             raise InputError(
                 "data.path",
                 path,
                 f"CSV has {arr.shape[1]} column(s)",
-                "give inputs in the first columns and y in the last",
+                "give inputs in the first columns and y in the last, separated by commas",
             )
-        x, y = arr[:, :-1], arr[:, -1]
+        x, y = arr[:, :-1], inputs.real_array("data.path", "y", arr[:, -1])
+        x = inputs.real_array("data.path", "x", x)
+    elif not p.is_file():
+        raise InputError("data.path", path, "no such file", "give an existing .npz or .csv file")
     else:
         raise InputError("data.path", path, "unknown file type", "use a .npz or .csv file")
     if x.ndim == 1:
@@ -103,8 +103,8 @@ def _load_file(path: str) -> tuple[np.ndarray, np.ndarray]:
         )
     if x.shape[0] == 0:
         raise InputError("data.path", path, "no samples", "give at least one sample")
-    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
-        raise InputError("data.path", path, "x or y has NaN/inf entries", "remove or fix them")
+    if x.shape[1] == 0:
+        raise InputError("data.path", path, "x has no columns (d = 0)", "give d >= 1 inputs")
     return x, y
 
 

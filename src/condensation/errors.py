@@ -14,7 +14,18 @@ class InputError(ValueError):
         self.value = value
         self.problem = problem
         self.fix = fix
-        super().__init__(f"{field} = {value!r}: {problem}; fix: {fix}")
+        super().__init__(f"{field} = {_short_repr(value)}: {problem}; fix: {fix}")
+
+
+def _short_repr(value: object, limit: int = 200) -> str:
+    """``repr(value)`` on one line and at most ``limit`` characters (a huge integer's
+    repr can itself fail)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        text = f"<{type(value).__name__} too large to print>"
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class NumericalError(RuntimeError):

@@ -14,14 +14,31 @@ ALIGNED = 0.95  # |cos| above which a neuron counts as aligned / in one cluster
 COVER = 0.9  # clusters are counted until they hold this share of the neurons
 
 
+def _unit_scale(rows: np.ndarray) -> np.ndarray:
+    """``rows`` divided by each row's largest magnitude: cosines are scale-free, and
+    this keeps the norms of huge (or tiny) rows from overflowing (underflowing);
+    non-finite entries become 0.  Rows of ordinary size are not rescaled."""
+    rows = np.nan_to_num(np.asarray(rows, dtype=float), nan=0.0, posinf=0.0, neginf=0.0)
+    big = np.max(np.abs(rows), axis=-1, keepdims=True) if rows.size else rows
+    return rows / np.where(_extreme(big), big, 1.0)
+
+
+def _extreme(big: np.ndarray) -> np.ndarray:
+    """Where a largest magnitude is far enough from 1 that squares could leave the
+    float64 range (rows of ordinary size are left bit-for-bit as they are)."""
+    return (big > 0) & ((big > 1e100) | (big < 1e-100))
+
+
 def abs_cos_to(rows: np.ndarray, z: np.ndarray) -> np.ndarray:
     """``|cos(b_j, z)|`` for each row ``b_j`` of ``rows`` (..., m, d) → (..., m)."""
+    rows = _unit_scale(rows)
     nr = np.linalg.norm(rows, axis=-1) * np.linalg.norm(z)
     return np.abs(rows @ z) / np.where(nr > 0, nr, 1.0)
 
 
 def cosine_matrix(rows: np.ndarray) -> np.ndarray:
     """Cosine similarity of the rows of a (m, d) matrix → (m, m)."""
+    rows = _unit_scale(rows)
     n = np.linalg.norm(rows, axis=1, keepdims=True)
     u = rows / np.where(n > 0, n, 1.0)
     return np.clip(u @ u.T, -1.0, 1.0)
@@ -62,7 +79,11 @@ def count_clusters(rows: np.ndarray, threshold: float = ALIGNED, cover: float = 
 
 def sigma_ratio(w: np.ndarray) -> float:
     """``sigma_2 / sigma_1`` of a matrix (0 for a rank-one one)."""
-    s = np.linalg.svd(w, compute_uv=False)
+    w = np.asarray(w, dtype=float)
+    if not np.all(np.isfinite(w)):
+        return float("nan")
+    big = np.max(np.abs(w)) if w.size else 0.0
+    s = np.linalg.svd(w / big if _extreme(np.asarray(big)) else w, compute_uv=False)
     return float(s[1] / s[0]) if s.size > 1 and s[0] > 0 else 0.0
 
 
@@ -77,6 +98,12 @@ def condensation_metrics(params, z: np.ndarray) -> dict[str, float | int | None]
     }
 
 
+def _layer_norms(snapshots) -> np.ndarray:
+    """Frobenius norms (E, K, L), inf where a layer's norm overflows."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.stack([np.linalg.norm(w, axis=(-2, -1)) for w in snapshots], -1)
+
+
 def snapshot_metrics(snapshots, z: np.ndarray) -> dict[str, np.ndarray]:
     """Metrics over (E, K) snapshots: alignment, sigma ratio, clusters, layer norms."""
     e, k = snapshots[0].shape[:2]
@@ -84,13 +111,19 @@ def snapshot_metrics(snapshots, z: np.ndarray) -> dict[str, np.ndarray]:
     out = {
         "median_abs_cos": np.median(cosines, axis=-1),
         "frac_abs_cos_above_0_95": np.mean(cosines > ALIGNED, axis=-1),
-        "layer_norms": np.stack([np.linalg.norm(w, axis=(-2, -1)) for w in snapshots], -1),
+        "layer_norms": _layer_norms(snapshots),
         "n_clusters": np.array(
             [[count_clusters(snapshots[0][i, j]) for j in range(k)] for i in range(e)]
         ),
     }
     if len(snapshots) >= 3:
-        s = np.linalg.svd(snapshots[1], compute_uv=False)  # (E, K, r)
+        w = np.asarray(snapshots[1], dtype=float)
+        finite = np.all(np.isfinite(w), axis=(-2, -1))  # (E, K)
+        big = np.max(np.abs(np.where(finite[..., None, None], w, 0.0)), axis=(-2, -1))
+        scale = np.where(_extreme(big), big, 1.0)[..., None, None]
+        w = np.where(finite[..., None, None], w, 0.0) / scale
+        s = np.linalg.svd(w, compute_uv=False)  # (E, K, r); extreme snapshots rescaled
+        s[~finite] = np.nan
         out["w_sigma_ratio"] = np.where(
             s[..., 0] > 0, s[..., 1] / np.where(s[..., 0] > 0, s[..., 0], 1), 0
         )

@@ -12,6 +12,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from condensation import inputs
 from condensation.config import Config, ModelConfig
 from condensation.core.activations import Activation, get_activation
 from condensation.errors import InputError
@@ -57,31 +58,26 @@ def standard_normal_params(spec: NetworkSpec, seed: int) -> list[np.ndarray]:
 
 def load_params(path: str, spec: NetworkSpec) -> list[np.ndarray]:
     """Explicit parameters from an ``.npz`` with arrays W1..WL of the spec's shapes."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError("init.path", path, "no such file", "give an existing .npz file")
-    with np.load(p) as f:
-        out = []
-        for k, shape in enumerate(spec.shapes, start=1):
-            name = f"W{k}"
-            if name not in f.files:
-                raise InputError(
-                    "init.path",
-                    path,
-                    f"missing array {name}; has {f.files}",
-                    f"save W1..W{spec.depth} for a depth-{spec.depth} network",
-                )
-            w = np.asarray(f[name], dtype=np.float64)
-            if w.shape != shape:
-                raise InputError(
-                    f"init.path:{name}",
-                    list(w.shape),
-                    f"expected shape {list(shape)}",
-                    "match model.widths and the data's input dimension (bias column included)",
-                )
-            if not np.all(np.isfinite(w)):
-                raise InputError(f"init.path:{name}", path, "has NaN/inf entries", "fix the file")
-            out.append(w)
+    f = inputs.load_npz(path, "init.path")
+    out = []
+    for k, shape in enumerate(spec.shapes, start=1):
+        name = f"W{k}"
+        if name not in f:
+            raise InputError(
+                "init.path",
+                path,
+                f"missing array {name}; has {sorted(f)}",
+                f"save W1..W{spec.depth} for a depth-{spec.depth} network",
+            )
+        w = inputs.real_array(f"init.path:{name}", name, f[name])
+        if w.shape != shape:
+            raise InputError(
+                f"init.path:{name}",
+                list(w.shape),
+                f"expected shape {list(shape)}",
+                "match model.widths and the data's input dimension (bias column included)",
+            )
+        out.append(w)
     return out
 
 

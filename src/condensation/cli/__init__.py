@@ -13,13 +13,21 @@ import logging
 import os
 import signal
 import sys
+import warnings
 
 import typer
 
 from condensation import _jax_setup
 from condensation.cli import _effective, _experiments, _matrix, _train
-from condensation.cli._common import Interrupted, console_err, interrupt_note
+from condensation.cli._common import (
+    Interrupted,
+    console_err,
+    interrupt_note,
+    print_literal,
+    show_warning,
+)
 from condensation.errors import InputError, NumericalError
+from condensation.inputs import UnderflowWarning
 
 app = typer.Typer(
     add_completion=False,
@@ -74,14 +82,17 @@ def main() -> None:
     try:
         if _jax_setup.PROBLEM is not None:  # a bad CONDENSATION_CPU_DEVICES
             raise _jax_setup.PROBLEM
-        rc = app(standalone_mode=False)
+        with warnings.catch_warnings():  # numerical warnings: shown, one literal line each
+            warnings.simplefilter("always", UnderflowWarning)
+            warnings.showwarning = show_warning
+            rc = app(standalone_mode=False)
     except Interrupted as e:
         _interrupted(e.signum, hard=True)
     except InputError as e:
-        console_err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        print_literal("error:", e)
         sys.exit(2)
     except NumericalError as e:
-        console_err.print(f"[bold red]numerical failure:[/] {e}", highlight=False, soft_wrap=True)
+        print_literal("numerical failure:", e)
         sys.exit(3)
     except typer.Abort:
         console_err.print("aborted")

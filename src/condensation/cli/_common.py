@@ -9,12 +9,27 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from condensation.checkpoint import Checkpoint, checkpoint_dir
 from condensation.store import completed_run, reserve
 
 console = Console()
 console_err = Console(stderr=True)
+
+
+def print_literal(prefix: str, message: object, style: str = "bold red") -> None:
+    """One line on stderr: ``prefix`` styled, ``message`` printed literally (never
+    read as rich markup, so ``[data]`` or ``[50, 50]`` stay as written)."""
+    console_err.print(
+        Text.assemble((prefix, style), " ", str(message)), highlight=False, soft_wrap=True
+    )
+
+
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` for the CLI: one literal line, no source location."""
+    print_literal("warning:", message, "yellow")
+
 
 ConfigArg = Annotated[
     Optional[Path],  # noqa: UP045 (typer needs Optional on 3.10)

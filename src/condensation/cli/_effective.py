@@ -19,6 +19,7 @@ from condensation.cli._common import (
     console,
     console_err,
     guarded_run,
+    print_literal,
 )
 from condensation.config import load_config
 from condensation.effective import FORMS, RegimeWarning
@@ -81,7 +82,7 @@ def effective_cmd(
                 )
         for w in caught:
             if issubclass(w.category, RegimeWarning):
-                console_err.print(f"[yellow]warning:[/] {w.message}", highlight=False)
+                print_literal("warning:", w.message, "yellow")
         with run_directory(out, overwrite, key=key) as tmp:
             s = write_effective_run(run, tmp)
     for m in s["members"]:

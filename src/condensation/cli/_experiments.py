@@ -69,8 +69,11 @@ def reproduce_cmd(
 
     Example: condensation reproduce --quick --out runs/quick
     """
+    from condensation.errors import InputError
     from condensation.reproduce import reproduce
 
+    if workers is not None and workers < 1:
+        raise InputError("--workers", workers, "must be >= 1", "give --workers 1 or more")
     t0 = time.perf_counter()
     with phase_progress() as update:
         top = reproduce(

@@ -16,8 +16,13 @@ from condensation.cli._common import (
     guarded_run,
     progress_bar,
 )
-from condensation.matrix import load_matrix_config, load_problem
-from condensation.runs.matrix import output_bytes, run_matrix, write_matrix_run
+from condensation.matrix import load_matrix_config
+from condensation.runs.matrix import (
+    load_checked_problem,
+    output_bytes,
+    run_matrix,
+    write_matrix_run,
+)
 from condensation.store import run_directory
 
 
@@ -40,7 +45,7 @@ def matrix_cmd(
     key = run_key("matrix", cfg.to_dict())
     if already_done(out, key, resume):
         return
-    problem = load_problem(cfg.problem)  # bad files fail here, before anything runs
+    problem = load_checked_problem(cfg)  # bad files and sizes fail here, before anything runs
     need = output_bytes(cfg, problem)
     with guarded_run(out, key, overwrite=overwrite, resume=resume, need_bytes=need) as ck:
         with progress_bar(cfg.train.steps, "GD steps") as update:

@@ -135,6 +135,7 @@ class Experiment:
                     f"use one of: {', '.join(sorted(self.defaults))}",
                 )
             p[key] = coerce_param(key, value, self.defaults[key])
+            check_param_range(key, p[key], self.defaults[key])
         return p
 
     def run(self, params: dict[str, Any], out_dir: Path, progress: Progress) -> Headline:
@@ -181,7 +182,7 @@ def parse_set(item: str) -> tuple[str, Any]:
         raise InputError("--set", item, "empty parameter name", "write e.g. --set eps_min=1e-4")
     try:
         value = tomllib.loads(f"v = {rhs}")["v"]
-    except tomllib.TOMLDecodeError:
+    except ValueError:  # TOMLDecodeError, or an integer too long to convert
         value = rhs
     return key, value
 
@@ -205,6 +206,8 @@ def coerce_param(key: str, value: Any, default: Any) -> Any:
     if isinstance(default, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad("a number")
+        if isinstance(value, int) and abs(value) > 2**53:
+            raise InputError(key, value, "number too large", f"give a smaller {key}")
         if not math.isfinite(value):
             raise InputError(key, value, "must be finite", f"give a finite {key}")
         return float(value)
@@ -219,6 +222,34 @@ def coerce_param(key: str, value: Any, default: Any) -> Any:
             return [coerce_param(key, v, default[0]) for v in value]
         return value
     raise TypeError(f"parameter {key}: unsupported default {default!r}")  # pragma: no cover
+
+
+def check_param_range(key: str, value: Any, default: Any) -> None:
+    """The ranges every experiment parameter obeys: seeds (``seed`` in the name) follow
+    the one seed rule; a number keeps the sign of its default (> 0 where the default
+    is positive, >= 0 where it is 0) and stays representable (|v| <= 1e100, ints
+    <= 2**53)."""
+    from condensation import inputs
+
+    if isinstance(value, list):
+        for v, d in zip(value, default or [None] * len(value)):
+            check_param_range(key, v, d)
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if "seed" in key and isinstance(value, int):
+        inputs.check_seed(key, value)
+        return
+    limit = inputs.MAX_INT if isinstance(value, int) else inputs.MAX_ABS
+    if abs(value) > limit:
+        raise InputError(
+            key, value, f"must be at most {limit:g} in magnitude", f"give a smaller {key}"
+        )
+    if isinstance(default, (int, float)) and not isinstance(default, bool):
+        if default > 0 and not value > 0:
+            raise InputError(key, value, "must be > 0", f"give a positive {key}")
+        if default == 0 and value < 0:
+            raise InputError(key, value, "must be >= 0", f"give {key} >= 0")
 
 
 _REQUIRED = ("NAME", "TITLE", "SECTION", "STORY", "DEFAULTS", "QUICK", "FIGURES", "run")

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from condensation import inputs
 from condensation.config import (
     absolute_paths,
     anchor_paths,
@@ -152,10 +153,15 @@ def _validate(cfg: MatrixConfig) -> MatrixConfig:
                 f"more than the {n1 * n2} entries of a {n1}x{n2} matrix",
                 f"give observed <= {n1 * n2}",
             )
+    inputs.check_seed("problem.seed", p.seed)
+    inputs.check_seed("init.seed", i.seed)
+    for s in i.seeds or ():
+        inputs.check_seed("init.seeds", s)
     if m.depth < 1:
         raise InputError(
             "model.depth", m.depth, "must be >= 1 (number of factors)", "use depth >= 1"
         )
+    inputs.check_depth("model.depth", m.depth)
     if m.width is not None and m.width < 1:
         raise InputError("model.width", m.width, "must be >= 1", "give a positive hidden width")
     if i.scheme not in SCHEMES:
@@ -169,6 +175,13 @@ def _validate(cfg: MatrixConfig) -> MatrixConfig:
     if i.scale is not None and i.scales is not None:
         raise InputError("init.scale", i.scale, "give only one of scale, scales", "remove one")
     validate_train(t)
+    inputs.check_scales(
+        "init.scales" if i.scales is not None else "init.scale",
+        cfg.scales,
+        m.depth,
+        t.dtype,
+        warn=False,
+    )
     return cfg
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from condensation import inputs
 from condensation.errors import InputError
 from condensation.matrix.config import ProblemConfig
 
@@ -96,7 +97,7 @@ def problem_from_arrays(
     m, mask=None, a=None, y=None, *, kind: str = "completion", field: str = "problem", name="user"
 ) -> Problem:
     """Validate user arrays into a :class:`Problem`; errors name ``field``."""
-    m = np.asarray(m, dtype=float)
+    m = inputs.real_array(field, "M", m)
     if m.ndim != 2 or 0 in m.shape:
         raise InputError(
             field, f"M of shape {m.shape}", "M must be a non-empty 2-D matrix", "save M as (n1, n2)"
@@ -115,7 +116,7 @@ def problem_from_arrays(
             raise InputError(
                 field, "no mask", "completion needs a mask", "save an array named mask"
             )
-        mask = np.asarray(mask)
+        mask = inputs.real_array(field, "mask", mask)
         if mask.shape != m.shape:
             raise InputError(
                 field,
@@ -135,7 +136,7 @@ def problem_from_arrays(
         return Problem("completion", m, mask=mask_f, name=name)
     if a is None:
         raise InputError(field, "no A", "sensing needs sensing matrices A", "save A as (k, n1, n2)")
-    a = np.asarray(a, dtype=float)
+    a = inputs.real_array(field, "A", a)
     if a.ndim != 3 or a.shape[1:] != m.shape or a.shape[0] == 0:
         raise InputError(
             field,
@@ -145,7 +146,7 @@ def problem_from_arrays(
         )
     if not np.all(np.isfinite(a)):
         raise InputError(field, "A", "A has non-finite entries", "give finite sensing matrices")
-    y = np.einsum("kij,ij->k", a, m) if y is None else np.asarray(y, dtype=float)
+    y = np.einsum("kij,ij->k", a, m) if y is None else inputs.real_array(field, "y", y)
     if y.shape != (a.shape[0],):
         raise InputError(
             field, f"y of shape {y.shape}", f"y must have shape ({a.shape[0]},)", "one y per A_i"
@@ -160,15 +161,9 @@ def load_problem(p: ProblemConfig) -> Problem:
     if p.path is None:
         return make_problem(p)
     path = Path(p.path)
-    if not path.is_file() or path.suffix != ".npz":
-        raise InputError("problem.path", p.path, "no such .npz file", "give an existing .npz file")
-    try:
-        with np.load(path) as f:
-            arrays = {k: f[k] for k in f.files}
-    except Exception as e:  # a corrupt or non-npz file
-        raise InputError(
-            "problem.path", p.path, f"cannot read ({e})", "save with numpy.savez"
-        ) from None
+    if path.suffix != ".npz":
+        raise InputError("problem.path", p.path, "not an .npz file", "give an existing .npz file")
+    arrays = inputs.load_npz(path, "problem.path")
     if "M" not in arrays:
         raise InputError(
             "problem.path", p.path, f"no array M; has {sorted(arrays)}", "save the target as M"

@@ -241,7 +241,7 @@ def train_factorisation(
     )
     series = {k: np.stack(v, axis=1).astype(float) for k, v in series.items()}
     # singular values on the host: LAPACK's values-only SVD is far cheaper than XLA's
-    sv = np.linalg.svd(series["x"], compute_uv=False)  # (E, K, min(n1, n2))
+    sv = finite_singular_values(series["x"])  # (E, K, min(n1, n2)); NaN where X overflowed
     series["singular_values"] = sv
     series["effective_rank"] = effective_rank_np(sv)
     series["nuclear_norm"] = sv.sum(axis=-1)
@@ -253,8 +253,13 @@ def train_factorisation(
     # singular values in identity: project every snapshot on the final singular vectors
     tracked = []
     for e in range(n_members):
-        u, _, vt = np.linalg.svd(series["x"][e, -1], full_matrices=False)
-        tracked.append(np.einsum("ik,tij,jk->tk", u, series["x"][e], vt.T))
+        x_e = series["x"][e]
+        if not np.all(np.isfinite(x_e[-1])):  # a diverged member: nothing to track
+            tracked.append(np.full((x_e.shape[0], min(x_e.shape[1:])), np.nan))
+            continue
+        u, _, vt = np.linalg.svd(x_e[-1], full_matrices=False)
+        with np.errstate(over="ignore", invalid="ignore"):
+            tracked.append(np.einsum("ik,tij,jk->tk", u, x_e, vt.T))
     return FactorisationResult(
         lr=float(lr),
         steps=int(steps),
@@ -271,6 +276,17 @@ def train_factorisation(
 
 
 # ---- post-hoc measurements -----------------------------------------------------------
+def finite_singular_values(x: np.ndarray) -> np.ndarray:
+    """Singular values over the last two axes of ``x`` (..., n1, n2); NaN for every
+    matrix with a non-finite entry (a diverged member's overflowed product), whose
+    SVD would not converge."""
+    finite = np.all(np.isfinite(x), axis=(-2, -1))
+    sv = np.full((*x.shape[:-2], min(x.shape[-2:])), np.nan)
+    if finite.any():
+        sv[finite] = np.linalg.svd(x[finite], compute_uv=False)
+    return sv
+
+
 def half_times(times: np.ndarray, tracked: np.ndarray) -> np.ndarray:
     """First time each tracked singular value reaches half its final value, (r,).
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from condensation import inputs
 from condensation import matrix as mx
 from condensation.checkpoint import Checkpoint
 from condensation.report import figures
@@ -42,8 +43,25 @@ class MatrixRun:
 
 def prepare(cfg: mx.MatrixConfig) -> tuple[mx.Problem, mx.MatrixEnsemble]:
     """Problem and initial ensemble of a validated config (raises InputError on bad files)."""
-    problem = mx.load_problem(cfg.problem)
+    problem = load_checked_problem(cfg)
     return problem, mx.init_ensemble(cfg, problem.shape)
+
+
+def load_checked_problem(cfg: mx.MatrixConfig) -> mx.Problem:
+    """The config's problem, its size checked against memory before it is built (a
+    generated one) and before training (both)."""
+    p = cfg.problem
+    if p.path is None:
+        inputs.check_matrix_memory(cfg, p.n, p.cols if p.cols is not None else p.n, p.observed)
+    problem = mx.load_problem(p)
+    inputs.check_matrix_memory(cfg, *problem.shape, problem.n_observed)
+    inputs.check_scales(
+        "init.scales" if cfg.init.scales is not None else "init.scale",
+        cfg.scales,
+        cfg.model.depth,
+        cfg.train.dtype,
+    )
+    return problem
 
 
 def run_matrix(
@@ -101,6 +119,12 @@ def member_summaries(run: MatrixRun) -> list[dict]:
     r, cfg = run.result, run.config
     times = r.snapshot_times
     s = r.series
+    tiny = float(inputs.dtype_limits(cfg.train.dtype).smallest_normal)
+    x = s["x"]
+    stuck = [  # gradients underflow and the product never moved: underflow to zero
+        eps ** max(cfg.model.depth - 1, 1) < tiny and np.array_equal(x[i, -1], x[i, 0])
+        for i, eps in enumerate(run.ensemble.scales)
+    ]
     out = []
     for i in range(run.ensemble.size):
         sv = s["singular_values"][i, -1]
@@ -122,7 +146,9 @@ def member_summaries(run: MatrixRun) -> list[dict]:
                 "seed": run.ensemble.seeds[i],
                 "scale": run.ensemble.scales[i],
                 "depth": cfg.model.depth,
-                "status": "diverged" if r.diverged_step[i] >= 0 else "ok",
+                "status": "diverged"
+                if r.diverged_step[i] >= 0
+                else ("underflow" if stuck[i] else "ok"),
                 "test_rmse": s["test_rmse"][i, -1],
                 "rel_fro_error": s["rel_fro_error"][i, -1],
                 "train_loss": s["loss"][i, -1],

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from condensation import inputs
 from condensation.checkpoint import Checkpoint
-from condensation.config import Config
+from condensation.config import Config, scale_field
 from condensation.data import Dataset, load_dataset
 from condensation.metrics import condensation_metrics, snapshot_metrics
 from condensation.models import Ensemble, NetworkSpec, init_ensemble
@@ -29,7 +30,13 @@ class TrainRun:
 
 def prepare(cfg: Config) -> tuple[Dataset, NetworkSpec, Ensemble]:
     """Data, network spec and initial ensemble of a config (all validated)."""
-    data = load_dataset(cfg.data)
+    d = cfg.data
+    if d.path is None:  # sizes are known before the data is built
+        d_in = (d.d if d.dataset == "teacher" else 1) + int(d.bias)
+        inputs.check_train_memory(cfg, d.n, d_in)
+    data = load_dataset(d)
+    inputs.check_train_memory(cfg, data.x.shape[0], data.d_in)
+    inputs.check_scales(scale_field(cfg.init), cfg.scales, cfg.model.depth, cfg.train.dtype)
     spec = NetworkSpec.from_config(cfg.model, data.d_in)
     return data, spec, init_ensemble(cfg, spec)
 
@@ -69,6 +76,7 @@ def output_bytes(cfg: Config) -> float:
 
 def member_summaries(run: TrainRun) -> list[dict]:
     r, z = run.result, run.data.z
+    stuck = never_moved(r.snapshots, run.ensemble.scales, run.spec.depth, run.config.train.dtype)
     out = []
     for i in range(run.ensemble.size):
         escaped = r.escape_step[i] >= 0
@@ -84,7 +92,7 @@ def member_summaries(run: TrainRun) -> list[dict]:
             {
                 "seed": run.ensemble.seeds[i],
                 "scale": run.ensemble.scales[i],
-                "status": "diverged" if r.diverged_step[i] >= 0 else "ok",
+                "status": member_status(r.diverged_step[i], stuck[i]),
                 "diverged_step": int(r.diverged_step[i]) if r.diverged_step[i] >= 0 else None,
                 "loss_initial": r.loss_initial[i],
                 "loss_final": r.loss_final[i],
@@ -95,6 +103,29 @@ def member_summaries(run: TrainRun) -> list[dict]:
             }
         )
     return out
+
+
+def never_moved(snapshots, scales, depth: int, dtype: str) -> np.ndarray:
+    """(E,) True where a member's gradients underflow (``eps^(depth-1)`` below the
+    dtype's smallest normal number) and its parameters never changed from the first
+    snapshot to the last: underflow to zero, not a trained network."""
+    tiny = float(inputs.dtype_limits(dtype).smallest_normal)
+    risky = np.array([s is not None and s ** (depth - 1) < tiny for s in scales])
+    same = np.all(
+        np.stack(
+            [np.all(w[:, -1] == w[:, 0], axis=tuple(range(1, w.ndim - 1))) for w in snapshots]
+        ),
+        axis=0,
+    )
+    return risky & same
+
+
+def member_status(diverged_step: int, stuck: bool) -> str:
+    """``diverged`` (loss or parameters became non-finite: overflow), ``underflow``
+    (see :func:`never_moved`) or ``ok``."""
+    if diverged_step >= 0:
+        return "diverged"
+    return "underflow" if stuck else "ok"
 
 
 def summary(run: TrainRun) -> dict:
@@ -180,13 +211,15 @@ def plot_train_run(run: TrainRun, met: dict, fig_dir: Path) -> None:
     axs[0].legend(fontsize=7)
     figures.save(fig, fig_dir / "alignment.png")
 
-    idx = _heatmap_indices(r, 0)
+    ok = np.flatnonzero(r.diverged_step < 0)
+    shown = int(ok[0]) if ok.size else 0  # heatmaps of the first member that did not diverge
+    idx = _heatmap_indices(r, shown)
     layers = [0, 1] if run.spec.depth >= 3 else [0]
     fig, axs = figures.subplots(
         len(layers), len(idx), figsize=(2.2 * len(idx), 2.3 * len(layers)), squeeze=False
     )
     for row, layer in enumerate(layers):
-        w = r.snapshots[layer][0]
+        w = r.snapshots[layer][shown]
         for col, j in enumerate(idx):
             name = "B rows b_j" if layer == 0 else "W rows"  # input weights of each neuron
             figures.cosine_heatmap(axs[row, col], w[j], title=f"{name}, t={t[j]:.4g}")

@@ -1,0 +1,346 @@
+"""The one validation layer for what users hand in: files, numbers, seeds, sizes.
+
+Every reader of user input goes through these functions, at load time and
+before any compute, and every failure is one :class:`~condensation.errors.InputError`
+naming the field, the value and the fix:
+
+- **files**: TOML configs must be UTF-8; ``.npz`` archives are opened without
+  pickle (object arrays, corrupt or empty archives, a renamed ``.npy`` are
+  refused); CSV is parsed here, so an error names the row and column;
+- **arrays**: real numbers only (complex, text, object arrays refused), finite,
+  and at most :data:`MAX_ABS` in magnitude, so that squares and products of
+  inputs stay representable in float64;
+- **seeds**: one rule everywhere, an integer in ``[0, 2**32)`` (:func:`check_seed`);
+- **sizes**: integers are bounded (:data:`MAX_INT`) and a run's memory (its
+  working set plus the snapshots it keeps) is estimated before compute and
+  refused above :func:`memory_limit` (half the available memory, or
+  ``CONDENSATION_MEMORY_LIMIT`` bytes, e.g. ``8e9``) with the estimate and the fix;
+- **scales**: an init scale below the square root of the training dtype's
+  smallest normal number is refused (squared norms would underflow to 0); one
+  whose layer product falls below the dtype's smallest normal number (XLA
+  flushes subnormals to zero on CPU) gets an :class:`UnderflowWarning`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import warnings
+import zipfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from condensation.errors import InputError
+
+MAX_ABS = 1e100  # largest magnitude of a value in a user array (squares stay finite)
+MAX_INT = 2**53  # largest integer a config key may hold (exact as a float64)
+SEED_LIMIT = 2**32  # seeds are integers in [0, SEED_LIMIT)
+MAX_STEPS = 10**9  # most GD steps of one run
+MAX_SNAPSHOTS = 100_000  # most log-spaced (and, separately, equally spaced) snapshots
+MAX_DEPTH = 64  # most weight matrices / factors a network or a factorisation may have
+MEMORY_FRACTION = 0.5  # share of the available memory a run may plan to use
+MEMORY_ENV = "CONDENSATION_MEMORY_LIMIT"
+
+
+class UnderflowWarning(UserWarning):
+    """An init scale whose layer products fall below the dtype's smallest normal."""
+
+
+# ---- numbers -------------------------------------------------------------------------
+def check_seed(field: str, value: object) -> int:
+    """The one seed rule: an integer ``0 <= seed < 2**32``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InputError(field, value, "a seed must be an integer", "give a seed in [0, 2**32)")
+    if not 0 <= int(value) < SEED_LIMIT:
+        raise InputError(
+            field, value, f"a seed must be in [0, {SEED_LIMIT})", "give a seed in [0, 2**32)"
+        )
+    return int(value)
+
+
+def check_int(field: str, value: int, *, low: int = 0, high: int = MAX_INT) -> int:
+    if not low <= value <= high:
+        raise InputError(
+            field, value, f"must be in [{low}, {high}]", f"give {low} <= value <= {high}"
+        )
+    return value
+
+
+def dtype_limits(dtype: str) -> np.finfo:
+    return np.finfo(np.float32 if dtype == "float32" else np.float64)
+
+
+def check_scales(
+    field: str,
+    scales: Iterable[float],
+    depth: int,
+    dtype: str,
+    warn: bool = True,
+    shown: object = None,
+) -> None:
+    """Init scales: non-zero in ``dtype``; a warning where ``eps^(depth-1)`` (the first
+    layer's gradient scale) falls below the dtype's smallest normal number."""
+    fi = dtype_limits(dtype)
+    for eps in scales:
+        floor = math.sqrt(float(fi.smallest_normal))
+        if not eps >= floor:
+            raise InputError(
+                field,
+                eps if shown is None else shown,
+                f"eps = {eps:.3g} is below {floor:.3g}, the square root of {dtype}'s "
+                "smallest normal number: squared norms of the initial weights underflow "
+                "to 0 (and the weights themselves, below the smallest normal)",
+                f"give a scale eps >= {floor:.3g}",
+            )
+        if eps > MAX_ABS:
+            raise InputError(field, eps, f"must be <= {MAX_ABS:g}", "give a smaller init scale")
+        log_prod = (depth - 1) * math.log10(eps)
+        if warn and log_prod < math.log10(float(fi.smallest_normal)):
+            warnings.warn(
+                f"{field} = {eps:g}: eps^{depth - 1} = 1e{log_prod:.0f} is below {dtype}'s "
+                f"smallest normal {float(fi.smallest_normal):.3g}; gradients flush to zero "
+                "(members that never move are marked status 'underflow')",
+                UnderflowWarning,
+                stacklevel=2,
+            )
+
+
+def real_array(field: str, name: str, a: np.ndarray) -> np.ndarray:
+    """A user array as float64: real numbers only, finite, ``|v| <= MAX_ABS``."""
+    a = np.asarray(a)
+    if a.dtype.kind == "c":
+        raise InputError(field, f"{name} ({a.dtype})", "complex values", "save real numbers only")
+    if a.dtype.kind not in "biuf":
+        raise InputError(
+            field, f"{name} ({a.dtype})", "not an array of numbers", "save a numeric array"
+        )
+    out = a.astype(np.float64)
+    bad = ~np.isfinite(out) | (np.abs(out) > MAX_ABS)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise InputError(
+            field,
+            f"{name}{list(idx)} = {out[idx]!r}",
+            f"{int(bad.sum())} entries are NaN, infinite or above {MAX_ABS:g} in magnitude",
+            "give finite values of moderate size (rescale the data)",
+        )
+    return out
+
+
+# ---- files ---------------------------------------------------------------------------
+def read_text(path: str | Path, field: str, what: str) -> str:
+    """A text file as UTF-8 (a missing file, a directory, bytes that are not UTF-8: one line)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(field, str(p), "no such file", f"give the path of {what}")
+    try:
+        return p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(
+            field, str(p), f"not UTF-8 text (byte {e.start})", f"save {what} as UTF-8"
+        ) from None
+    except OSError as e:
+        raise InputError(field, str(p), f"cannot read ({e.strerror})", "check the file") from None
+
+
+def load_npz(path: str | Path, field: str) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` archive, opened without pickle."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(field, str(path), "no such file", "give an existing .npz file")
+    fix = "save the arrays with numpy.savez"
+    try:
+        f = np.load(p, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise InputError(field, str(path), f"not a readable .npz archive ({e})", fix) from None
+    if not isinstance(f, np.lib.npyio.NpzFile):
+        raise InputError(field, str(path), "a single .npy array, not an .npz archive", fix)
+    try:
+        with f:
+            arrays = {k: f[k] for k in f.files}
+    except ValueError as e:  # object arrays need pickle
+        msg = (
+            "holds object arrays (they need pickle, which is not used)"
+            if "pickle" in str(e)
+            else str(e)
+        )
+        raise InputError(field, str(path), msg, fix + " from numeric arrays") from None
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        raise InputError(field, str(path), f"corrupt .npz archive ({e})", fix) from None
+    if not arrays:
+        raise InputError(field, str(path), "the archive holds no arrays", fix)
+    return arrays
+
+
+def _float(cell: str) -> float | None:
+    try:
+        return float(cell)
+    except ValueError:
+        return None
+
+
+def load_csv(path: str | Path, field: str) -> np.ndarray:
+    """A numeric CSV (comma-separated; an optional non-numeric header line) as (n, c).
+
+    Errors name the row and column (1-based, counting the header)."""
+    text = read_text(path, field, "a comma-separated .csv file")
+    if "\x00" in text:
+        raise InputError(field, str(path), "binary data, not CSV text", "give a text CSV file")
+    rows = [r for r in csv.reader(io.StringIO(text))]
+    numbered = [(i + 1, r) for i, r in enumerate(rows) if any(c.strip() for c in r)]
+    if numbered and any(_float(c) is None for c in numbered[0][1]):
+        numbered = numbered[1:]  # a header line
+    if not numbered:
+        raise InputError(field, str(path), "no data rows", "give one row per sample, y last")
+    width = len(numbered[0][1])
+    out = np.empty((len(numbered), width))
+    for j, (row, cells) in enumerate(numbered):
+        if len(cells) != width:
+            raise InputError(
+                field,
+                str(path),
+                f"row {row} has {len(cells)} columns, the first data row has {width}",
+                "give every row the same number of comma-separated columns",
+            )
+        for col, cell in enumerate(cells, start=1):
+            v = _float(cell)
+            if v is None:
+                what = (
+                    "an empty field"
+                    if not cell.strip()
+                    else f"{cell.strip()[:40]!r} is not a number"
+                )
+                hint = (
+                    "separate columns with commas"
+                    if any(s in cell for s in (";", "\t", " ", "|")) and width == 1
+                    else "give a number in every field"
+                )
+                raise InputError(field, str(path), f"row {row}, column {col}: {what}", hint)
+            out[j, col - 1] = v
+    return out
+
+
+# ---- memory --------------------------------------------------------------------------
+def available_memory() -> float:
+    """Bytes of memory available now (MemAvailable; physical memory where unknown)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 8e9
+
+
+def memory_limit() -> float:
+    """The cap on a run's estimated memory: ``CONDENSATION_MEMORY_LIMIT`` bytes, else
+    :data:`MEMORY_FRACTION` of the available memory."""
+    raw = os.environ.get(MEMORY_ENV)
+    if raw:
+        try:
+            v = float(raw)
+        except ValueError:
+            v = -1.0
+        if not (math.isfinite(v) and v > 0):
+            raise InputError(MEMORY_ENV, raw, "expected a positive number of bytes", "e.g. 8e9")
+        return v
+    return MEMORY_FRACTION * available_memory()
+
+
+def _gib(b: float) -> str:
+    return f"{b / 2**30:.3g} GiB"
+
+
+def check_memory(what: str, parts: dict[str, float], fix: str) -> float:
+    """Refuse a run whose estimated bytes (``parts``: name -> bytes) exceed the cap."""
+    total = float(sum(parts.values()))
+    cap = memory_limit()
+    if not total <= cap:
+        detail = ", ".join(f"{k} {_gib(v)}" for k, v in parts.items())
+        raise InputError(
+            what,
+            f"needs about {_gib(total)} ({detail})",
+            f"more than the {_gib(cap)} allowed (half the available memory, or {MEMORY_ENV})",
+            fix,
+        )
+    return total
+
+
+def network_memory(
+    n: int, d_in: int, widths: Sequence[int], members: int, n_snapshots: int, dtype: str
+) -> dict[str, float]:
+    """Estimated bytes of a network run: data, the working set of one GD step (weights,
+    gradients, escape copy and activations of every member), the snapshots kept on the
+    host, and the metrics' per-snapshot cosine matrices."""
+    item = 4 if dtype == "float32" else 8
+    dims = [d_in, *widths, 1]
+    weights = sum(dims[k] * dims[k + 1] for k in range(len(dims) - 1))
+    acts = n * sum(dims)
+    m1 = widths[0] if widths else 1
+    return {
+        "data": 8.0 * n * (d_in + 1),
+        "working set": float(item) * members * (5 * weights + 4 * acts),
+        "snapshots": float(item) * members * n_snapshots * weights * 2,
+        "metrics": 8.0 * 4 * m1 * m1,
+    }
+
+
+def snapshot_count(steps: int, snapshots: int, linear: int) -> int:
+    """An upper bound on the number of snapshots a ``[train]`` section keeps."""
+    return min(snapshots + linear + 2, steps + 1)
+
+
+def check_train_memory(cfg, n: int, d_in: int) -> float:
+    """Refuse a network run (a validated ``Config``) too large for memory, before compute."""
+    t = cfg.train
+    parts = network_memory(
+        n,
+        d_in,
+        cfg.model.widths,
+        len(cfg.member_seeds_scales) if cfg.init.path is None else 1,
+        snapshot_count(t.steps, t.snapshots, t.linear_snapshots),
+        t.dtype,
+    )
+    return check_memory(
+        "model.widths",
+        parts,
+        "use smaller model.widths / data.n, fewer members, or fewer train.snapshots "
+        "and train.linear_snapshots",
+    )
+
+
+def check_matrix_memory(cfg, n1: int, n2: int, n_obs: int) -> float:
+    """Refuse a matrix run (a validated ``MatrixConfig``) too large for memory."""
+    t, m = cfg.train, cfg.model
+    h = m.width if m.width is not None else max(n1, n2)
+    item = 4 if t.dtype == "float32" else 8
+    members = len(cfg.member_seeds_scales)
+    k = snapshot_count(t.steps, t.snapshots, t.linear_snapshots)
+    dims = [n2] + [h] * (m.depth - 1) + [n1]
+    weights = sum(dims[j] * dims[j + 1] for j in range(len(dims) - 1))
+    sensing = n_obs * n1 * n2 if cfg.problem.kind == "sensing" else 0
+    parts = {
+        "problem": 8.0 * (4 * n1 * n2 + sensing),
+        "working set": float(item) * members * (6 * weights + 4 * n1 * n2 + sensing),
+        "snapshots": 8.0 * members * k * (3 * n1 * n2 + 2 * min(n1, n2)),
+    }
+    return check_memory(
+        "problem.n",
+        parts,
+        "use a smaller problem (n, cols, observed), model.width, fewer seeds/scales, or "
+        "fewer train.snapshots and train.linear_snapshots",
+    )
+
+
+def check_depth(field: str, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise InputError(
+            field, depth, f"at most {MAX_DEPTH} layers are supported", f"use depth <= {MAX_DEPTH}"
+        )
