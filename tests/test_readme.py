@@ -45,9 +45,7 @@ REPRODUCE_DEFAULT_ONLY = ["condensation-three-layer"]
 # a whole experiment, a 100x100 problem): they run in the slow suite (make test-slow).
 SLOW = ("effective", "run ", "matrix_100", "matrix_completion.toml --out")
 # README commands known to fail until the trust branch lands (the two crashes).
-KNOWN_BROKEN = {
-    "--form spectral": "fixed on the trust branch (KeyError 'law_drift' in the plot code)",
-}
+KNOWN_BROKEN: dict[str, str] = {}  # "substring of a command": "why it is expected to fail"
 
 
 def readme_blocks(text: str) -> list[tuple[str, str]]:
@@ -174,7 +172,6 @@ _DEPTH = {
     4: ["--set", "model.depth=4", "--set", "model.widths=[6, 6, 6]", "--set", "init.scale=3e-2"],
 }
 _SMALL = [*_STEPS, "--set", "data.n=20"]
-_TRUST = pytest.mark.xfail(strict=False, reason="fixed on the trust branch")
 _SLOW = pytest.mark.slow  # each effective path pays a diffrax compile (~10 s)
 PATHS = [
     pytest.param(["train", *_DEPTH[2]], id="train-depth2", marks=_SLOW),
@@ -189,7 +186,7 @@ PATHS = [
     pytest.param(
         ["effective", "--form", "full", *_DEPTH[4]],
         id="effective-full-depth4",
-        marks=[_TRUST, _SLOW],
+        marks=_SLOW,
     ),
     pytest.param(
         ["effective", "--form", "reduced", *_DEPTH[3]], id="effective-reduced", marks=_SLOW
@@ -197,7 +194,7 @@ PATHS = [
     pytest.param(
         ["effective", "--form", "spectral", *_DEPTH[3]],
         id="effective-spectral",
-        marks=[_TRUST, _SLOW],
+        marks=_SLOW,
     ),
     pytest.param(["effective", "--compare-gd", *_DEPTH[3]], id="effective-compare-gd", marks=_SLOW),
 ]
