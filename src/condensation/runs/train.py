@@ -12,6 +12,7 @@ from condensation.config import Config
 from condensation.data import Dataset, load_dataset
 from condensation.metrics import condensation_metrics, snapshot_metrics
 from condensation.models import Ensemble, NetworkSpec, init_ensemble
+from condensation.optimizers import Optimizer, from_train_config
 from condensation.report import figures
 from condensation.store import save_arrays, write_json, write_toml
 from condensation.train import TrainResult, snapshot_steps, train
@@ -33,9 +34,15 @@ def prepare(cfg: Config) -> tuple[Dataset, NetworkSpec, Ensemble]:
     return data, spec, init_ensemble(cfg, spec)
 
 
+def optimizer_of(cfg: Config, data: Dataset) -> Optimizer:
+    """The config's optimizer for this data set (``batch_size`` checked against n)."""
+    return from_train_config(cfg.train, int(data.x.shape[0]))
+
+
 def run_training(cfg: Config, progress: Callable[[int], None] | None = None) -> TrainRun:
     data, spec, ens = prepare(cfg)
     t = cfg.train
+    opt = optimizer_of(cfg, data)
     result = train(
         ens.params,
         data.x,
@@ -46,6 +53,8 @@ def run_training(cfg: Config, progress: Callable[[int], None] | None = None) -> 
         snapshots=snapshot_steps(t.steps, t.snapshots, t.linear_snapshots),
         dtype=t.dtype,
         progress=progress,
+        optimizer=opt,
+        streams=[s or 0 for s in ens.seeds],  # each init seed its own mini-batch order
     )
     return TrainRun(cfg, data, spec, ens, result)
 
@@ -80,6 +89,15 @@ def member_summaries(run: TrainRun) -> list[dict]:
     return out
 
 
+def optimizer_summary(opt: Optimizer) -> dict:
+    """The optimizer, its settings, and what the effective prediction is for it."""
+    return {
+        **opt.settings(),
+        "loss_measured_on": "full batch",
+        "effective_prediction": opt.theory_reach,
+    }
+
+
 def summary(run: TrainRun) -> dict:
     cfg, d = run.config, run.data
     return {
@@ -95,6 +113,7 @@ def summary(run: TrainRun) -> dict:
         "lr": cfg.train.lr,
         "steps": cfg.train.steps,
         "dtype": cfg.train.dtype,
+        "optimizer": optimizer_summary(optimizer_of(cfg, d)),
         "members": member_summaries(run),
     }
 
