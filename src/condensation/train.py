@@ -195,7 +195,8 @@ def _make_interval(act: Callable, lr: float, track_final_stage: bool, opt: Optim
 @partial(jax.jit, static_argnames=("act", "lr", "track_final_stage", "mesh", "opt"))
 def _run_interval(carry, x, y, z, start, stop, *, act, lr, track_final_stage, mesh, opt=GD):
     interval = _make_interval(act, lr, track_final_stage, opt)
-    return over_members(interval, mesh, 5)(carry, x, y, z, start, stop)
+    # random.permutation does not declare its values as varying over devices
+    return over_members(interval, mesh, 5, typed=not opt.minibatch)(carry, x, y, z, start, stop)
 
 
 @partial(jax.jit, static_argnames=("act",))
