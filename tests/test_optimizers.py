@@ -225,3 +225,19 @@ def test_optimizer_module_is_one_transform_per_name():
         assert isinstance(tx, optax.GradientTransformation)
         leaves = jax.tree.leaves(tx.init(p))
         assert (len(leaves) == 0) == (name in ("gd", "sgd"))
+
+
+def test_optimizers_experiment_quick(tmp_path):
+    """The quick variant: gd keeps the 1/eps law, sgd at batch n/4 escapes when gd
+    does (its noise averages out), Adam has no 1/eps plateau; figures written."""
+    from condensation.experiments import get
+
+    exp = get("optimizers")
+    h = exp.run(exp.params(quick=True), tmp_path, lambda *a: None)
+    assert h["optimizers.gd_n_not_escaped"] == 0 and h["optimizers.adam_n_not_escaped"] == 0
+    assert -1.2 < h["optimizers.gd_slope"] < -0.8
+    assert h["optimizers.sgd_b16_max_rel_diff_to_gd"] < 0.05
+    assert h["optimizers.adam_slope"] > -0.5
+    assert h["optimizers.gd_median_abs_cos_at_escape"] > 0.9
+    for f in exp.figures:
+        assert (tmp_path / f.file).stat().st_size > 1000

@@ -141,7 +141,7 @@ def _make_member_interval(act: Callable, lr: float, track_final_stage: bool, opt
         pos = k % (n // b)
         perm = jax.lax.cond(
             pos == 0,
-            lambda: epoch_permutation(opt, n, o.stream, k // (n // b)),
+            lambda: epoch_permutation(opt, n, o.stream, k // (n // b)).astype(o.perm.dtype),
             lambda: o.perm,
         )
         idx = jax.lax.dynamic_slice(perm, (pos * b,), (b,))
@@ -258,11 +258,8 @@ def train(
     stream = jnp.zeros(n_members, jnp.int64) if streams is None else jnp.asarray(streams)
     if stream.shape != (n_members,):
         raise ValueError(f"streams: one per member ({n_members}) needed, got {stream.shape}")
-    perm = (
-        jax.vmap(lambda s: epoch_permutation(opt, n, s, 0))(stream)
-        if opt.minibatch
-        else jnp.zeros((n_members, 0), jnp.int32)
-    )
+    # the loop draws each epoch's permutation at the epoch's first step (step 0 here)
+    perm = jnp.zeros((n_members, n if opt.minibatch else 0), jnp.int32)
     opt_c = OptCarry(jax.vmap(opt.transform(float(lr)).init)(params), stream, perm)
     params, opt_c = place_members((params, opt_c), mesh)
     loss0 = _losses(params, xj, yj, act=act)
