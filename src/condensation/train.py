@@ -112,6 +112,19 @@ _loss_and_grad = jax.value_and_grad(feature_major_loss)
 _grad = jax.grad(feature_major_loss)
 
 
+def weighted_batch_loss(params, x, y, weights, act: Callable):
+    """``(0.5 sum_i weights_i r_i^2, R)``: a mini-batch loss (weights 1/b on the
+    batch, 0 elsewhere) and, from the same forward pass, the full-batch loss."""
+    h = x.T
+    for w in params[:-1]:
+        h = act(w @ h)  # (m_k, n)
+    r = (params[-1] @ h)[0] - y
+    return 0.5 * jnp.sum(weights * r * r), 0.5 * jnp.mean(r * r)
+
+
+_weighted_grad = jax.grad(weighted_batch_loss, has_aux=True)
+
+
 class OptCarry(NamedTuple):
     """The optimizer's part of one member's loop state (every leaf has the member
     axis in the ensemble carry)."""
@@ -145,8 +158,12 @@ def _make_member_interval(act: Callable, lr: float, track_final_stage: bool, opt
             lambda: o.perm,
         )
         idx = jax.lax.dynamic_slice(perm, (pos * b,), (b,))
-        loss = feature_major_loss(params, x, y, act)  # loss_k: always the full batch
-        g = _grad(params, x[idx], y[idx], act=act)
+        if 3 * b > 2 * n:  # one pass over all n, the off-batch samples weighted 0
+            w = jnp.zeros(n, x.dtype).at[idx].set(1.0 / b)
+            g, loss = _weighted_grad(params, x, y, w, act=act)
+        else:  # the full-batch loss_k (2 n flops per weight) and the batch's gradient (6 b)
+            loss = feature_major_loss(params, x, y, act)
+            g = _grad(params, x[idx], y[idx], act=act)
         return loss, g, o._replace(perm=perm)
 
     def step(carry, x, y, z):
@@ -250,9 +267,9 @@ def train(
     if opt.minibatch and not 1 <= opt.batch_size <= n:
         raise ValueError(f"batch_size must be in [1, n = {n}], got {opt.batch_size}")
     # a GD step uses each weight in three products with the n samples: 6 n flops
-    # (mini-batch: 6 per batch sample plus the full-batch loss, 2 n)
+    # (mini-batch: 6 per batch sample plus the full-batch loss, 2 n, at most 6 n)
     n_weights = sum(int(np.prod(np.shape(p)[1:])) for p in params0)
-    per_weight = 2.0 * n + 6.0 * opt.batch_size if opt.minibatch else 6.0 * n
+    per_weight = min(2.0 * n + 6.0 * opt.batch_size, 6.0 * n) if opt.minibatch else 6.0 * n
     mesh = member_mesh(n_members, flops=per_weight * n_weights * steps * n_members)
     params = tuple(jnp.asarray(p, dt) for p in params0)
     stream = jnp.zeros(n_members, jnp.int64) if streams is None else jnp.asarray(streams)
