@@ -2,6 +2,8 @@
 optimizer's first steps equal a plain numpy reference, mini-batch sampling is
 without replacement, and bad settings are one-line errors (exit 2)."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -203,15 +205,17 @@ def test_batch_size_above_n_of_a_data_file_exit_2(tmp_path, cli_main, rng):
     assert not out.exists()
 
 
-def test_summary_records_the_optimizer():
-    from condensation import load_config
-    from condensation.runs.train import run_training, summary
-
-    sets = ["model.depth=2", "model.widths=[4]", "train.steps=20", "data.n=16"]
-    sets.append("train.optimizer='sgd'")
-    cfg = load_config(None, [*sets, "train.batch_size=4", "train.batch_seed=7"])
-    o = summary(run_training(cfg))["optimizer"]
-    assert (o["name"], o["batch_size"], o["batch_seed"]) == ("sgd", 4, 7)
+def test_readme_sgd_command_records_the_optimizer(tmp_path, cli_main):
+    """The README's sgd command (shortened), through the CLI: summary.json records
+    the optimizer, its settings and what the effective prediction is for it."""
+    out = tmp_path / "sgd"
+    args = ["train", "configs/default.toml", "--set", "train.optimizer=sgd"]
+    args += ["--set", "train.batch_size=25", "--set", "train.batch_seed=7"]
+    args += ["--set", "train.steps=30", "--set", "model.widths=[6, 5]", "--out", str(out)]
+    code, err = cli_main(*args)
+    assert code == 0, err
+    o = json.loads((out / "summary.json").read_text())["optimizer"]
+    assert (o["name"], o["batch_size"], o["batch_seed"]) == ("sgd", 25, 7)
     assert o["loss_measured_on"] == "full batch" and "b1" not in o
     assert o["effective_prediction"].startswith("averaged")
 
