@@ -245,3 +245,21 @@ def test_optimizers_experiment_quick(tmp_path):
     assert h["optimizers.gd_median_abs_cos_at_escape"] > 0.9
     for f in exp.figures:
         assert (tmp_path / f.file).stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    "name,prefix,reach",
+    [("gd", "gd", "theorem"), ("sgd", "trained", "averaged"), ("adam", "trained", "not a theorem")],
+)
+def test_effective_comparison_is_labelled(name, prefix, reach):
+    """effective --compare-gd names a non-GD run's keys trained_* and says what the
+    effective prediction is for its optimizer (a theorem only for gd)."""
+    from condensation import load_config, load_dataset
+    from condensation.runs.effective import trained_label
+    from condensation.runs.train import optimizer_of, optimizer_summary
+
+    cfg = load_config(None, [f"train.optimizer='{name}'"])
+    data = load_dataset(cfg.data)
+    assert trained_label(cfg, data) == prefix
+    block = optimizer_summary(optimizer_of(cfg, data))
+    assert block["name"] == name and block["effective_prediction"].split(":")[0] == reach

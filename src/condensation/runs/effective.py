@@ -134,15 +134,15 @@ def _initial_awc(system: EffectiveSystem):
     return a[0], w, b @ system.z
 
 
-def trained_label(run: EffectiveRun) -> str:
+def trained_label(cfg: Config, data: Dataset) -> str:
     """Prefix of the trained run's keys: ``gd`` for GD, ``trained`` for any other
     optimizer (whose comparison is labelled by ``comparison.effective_prediction``)."""
-    return "gd" if optimizer_of(run.config, run.data).name == "gd" else "trained"
+    return "gd" if optimizer_of(cfg, data).name == "gd" else "trained"
 
 
 def summary(run: EffectiveRun) -> dict:
     members = []
-    pre = trained_label(run)
+    pre = trained_label(run.config, run.data)
     for i, (sysm, sol) in enumerate(zip(run.systems, run.solutions)):
         m = {
             "seed": run.ensemble.seeds[i],
