@@ -70,13 +70,25 @@ class InitConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """``[train]``: full-batch GD, time ``t = step * lr``."""
+    """``[train]``: full-batch GD (or ``optimizer``), time ``t = step * lr``.
+
+    The optimizer settings (None: not given) apply to the optimizers listed in
+    :data:`condensation.optimizers.SETTINGS`; see that module for their meaning.
+    """
 
     lr: float = 0.05
     steps: int = 12000
     dtype: str = "float64"
     snapshots: int = 60  # log-spaced snapshot steps
     linear_snapshots: int = 200  # plus this many equally spaced ones
+    optimizer: str = "gd"  # gd, sgd, momentum, adam
+    batch_size: int | None = None  # mini-batch size (sgd default min(32, n))
+    batch_seed: int | None = None  # seed of the mini-batch order (default 0)
+    momentum: float | None = None  # momentum coefficient beta (default 0.9)
+    nesterov: bool | None = None  # Nesterov momentum (default false)
+    b1: float | None = None  # Adam's first-moment decay (default 0.9)
+    b2: float | None = None  # Adam's second-moment decay (default 0.999)
+    adam_eps: float | None = None  # Adam's denominator guard (default 1e-8), not init eps
 
 
 @dataclass(frozen=True)
@@ -250,6 +262,7 @@ def _validate(cfg: Config) -> Config:
         )
     validate_train(t)
     inputs.check_scales(scale_field(i), cfg.scales, m.depth, t.dtype, warn=False, shown=i.gamma)
+    validate_optimizer(t, d.n if d.path is None else None)
     return cfg
 
 
@@ -259,6 +272,48 @@ def scale_field(i) -> str:
         if getattr(i, name, None) is not None:
             return f"init.{name}"
     return "init.scale"
+
+
+def validate_optimizer(t: TrainConfig, n: int | None) -> None:
+    """``[train] optimizer`` and its settings; ``n`` (None: not known yet, a data
+    file) bounds ``batch_size``."""
+    from condensation.optimizers import OPTIMIZERS, SETTINGS
+
+    if t.optimizer not in OPTIMIZERS:
+        raise InputError(
+            "train.optimizer",
+            t.optimizer,
+            "unknown optimizer",
+            f"use one of {', '.join(OPTIMIZERS)}",
+        )
+    for key, takers in SETTINGS.items():
+        v = getattr(t, key)
+        if v is not None and t.optimizer not in takers:
+            raise InputError(
+                f"train.{key}",
+                v,
+                f'does not apply to optimizer = "{t.optimizer}"',
+                f"remove train.{key}, or use optimizer = {' or '.join(takers)}",
+            )
+    if t.batch_size is not None:
+        if t.batch_size < 1 or (n is not None and t.batch_size > n):
+            bound = f" and <= n = {n}" if n is not None else ""
+            raise InputError(
+                "train.batch_size",
+                t.batch_size,
+                f"must be >= 1{bound}",
+                f"use 1 <= batch_size <= {n if n is not None else 'n'}",
+            )
+    if t.momentum is not None and not 0 <= t.momentum < 1:
+        raise InputError(
+            "train.momentum", t.momentum, "must be in [0, 1)", "use e.g. momentum = 0.9"
+        )
+    for key in ("b1", "b2"):
+        v = getattr(t, key)
+        if v is not None and not 0 <= v < 1:
+            raise InputError(f"train.{key}", v, "must be in [0, 1)", f"use e.g. {key} = 0.9")
+    if t.adam_eps is not None and not t.adam_eps > 0:
+        raise InputError("train.adam_eps", t.adam_eps, "must be > 0", "use e.g. adam_eps = 1e-8")
 
 
 def validate_train(t) -> None:

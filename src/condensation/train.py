@@ -1,4 +1,4 @@
-"""Compiled full-batch gradient descent over ensembles of networks.
+"""Compiled training over ensembles of networks: full-batch GD, SGD, momentum, Adam.
 
 One jitted call runs all ensemble members (seeds x scales) from one snapshot
 step to the next; Python only stitches the snapshot intervals together (and
@@ -11,6 +11,13 @@ drives the progress bar).  Inside the call, at every step, it records:
 
 Time conventions: ``loss_k = R(theta_k)``, ``theta_{k+1} = theta_k - lr grad R``,
 ``t = k * lr``.
+
+The update is an optax ``GradientTransformation`` (:mod:`condensation.optimizers`):
+``gd`` (the default) is ``theta + (-lr) g``, bit for bit the plain GD step; ``sgd``,
+``momentum`` and ``adam`` carry their optax state and, for mini-batches, the
+epoch's sample permutation in one extra element of the loop carry
+(:class:`OptCarry`).  ``loss_k``, the escape step and the final-stage check are
+always those of the full-batch loss.
 
 Layout, chosen by measurement (``benchmarks/bench_train.py``):
 
@@ -36,15 +43,20 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from condensation.checkpoint import Checkpoint, chunk_steps, chunks
 from condensation.core.final_stage import final_stage_holds
 from condensation.core.network import loss as loss_fn
 from condensation.devices import member_mesh, on_host, over_members, place_members
+from condensation.optimizers import Optimizer, epoch_permutation
+
+GD = Optimizer()
 
 
 def snapshot_steps(steps: int, n_log: int, n_linear: int) -> np.ndarray:
@@ -98,6 +110,29 @@ def feature_major_loss(params, x, y, act: Callable):
 
 
 _loss_and_grad = jax.value_and_grad(feature_major_loss)
+_grad = jax.grad(feature_major_loss)
+
+
+def weighted_batch_loss(params, x, y, weights, act: Callable):
+    """``(0.5 sum_i weights_i r_i^2, R)``: a mini-batch loss (weights 1/b on the
+    batch, 0 elsewhere) and, from the same forward pass, the full-batch loss."""
+    h = x.T
+    for w in params[:-1]:
+        h = act(w @ h)  # (m_k, n)
+    r = (params[-1] @ h)[0] - y
+    return 0.5 * jnp.sum(weights * r * r), 0.5 * jnp.mean(r * r)
+
+
+_weighted_grad = jax.grad(weighted_batch_loss, has_aux=True)
+
+
+class OptCarry(NamedTuple):
+    """The optimizer's part of one member's loop state (every leaf has the member
+    axis in the ensemble carry)."""
+
+    state: Any  # optax state (empty for gd and sgd)
+    stream: jnp.ndarray  # () int: the member's mini-batch stream
+    perm: jnp.ndarray  # (n,) int: this epoch's sample permutation; (0,) for full batch
 
 
 def all_finite(arrays) -> jnp.ndarray:
@@ -105,15 +140,38 @@ def all_finite(arrays) -> jnp.ndarray:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in arrays]))
 
 
-def _make_member_interval(act: Callable, lr: float, track_final_stage: bool):
-    """One member's runner ``(state, x, y, z, start, stop) -> state``: GD steps
+def _make_member_interval(act: Callable, lr: float, track_final_stage: bool, opt: Optimizer):
+    """One member's runner ``(state, x, y, z, start, stop) -> state``: steps
     ``start .. stop-1`` back to back, so the member's weights and activations stay
     in cache for the whole interval.  A diverged member stops at once."""
+    tx = opt.transform(lr)
+
+    def gradient(k, params, o: OptCarry, x, y):
+        """Full-batch loss at ``params`` and the gradient the update uses."""
+        if not opt.minibatch:
+            loss, g = _loss_and_grad(params, x, y, act=act)
+            return loss, g, o
+        n, b = x.shape[0], opt.batch_size
+        pos = k % (n // b)
+        perm = jax.lax.cond(
+            pos == 0,
+            lambda: epoch_permutation(opt, n, o.stream, k // (n // b)).astype(o.perm.dtype),
+            lambda: o.perm,
+        )
+        idx = jax.lax.dynamic_slice(perm, (pos * b,), (b,))
+        if 3 * b > 2 * n:  # one pass over all n, the off-batch samples weighted 0
+            w = jnp.zeros(n, x.dtype).at[idx].set(1.0 / b)
+            g, loss = _weighted_grad(params, x, y, w, act=act)
+        else:  # the full-batch loss_k (2 n flops per weight) and the batch's gradient (6 b)
+            loss = feature_major_loss(params, x, y, act)
+            g = _grad(params, x[idx], y[idx], act=act)
+        return loss, g, o._replace(perm=perm)
 
     def step(carry, x, y, z):
-        k, params, loss0, esc_step, esc_params, div_step, fs_step = carry
-        loss, g = _loss_and_grad(params, x, y, act=act)
-        new = tuple(p - lr * gp for p, gp in zip(params, g))
+        k, params, loss0, esc_step, esc_params, div_step, fs_step, opt_c = carry
+        loss, g, opt_c = gradient(k, params, opt_c, x, y)
+        updates, opt_state = tx.update(g, opt_c.state, params)
+        new = optax.apply_updates(params, updates)
         ok = jnp.isfinite(loss) & all_finite(new)
         div_step = jnp.where(ok, div_step, k)
         escaped_now = (esc_step < 0) & (loss <= 0.5 * loss0)
@@ -127,8 +185,9 @@ def _make_member_interval(act: Callable, lr: float, track_final_stage: bool):
                 outside, lambda: final_stage_holds(a[0], w, b @ z), lambda: outside
             )
             fs_step = jnp.where(inside, k, fs_step)
-        params = jax.lax.cond(ok, lambda: new, lambda: params)
-        return k + 1, params, loss0, esc_step, esc_params, div_step, fs_step
+        params, state = jax.lax.cond(ok, lambda: (new, opt_state), lambda: (params, opt_c.state))
+        opt_c = opt_c._replace(state=state)
+        return k + 1, params, loss0, esc_step, esc_params, div_step, fs_step, opt_c
 
     def interval(state, x, y, z, start, stop):
         def running(carry):
@@ -140,10 +199,10 @@ def _make_member_interval(act: Callable, lr: float, track_final_stage: bool):
     return interval
 
 
-def _make_interval(act: Callable, lr: float, track_final_stage: bool):
+def _make_interval(act: Callable, lr: float, track_final_stage: bool, opt: Optimizer = GD):
     """The ensemble runner ``(carry, x, y, z, start, stop) -> carry``: the members
     one after another, each for the whole interval."""
-    member = _make_member_interval(act, lr, track_final_stage)
+    member = _make_member_interval(act, lr, track_final_stage, opt)
 
     def interval(carry, x, y, z, start, stop):
         return jax.lax.map(lambda state: member(state, x, y, z, start, stop), carry)
@@ -151,10 +210,11 @@ def _make_interval(act: Callable, lr: float, track_final_stage: bool):
     return interval
 
 
-@partial(jax.jit, static_argnames=("act", "lr", "track_final_stage", "mesh"))
-def _run_interval(carry, x, y, z, start, stop, *, act, lr, track_final_stage, mesh):
-    interval = _make_interval(act, lr, track_final_stage)
-    return over_members(interval, mesh, 5)(carry, x, y, z, start, stop)
+@partial(jax.jit, static_argnames=("act", "lr", "track_final_stage", "mesh", "opt"))
+def _run_interval(carry, x, y, z, start, stop, *, act, lr, track_final_stage, mesh, opt=GD):
+    interval = _make_interval(act, lr, track_final_stage, opt)
+    # random.permutation does not declare its values as varying over devices
+    return over_members(interval, mesh, 5, typed=not opt.minibatch)(carry, x, y, z, start, stop)
 
 
 @partial(jax.jit, static_argnames=("act",))
@@ -175,8 +235,11 @@ def train(
     track_final_stage: bool | None = None,
     progress: Callable[[int], None] | None = None,
     checkpoint: Checkpoint | None = None,
+    optimizer: Optimizer | None = None,
+    streams: Sequence[int] | None = None,
 ) -> TrainResult:
-    """Full-batch GD for every ensemble member of ``params0`` (W_k of shape (E, ...)).
+    """Train every ensemble member of ``params0`` (W_k of shape (E, ...)); full-batch
+    GD unless ``optimizer`` says otherwise.
 
     ``snapshots``: steps at which all parameters are stored (default: 60
     log-spaced and 200 equally spaced).  ``progress(step)`` is called after each
@@ -188,7 +251,12 @@ def train(
     (:class:`condensation.checkpoint.Checkpoint`) saves the loop at snapshot
     boundaries and, when resuming, starts from its last save.  Long intervals run
     in chunks of bounded work, so an interrupt is handled within about a second.
+
+    ``optimizer`` (default gd): the update rule (:mod:`condensation.optimizers`);
+    ``streams`` (E,) ints (default all 0): each member's mini-batch stream, folded
+    into the sampling key, so members with equal streams see the same batches.
     """
+    opt = GD if optimizer is None else optimizer
     dt = jnp.float64 if dtype == "float64" else jnp.float32
     depth = len(params0)
     if track_final_stage is None:
@@ -200,14 +268,25 @@ def train(
         raise ValueError("snapshot steps must increase strictly from 0 to steps")
     xj, yj = jnp.asarray(x, dt), jnp.asarray(y, dt)
     zj = (yj @ xj) / xj.shape[0]
-    n_members = int(np.shape(params0[0])[0])
+    n_members, n = int(np.shape(params0[0])[0]), int(x.shape[0])
+    if opt.minibatch and not 1 <= opt.batch_size <= n:
+        raise ValueError(f"batch_size must be in [1, n = {n}], got {opt.batch_size}")
     # a GD step uses each weight in three products with the n samples: 6 n flops
+    # (mini-batch: 6 per batch sample plus the full-batch loss, 2 n, at most 6 n)
     n_weights = sum(int(np.prod(np.shape(p)[1:])) for p in params0)
-    mesh = member_mesh(n_members, flops=6.0 * x.shape[0] * n_weights * steps * n_members)
-    params = place_members(tuple(jnp.asarray(p, dt) for p in params0), mesh)
+    per_weight = min(2.0 * n + 6.0 * opt.batch_size, 6.0 * n) if opt.minibatch else 6.0 * n
+    mesh = member_mesh(n_members, flops=per_weight * n_weights * steps * n_members)
+    params = tuple(jnp.asarray(p, dt) for p in params0)
+    stream = jnp.zeros(n_members, jnp.int64) if streams is None else jnp.asarray(streams)
+    if stream.shape != (n_members,):
+        raise ValueError(f"streams: one per member ({n_members}) needed, got {stream.shape}")
+    # the loop draws each epoch's permutation at the epoch's first step (step 0 here)
+    perm = jnp.zeros((n_members, n if opt.minibatch else 0), jnp.int32)
+    opt_c = OptCarry(jax.vmap(opt.transform(float(lr)).init)(params), stream, perm)
+    params, opt_c = place_members((params, opt_c), mesh)
     loss0 = _losses(params, xj, yj, act=act)
     minus1 = jnp.full_like(loss0, -1, dtype=jnp.int64)
-    carry = (params, loss0, minus1, params, minus1, minus1)
+    carry = (params, loss0, minus1, params, minus1, minus1, opt_c)
     host = partial(on_host, n_members=n_members)
 
     snaps = [[host(p)] for p in params]
@@ -218,6 +297,7 @@ def train(
         lr=float(lr),
         track_final_stage=bool(track_final_stage),
         mesh=mesh,
+        opt=opt,
     )
     records = {**{f"W{k + 1}": s for k, s in enumerate(snaps)}, "loss": snap_loss}
     first = 0
@@ -250,7 +330,7 @@ def train(
         if checkpoint is not None:  # interrupted: keep the last boundary for --resume
             checkpoint.save(*done, records, force=True)
         raise
-    params, _, esc_step, esc_params, div_step, fs_step = carry
+    params, _, esc_step, esc_params, div_step, fs_step = carry[:6]
     # escape_step ranges over k = 0..steps; the loop saw 0..steps-1, so check loss_steps.
     esc_step = host(esc_step).copy()
     esc_params = [host(p).copy() for p in esc_params]

@@ -45,7 +45,11 @@ def effective_cmd(
         ),
     ] = "full",
     compare_gd: Annotated[
-        bool, typer.Option("--compare-gd", help="Also run GD from the same init and compare.")
+        bool,
+        typer.Option(
+            "--compare-gd",
+            help="Also train from the same init (train.optimizer, default GD) and compare.",
+        ),
     ] = False,
     rtol: Annotated[float, typer.Option(help="Relative tolerance of the solver.")] = 1e-12,
     overwrite: OverwriteOpt = False,
@@ -102,6 +106,10 @@ def effective_cmd(
             )
         if "gd_escape_time" in m:
             line += f", GD escape {m['gd_escape_time']}"
+        if "trained_escape_time" in m:
+            c = s["comparison"]
+            reach = c["effective_prediction"].split(":")[0]
+            line += f", {c['name']} escape {m['trained_escape_time']} ({reach} for {c['name']})"
         if m.get("final_stage_entry_time") is not None:
             line += f", final stage from t = {m['final_stage_entry_time']:.6g}"
         console.print(line, highlight=False)

@@ -72,6 +72,7 @@ SECTIONS: dict[str, str] = {
     "effective": "Effective dynamics and blow-up",
     "final-stage": "Final-stage condition",
     "scaling": "Scaling",
+    "optimizers": "Optimizers: SGD, momentum, Adam",
     "matrix-completion": "Matrix completion",
 }
 
@@ -82,6 +83,7 @@ _MODULES: tuple[str, ...] = (
     "condensation.experiments.final_stage_vs_plateau",
     "condensation.experiments.escape_scaling",
     "condensation.experiments.matrix_completion",
+    "condensation.experiments.optimizers",
 )
 
 Progress = Callable[[str, int, int], None]

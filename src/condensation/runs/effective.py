@@ -25,7 +25,7 @@ from condensation.effective import (
 )
 from condensation.models import Ensemble, NetworkSpec
 from condensation.report import figures
-from condensation.runs.train import TrainRun, prepare, run_training
+from condensation.runs.train import TrainRun, optimizer_of, optimizer_summary, prepare, run_training
 from condensation.store import save_arrays, write_json, write_toml
 from condensation.theory import (
     blowup_criterion,
@@ -142,8 +142,15 @@ def _initial_awc(system: EffectiveSystem):
     return a[0], w, b @ system.z
 
 
+def trained_label(cfg: Config, data: Dataset) -> str:
+    """Prefix of the trained run's keys: ``gd`` for GD, ``trained`` for any other
+    optimizer (whose comparison is labelled by ``comparison.effective_prediction``)."""
+    return "gd" if optimizer_of(cfg, data).name == "gd" else "trained"
+
+
 def summary(run: EffectiveRun) -> dict:
     members = []
+    pre = trained_label(run.config, run.data)
     for i, (sysm, sol) in enumerate(zip(run.systems, run.solutions)):
         m = {
             "seed": run.ensemble.seeds[i],
@@ -153,10 +160,13 @@ def summary(run: EffectiveRun) -> dict:
         }
         if run.gd is not None:
             esc = run.gd.result.escape_time[i]
-            m["gd_escape_time"] = float(esc) if np.isfinite(esc) else None
+            m[f"{pre}_escape_time"] = float(esc) if np.isfinite(esc) else None
             if np.isfinite(esc) and sol.blew_up:
-                m["gd_vs_T_star_rel_diff"] = float((esc - sol.T_star) / sol.T_star)
+                m[f"{pre}_vs_T_star_rel_diff"] = float((esc - sol.T_star) / sol.T_star)
         members.append(m)
+    extra = {}
+    if run.gd is not None:  # what the comparison is: a theorem only for gd
+        extra["comparison"] = optimizer_summary(optimizer_of(run.config, run.data))
     return {
         "kind": "effective",
         "form": run.systems[0].form,
@@ -167,6 +177,7 @@ def summary(run: EffectiveRun) -> dict:
         "z_norm": float(np.linalg.norm(run.data.z)),
         "z_effective_norm": run.systems[0].z_norm,
         "members": members,
+        **extra,
     }
 
 
@@ -245,7 +256,7 @@ def plot_effective_run(run: EffectiveRun, s: dict, fig_dir: Path) -> None:
         fig, axs = figures.subplots(1, 2, figsize=(10, 4))
         for i, sol in sols[:4]:
             rho_gd = sum(np.sum(w[i] ** 2, axis=(-2, -1)) for w in r.snapshots)
-            (line,) = axs[0].semilogy(r.snapshot_times, rho_gd, label=f"GD, {label[i]}")
+            (line,) = axs[0].semilogy(r.snapshot_times, rho_gd, label=f"trained, {label[i]}")
             axs[0].semilogy(
                 sol.steps["t"], sol.steps["rho"], ls="--", color=line.get_color(), label="effective"
             )
@@ -262,5 +273,9 @@ def plot_effective_run(run: EffectiveRun, s: dict, fig_dir: Path) -> None:
         for ax in axs:
             ax.set_xlabel("time t")
         axs[0].legend(fontsize=7)
-        axs[0].set_title("GD (solid) vs effective (dashed); dotted: T*", fontsize=9)
+        opt = optimizer_of(run.config, run.data)
+        title = f"{opt.name} (solid) vs effective (dashed); dotted: T*"
+        if not opt.effective_is_theorem:
+            title += f"\n(effective prediction is {opt.theory_reach.split(':')[0]} for {opt.name})"
+        axs[0].set_title(title, fontsize=9)
         figures.save(fig, fig_dir / "compare_gd.png")

@@ -14,6 +14,7 @@ from condensation.config import Config, scale_field
 from condensation.data import Dataset, load_dataset
 from condensation.metrics import condensation_metrics, snapshot_metrics
 from condensation.models import Ensemble, NetworkSpec, init_ensemble
+from condensation.optimizers import Optimizer, from_train_config
 from condensation.report import figures
 from condensation.store import FIGURE_BYTES, save_arrays, write_json, write_toml
 from condensation.train import TrainResult, snapshot_steps, train
@@ -41,6 +42,11 @@ def prepare(cfg: Config) -> tuple[Dataset, NetworkSpec, Ensemble]:
     return data, spec, init_ensemble(cfg, spec)
 
 
+def optimizer_of(cfg: Config, data: Dataset) -> Optimizer:
+    """The config's optimizer for this data set (``batch_size`` checked against n)."""
+    return from_train_config(cfg.train, int(data.x.shape[0]))
+
+
 def run_training(
     cfg: Config,
     progress: Callable[[int], None] | None = None,
@@ -48,6 +54,7 @@ def run_training(
 ) -> TrainRun:
     data, spec, ens = prepare(cfg)
     t = cfg.train
+    opt = optimizer_of(cfg, data)
     result = train(
         ens.params,
         data.x,
@@ -59,6 +66,8 @@ def run_training(
         dtype=t.dtype,
         progress=progress,
         checkpoint=checkpoint,
+        optimizer=opt,
+        streams=[s or 0 for s in ens.seeds],  # each init seed its own mini-batch order
     )
     return TrainRun(cfg, data, spec, ens, result)
 
@@ -128,6 +137,15 @@ def member_status(diverged_step: int, stuck: bool) -> str:
     return "underflow" if stuck else "ok"
 
 
+def optimizer_summary(opt: Optimizer) -> dict:
+    """The optimizer, its settings, and what the effective prediction is for it."""
+    return {
+        **opt.settings(),
+        "loss_measured_on": "full batch",
+        "effective_prediction": opt.theory_reach,
+    }
+
+
 def summary(run: TrainRun) -> dict:
     cfg, d = run.config, run.data
     return {
@@ -143,6 +161,7 @@ def summary(run: TrainRun) -> dict:
         "lr": cfg.train.lr,
         "steps": cfg.train.steps,
         "dtype": cfg.train.dtype,
+        "optimizer": optimizer_summary(optimizer_of(cfg, d)),
         "members": member_summaries(run),
     }
 
