@@ -65,17 +65,16 @@ def numpy_reference(opt: Optimizer, params, x, y, lr, steps, stream):
     [
         (Optimizer("gd"), 0.2, False),
         (Optimizer("sgd", batch_size=7, batch_seed=3), 0.2, False),  # 3 batches/epoch, 3 unused
-        (Optimizer("sgd", batch_size=20), 0.2, False),  # b > 2n/3: the weighted full pass
-        (Optimizer("momentum", momentum=0.8), 0.1, False),
         (Optimizer("momentum", momentum=0.8, nesterov=True, batch_size=12), 0.1, True),
         (Optimizer("adam", b1=0.8, b2=0.99, adam_eps=1e-6), 0.01, True),
     ],
-    ids=["gd", "sgd", "sgd-large-batch", "heavy-ball", "nesterov-minibatch-spread", "adam-spread"],
+    ids=["gd", "sgd", "nesterov-minibatch-spread", "adam-spread"],
 )
 def test_first_steps_match_numpy_reference(network_setup, monkeypatch, opt, lr, spread):
     """Both members (each with its own mini-batch stream; spread over two devices
     where marked) equal the formulas evaluated in numpy, to 1e-12, after 6 and 12
-    steps (an error in any step would show in both)."""
+    steps (an error in any step would show in both).  Heavy-ball momentum: the
+    divergence test below; sgd with b > 2n/3 (one weighted pass): sgd(b = n) vs gd."""
     if spread:
         from condensation import devices
 
