@@ -11,13 +11,13 @@ from condensation.store import check_out_dir, run_directory
 
 
 def train_cmd(config: ConfigArg = None, set_: SetOpt = None, out: OutOpt = ...) -> None:
-    """Train an ensemble by full-batch GD and measure condensation.
+    """Train an ensemble (full-batch GD, or train.optimizer) and measure condensation.
 
     Example: condensation train configs/default.toml --set init.scale=1e-4 --out runs/eps1e-4
     """
     cfg = load_config(config, set_ or [])
     check_out_dir(out)
-    with progress_bar(cfg.train.steps, "GD steps") as update:
+    with progress_bar(cfg.train.steps, f"{cfg.train.optimizer} steps") as update:
         run = run_training(cfg, progress=update)
     with run_directory(out) as tmp:
         s = write_train_run(run, tmp)
