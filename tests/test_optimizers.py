@@ -230,6 +230,7 @@ def test_optimizer_module_is_one_transform_per_name():
         assert (len(leaves) == 0) == (name in ("gd", "sgd"))
 
 
+@pytest.mark.slow  # about 10 s of compilation (one program per optimizer)
 def test_optimizers_experiment_quick(tmp_path):
     """The quick variant: gd keeps the 1/eps law, sgd at batch n/4 escapes when gd
     does (its noise averages out), Adam has no 1/eps plateau; figures written."""
