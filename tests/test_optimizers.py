@@ -263,3 +263,22 @@ def test_effective_comparison_is_labelled(name, prefix, reach):
     assert trained_label(cfg, data) == prefix
     block = optimizer_summary(optimizer_of(cfg, data))
     assert block["name"] == name and block["effective_prediction"].split(":")[0] == reach
+
+
+@pytest.mark.slow
+def test_optimizers_experiment_default_acceptance(tmp_path):
+    """Default run, eps in [1e-4, 1e-2]: gd and every sgd batch size keep the 1/eps
+    law (slope within 5 % of -1) and escape within 5 % of gd; Adam has no 1/eps
+    plateau; every optimizer is condensed at its escape (median |cos| > 0.9)."""
+    from condensation.experiments import get
+
+    exp = get("optimizers")
+    h = exp.run(exp.params(), tmp_path, lambda *a: None)
+    for lab in ("gd", "sgd_b64", "sgd_b16", "sgd_b4"):
+        assert -1.05 <= h[f"optimizers.{lab}_slope"] <= -0.95
+        assert h[f"optimizers.{lab}_n_not_escaped"] == 0
+    for lab in ("sgd_b64", "sgd_b16", "sgd_b4"):
+        assert h[f"optimizers.{lab}_max_rel_diff_to_gd"] < 0.05
+    assert h["optimizers.adam_slope"] > -0.5
+    for lab in ("gd", "sgd_b4", "momentum", "adam"):
+        assert h[f"optimizers.{lab}_median_abs_cos_at_escape"] > 0.9
