@@ -28,7 +28,7 @@ def train_cmd(
     overwrite: OverwriteOpt = False,
     resume: ResumeOpt = False,
 ) -> None:
-    """Train an ensemble by full-batch GD and measure condensation.
+    """Train an ensemble (full-batch GD, or train.optimizer) and measure condensation.
 
     Example: condensation train configs/default.toml --set init.scale=1e-4 --out runs/eps1e-4
     """
@@ -39,7 +39,7 @@ def train_cmd(
     with guarded_run(
         out, key, overwrite=overwrite, resume=resume, need_bytes=output_bytes(cfg)
     ) as ck:
-        with progress_bar(cfg.train.steps, "GD steps") as update:
+        with progress_bar(cfg.train.steps, f"{cfg.train.optimizer} steps") as update:
             run = run_training(cfg, progress=update, checkpoint=ck)
         with run_directory(out, overwrite, key=key) as tmp:
             s = write_train_run(run, tmp)
