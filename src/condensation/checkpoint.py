@@ -120,6 +120,19 @@ class Checkpoint:
     def restore(self, carry, records: dict[str, list]):
         """``(first_interval, carry)``: from the checkpoint when resuming (the lists of
         ``records`` are replaced in place), else ``(0, carry)`` unchanged."""
+        try:
+            return self._restore(carry, records)
+        except InputError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise InputError(
+                "--resume",
+                str(self.dir),
+                f"the checkpoint cannot be read ({type(e).__name__}: {e})",
+                "rerun without --resume to start over",
+            ) from None
+
+    def _restore(self, carry, records: dict[str, list]):
         if not self.resume:
             return 0, carry
         meta = self._read_meta()
