@@ -291,6 +291,8 @@ def test_matrix_trainer_resumes_bit_identical(tmp_path):
     ck = Checkpoint(tmp_path / "ck", key="k")
     with pytest.raises(KeyboardInterrupt):
         mx.train_factorisation(problem, ens.params, **kw, progress=interrupt, checkpoint=ck)
+    ck.flush()  # what the CLI does on an interrupt (the periodic saves were throttled)
+    assert json.loads((ck.dir / "meta.json").read_text())["index"] >= 1
     with pytest.raises(InputError, match="another command"):
         mx.train_factorisation(problem, ens.params, **kw, checkpoint=Checkpoint(ck.dir, "x", True))
     got = mx.train_factorisation(

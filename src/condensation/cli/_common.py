@@ -87,6 +87,9 @@ def guarded_run(out: Path, key: str, *, overwrite: bool, resume: bool, need_byte
         except Exception:  # a failure, not an interrupt: nothing is kept
             ck.discard()
             raise
+        except BaseException:  # an interrupt: keep the last boundary for --resume
+            ck.flush()
+            raise
         ck.discard()
 
 
