@@ -77,6 +77,8 @@ def guarded_run(out: Path, key: str, *, overwrite: bool, resume: bool, need_byte
         ck = Checkpoint(checkpoint_dir(out), key, resume=resume)
 
         def note() -> str:
+            if completed_run(out, key):  # the signal came as the directory was renamed
+                return f"{out} was written completely before the interrupt"
             if ck.exists:
                 return f"nothing was written to {out}; continue with the same command and --resume"
             return f"nothing was written to {out}"
@@ -88,7 +90,10 @@ def guarded_run(out: Path, key: str, *, overwrite: bool, resume: bool, need_byte
             ck.discard()
             raise
         except BaseException:  # an interrupt: keep the last boundary for --resume
-            ck.flush()
+            if completed_run(out, key):
+                ck.discard()
+            else:
+                ck.flush()
             raise
         ck.discard()
 
