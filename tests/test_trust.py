@@ -332,3 +332,23 @@ def test_load_run_reproduce_children_and_lazy_arrays(tmp_path):
     np.testing.assert_array_equal(a.arrays["line"]["v"], np.arange(5.0))
     assert isinstance(a.arrays["big"], np.memmap) and a.arrays["big"].shape == (3, 2)
     a.arrays.close()
+
+
+@pytest.mark.slow
+def test_effective_cli_spectral_form_and_depth_4_regressions(tmp_path, cli_main):
+    """The issue's two crashes: the spectral form has no law_drift to plot; at depth 4
+    the T* bounds are None and were formatted as numbers."""
+    code, err = cli_main(
+        "effective", "--set", "model.widths=[6, 6]", "--form", "spectral",
+        "--out", str(tmp_path / "spectral"),
+    )  # fmt: skip
+    assert code == 0, err
+    s = json.loads((tmp_path / "spectral" / "summary.json").read_text())
+    assert s["form"] == "spectral" and s["members"][0]["T_star"] > 0
+    code, err = cli_main(
+        "effective", *_sets(["model.depth=4", "model.widths=[6, 6, 6]", "init.scale=3e-2"]),
+        "--out", str(tmp_path / "d4"),
+    )  # fmt: skip
+    assert code == 0, err
+    m = json.loads((tmp_path / "d4" / "summary.json").read_text())["members"][0]
+    assert m["T_star"] > 0 and m["T_star_lower"] is None
