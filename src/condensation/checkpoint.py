@@ -15,7 +15,8 @@ entry per snapshot).  :class:`Checkpoint` saves both, generically:
 A save is atomic: new files first, then ``meta.json`` replaced in one rename;
 a run killed at any moment leaves the previous checkpoint intact.  Saves are at
 most every ``CONDENSATION_CHECKPOINT_EVERY`` seconds (default 30; 0 saves at
-every boundary) and once more when the run is interrupted.  The directory is
+every boundary) and, through :meth:`Checkpoint.flush`, once more when the run is
+interrupted (the CLI calls it).  The directory is
 ``.DIR.checkpoint`` beside the run directory ``DIR``; it is removed when the run
 directory is written.  Resuming continues from exactly the stored state, so the
 result is bit-identical to an uninterrupted run on the same machine layout.
@@ -103,6 +104,7 @@ class Checkpoint:
         self._meta: dict | None = None
         self._last = time.monotonic()
         self._saved_index = -1
+        self._pending: tuple | None = None
         if not resume:
             self.discard()
 
@@ -120,6 +122,19 @@ class Checkpoint:
     def restore(self, carry, records: dict[str, list]):
         """``(first_interval, carry)``: from the checkpoint when resuming (the lists of
         ``records`` are replaced in place), else ``(0, carry)`` unchanged."""
+        try:
+            return self._restore(carry, records)
+        except InputError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise InputError(
+                "--resume",
+                str(self.dir),
+                f"the checkpoint cannot be read ({type(e).__name__}: {e})",
+                "rerun without --resume to start over",
+            ) from None
+
+    def _restore(self, carry, records: dict[str, list]):
         if not self.resume:
             return 0, carry
         meta = self._read_meta()
@@ -178,6 +193,7 @@ class Checkpoint:
         skipped when the last save is more recent than ``every_s`` unless ``force``."""
         if index <= self._saved_index:
             return
+        self._pending = (index, carry, records)  # for flush(): the last boundary reached
         if not force and time.monotonic() - self._last < self.every_s:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -211,6 +227,12 @@ class Checkpoint:
         if old_carry and old_carry != carry_file:
             (self.dir / old_carry).unlink(missing_ok=True)
         self._meta, self._saved_index, self._last = meta, index, time.monotonic()
+
+    def flush(self) -> None:
+        """Save the last boundary reached if a throttled save skipped it (on an interrupt:
+        the run then resumes from there).  Entries appended after it are not saved."""
+        if self._pending is not None:
+            self.save(*self._pending, force=True)
 
     def discard(self) -> None:
         """Remove the checkpoint (only a directory this tool wrote, or an empty one)."""

@@ -190,10 +190,9 @@ def check_out_dir(out: str | Path, overwrite: bool = False) -> None:
         return
     if not p.is_dir() or p.is_symlink():
         raise InputError("--out", str(out), "exists and is not a directory", "choose a new path")
-    files = _files_under(p)
-    if not files:
+    if not any(p.iterdir()):
         return
-    if read_marker(p) is None:
+    if read_marker(p) is None:  # refused before looking further (it may be a big tree)
         raise InputError(
             "--out",
             str(out),

@@ -306,30 +306,21 @@ def train(
         if first and progress is not None:
             progress(int(steps_k[first]))
     chunk = chunk_steps(6.0 * x.shape[0] * n_weights * n_members)
-    done = (first, carry)  # the last snapshot boundary reached
-    try:
-        for i, (start, stop) in enumerate(zip(steps_k[:-1], steps_k[1:])):
-            if i < first:
-                continue
-            for a, b in chunks(start, stop, chunk):
-                carry = run(carry, xj, yj, zj, jnp.int64(a), jnp.int64(b))
-                if b < stop:  # back in Python between chunks: a signal is handled here
-                    jax.block_until_ready(carry)
-            lk = _losses(carry[0], xj, yj, act=act)
-            for k, p in enumerate(carry[0]):
-                snaps[k].append(host(p))
-            snap_loss.append(host(lk))
-            done = (i + 1, carry)
-            if checkpoint is not None:
-                checkpoint.save(i + 1, carry, records)
-            if progress is not None:
-                progress(int(stop))
-    except Exception:
-        raise
-    except BaseException:
-        if checkpoint is not None:  # interrupted: keep the last boundary for --resume
-            checkpoint.save(*done, records, force=True)
-        raise
+    for i, (start, stop) in enumerate(zip(steps_k[:-1], steps_k[1:])):
+        if i < first:
+            continue
+        for a, b in chunks(start, stop, chunk):
+            carry = run(carry, xj, yj, zj, jnp.int64(a), jnp.int64(b))
+            if b < stop:  # back in Python between chunks: a signal is handled here
+                jax.block_until_ready(carry)
+        lk = _losses(carry[0], xj, yj, act=act)
+        for k, p in enumerate(carry[0]):
+            snaps[k].append(host(p))
+        snap_loss.append(host(lk))
+        if checkpoint is not None:
+            checkpoint.save(i + 1, carry, records)
+        if progress is not None:
+            progress(int(stop))
     params, _, esc_step, esc_params, div_step, fs_step = carry[:6]
     # escape_step ranges over k = 0..steps; the loop saw 0..steps-1, so check loss_steps.
     esc_step = host(esc_step).copy()

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import warnings
 
 import typer
@@ -66,18 +67,26 @@ def _interrupted(signum: int, hard: bool = False) -> None:
     sys.exit(128 + signum)
 
 
+class _Notes(logging.Handler):
+    """The library's notes (e.g. a stale partial directory removed), one line each on
+    whatever stderr is at the time."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"note: {record.getMessage()}", file=sys.stderr)
+
+
 def main() -> None:
     # SIGINT and SIGTERM raise an exception the command's context managers unwind
     # (partial directories removed, locks released); typer would map Ctrl-C to a
     # returned 130 and SIGTERM would kill the process with nothing cleaned up
-    previous = {
-        sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGINT, signal.SIGTERM)
-    }
+    previous = {}
+    if threading.current_thread() is threading.main_thread():  # (signals: main thread only)
+        previous = {
+            sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
     notes = logging.getLogger("condensation")
-    if not notes.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("note: %(message)s"))
-        notes.addHandler(handler)
+    if not any(isinstance(h, _Notes) for h in notes.handlers):
+        notes.addHandler(_Notes())
         notes.propagate = False
     try:
         if _jax_setup.PROBLEM is not None:  # a bad CONDENSATION_CPU_DEVICES

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from condensation.checkpoint import Checkpoint, checkpoint_dir
-from condensation.store import completed_run, reserve
+from condensation.store import completed_run, read_marker, reserve
 
 console = Console()
 console_err = Console(stderr=True)
@@ -90,8 +90,15 @@ def guarded_run(out: Path, key: str, *, overwrite: bool, resume: bool, need_byte
     run's :class:`Checkpoint`; it is discarded once the block (the run) succeeds."""
     with reserve(out, overwrite, need_bytes):
         ck = Checkpoint(checkpoint_dir(out), key, resume=resume)
+        before = read_marker(out)
+
+        def committed() -> bool:  # this run's directory is in place (a new marker)
+            after = read_marker(out)
+            return after is not None and after != before and completed_run(out, key)
 
         def note() -> str:
+            if committed():  # the signal came as the directory was renamed
+                return f"{out} was written completely before the interrupt"
             if ck.exists:
                 return f"nothing was written to {out}; continue with the same command and --resume"
             return f"nothing was written to {out}"
@@ -101,6 +108,12 @@ def guarded_run(out: Path, key: str, *, overwrite: bool, resume: bool, need_byte
             yield ck
         except Exception:  # a failure, not an interrupt: nothing is kept
             ck.discard()
+            raise
+        except BaseException:  # an interrupt: keep the last boundary for --resume
+            if committed():
+                ck.discard()
+            else:
+                ck.flush()
             raise
         ck.discard()
 

@@ -212,29 +212,20 @@ def train_factorisation(
         if first and progress is not None:
             progress(int(steps_k[first]))
     chunk = chunk_steps(flops / steps)
-    done = (first, carry)  # the last snapshot boundary reached
-    try:
-        for i, (start, stop) in enumerate(zip(steps_k[:-1], steps_k[1:])):
-            if i < first:
-                continue
-            for a, b in chunks(start, stop, chunk):
-                carry = run(carry, op0, op1, u1j, v1j, jnp.int64(a), jnp.int64(b))
-                if b < stop:  # back in Python between chunks: a signal is handled here
-                    jax.block_until_ready(carry)
-            mk = meas(carry[0], op0, op1, mj, tmj, v1j)
-            for k, v in mk.items():
-                series[k].append(host(v))
-            done = (i + 1, carry)
-            if checkpoint is not None:
-                checkpoint.save(i + 1, carry, series)
-            if progress is not None:
-                progress(int(stop))
-    except Exception:
-        raise
-    except BaseException:
-        if checkpoint is not None:  # interrupted: keep the last boundary for --resume
-            checkpoint.save(*done, series, force=True)
-        raise
+    for i, (start, stop) in enumerate(zip(steps_k[:-1], steps_k[1:])):
+        if i < first:
+            continue
+        for a, b in chunks(start, stop, chunk):
+            carry = run(carry, op0, op1, u1j, v1j, jnp.int64(a), jnp.int64(b))
+            if b < stop:  # back in Python between chunks: a signal is handled here
+                jax.block_until_ready(carry)
+        mk = meas(carry[0], op0, op1, mj, tmj, v1j)
+        for k, v in mk.items():
+            series[k].append(host(v))
+        if checkpoint is not None:
+            checkpoint.save(i + 1, carry, series)
+        if progress is not None:
+            progress(int(stop))
     params, _, esc_step, esc_w1, div_step, fs_step, exit_step = (
         tuple(host(p) for p in carry[0]),
         *(host(a) for a in carry[1:]),
