@@ -24,7 +24,7 @@ from condensation.core.activations import ACTIVATIONS
 from condensation.errors import InputError
 
 DEFAULT_SCALE = 1e-3  # eps when none of scale, gamma, scales is given
-BUILTIN_DATASETS = ("teacher", "sin", "cubic", "step", "gauss")
+BUILTIN_DATASETS = ("teacher", "sin", "cubic", "step", "gauss", "diabetes")
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,7 @@ class TrainConfig:
     dtype: str = "float64"
     snapshots: int = 60  # log-spaced snapshot steps
     linear_snapshots: int = 200  # plus this many equally spaced ones
+    plateau_drop: float = 0.1  # plateau exit: first step with loss <= (1 - drop) loss_0
 
 
 @dataclass(frozen=True)
@@ -231,6 +232,13 @@ def _validate(cfg: Config) -> Config:
             "init.scale", i.scale, "give only one of scale, gamma, scales", "remove the others"
         )
     validate_train(t)
+    if not 0.0 < t.plateau_drop < 1.0:
+        raise InputError(
+            "train.plateau_drop",
+            t.plateau_drop,
+            "must be in (0, 1)",
+            "give the fraction of loss_0 the loss must lose, e.g. 0.1",
+        )
     return cfg
 
 
