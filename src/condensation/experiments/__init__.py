@@ -73,6 +73,7 @@ SECTIONS: dict[str, str] = {
     "final-stage": "Final-stage condition",
     "scaling": "Scaling",
     "matrix-completion": "Matrix completion",
+    "open-questions": "Open questions",
 }
 
 # The registry: one line per experiment module (order within a section = order here).
@@ -82,6 +83,7 @@ _MODULES: tuple[str, ...] = (
     "condensation.experiments.final_stage_vs_plateau",
     "condensation.experiments.escape_scaling",
     "condensation.experiments.matrix_completion",
+    "condensation.experiments.small_layers",
 )
 
 Progress = Callable[[str, int, int], None]
