@@ -84,6 +84,7 @@ _MODULES: tuple[str, ...] = (
     "condensation.experiments.escape_scaling",
     "condensation.experiments.matrix_completion",
     "condensation.experiments.small_layers",
+    "condensation.experiments.blowup_census",
 )
 
 Progress = Callable[[str, int, int], None]
