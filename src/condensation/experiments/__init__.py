@@ -85,6 +85,7 @@ _MODULES: tuple[str, ...] = (
     "condensation.experiments.matrix_completion",
     "condensation.experiments.small_layers",
     "condensation.experiments.blowup_census",
+    "condensation.experiments.final_stage_necessity",
 )
 
 Progress = Callable[[str, int, int], None]

@@ -22,7 +22,14 @@ Families (width ``m = m1 = m2``):
   non-blow-up example ``(1, -1, 2)``.
 
 And the scalar map: blow-up vs equilibrium over ``(a0, w0)`` at ``c0 = c_slice``,
-with the criterion's region ``|w| < min(|a|, |c|)`` drawn.
+with the criterion's region ``|w| < min(|a|, |c|)`` drawn.  Derived here for
+the scalar system (``|z| = 1``): ``(a + w)' = c (a + w)`` and
+``(a - w)' = -c (a - w)``, so off the two lines ``a = ±w`` one of ``a ± w`` grows
+and ``E = a w c`` turns positive; on ``a = -w`` with ``c0 > 0`` the flow goes to
+an equilibrium when ``|a0| < c0`` (``c^2 - w^2`` is conserved and keeps ``c > 0``)
+and blows up otherwise.  So the non-blow-up part of the slice is a segment of
+measure zero, and those equilibria are unstable (a rounding error off the line
+grows like ``exp(c t)``), which is why the grid avoids the line.
 """
 
 from __future__ import annotations
@@ -125,8 +132,19 @@ def family_states(name: str, n: int, m: int, d: int, rng, noise: float):
     return out
 
 
+def pad_scalar(state, m: int, d: int):
+    """A scalar state ``(c, w, a)`` as a width-``m`` network with input dimension ``d``
+    and ``z = e_1``: neuron 1 carries it, the others are zero (an exact invariant
+    subspace, left out of every per-neuron diagnostic), so scalar systems share
+    the width-m compiled solve."""
+    (c,), (w,), (a,) = (np.ravel(x) for x in state)
+    b, wm, am = np.zeros((m, d)), np.zeros((m, m)), np.zeros((1, m))
+    b[0, 0], wm[0, 0], am[0, 0] = c, w, a
+    return b, wm, am
+
+
 def _solve(states, z):
-    """(status list, criterion-certified bool array) of states, one batched solve."""
+    """(status list, criterion-certified bool array) of states, in fixed-size batches."""
     systems = [build_system(list(s), z, form="reduced") for s in states]
     sols = solve_chunked(systems)
     cert = np.array(
@@ -152,19 +170,22 @@ def run(params: dict, out_dir: Path, progress: Progress) -> dict:
     rng = np.random.default_rng(p["seed"])
     z = np.zeros(p["d"])
     z[0] = 1.0
-    z1 = np.array([1.0])
     states = {f: family_states(f, p["per_family"], p["width"], p["d"], rng, p["balance_noise"])
               for f in FAMILIES}  # fmt: skip
-    # width-m families in one batch; the scalar family with the scalar map in another
+    # scalar systems (the near-line family and the map) are zero-padded to width m
     wide = [s for f in FAMILIES[:-1] for s in states[f]]
     progress("width-m families", 0, 2)
     st_wide, cert_wide = _solve(wide, z)
-    g = np.linspace(-2.0, 2.0, p["grid"])
+    # shifted by a third of a cell, so that no grid point lies exactly on a0 + w0 = 0:
+    # the non-blow-up points there are unstable equilibria, numerically ambiguous
+    g = np.linspace(-2.0, 2.0, p["grid"]) + 4.0 / (3.0 * max(p["grid"] - 1, 1))
     aa, ww = np.meshgrid(g, g, indexing="xy")  # rows: w0, columns: a0
     grid_states = [(np.array([[p["c_slice"]]]), np.array([[w]]), np.array([[a]]))
                    for a, w in zip(aa.ravel(), ww.ravel())]  # fmt: skip
     progress("scalar systems", 1, 2)
-    st_small, cert_small = _solve(states["near-line"] + grid_states, z1)
+    m, d = p["width"], p["d"]
+    scalars = [pad_scalar(s, m, d) for s in states["near-line"] + grid_states]
+    st_small, cert_small = _solve(scalars, z)
     progress("scalar systems", 2, 2)
     n_line = len(states["near-line"])
     statuses = {**{f: st_wide[i * p["per_family"]:(i + 1) * p["per_family"]]
