@@ -5,7 +5,6 @@ import json
 
 import jax
 import numpy as np
-import pytest
 
 from condensation import load_config, train
 from condensation.core import loss
@@ -102,7 +101,6 @@ def test_bundled_diabetes_is_standardised_and_loads_by_name_or_path():
     np.testing.assert_allclose([by_name.y.mean(), by_name.y.std()], [0, 1], atol=1e-12)
 
 
-@pytest.mark.slow  # about 10 s alone, 20 s on a busy 2-core machine
 def test_diabetes_condenses_at_the_plateau_exit(cli_main, tmp_path):
     """Issue 14 acceptance: measured at the plateau exit and at its peak, the
     first layer is condensed on z; at the loss-halved escape it has turned away."""
