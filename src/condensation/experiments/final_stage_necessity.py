@@ -66,8 +66,8 @@ DEFAULTS = {
     "d": 4,
     "seed": 0,
     "condensed_cos": 0.999,
-    "gd_widths": [10, 40],
-    "gd_eps": [1e-2, 2e-3],
+    "gd_widths": [10, 30],
+    "gd_eps": [1e-2, 3e-3],
     "gd_seeds": [0, 1],
     "gd_lr": 0.2,
     "gd_steps_factor": 2.0,  # steps = factor / (eps_min * lr), escape at about 0.6 / eps
