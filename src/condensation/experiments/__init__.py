@@ -86,6 +86,7 @@ _MODULES: tuple[str, ...] = (
     "condensation.experiments.small_layers",
     "condensation.experiments.blowup_census",
     "condensation.experiments.final_stage_necessity",
+    "condensation.experiments.condensation_notions",
 )
 
 Progress = Callable[[str, int, int], None]
