@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from condensation.experiments.blowup_census import family_states, pad_scalar
+from condensation.experiments.condensation_notions import notions_at
 from condensation.experiments.final_stage_necessity import entry_and_exits
 from condensation.experiments.small_layers import initial_params
 from condensation.reproduce import reproduce, run_experiment
@@ -18,6 +19,22 @@ def test_entry_and_exits_counts_leaving_after_first_entry():
     assert entry_and_exits(inside) == (2, 2)
     assert entry_and_exits(np.zeros(4, dtype=bool)) == (-1, 0)
     assert entry_and_exits(np.array([True, True])) == (0, 0)
+
+
+def test_notions_at_closed_forms(rng):
+    z = np.array([1.0, 0.0, 0.0])
+    # condensed: rows of B on +-z, far larger than at t = 0, W = u v^T rank one
+    b = np.outer([5e3, -4e3, 6e3, 7e3], z) + 1e-3 * rng.standard_normal((4, 3))
+    w = np.outer(rng.standard_normal(3), rng.standard_normal(4))
+    assert all(notions_at(b, w, z, c0_max=1.0).values())
+    # generic: no notion holds
+    b, w = rng.standard_normal((4, 3)), rng.standard_normal((3, 4))
+    assert not any(notions_at(b, w, z, c0_max=1.0).values())
+    # aligned with z but not diverged: every notion but the pointwise one
+    got = notions_at(np.outer([2.0, -1.0, 3.0, 1.5], z), np.outer([1.0, 2.0, 0.5], [1, 1, 1, 1]),
+                     z, c0_max=1.0)  # fmt: skip
+    assert got == {"pointwise": False, "min_cos": True, "rank": True, "one_cluster": True,
+                   "sigma_ratio": True}  # fmt: skip
 
 
 def test_initial_params_scale_only_the_small_layers():
@@ -55,7 +72,7 @@ def test_open_question_experiments_quick(tmp_path):
     """Quick runs: the laws, the theorem's consequences (no certified trajectory
     fails to blow up; nobody leaves the final-stage set) and the report section."""
     out = tmp_path / "oq"
-    names = ["small-layers", "blowup-census", "final-stage-necessity"]
+    names = ["small-layers", "blowup-census", "final-stage-necessity", "condensation-notions"]
     reproduce(out, quick=True, only=names)
     s = json.loads((out / "summary.json").read_text())
     h = s["headline"]
@@ -73,6 +90,9 @@ def test_open_question_experiments_quick(tmp_path):
     fs = h["final-stage-necessity"]
     assert fs["final_stage_necessity.n_trajectories"] == 32
     assert fs["final_stage_necessity.n_exits_final_stage"] == 0
+    cn = h["condensation-notions"]
+    for k in ("pointwise", "min_cos", "rank", "one_cluster", "sigma_ratio"):
+        assert cn[f"condensation_notions.{k}_n_reached"] == cn["condensation_notions.n_blow_up"]
     page = (out / "report.html").read_text()
     assert "Open questions" in page
 
