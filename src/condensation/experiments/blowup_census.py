@@ -27,9 +27,10 @@ the scalar system (``|z| = 1``): ``(a + w)' = c (a + w)`` and
 ``(a - w)' = -c (a - w)``, so off the two lines ``a = ±w`` one of ``a ± w`` grows
 and ``E = a w c`` turns positive; on ``a = -w`` with ``c0 > 0`` the flow goes to
 an equilibrium when ``|a0| < c0`` (``c^2 - w^2`` is conserved and keeps ``c > 0``)
-and blows up otherwise.  So the non-blow-up part of the slice is a segment of
-measure zero, and those equilibria are unstable (a rounding error off the line
-grows like ``exp(c t)``), which is why the grid avoids the line.
+and blows up otherwise (for ``c0 < 0`` the same holds on ``a = w``).  So the
+non-blow-up part of the slice is a segment of measure zero, and those
+equilibria are unstable (a rounding error off the line grows like
+``exp(c t)``), which is why the grid avoids the line.
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ FIGURES = (
         "figures/scalar_map.png",
         "Scalar system (|z| = 1) at c0 = c_slice: blow-up (dark) vs equilibrium (light) "
         "over (a0, w0); hatched: the criterion's region |w0| < min(|a0|, |c0|); dashed: "
-        "the lines a0 + w0 = 0 and a0 = w0.",
+        "the lines a0 + w0 = 0 and a0 = w0; white: the derived non-blow-up segment "
+        "a0 = -w0, |a0| < c0 for c0 > 0 (a0 = w0 for c0 < 0; measure zero, off the grid).",
         ("map_fraction_blow_up", "map_fraction_certified", "map_n_blow_up_not_certified"),
     ),
 )
@@ -254,6 +256,10 @@ def _plot_map(path, g, blew, cert, c0) -> None:
     ax.contourf(g, g, cert.astype(float), levels=[0.5, 1.5], colors="none", hatches=["///"])
     ax.contour(g, g, cert.astype(float), levels=[0.5], colors="C1", linewidths=0.8)
     ax.plot(g, -g, "k--", lw=0.7)
+    # derived: equilibria on a0 = -sign(c0) w0 with |a0| < |c0|
+    r, sgn = min(abs(c0), 2.0), -1.0 if c0 > 0 else 1.0
+    ax.plot([-r, r], [-sgn * r, sgn * r], color="w", lw=2.5, label="non-blow-up (derived)")
+    ax.legend(fontsize=7, loc="lower left")
     ax.plot(g, g, "k:", lw=0.7)
     ax.set_xlabel("a0")
     ax.set_ylabel("w0")
