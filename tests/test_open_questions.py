@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from condensation.experiments.blowup_census import family_states, pad_scalar
+from condensation.experiments.blowup_rates import bound_ratio
 from condensation.experiments.condensation_notions import notions_at
 from condensation.experiments.final_stage_necessity import entry_and_exits
 from condensation.experiments.small_layers import initial_params
@@ -35,6 +36,21 @@ def test_notions_at_closed_forms(rng):
                      z, c0_max=1.0)  # fmt: skip
     assert got == {"pointwise": False, "min_cos": True, "rank": True, "one_cluster": True,
                    "sigma_ratio": True}  # fmt: skip
+
+
+def test_energy_bound_is_attained_on_the_limit_profile():
+    # on E = k rho^(3/2) (the balanced, aligned limit profile), rho' = 6E integrates to
+    # rho = (rho0^(-1/2) - 3k t)^(-2), and the energy bound holds with equality
+    zn = 1.7
+    k = zn * 3**-1.5
+    rho0 = 2.0
+    t_b = rho0**-0.5 / (3 * k)
+    t = np.linspace(0, 0.99 * t_b, 50)
+    rho = (rho0**-0.5 - 3 * k * t) ** -2
+    np.testing.assert_allclose(bound_ratio(t, k * rho**1.5, rho, zn), 1.0, rtol=1e-12)
+    half = bound_ratio(t, 0.5 * k * rho**1.5, rho, zn)
+    np.testing.assert_allclose(half, 0.5, rtol=1e-12)
+    assert np.all(np.isnan(bound_ratio(t, -rho, rho, zn)))  # never E > 0: no bound
 
 
 def test_initial_params_scale_only_the_small_layers():
@@ -72,7 +88,8 @@ def test_open_question_experiments_quick(tmp_path):
     """Quick runs: the laws, the theorem's consequences (no certified trajectory
     fails to blow up; nobody leaves the final-stage set) and the report section."""
     out = tmp_path / "oq"
-    names = ["small-layers", "blowup-census", "final-stage-necessity", "condensation-notions"]
+    names = ["small-layers", "blowup-census", "final-stage-necessity", "condensation-notions",
+             "blowup-rates"]  # fmt: skip
     reproduce(out, quick=True, only=names)
     s = json.loads((out / "summary.json").read_text())
     h = s["headline"]
@@ -93,6 +110,10 @@ def test_open_question_experiments_quick(tmp_path):
     cn = h["condensation-notions"]
     for k in ("pointwise", "min_cos", "rank", "one_cluster", "sigma_ratio"):
         assert cn[f"condensation_notions.{k}_n_reached"] == cn["condensation_notions.n_blow_up"]
+    br = h["blowup-rates"]
+    assert br["blowup_rates.rho_tau2_min_over_all"] >= 3.0 * (1 - 1e-6)  # rho >= 3/(|z| tau)^2
+    assert br["blowup_rates.energy_bound_ratio_max_over_all"] <= 1.0 + 1e-9
+    assert br["blowup_rates.E_tau3_final_max_rel_dev"] < 1e-4
     page = (out / "report.html").read_text()
     assert "Open questions" in page
 

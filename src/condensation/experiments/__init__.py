@@ -87,6 +87,7 @@ _MODULES: tuple[str, ...] = (
     "condensation.experiments.blowup_census",
     "condensation.experiments.final_stage_necessity",
     "condensation.experiments.condensation_notions",
+    "condensation.experiments.blowup_rates",
 )
 
 Progress = Callable[[str, int, int], None]
