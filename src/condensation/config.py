@@ -26,7 +26,7 @@ from condensation.core.activations import ACTIVATIONS
 from condensation.errors import InputError
 
 DEFAULT_SCALE = 1e-3  # eps when none of scale, gamma, scales is given
-BUILTIN_DATASETS = ("teacher", "sin", "cubic", "step", "gauss")
+BUILTIN_DATASETS = ("teacher", "sin", "cubic", "step", "gauss", "diabetes")
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,7 @@ class TrainConfig:
     b1: float | None = None  # Adam's first-moment decay (default 0.9)
     b2: float | None = None  # Adam's second-moment decay (default 0.999)
     adam_eps: float | None = None  # Adam's denominator guard (default 1e-8), not init eps
+    plateau_drop: float = 0.1  # plateau exit: first step with loss <= (1 - drop) loss_0
 
 
 @dataclass(frozen=True)
@@ -263,6 +264,13 @@ def _validate(cfg: Config) -> Config:
     validate_train(t)
     inputs.check_scales(scale_field(i), cfg.scales, m.depth, t.dtype, warn=False, shown=i.gamma)
     validate_optimizer(t, d.n if d.path is None else None)
+    if not 0.0 < t.plateau_drop < 1.0:
+        raise InputError(
+            "train.plateau_drop",
+            t.plateau_drop,
+            "must be in (0, 1)",
+            "give the fraction of loss_0 the loss must lose, e.g. 0.1",
+        )
     return cfg
 
 

@@ -6,6 +6,8 @@ Built-ins (``[data] dataset = ...``):
   ``w* = 2 u``, ``u`` a unit vector drawn from ``data.seed``.
 - ``sin``, ``cubic``, ``step``, ``gauss``: 1-D functions on an even grid of
   [-1, 1]: ``sin(pi x)``, ``x^3 - 0.5 x``, ``sign(x)``, ``exp(-8 x^2) - 0.3``.
+- ``diabetes``: the standardised diabetes regression set (442 x 10), bundled
+  with its provenance in :mod:`condensation.datasets` (``n``, ``d`` ignored).
 
 User data: ``.npz`` with arrays ``x`` (n, d) and ``y`` (n,), or ``.csv`` whose
 last column is y (a header line is skipped if it is not numeric).
@@ -20,6 +22,7 @@ import numpy as np
 
 from condensation import inputs
 from condensation.config import DataConfig
+from condensation.datasets import BUNDLED, bundled_path
 from condensation.errors import InputError
 
 
@@ -50,7 +53,9 @@ _FUNCS = {
 
 def _builtin(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(cfg.seed)
-    if cfg.dataset == "teacher":
+    if cfg.dataset in BUNDLED:
+        x, y = _load_file(str(bundled_path(cfg.dataset)))
+    elif cfg.dataset == "teacher":
         x = rng.uniform(-1.0, 1.0, size=(cfg.n, cfg.d))
         u = rng.standard_normal(cfg.d)
         w_star = 2.0 * u / np.linalg.norm(u)

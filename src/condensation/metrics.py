@@ -87,6 +87,15 @@ def sigma_ratio(w: np.ndarray) -> float:
     return float(s[1] / s[0]) if s.size > 1 and s[0] > 0 else 0.0
 
 
+def top_direction_alignment(rows: np.ndarray) -> float:
+    """Median over the rows ``b_j`` of ``|cos(b_j, v_1)|``, ``v_1`` the top right-singular
+    vector of ``rows`` (m, d): condensation onto a common direction that need not be z."""
+    if not np.any(rows):
+        return 0.0
+    v1 = np.linalg.svd(rows, full_matrices=False)[2][0]
+    return float(np.median(abs_cos_to(rows, v1)))
+
+
 def condensation_metrics(params, z: np.ndarray) -> dict[str, float | int | None]:
     """The per-state numbers reported at the escape step and every snapshot."""
     cosines = abs_cos_to(params[0], z)

@@ -7,7 +7,11 @@ drives the progress bar).  Inside the call, at every step, it records:
 - the escape step ``min{k : loss_k <= loss_0 / 2}`` and the parameters there;
 - divergence (non-finite loss or parameters): that member is frozen at its last
   finite parameters, marked, and stops computing; the others run on untouched;
-- for depth 3, the first step at which the final-stage condition holds.
+- for depth 3, the first step at which the final-stage condition holds;
+- the plateau exit ``min{k : loss_k <= (1 - plateau_drop) loss_0}`` and the
+  parameters there, and the running peak of the median ``|cos(b_j, z)|`` over
+  the first-layer rows with its step (:class:`PlateauTrack`, the last element
+  of the loop's carry).
 
 Time conventions: ``loss_k = R(theta_k)``, ``theta_{k+1} = theta_k - lr grad R``,
 ``t = k * lr``.
@@ -79,6 +83,11 @@ class TrainResult:
     escape_params: list[np.ndarray]  # W_k at escape_step (initial params if never)
     diverged_step: np.ndarray  # (E,) first step with a non-finite update, -1 if none
     final_stage_step: np.ndarray  # (E,) first step in the final-stage set, -1 if never / n.a.
+    plateau_drop: float = 0.1
+    plateau_exit_step: np.ndarray | None = None  # (E,) first loss_k <= (1-drop) loss_0, -1 never
+    plateau_exit_params: list[np.ndarray] | None = None  # W_k there (initial params if never)
+    peak_median_abs_cos: np.ndarray | None = None  # (E,) max over steps of median |cos(b_j,z)|
+    peak_median_abs_cos_step: np.ndarray | None = None  # (E,) the (first) step of that max
 
     @property
     def snapshot_times(self) -> np.ndarray:
@@ -96,6 +105,11 @@ class TrainResult:
     def escape_time(self) -> np.ndarray:
         """``escape_step * lr``; NaN where the member never escaped."""
         return np.where(self.escape_step >= 0, self.escape_step * self.lr, np.nan)
+
+    @property
+    def plateau_exit_time(self) -> np.ndarray:
+        """``plateau_exit_step * lr``; NaN where the loss never fell by ``plateau_drop``."""
+        return np.where(self.plateau_exit_step >= 0, self.plateau_exit_step * self.lr, np.nan)
 
 
 def feature_major_loss(params, x, y, act: Callable):
@@ -140,6 +154,37 @@ def all_finite(arrays) -> jnp.ndarray:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in arrays]))
 
 
+class PlateauTrack(NamedTuple):
+    """Per-member loop state of the plateau exit and the peak alignment."""
+
+    level: jnp.ndarray  # (1 - plateau_drop) * loss_0
+    step: jnp.ndarray  # first step with loss <= level, -1 until then
+    params: tuple  # the parameters at that step
+    peak: jnp.ndarray  # running max of the median |cos(b_j, z)|
+    peak_step: jnp.ndarray  # step of that max
+
+
+def median_abs_cos(b, z) -> jnp.ndarray:
+    """Median over the rows ``b_j`` of ``b`` (m1, d) of ``|cos(b_j, z)|``."""
+    nrm = jnp.linalg.norm(b, axis=1) * jnp.linalg.norm(z)
+    return jnp.median(jnp.abs(b @ z) / jnp.where(nrm > 0, nrm, 1.0))
+
+
+def _track_plateau(track: PlateauTrack, k, loss, params, z) -> PlateauTrack:
+    """Update the plateau exit and the peak alignment with step ``k``'s state."""
+    exited_now = (track.step < 0) & (loss <= track.level)
+    cos = median_abs_cos(params[0], z)
+    higher = cos > track.peak
+    return PlateauTrack(
+        level=track.level,
+        step=jnp.where(exited_now, k, track.step),
+        # a real branch: the copy happens in the one step the loss crosses the level
+        params=jax.lax.cond(exited_now, lambda: params, lambda: track.params),
+        peak=jnp.where(higher, cos, track.peak),
+        peak_step=jnp.where(higher, k, track.peak_step),
+    )
+
+
 def _make_member_interval(act: Callable, lr: float, track_final_stage: bool, opt: Optimizer):
     """One member's runner ``(state, x, y, z, start, stop) -> state``: steps
     ``start .. stop-1`` back to back, so the member's weights and activations stay
@@ -168,7 +213,7 @@ def _make_member_interval(act: Callable, lr: float, track_final_stage: bool, opt
         return loss, g, o._replace(perm=perm)
 
     def step(carry, x, y, z):
-        k, params, loss0, esc_step, esc_params, div_step, fs_step, opt_c = carry
+        k, params, loss0, esc_step, esc_params, div_step, fs_step, opt_c, plateau = carry
         loss, g, opt_c = gradient(k, params, opt_c, x, y)
         updates, opt_state = tx.update(g, opt_c.state, params)
         new = optax.apply_updates(params, updates)
@@ -185,9 +230,10 @@ def _make_member_interval(act: Callable, lr: float, track_final_stage: bool, opt
                 outside, lambda: final_stage_holds(a[0], w, b @ z), lambda: outside
             )
             fs_step = jnp.where(inside, k, fs_step)
+        plateau = _track_plateau(plateau, k, loss, params, z)
         params, state = jax.lax.cond(ok, lambda: (new, opt_state), lambda: (params, opt_c.state))
         opt_c = opt_c._replace(state=state)
-        return k + 1, params, loss0, esc_step, esc_params, div_step, fs_step, opt_c
+        return k + 1, params, loss0, esc_step, esc_params, div_step, fs_step, opt_c, plateau
 
     def interval(state, x, y, z, start, stop):
         def running(carry):
@@ -233,6 +279,7 @@ def train(
     snapshots: np.ndarray | None = None,
     dtype: str = "float64",
     track_final_stage: bool | None = None,
+    plateau_drop: float = 0.1,
     progress: Callable[[int], None] | None = None,
     checkpoint: Checkpoint | None = None,
     optimizer: Optimizer | None = None,
@@ -246,7 +293,9 @@ def train(
     snapshot interval.  ``track_final_stage`` (default: depth == 3) checks the
     final-stage condition at every step until the member first enters it; the
     (m1 x m1) Gram matrix it needs is formed only in steps where the
-    inner-product constraint already holds.  Members are spread over
+    inner-product constraint already holds.  ``plateau_drop`` in (0, 1) sets
+    the plateau exit, the first step with ``loss <= (1 - plateau_drop) loss_0``.
+    Members are spread over
     ``jax.devices()`` (:mod:`condensation.devices`).  ``checkpoint``
     (:class:`condensation.checkpoint.Checkpoint`) saves the loop at snapshot
     boundaries and, when resuming, starts from its last save.  Long intervals run
@@ -257,6 +306,8 @@ def train(
     into the sampling key, so members with equal streams see the same batches.
     """
     opt = GD if optimizer is None else optimizer
+    if not 0.0 < plateau_drop < 1.0:
+        raise ValueError(f"plateau_drop must be in (0, 1), got {plateau_drop}")
     dt = jnp.float64 if dtype == "float64" else jnp.float32
     depth = len(params0)
     if track_final_stage is None:
@@ -286,7 +337,9 @@ def train(
     params, opt_c = place_members((params, opt_c), mesh)
     loss0 = _losses(params, xj, yj, act=act)
     minus1 = jnp.full_like(loss0, -1, dtype=jnp.int64)
-    carry = (params, loss0, minus1, params, minus1, minus1, opt_c)
+    peak0 = jnp.full_like(loss0, -1.0)  # below any |cos|: step 0 always sets the peak
+    plateau = PlateauTrack((1.0 - plateau_drop) * loss0, minus1, params, peak0, minus1)
+    carry = (params, loss0, minus1, params, minus1, minus1, opt_c, plateau)
     host = partial(on_host, n_members=n_members)
 
     snaps = [[host(p)] for p in params]
@@ -321,7 +374,7 @@ def train(
             checkpoint.save(i + 1, carry, records)
         if progress is not None:
             progress(int(stop))
-    params, _, esc_step, esc_params, div_step, fs_step = carry[:6]
+    params, _, esc_step, esc_params, div_step, fs_step, _, plateau = carry
     # escape_step ranges over k = 0..steps; the loop saw 0..steps-1, so check loss_steps.
     esc_step = host(esc_step).copy()
     esc_params = [host(p).copy() for p in esc_params]
@@ -330,6 +383,9 @@ def train(
     esc_step[late] = steps
     for k in range(depth):
         esc_params[k][late] = host(params[k])[late]
+    pe_step, pe_params, peak, peak_step = _finish_plateau(
+        plateau, params, snap_loss[-1], div_step, steps, z=np.asarray(zj), host=host
+    )
     return TrainResult(
         lr=float(lr),
         steps=int(steps),
@@ -340,4 +396,28 @@ def train(
         escape_params=esc_params,
         diverged_step=div_step,
         final_stage_step=host(fs_step),
+        plateau_drop=float(plateau_drop),
+        plateau_exit_step=pe_step,
+        plateau_exit_params=pe_params,
+        peak_median_abs_cos=peak,
+        peak_median_abs_cos_step=peak_step,
     )
+
+
+def _finish_plateau(track: PlateauTrack, params, loss_last, div_step, steps, *, z, host):
+    """The loop saw steps 0..steps-1: add step ``steps`` (the final parameters) to the
+    plateau exit and the peak alignment, for members that did not diverge."""
+    pe_step = host(track.step).copy()
+    pe_params = [host(p).copy() for p in track.params]
+    final = [host(p) for p in params]
+    late = (pe_step < 0) & (div_step < 0) & (loss_last <= host(track.level))
+    pe_step[late] = steps
+    for k, p in enumerate(final):
+        pe_params[k][late] = p[late]
+    peak, peak_step = host(track.peak).copy(), host(track.peak_step).copy()
+    b = final[0]  # (E, m1, d)
+    nrm = np.linalg.norm(b, axis=-1) * np.linalg.norm(z)
+    cos_last = np.median(np.abs(b @ z) / np.where(nrm > 0, nrm, 1.0), axis=-1)
+    higher = (div_step < 0) & (cos_last > peak)
+    peak[higher], peak_step[higher] = cos_last[higher], steps
+    return pe_step, pe_params, peak, peak_step

@@ -46,9 +46,16 @@ def train_cmd(
     for m in s["members"]:
         console.print(
             f"seed {m['seed']} eps {m['scale']:.3g}: {m['status']}, escape t = {m['escape_time']}, "
-            f"|cos|>0.95: {m['frac_abs_cos_above_0_95']}, sigma2/sigma1(W): {m['w_sigma_ratio']}"
+            f"|cos|>0.95: {m['frac_abs_cos_above_0_95']}, sigma2/sigma1(W): {m['w_sigma_ratio']}; "
+            f"plateau exit t = {m['plateau_exit_time']}, median |cos| there "
+            f"{_fmt(m['median_abs_cos_at_plateau_exit'])}, peak {_fmt(m['peak_median_abs_cos'])} "
+            f"at t = {m['peak_median_abs_cos_time']}"
         )
     console.print(f"wrote {out}")
+
+
+def _fmt(v) -> str:
+    return "None" if v is None else f"{v:.4f}"
 
 
 def register(app: typer.Typer) -> None:

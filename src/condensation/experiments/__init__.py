@@ -74,6 +74,7 @@ SECTIONS: dict[str, str] = {
     "scaling": "Scaling",
     "optimizers": "Optimizers: SGD, momentum, Adam",
     "matrix-completion": "Matrix completion",
+    "open-questions": "Open questions",
 }
 
 # The registry: one line per experiment module (order within a section = order here).
@@ -84,6 +85,11 @@ _MODULES: tuple[str, ...] = (
     "condensation.experiments.escape_scaling",
     "condensation.experiments.matrix_completion",
     "condensation.experiments.optimizers",
+    "condensation.experiments.small_layers",
+    "condensation.experiments.blowup_census",
+    "condensation.experiments.final_stage_necessity",
+    "condensation.experiments.condensation_notions",
+    "condensation.experiments.blowup_rates",
 )
 
 Progress = Callable[[str, int, int], None]

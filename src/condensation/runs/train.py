@@ -11,8 +11,14 @@ import numpy as np
 from condensation import inputs
 from condensation.checkpoint import Checkpoint
 from condensation.config import Config, scale_field
+from condensation.core.final_stage import final_stage_counts
 from condensation.data import Dataset, load_dataset
-from condensation.metrics import condensation_metrics, snapshot_metrics
+from condensation.metrics import (
+    abs_cos_to,
+    condensation_metrics,
+    snapshot_metrics,
+    top_direction_alignment,
+)
 from condensation.models import Ensemble, NetworkSpec, init_ensemble
 from condensation.optimizers import Optimizer, from_train_config
 from condensation.report import figures
@@ -64,6 +70,7 @@ def run_training(
         steps=t.steps,
         snapshots=snapshot_steps(t.steps, t.snapshots, t.linear_snapshots),
         dtype=t.dtype,
+        plateau_drop=t.plateau_drop,
         progress=progress,
         checkpoint=checkpoint,
         optimizer=opt,
@@ -81,6 +88,45 @@ def output_bytes(cfg: Config) -> float:
     itemsize = 8 if t.dtype == "float64" else 4
     # the snapshots twice: in the run directory and in its checkpoint while it runs
     return 2 * ens.size * (k + 2) * (n_weights + 8) * itemsize + data.x.nbytes + FIGURE_BYTES
+
+
+def _state_numbers(params, z: np.ndarray, where: str) -> dict:
+    """At one recorded state (``where`` = ``plateau_exit`` or ``escape``): W1's rows'
+    alignment with its own top singular direction and, for depth 3, how many
+    neurons violate the inner-product constraint and how many pairs the angle
+    constraint of the final-stage condition; all None when ``params`` is None."""
+    keys = (
+        f"median_abs_cos_top_direction_at_{where}",
+        f"final_stage_inner_violations_at_{where}",
+        f"final_stage_angle_violations_at_{where}",
+    )
+    if params is None:
+        return dict.fromkeys(keys)
+    out = {keys[0]: top_direction_alignment(params[0])}
+    if len(params) == 3:
+        b, w, a = params
+        n_inner, n_pairs = final_stage_counts(a[0], w, b @ z)
+        out[keys[1]], out[keys[2]] = int(n_inner), int(n_pairs)
+    else:
+        out[keys[1]] = out[keys[2]] = None
+    return out
+
+
+def plateau_numbers(r: TrainResult, i: int, z: np.ndarray) -> dict:
+    """Member ``i``'s condensation measured where it happens: at the plateau exit
+    (loss down by ``plateau_drop``) and at the peak of the median |cos(b_j, z)|."""
+    exited = r.plateau_exit_step[i] >= 0
+    params = [np.asarray(w[i], dtype=float) for w in r.plateau_exit_params] if exited else None
+    return {
+        "plateau_exit_step": int(r.plateau_exit_step[i]) if exited else None,
+        "plateau_exit_time": float(r.plateau_exit_step[i] * r.lr) if exited else None,
+        "median_abs_cos_at_plateau_exit": (
+            float(np.median(abs_cos_to(params[0], z))) if exited else None
+        ),
+        "peak_median_abs_cos": float(r.peak_median_abs_cos[i]),
+        "peak_median_abs_cos_time": float(r.peak_median_abs_cos_step[i] * r.lr),
+        **_state_numbers(params, z, "plateau_exit"),
+    }
 
 
 def member_summaries(run: TrainRun) -> list[dict]:
@@ -109,6 +155,12 @@ def member_summaries(run: TrainRun) -> list[dict]:
                 "escape_time": float(r.escape_step[i] * r.lr) if escaped else None,
                 **at_escape,
                 "final_stage_entry_time": float(fs * r.lr) if fs >= 0 else None,
+                **plateau_numbers(r, i, z),
+                **_state_numbers(
+                    [np.asarray(w[i], dtype=float) for w in r.escape_params] if escaped else None,
+                    z,
+                    "escape",
+                ),
             }
         )
     return out
@@ -162,6 +214,7 @@ def summary(run: TrainRun) -> dict:
         "steps": cfg.train.steps,
         "dtype": cfg.train.dtype,
         "optimizer": optimizer_summary(optimizer_of(cfg, d)),
+        "plateau_drop": cfg.train.plateau_drop,
         "members": member_summaries(run),
     }
 
@@ -182,6 +235,13 @@ def write_train_run(run: TrainRun, out: Path) -> dict:
         out / "arrays" / "escape_params.npz",
         escape_step=r.escape_step,
         **{f"W{k + 1}": w for k, w in enumerate(r.escape_params)},
+    )
+    save_arrays(
+        out / "arrays" / "plateau_exit_params.npz",
+        plateau_exit_step=r.plateau_exit_step,
+        peak_median_abs_cos=r.peak_median_abs_cos,
+        peak_median_abs_cos_step=r.peak_median_abs_cos_step,
+        **{f"W{k + 1}": w for k, w in enumerate(r.plateau_exit_params)},
     )
     save_arrays(out / "arrays" / "data.npz", x=run.data.x, y=run.data.y, z=run.data.z)
     met = snapshot_metrics(r.snapshots, run.data.z)
@@ -211,17 +271,31 @@ def plot_train_run(run: TrainRun, met: dict, fig_dir: Path) -> None:
     fig, ax = figures.subplots(figsize=(6, 4))
     for i in show:
         fs = r.final_stage_step[i] * r.lr if r.final_stage_step[i] >= 0 else None
-        figures.loss_curve(
+        arts = figures.loss_curve(
             ax, t, r.snapshot_loss[i], label=labels[i], escape=r.escape_time[i], final_stage=fs
         )
-    ax.set_title("loss (dashed: escape, dotted: final-stage entry)", fontsize=9)
+        if np.isfinite(r.plateau_exit_time[i]):
+            ax.axvline(r.plateau_exit_time[i], ls="-.", color=arts[0].get_color(), lw=0.8)
+    ax.set_title(
+        "loss (dash-dot: plateau exit, dashed: escape, dotted: final-stage entry)", fontsize=9
+    )
     ax.legend(fontsize=7)
     figures.save(fig, fig_dir / "loss.png")
 
     fig, axs = figures.subplots(1, 2, figsize=(9, 3.5))
     for i in show:
-        axs[0].plot(t, met["median_abs_cos"][i], label=labels[i])
-        axs[1].plot(t, met["frac_abs_cos_above_0_95"][i])
+        (line,) = axs[0].plot(t, met["median_abs_cos"][i], label=labels[i])
+        axs[1].plot(t, met["frac_abs_cos_above_0_95"][i], color=line.get_color())
+        for a in axs:
+            if np.isfinite(r.plateau_exit_time[i]):
+                a.axvline(r.plateau_exit_time[i], ls="-.", color=line.get_color(), lw=0.8)
+            if np.isfinite(r.escape_time[i]):
+                a.axvline(r.escape_time[i], ls="--", color=line.get_color(), lw=0.8)
+        axs[0].plot(
+            [r.peak_median_abs_cos_step[i] * r.lr], [r.peak_median_abs_cos[i]], "v",
+            color=line.get_color(), ms=5,
+        )  # fmt: skip
+    axs[0].set_title("dash-dot: plateau exit, dashed: escape, triangle: peak", fontsize=8)
     axs[0].set_ylabel("median |cos(b_j, z)|")
     axs[1].set_ylabel("fraction |cos(b_j, z)| > 0.95")
     for a in axs:

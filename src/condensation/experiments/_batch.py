@@ -1,0 +1,26 @@
+"""Many effective solves in fixed-size compiled batches (shared by the open-question
+experiments).
+
+:func:`condensation.effective.solve_batch` compiles once per batch size and
+shape; solving in chunks of ``CHUNK`` members (the last one padded with copies
+of its first member, dropped afterwards) makes every call of one shape reuse one
+compilation, whatever the number of trajectories, in quick and default runs and
+across experiments of one process.
+"""
+
+from __future__ import annotations
+
+from condensation.blowup import Blowup
+from condensation.effective import EffectiveSystem, solve_batch
+
+CHUNK = 32
+
+
+def solve_chunked(systems: list[EffectiveSystem], chunk: int = CHUNK) -> list[Blowup]:
+    """``solve_batch`` over ``systems`` (one form and shape) in chunks of ``chunk``."""
+    out: list[Blowup] = []
+    for i in range(0, len(systems), chunk):
+        part = systems[i : i + chunk]
+        pad = chunk - len(part)
+        out.extend(solve_batch(part + [part[0]] * pad)[: len(part)])
+    return out
