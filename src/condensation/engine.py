@@ -137,7 +137,9 @@ class Engine:
                 self.client = Client(self.scheduler, timeout="20s")
             except (OSError, TimeoutError) as e:
                 raise InputError(
-                    "--scheduler", self.scheduler, f"cannot connect ({one_line(e)})",
+                    "--scheduler",
+                    self.scheduler,
+                    f"cannot connect ({one_line(e)})",
                     "start `dask scheduler` there, or check the address",
                 ) from None
             return
@@ -201,9 +203,7 @@ class Engine:
                 ok, value = False, f"{why} ({one_line(e)})"
             finally:
                 fut.release()
-            yield Outcome(
-                t.key, ok, value if ok else None, None if ok else value, attempts[t.key]
-            )
+            yield Outcome(t.key, ok, value if ok else None, None if ok else value, attempts[t.key])
 
 
 def _sigterm_to_interrupt(signum, frame):

@@ -11,7 +11,7 @@ import sys
 import typer
 
 from condensation import _jax_setup
-from condensation.cli import _effective, _experiments, _matrix, _train
+from condensation.cli import _effective, _experiments, _matrix, _sweep, _train
 from condensation.cli._common import console_err
 from condensation.errors import InputError, NumericalError
 
@@ -32,6 +32,7 @@ _train.register(app)
 _effective.register(app)
 _experiments.register(app)
 _matrix.register(app)
+_sweep.register(app)
 
 
 def main() -> None:
