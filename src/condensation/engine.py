@@ -52,6 +52,12 @@ class Outcome:
     value: Any = None
     error: str | None = None  # one line, when not ok
     attempts: int = 1
+    input_error: tuple | None = None  # (field, value, problem, fix) of an InputError
+
+    def raise_input_error(self) -> None:
+        """Raise the task's :class:`InputError` again here, if it raised one."""
+        if self.input_error is not None:
+            raise InputError(*self.input_error)
 
 
 def one_line(exc: BaseException) -> str:
@@ -67,8 +73,10 @@ def _guarded(fn: Callable[..., Any], args: tuple, kwargs: dict) -> tuple[bool, A
     """Run on a worker: an exception becomes a value, so only a dead worker is retried."""
     try:
         return True, fn(*args, **kwargs)
+    except InputError as e:
+        return False, (one_line(e), (e.field, e.value, e.problem, e.fix))
     except Exception as e:  # noqa: BLE001 - reported per task, the sweep goes on
-        return False, one_line(e)
+        return False, (one_line(e), None)
 
 
 def _worker_died(exc: BaseException) -> bool:
@@ -176,8 +184,7 @@ class Engine:
         tasks = list(tasks)
         if self.inline:
             for t in tasks:
-                ok, value = _guarded(t.fn, t.args, t.kwargs)
-                yield Outcome(t.key, ok, value if ok else None, None if ok else value)
+                yield _outcome(t.key, *_guarded(t.fn, t.args, t.kwargs))
             return
         from distributed import as_completed
 
@@ -200,10 +207,16 @@ class Engine:
                     pending.add(submit(t))
                     continue
                 why = "worker died" if _worker_died(e) else "task failed"
-                ok, value = False, f"{why} ({one_line(e)})"
+                ok, value = False, (f"{why} ({one_line(e)})", None)
             finally:
                 fut.release()
-            yield Outcome(t.key, ok, value if ok else None, None if ok else value, attempts[t.key])
+            yield _outcome(t.key, ok, value, attempts[t.key])
+
+
+def _outcome(key: str, ok: bool, value: Any, attempts: int = 1) -> Outcome:
+    if ok:
+        return Outcome(key, True, value, attempts=attempts)
+    return Outcome(key, False, None, value[0], attempts, value[1])
 
 
 def _sigterm_to_interrupt(signum, frame):
