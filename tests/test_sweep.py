@@ -334,3 +334,48 @@ def test_progress_plain_lines_at_a_bounded_rate(tmp_path):
     assert lines[-1] == "cell 60/60 done, 2 failed, 60 s"
     log = (tmp_path / "p.log").read_text().splitlines()
     assert [ln.split(" ", 2)[2] for ln in log] == lines
+
+
+# ---- the README's commands (quick variants) -------------------------------------------
+def _readme_line(start: str) -> list[str]:
+    import shlex
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    line = next(ln for ln in readme.splitlines() if ln.startswith(start))
+    return shlex.split(line.split("  #")[0])[1:]
+
+
+def test_readme_sweep_command_with_plot(tmp_path, cli_main, monkeypatch):
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    args = _readme_line(
+        ".venv/bin/condensation sweep configs/sweep_example.toml --out runs/sweep --plot"
+    )
+    out = tmp_path / "sweep"
+    args[args.index("--out") + 1] = str(out)
+    code, err = cli_main(*args, "--workers", "0")  # quick variant: in this process
+    assert code == 0, err
+    rows = read_table(out).to_pylist()
+    assert len(rows) == 8 and len({r["cell"] for r in rows}) == 2
+    assert {r["init.scale"] for r in rows} == {1e-2, 1e-3}
+    assert (out / "figures" / "escape_time_vs_init.scale.png").stat().st_size > 5000
+    s = json.loads((out / "summary.json").read_text())
+    assert s["cells"] == 2 and s["folded"] == ["init.scale", "init.seed"]
+    assert "cell 2/2 done" in (out / "progress.log").read_text()
+
+
+def test_readme_run_on_own_data(tmp_path, cli_main, monkeypatch):
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    args = _readme_line(".venv/bin/condensation run condensation-three-layer --set data.path")
+    out = tmp_path / "mine"
+    args[args.index("--out") + 1] = str(out)
+    code, err = cli_main(*args, "--quick", "--set", "steps=1500", "--set", "widths=[10, 10]")
+    assert code == 0, err
+    s = json.loads((out / "summary.json").read_text())
+    assert s["params"]["data"] == {"path": "configs/example_data.csv"}
+    cfg = (out / "arrays").iterdir()
+    assert list(cfg)
+    # a missing data file is bad input before any work
+    code, err = cli_main(
+        "run", "condensation-three-layer", "--set", "data.path=no.csv", "--out", str(tmp_path / "x")
+    )
+    assert code == 2 and err.strip().startswith("error: data.path = 'no.csv'"), err
