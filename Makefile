@@ -24,6 +24,7 @@ test-slow: $(STAMP)  ## the slow, quantitative checks of the paper's claims
 bench: $(STAMP)
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_effective.py
+	$(PY) benchmarks/bench_sweep.py
 
 clean:
 	rm -rf $(VENV) runs

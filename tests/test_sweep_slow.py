@@ -94,7 +94,7 @@ def test_sigkill_driver_then_rerun_computes_only_the_rest(tmp_path, reference):
     workers = _workers_of(p.pid)
     done_before = _complete_cells(out)
     os.kill(p.pid, signal.SIGKILL)
-    p.wait()
+    p.communicate()
     assert 1 <= len(done_before) < 4, done_before
     import psutil
 
