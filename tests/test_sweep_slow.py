@@ -51,8 +51,10 @@ def _sweep_cli(spec: Path, out: Path, *args: str) -> subprocess.Popen:
 
 def _complete_cells(out: Path) -> list[str]:
     d = out / "cells"
-    return (
-        sorted(p.name for p in d.iterdir() if (p / "summary.json").is_file()) if d.is_dir() else []
+    if not d.is_dir():
+        return []
+    return sorted(
+        p.name for p in d.iterdir() if not p.name.startswith(".") and (p / "summary.json").is_file()
     )
 
 
