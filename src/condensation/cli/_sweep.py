@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -52,7 +53,11 @@ def sweep_cmd(
         for opt, name in (("--plot", plot), ("--hue", hue)):
             if name is not None and name not in cols:
                 raise InputError(opt, name, "not an axis", f"use one of: {', '.join(parsed.axes)}")
-    s = run_sweep(parsed, out, workers=workers, scheduler=scheduler, retries=retries)
+    try:
+        s = run_sweep(parsed, out, workers=workers, scheduler=scheduler, retries=retries)
+    except KeyboardInterrupt:
+        console.print(f"interrupted: complete cells are kept in {out}; rerun to continue")
+        sys.exit(130)
     console.print(
         f"{s['cells']} cells ({s['members']} members): {s['cells_done']} computed, "
         f"{s['cells_reused']} reused, {s['cells_failed']} failed, {s['wall_s']:.1f} s",
