@@ -150,6 +150,23 @@ def test_rerun_reuses_and_new_axis_value_computes_only_new_cells(swept):
         assert (out / "cells" / name).stat().st_mtime_ns == t
     rows = read_table(out).to_pylist()
     assert rows[:9] == before[:9] and len(rows) == 27
+    # a new value of a folded axis: only the new members run (one new cell per width)
+    (d / "spec3.toml").write_text(SPEC.replace("[0, 1, 2]", "[0, 1, 2, 3]"))
+    s = run_sweep(d / "spec3.toml", out, workers=0, stream=io.StringIO())
+    assert s["cells_done"] == 2 and s["cells_reused"] == 2 and s["members"] == 24
+    rows = read_table(out).to_pylist()
+    assert rows[:9] == before[:9] and rows[12:21] == before[9:]
+    new = rows[9:12] + rows[21:]
+    assert [r["init.seed"] for r in new] == [3] * 6 and len({r["cell"] for r in new}) == 2
+    from condensation.config import load_config
+    from condensation.runs.train import member_summaries, run_training
+
+    r = new[1]
+    sets = [f"init.scale={r['init.scale']}", "init.seed=3", "model.widths=[6, 6]"]
+    m = member_summaries(run_training(load_config(d / "base.toml", sets)))[0]
+    assert (r["escape_step"], r["loss_final"]) == (m["escape_step"], m["loss_final"])
+    s = run_sweep(d / "spec3.toml", out, workers=0, stream=io.StringIO())
+    assert s["cells_done"] == 0 and s["cells_reused"] == 4
 
 
 def test_failing_cell_is_recorded_and_the_rest_go_on(tmp_path):

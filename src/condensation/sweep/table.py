@@ -30,27 +30,21 @@ def _scalar(v: Any) -> bool:
     return v is None or isinstance(v, (bool, int, float, str))
 
 
-def cell_rows(cell: Cell, summary: dict | None, error: str | None = None) -> list[dict]:
-    """Rows of one cell: its members' summaries, or one failed row per member."""
-    rows = []
-    if summary is None:
-        seeds = cell.seeds if cell.seeds is not None else (None,)
-        scales = cell.scales if cell.scales is not None else (None,)
-        for s in seeds:
-            for e in scales:
-                row = {k: _cell_value(v) for k, v in cell.member_axes(s, e).items()}
-                rows.append({**row, "cell": cell.id, "status": FAILED, "error": error})
-        return rows
-    for m in summary["members"]:
-        row = {
-            k: _cell_value(v) for k, v in cell.member_axes(m.get("seed"), m.get("scale")).items()
-        }
-        row.update(cell=cell.id, status=m.get("status", "ok"), error=None)
-        for k, v in m.items():
-            if k not in row and _scalar(v):
-                row[k] = v
-        rows.append(row)
-    return rows
+def member_row(cell: Cell, member: dict, cell_id: str | None = None) -> dict:
+    """One member's row: axis columns, cell id, status, error, summary scalars."""
+    axes = cell.member_axes(member.get("seed"), member.get("scale"))
+    row = {k: _cell_value(v) for k, v in axes.items()}
+    row.update(cell=cell_id or cell.id, status=member.get("status", "ok"), error=None)
+    for k, v in member.items():
+        if k not in row and _scalar(v):
+            row[k] = v
+    return row
+
+
+def failed_row(cell: Cell, member: tuple, cell_id: str, error: str) -> dict:
+    """The row of a member whose cell failed (or did not run)."""
+    row = {k: _cell_value(v) for k, v in cell.member_axes(*member).items()}
+    return {**row, "cell": cell_id, "status": FAILED, "error": error}
 
 
 def _normalise(rows: list[dict]) -> tuple[list[str], list[dict]]:
