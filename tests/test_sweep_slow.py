@@ -69,6 +69,16 @@ def _workers_of(pid: int) -> list:
     return [k for k in kids if "spawn_main" in " ".join(k.cmdline())]
 
 
+def _in_task(proc) -> bool:
+    """A worker process runs a cell once it has loaded JAX (only a task imports it)."""
+    import psutil
+
+    try:
+        return any("jaxlib" in m.path for m in proc.memory_maps())
+    except psutil.Error:
+        return False
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """The LONG sweep, uninterrupted, in this process."""
@@ -116,11 +126,13 @@ def test_killed_worker_cell_is_retried_every_cell_once(tmp_path, reference):
     out = tmp_path / "out"
     p = _sweep_cli(spec, out, "--workers", "2", "--retries", "2")
     t0 = time.monotonic()
-    while len(_workers_of(p.pid)) < 2 and time.monotonic() - t0 < 120:
+    busy: list = []
+    while len(busy) < 2 and time.monotonic() - t0 < 300:
         time.sleep(0.2)
-    time.sleep(6)  # both workers are inside a cell now (each takes longer than this)
-    assert not _complete_cells(out)
-    _workers_of(p.pid)[0].kill()
+        busy = [w for w in _workers_of(p.pid) if _in_task(w)]
+    time.sleep(1)  # both workers are inside a cell now (each takes several seconds)
+    assert len(busy) == 2 and not _complete_cells(out)
+    busy[0].kill()
     log, _ = p.communicate(timeout=600)
     assert p.returncode == 0, log
     rows = _rows(out)
