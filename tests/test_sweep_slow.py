@@ -178,3 +178,29 @@ def test_external_scheduler_and_two_workers(tmp_path, reference):
             q.terminate()
         for q in procs:
             q.wait(timeout=30)
+
+
+def test_sigterm_closes_the_cluster_and_keeps_complete_cells(tmp_path):
+    spec = write_spec(tmp_path, LONG)
+    out = tmp_path / "out"
+    p = _sweep_cli(spec, out, "--workers", "2")
+    t0 = time.monotonic()
+    busy: list = []
+    while len(busy) < 2 and time.monotonic() - t0 < 300:
+        time.sleep(0.2)
+        busy = [w for w in _workers_of(p.pid) if _in_task(w)]
+    workers = _workers_of(p.pid)
+    p.send_signal(signal.SIGTERM)
+    log, _ = p.communicate(timeout=120)
+    assert p.returncode == 130, log
+    assert "complete cells are kept" in log
+    import psutil
+
+    _, alive = psutil.wait_procs(workers, timeout=30)
+    assert not alive, "worker processes outlived the driver"
+    s = json.loads((out / "summary.json").read_text())
+    assert s["cells_not_run"] == 4 - s["cells_done"] and s["cells_failed"] == 0
+    rows = _rows(out)
+    assert len(rows) == 8 and {
+        r["status"] for r in rows if r["cell"] not in _complete_cells(out)
+    } <= {"failed"}

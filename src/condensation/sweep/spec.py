@@ -186,8 +186,6 @@ def parse_spec(path: str | Path) -> Spec:
 
 
 def _build(command: str, raw: dict, items: dict[str, Any], where: dict[str, str]) -> dict:
-    from condensation.matrix.config import SECTIONS as MSECTIONS
-
     overrides = [f"{k}={_toml_value(v)}" for k, v in items.items()]
     try:
         if command == "matrix":
@@ -198,9 +196,6 @@ def _build(command: str, raw: dict, items: dict[str, Any], where: dict[str, str]
         field = e.field
         if field in where:
             raise _bad(where[field], e.value, e.problem, e.fix) from None
-        sec = field.split(".")[0]
-        if command == "matrix" and sec not in MSECTIONS and sec in where:
-            raise _bad(where[sec], e.value, e.problem, e.fix) from None
         for key, w in where.items():  # an unknown section or key of an axis
             if key.split(".")[0] == field:
                 raise _bad(w, e.value, e.problem, e.fix) from None
