@@ -7,7 +7,8 @@ same shapes and each process compiles once).  ``train.steps`` is calibrated by a
 pilot so that one cell takes about ``--cell-s`` seconds (default 5) run directly.
 
 - direct: the 8 cells' library function (:func:`condensation.sweep.cells.run_cell`,
-  what each task calls) one after another in this process;
+  what each task calls) one after another in one fresh process (its imports and
+  one compilation included, as a worker's are);
 - 1 worker / 2 workers: ``run_sweep`` on a fresh ``LocalCluster`` (start-up
   included) into a fresh directory.
 
@@ -23,6 +24,7 @@ import argparse
 import io
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -68,10 +70,23 @@ def _spec(d: Path, steps: int, cells: int) -> Path:
 
 
 def _direct(spec: Path, out: Path) -> float:
+    """The cells' library function one after another in this process."""
     p = parse_spec(spec)
     t0 = time.perf_counter()
     for c in p.cells:
         run_cell(p.command, c.config, str(out / c.id))
+    return time.perf_counter() - t0
+
+
+def _direct_fresh(spec: Path, out: Path) -> float:
+    """The same in a fresh process (imports and compilation included, as a worker's)."""
+    code = (
+        "import sys; from pathlib import Path; from condensation.sweep import parse_spec; "
+        "from condensation.sweep.cells import run_cell; p = parse_spec(sys.argv[1]); "
+        "[run_cell(p.command, c.config, str(Path(sys.argv[2]) / c.id)) for c in p.cells]"
+    )
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code, str(spec), str(out)], check=True)
     return time.perf_counter() - t0
 
 
@@ -88,7 +103,7 @@ def main() -> None:
     steps = max(1000, int(2000 * args.cell_s / t))
     spec = _spec(root / "sweep", steps, args.cells)
     times = {}
-    times["direct"] = _direct(spec, root / "direct")
+    times["direct"] = _direct_fresh(spec, root / "direct")
     startup = {}
     for w in (1, 2):
         t0 = time.perf_counter()
