@@ -191,7 +191,8 @@ def _plot_loss(path: Path, t, loss, esc: float, fs: float) -> None:
             axs[1].set_ylim(0.8 * loss[sel].min(), 1.25 * loss[sel].max())
         axs[1].set_title("around the escape", fontsize=9)
     axs[0].set_title("whole run", fontsize=9)
-    axs[0].legend(fontsize=7, loc="lower left")
+    if axs[0].get_legend_handles_labels()[0]:  # nothing to label when it never escaped
+        axs[0].legend(fontsize=7, loc="lower left")
     figures.save(fig, path)
 
 
