@@ -18,7 +18,8 @@ arguments) and yields an :class:`Outcome` for each as soon as it completes
   resubmitted up to ``retries`` times (then it fails with "worker died").
 - Lifetime: the local cluster is closed when the engine's block ends, also
   on Ctrl-C and SIGTERM (turned into ``KeyboardInterrupt`` while the engine
-  is open); worker processes are children of this one and end with it.
+  is open, unless the caller has its own SIGTERM handler); worker processes
+  are children of this one and end with it.
 """
 
 from __future__ import annotations
@@ -122,7 +123,10 @@ class Engine:
 
     # ---- lifetime -----------------------------------------------------------
     def __enter__(self) -> Engine:
-        if threading.current_thread() is threading.main_thread():
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+        ):  # (a handler the caller installed is kept: it unwinds this block too)
             self._old_sigterm = signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
         try:
             self._start()
