@@ -309,3 +309,50 @@ def test_condensation_three_layer_final_stage_within_2_percent(tmp_path):
     s = run_experiment("condensation-three-layer", tmp_path / "c3")
     h = s["headline"]
     assert abs(h["condensation_three_layer.final_stage_entry_before_escape_relative"]) < 0.02
+
+
+def test_reproduce_resume_reuses_finished_experiments(tmp_path, fake_registry, cli_main):
+    out = tmp_path / "rep"
+    fake_registry["fake-exp"] = _fake_module(fail=True)  # fails after fake-plateau ran
+    with pytest.raises(RuntimeError, match="boom"):
+        reproduce(out, resume=True)
+    stage = tmp_path / ".rep.resume"
+    assert not out.exists() and sorted(p.name for p in stage.iterdir()) == ["fake-plateau"]
+    before = (stage / "fake-plateau" / "summary.json").read_bytes()
+    fake_registry["fake-exp"] = _fake_module()
+    top = reproduce(out, resume=True)
+    assert top["reused"] == ["fake-plateau"] and not stage.exists()
+    assert (out / "fake-plateau" / "summary.json").read_bytes() == before
+    fresh = reproduce(tmp_path / "fresh")
+    assert fresh["headline"] == top["headline"] and fresh["reused"] == []
+    # README: reproduce --quick --resume --out DIR (quick variant: the fake registry)
+    code, err = cli_main("reproduce", "--quick", "--resume", "--out", str(out))
+    assert code == 0, err
+    s = json.loads((out / "summary.json").read_text())
+    assert s["quick"] is True and s["reused"] == []  # quick params differ: both rerun
+    code, err = cli_main("reproduce", "--quick", "--resume", "--out", str(out))
+    assert code == 0 and json.loads((out / "summary.json").read_text())["reused"] == [
+        "fake-exp",
+        "fake-plateau",
+    ]
+
+
+def test_gd_experiments_take_data_keys(tmp_path):
+    reg = X.registry()
+    assert {n for n, e in reg.items() if e.uses_data} == {
+        "condensation-three-layer",
+        "two-vs-three-layer",
+        "final-stage-vs-plateau",
+        "escape-scaling",
+    }
+    p = reg["escape-scaling"].params(["data.dataset=sin", "data.noise=0.1"])
+    assert p["data"] == {"dataset": "sin", "noise": 0.1}
+    assert X.data_section(p, {"dataset": "teacher", "seed": 3}) == {
+        "dataset": "sin",
+        "seed": 3,
+        "noise": 0.1,
+    }
+    with pytest.raises(InputError, match="data.colour"):
+        reg["escape-scaling"].params(["data.colour=1"])
+    with pytest.raises(InputError, match="unknown parameter of experiment matrix-completion"):
+        reg["matrix-completion"].params(["data.path=x.npz"])

@@ -14,19 +14,20 @@ only when complete, so an error or interrupt leaves nothing half-written):
 
 from __future__ import annotations
 
-import multiprocessing
+import json
 import os
+import shutil
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from pathlib import Path
 
 from condensation import experiments as X
-from condensation._jax_setup import ENV_VAR, usable_cores
+from condensation._jax_setup import usable_cores
+from condensation.engine import Engine, Task
 from condensation.errors import InputError
 from condensation.report.html import render_report
-from condensation.store import check_out_dir, run_directory, write_json
+from condensation.store import check_out_dir, reserve, run_directory, write_json, write_marker
 
 
 def run_into(
@@ -85,30 +86,29 @@ def run_experiment(
     return summary
 
 
-def _run_in_worker(name: str, quick: bool, out_dir: str) -> dict:
-    """One experiment in a worker process (module-level so it can be pickled)."""
+def _run_task(name: str, params: dict, quick: bool, out_dir: str, progress=None) -> dict:
+    """One experiment as an engine task: into ``out_dir`` (built beside it, renamed
+    when complete, so a directory that exists is a finished experiment)."""
     exp = X.registry()[name]
-    return run_into(exp, exp.params(quick=quick), Path(out_dir), X.null_progress, quick)
-
-
-@contextmanager
-def _worker_cores(workers: int):
-    """Split the cores among the worker processes: each worker exposes its share
-    as JAX devices (``CONDENSATION_CPU_DEVICES``, unless the user set it)."""
-    if ENV_VAR in os.environ:
-        yield
-        return
-    os.environ[ENV_VAR] = str(max(1, usable_cores() // workers))
-    try:
-        yield
-    finally:
-        del os.environ[ENV_VAR]
+    out = Path(out_dir)
+    with run_directory(out) as tmp:
+        summary = run_into(exp, params, tmp, progress or X.null_progress, quick)
+    return summary
 
 
 def default_workers() -> int:
     """Experiments run side by side in this many processes (most of a quick run is
     single-threaded JIT compilation, so two processes use two cores)."""
     return max(1, min(2, usable_cores()))
+
+
+def _finished(d: Path, params: dict, quick: bool) -> bool:
+    """``d`` holds a finished run of the experiment with these params."""
+    try:
+        s = json.loads((d / "summary.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return s.get("kind") == "experiment" and s.get("quick") == quick and s.get("params") == params
 
 
 def reproduce(
@@ -118,13 +118,20 @@ def reproduce(
     progress: X.Progress = X.null_progress,
     workers: int | None = None,
     overwrite: bool = False,
+    resume: bool = False,
+    overrides: Sequence[str] = (),
 ) -> dict:
     """Run every registered experiment (or those in ``only``) into ``out/<name>/``,
     then write ``out/summary.json`` and ``out/report.html``; all or nothing.
 
-    With ``workers > 1`` experiments run in separate processes (results do not
+    Experiments are tasks on the engine (:mod:`condensation.engine`): with
+    ``workers > 1`` they run side by side in worker processes (results do not
     depend on it: each experiment is deterministic and writes only its own
-    directory); progress is then reported per finished experiment."""
+    directory).  ``overrides`` (``data.KEY=VALUE``) go to every experiment that
+    takes data.  With ``resume``, an experiment already finished with the same
+    parameters (in ``out`` or in the staging directory a killed or failed
+    ``--resume`` run left beside it) is reused, and the staging directory is
+    kept when this run fails, so the next ``--resume`` continues from there."""
     reg = X.registry()
     chosen = list(reg)
     if only:
@@ -132,42 +139,90 @@ def reproduce(
             if n not in reg:
                 raise InputError("--only", n, "unknown experiment", f"use one of: {', '.join(reg)}")
         chosen = [n for n in reg if n in set(only)]
+    for item in overrides:
+        if not item.split("=", 1)[0].strip().startswith("data."):
+            raise InputError(
+                "--set",
+                item,
+                "reproduce takes only data.KEY=VALUE",
+                "write e.g. --set data.path=my.npz",
+            )
+    params = {n: reg[n].params(overrides if reg[n].uses_data else (), quick=quick) for n in chosen}
+    if overrides and not any(reg[n].uses_data for n in chosen):
+        raise InputError("--set", overrides[0], "no chosen experiment takes data", "drop --set")
     out = Path(out)
-    check_out_dir(out, overwrite)
-    summaries = {}
     workers = default_workers() if workers is None else workers
+    if resume:
+        # an earlier finished run in ``out`` is reused and then replaced (only if it
+        # holds nothing but its own files); a killed --resume run's staging is kept
+        with reserve(out, overwrite=True):
+            stage = out.parent / f".{out.name}.resume"
+            stage.mkdir(parents=True, exist_ok=True)
+            with _staged(out, stage) as tmp:
+                return _reproduce_into(tmp, reg, chosen, params, quick, progress, workers, out)
+    check_out_dir(out, overwrite)
     with run_directory(out, overwrite) as tmp:
-        for name in chosen:
-            (tmp / name).mkdir()
-        # a worker process sees only experiments it can import (the registered modules)
-        importable = all(reg[n].run_fn.__module__ in X._MODULES for n in chosen)
-        if workers > 1 and len(chosen) > 1 and importable:
-            ctx = multiprocessing.get_context("spawn")  # JAX and fork do not mix
-            with (
-                _worker_cores(workers),
-                ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool,
-            ):
-                futures = {
-                    pool.submit(_run_in_worker, name, quick, str(tmp / name)): name
-                    for name in chosen
-                }
-                progress("experiments", 0, len(chosen))
-                for done, fut in enumerate(as_completed(futures), start=1):
-                    summaries[futures[fut]] = fut.result()
-                    progress(f"experiments ({futures[fut]} done)", done, len(chosen))
-        else:
-            for name in chosen:
-                exp = reg[name]
-                summaries[name] = run_into(
-                    exp, exp.params(quick=quick), tmp / name, progress, quick
-                )
-        top = {
-            "kind": "reproduce",
-            "quick": quick,
-            "experiments": chosen,
-            "headline": {n: summaries[n]["headline"] for n in chosen},
-            "elapsed_s": {n: summaries[n]["elapsed_s"] for n in chosen},
-        }
-        write_json(tmp / "summary.json", top)
-        render_report(tmp)
+        return _reproduce_into(tmp, reg, chosen, params, quick, progress, workers, None)
+
+
+@contextmanager
+def _staged(out: Path, stage: Path):
+    """Like :func:`run_directory`, on a fixed staging directory kept on failure."""
+    yield stage
+    write_marker(stage)
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+        os.replace(stage, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(stage, out)
+
+
+def _reproduce_into(tmp, reg, chosen, params, quick, progress, workers, earlier) -> dict:
+    summaries: dict[str, dict] = {}
+    for name in chosen:
+        d = tmp / name
+        if _finished(d, params[name], quick):
+            summaries[name] = json.loads((d / "summary.json").read_text())
+        elif d.exists():
+            shutil.rmtree(d)  # our own half-written staging entry
+        elif earlier is not None and _finished(earlier / name, params[name], quick):
+            shutil.copytree(earlier / name, d)
+            summaries[name] = json.loads((d / "summary.json").read_text())
+    todo = [n for n in chosen if n not in summaries]
+    # a worker process sees only experiments it can import (the registered modules)
+    importable = all(reg[n].run_fn.__module__ in X._MODULES for n in todo)
+    inline = workers <= 1 or len(todo) <= 1 or not importable
+    tasks = [
+        Task(
+            n,
+            _run_task,
+            (n, params[n], quick, str(tmp / n)),
+            {"progress": progress} if inline else {},
+        )
+        for n in todo
+    ]
+    progress("experiments", len(summaries), len(chosen))
+    with Engine(workers=0 if inline else min(workers, len(todo)), retries=2) as eng:
+        for o in eng.run(tasks):
+            if not o.ok:
+                o.raise_input_error()
+                raise ExperimentError(f"experiment {o.key} failed: {o.error}")
+            summaries[o.key] = o.value
+            progress(f"experiments ({o.key} done)", len(summaries), len(chosen))
+    top = {
+        "kind": "reproduce",
+        "quick": quick,
+        "experiments": chosen,
+        "headline": {n: summaries[n]["headline"] for n in chosen},
+        "elapsed_s": {n: summaries[n]["elapsed_s"] for n in chosen},
+        "reused": sorted(set(chosen) - set(todo)),
+    }
+    write_json(tmp / "summary.json", top)
+    render_report(tmp)
     return top
+
+
+class ExperimentError(RuntimeError):
+    """An experiment raised (its one-line error); nothing of this reproduce is kept."""

@@ -19,7 +19,7 @@ import warnings
 import typer
 
 from condensation import _jax_setup
-from condensation.cli import _effective, _experiments, _matrix, _train
+from condensation.cli import _effective, _experiments, _matrix, _sweep, _train
 from condensation.cli._common import (
     Interrupted,
     console_err,
@@ -47,6 +47,7 @@ _train.register(app)
 _effective.register(app)
 _experiments.register(app)
 _matrix.register(app)
+_sweep.register(app)
 
 
 def _raise_interrupted(signum, frame) -> None:

@@ -61,6 +61,16 @@ def reproduce_cmd(
         typer.Option(help="Experiments run side by side in this many processes (default 2)."),
     ] = None,
     overwrite: OverwriteOpt = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", help="Reuse experiments already finished (same parameters) in DIR."
+        ),
+    ] = False,
+    set_: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option("--set", help="data.KEY=VALUE for every experiment on data (repeatable)."),
+    ] = None,
 ) -> None:
     """Run every registered experiment and write one self-contained report.
 
@@ -70,15 +80,38 @@ def reproduce_cmd(
     Example: condensation reproduce --quick --out runs/quick
     """
     from condensation.errors import InputError
+    from condensation.progress import Progress
     from condensation.reproduce import reproduce
 
     if workers is not None and workers < 1:
         raise InputError("--workers", workers, "must be >= 1", "give --workers 1 or more")
     t0 = time.perf_counter()
-    with phase_progress() as update:
+    bar: Progress | None = None
+
+    def update(description: str, done: int, total: int) -> None:
+        nonlocal bar
+        if not description.startswith("experiments"):
+            return  # one experiment's own phases: only the count of experiments is shown
+        if bar is None:
+            bar = Progress(total, "experiment")
+        bar.update(done, total=total, description=description)
+
+    try:
         top = reproduce(
-            out, quick=quick, only=only, progress=update, workers=workers, overwrite=overwrite
+            out,
+            quick=quick,
+            only=only,
+            progress=update,
+            workers=workers,
+            resume=resume,
+            overwrite=overwrite,
+            overrides=set_ or [],
         )
+    finally:
+        if bar is not None:
+            bar.close()
+    if top.get("reused"):
+        console.print(f"reused {len(top['reused'])} finished: {', '.join(top['reused'])}")
     for name, head in top["headline"].items():
         console.print(f"{name} ({top['elapsed_s'][name]:.1f} s)")
         _print_headline(head)

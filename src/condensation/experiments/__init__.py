@@ -39,6 +39,10 @@ The rules:
   as ``escape_scaling.three_layer_slope``.  Non-finite floats are stored as null.
 - ``Figure.numbers`` lists unprefixed headline names to print beside the figure;
   every declared figure file must exist after ``run``.
+- An experiment that trains on a data set sets ``DATA = True`` and builds its
+  ``[data]`` section with :func:`data_section`; it then accepts every key of
+  the config's ``[data]`` as ``--set data.KEY=VALUE`` (``data.path`` for a
+  user's own ``.npz``/CSV file), so its figures can be remade on any data.
 - ``progress(description, done, total)`` reports progress (e.g. GD steps); it
   may be called with new descriptions for new phases.  It must not be used for
   anything else: results must not depend on it.
@@ -122,6 +126,7 @@ class Experiment:
     quick: Mapping[str, Any]
     figures: tuple[Figure, ...]
     run_fn: Callable[[dict, Path, Progress], dict]
+    uses_data: bool = False  # accepts data.* parameters (the config's [data] keys)
 
     @property
     def key(self) -> str:
@@ -135,12 +140,16 @@ class Experiment:
             p.update(self.quick)
         for item in overrides:
             key, value = parse_set(item)
+            if key.startswith("data.") and self.uses_data:
+                p["data"] = check_data({**p.get("data", {}), key[len("data.") :]: value})
+                continue
             if key not in self.defaults:
                 raise InputError(
                     key,
                     value,
                     f"unknown parameter of experiment {self.name}",
-                    f"use one of: {', '.join(sorted(self.defaults))}",
+                    f"use one of: {', '.join(sorted(self.defaults))}"
+                    + (", or data.KEY (the config's [data] keys)" if self.uses_data else ""),
                 )
             p[key] = coerce_param(key, value, self.defaults[key])
             check_param_range(key, p[key], self.defaults[key])
@@ -260,6 +269,22 @@ def check_param_range(key: str, value: Any, default: Any) -> None:
             raise InputError(key, value, "must be >= 0", f"give {key} >= 0")
 
 
+def check_data(body: dict[str, Any]) -> dict[str, Any]:
+    """``data.*`` parameters checked as the config's ``[data]`` section (InputError)."""
+    from condensation.config import SECTIONS, build_sections
+
+    _, built = build_sections({"data": body}, [], {"data": SECTIONS["data"]})
+    path = built["data"].path
+    if path is not None and not Path(path).is_file():
+        raise InputError("data.path", path, "no such file", "give an existing .npz or .csv file")
+    return body
+
+
+def data_section(params: dict[str, Any], default: dict[str, Any]) -> dict[str, Any]:
+    """An experiment's ``[data]`` section: its own ``default`` updated by ``data.*``."""
+    return {**default, **params.get("data", {})}
+
+
 _REQUIRED = ("NAME", "TITLE", "SECTION", "STORY", "DEFAULTS", "QUICK", "FIGURES", "run")
 
 
@@ -282,6 +307,7 @@ def from_module(mod: ModuleType) -> Experiment:
         quick=dict(mod.QUICK),
         figures=tuple(mod.FIGURES),
         run_fn=mod.run,
+        uses_data=bool(getattr(mod, "DATA", False)),
     )
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from condensation.config import config_from_dict
-from condensation.experiments import Figure, Progress
+from condensation.experiments import Figure, Progress, data_section
 from condensation.metrics import abs_cos_to, snapshot_metrics
 from condensation.report import figures
 from condensation.runs.train import member_summaries, run_training
@@ -32,6 +32,7 @@ fits the rest of the target and part of the alignment is undone: compare the
 numbers at the escape with the final ones, and the last heatmap columns.
 """
 
+DATA = True  # accepts data.* (e.g. data.path: a user's own data set)
 DEFAULTS = {
     "scale": 1e-3,  # init eps
     "seed": 0,  # init seed
@@ -91,7 +92,9 @@ FIGURES = (
 def _config(p: dict):
     return config_from_dict(
         {
-            "data": {"dataset": "teacher", "n": p["n"], "d": p["d"], "seed": p["data_seed"]},
+            "data": data_section(
+                p, {"dataset": "teacher", "n": p["n"], "d": p["d"], "seed": p["data_seed"]}
+            ),
             "model": {"depth": 3, "widths": p["widths"], "activation": p["activation"]},
             "init": {"scale": p["scale"], "seed": p["seed"]},
             "train": {
@@ -188,7 +191,8 @@ def _plot_loss(path: Path, t, loss, esc: float, fs: float) -> None:
             axs[1].set_ylim(0.8 * loss[sel].min(), 1.25 * loss[sel].max())
         axs[1].set_title("around the escape", fontsize=9)
     axs[0].set_title("whole run", fontsize=9)
-    axs[0].legend(fontsize=7, loc="lower left")
+    if axs[0].get_legend_handles_labels()[0]:  # nothing to label when it never escaped
+        axs[0].legend(fontsize=7, loc="lower left")
     figures.save(fig, path)
 
 

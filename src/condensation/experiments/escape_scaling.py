@@ -20,7 +20,7 @@ import numpy as np
 from condensation.config import config_from_dict
 from condensation.data import Dataset
 from condensation.errors import InputError, NumericalError
-from condensation.experiments import Figure, Progress
+from condensation.experiments import Figure, Progress, data_section
 from condensation.report import figures
 from condensation.runs.train import prepare
 from condensation.store import save_arrays
@@ -40,6 +40,7 @@ teacher data, every scale of one depth trained in one ensemble call; the escape
 step is the first step at which the loss has halved.
 """
 
+DATA = True  # accepts data.* (e.g. data.path: a user's own data set)
 DEFAULTS = {
     "eps_min": 1e-4,
     "eps_max": 1e-2,
@@ -117,7 +118,7 @@ def _check(p: dict) -> None:
 def _prepare(p: dict, depth: int, eps: np.ndarray, lr: float):
     cfg = config_from_dict(
         {
-            "data": {"dataset": "teacher", "seed": p["data_seed"]},
+            "data": data_section(p, {"dataset": "teacher", "seed": p["data_seed"]}),
             "model": {
                 "depth": depth,
                 "widths": [p["width"]] * (depth - 1),

@@ -10,7 +10,7 @@ from condensation.condensed import condensed_report
 from condensation.config import config_from_dict
 from condensation.effective import build_system, solve_batch, trajectory
 from condensation.errors import InputError
-from condensation.experiments import Figure, Progress
+from condensation.experiments import Figure, Progress, data_section
 from condensation.report import figures
 from condensation.runs.effective import final_stage_summary
 from condensation.runs.train import prepare
@@ -31,6 +31,7 @@ teacher data the GD escape time sits next to T*, and the deviation between the G
 and effective trajectories stays small until just before the escape.
 """
 
+DATA = True  # accepts data.* (e.g. data.path: a user's own data set)
 DEFAULTS = {
     "seeds": [0, 1, 2],
     "scales": [1e-3, 3e-4],
@@ -122,7 +123,7 @@ def run(params: dict, out_dir: Path, progress: Progress) -> dict:
     _check(p)
     cfg = config_from_dict(
         {
-            "data": {"dataset": "teacher"},
+            "data": data_section(p, {"dataset": "teacher"}),
             "model": {"depth": 3, "widths": [p["width"]] * 2},
             "init": {"seeds": p["seeds"], "scales": p["scales"]},
             "train": {"lr": p["lr"]},

@@ -9,7 +9,7 @@ import numpy as np
 from condensation.config import config_from_dict
 from condensation.effective import build_system, solve
 from condensation.errors import InputError
-from condensation.experiments import Figure, Progress
+from condensation.experiments import Figure, Progress, data_section
 from condensation.report import figures
 from condensation.runs.train import prepare
 from condensation.store import save_arrays
@@ -27,6 +27,7 @@ then diverges at a finite T*, with rho ~ (T* - t)^-2 and E ~ (T* - t)^-3. The GD
 loss of each network leaves its plateau where its effective dynamics says.
 """
 
+DATA = True  # accepts data.* (e.g. data.path: a user's own data set)
 DEFAULTS = {"eps": 1e-3, "width": 50, "seed": 0, "lr": 0.05}
 QUICK: dict = {}
 
@@ -69,7 +70,7 @@ def run(params: dict, out_dir: Path, progress: Progress) -> dict:
         progress(f"depth {depth}", depth - 2, 2)
         cfg = config_from_dict(
             {
-                "data": {"dataset": "teacher"},
+                "data": data_section(p, {"dataset": "teacher"}),
                 "model": {"depth": depth, "widths": [p["width"]] * (depth - 1)},
                 "init": {"scale": p["eps"], "seed": p["seed"]},
                 "train": {"lr": p["lr"]},

@@ -1,0 +1,74 @@
+"""``condensation sweep``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from condensation.cli._common import console
+
+
+def sweep_cmd(
+    spec: Annotated[Path, typer.Argument(help="Sweep spec (TOML with a [sweep] table).")],
+    out: Annotated[Path, typer.Option("--out", help="Sweep directory (rerun to continue).")],
+    workers: Annotated[
+        Optional[int],  # noqa: UP045 (typer needs Optional on 3.10)
+        typer.Option(help="Local worker processes (default: one per core; 0: in this process)."),
+    ] = None,
+    scheduler: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="Address of a running Dask scheduler, e.g. tcp://host:8786."),
+    ] = None,
+    retries: Annotated[int, typer.Option(help="Resubmissions of a task whose worker died.")] = 2,
+    plot: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--plot", help="Afterwards, draw --y over this axis from the table."),
+    ] = None,
+    y: Annotated[Optional[str], typer.Option("--y", help="Metric (column) to plot.")] = None,  # noqa: UP045
+    hue: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--hue", help="One line per value of this axis."),
+    ] = None,
+) -> None:
+    """Run the product of a spec's axes as cells on a Dask cluster; one results table.
+
+    Writes DIR/cells/<id>/ (one run directory per cell), DIR/results.parquet and
+    DIR/results.csv (one row per member), DIR/summary.json. Rerun to continue.
+
+    Example: condensation sweep configs/sweep_scales.toml --out runs/sweep --workers 2
+    """
+    from condensation.errors import InputError
+    from condensation.sweep import parse_spec, plot_sweep, run_sweep
+
+    if (plot is None) != (y is None):
+        raise InputError("--plot", plot, "--plot and --y go together", "give both, or neither")
+    if hue is not None and plot is None:
+        raise InputError("--hue", hue, "only with --plot", "add --plot AXIS --y METRIC")
+    parsed = parse_spec(spec)  # a bad spec fails here: nothing is written
+    if plot is not None:
+        cols = {*parsed.axes, "cell", "status"}
+        for opt, name in (("--plot", plot), ("--hue", hue)):
+            if name is not None and name not in cols:
+                raise InputError(opt, name, "not an axis", f"use one of: {', '.join(parsed.axes)}")
+    try:
+        s = run_sweep(parsed, out, workers=workers, scheduler=scheduler, retries=retries)
+    except KeyboardInterrupt:
+        console.print(f"interrupted: complete cells are kept in {out}; rerun to continue")
+        sys.exit(130)
+    console.print(
+        f"{s['cells']} cells ({s['members']} members): {s['cells_done']} computed, "
+        f"{s['cells_reused']} reused, {s['cells_failed']} failed, {s['wall_s']:.1f} s",
+        highlight=False,
+    )
+    for cell, err in s["failed"].items():
+        console.print(f"  cell {cell}: {err}", highlight=False, markup=False)
+    if plot is not None:
+        console.print(f"wrote {plot_sweep(out, plot, y, hue)}")
+    console.print(f"wrote {out}/results.parquet and results.csv")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("sweep")(sweep_cmd)

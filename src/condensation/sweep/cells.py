@@ -1,0 +1,54 @@
+"""One cell = one ordinary run directory of its command, by the CLI's own functions.
+
+:func:`run_cell` is the task the engine runs: it rebuilds the validated config
+from its plain dict, calls the same library functions as ``condensation
+train`` / ``effective`` / ``matrix`` and writes ``out_dir`` atomically (built
+beside it, renamed when complete), so a cell equals the single run and a
+directory that exists is complete.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from condensation.store import SUMMARY, is_run_dir, run_directory
+from condensation.sweep.spec import load_command_config
+
+
+def run_cell(command: str, config: dict, out_dir: str) -> dict:
+    """Run one cell into ``out_dir``; return its summary (as written to summary.json)."""
+    cfg = load_command_config(command, config)
+    out = Path(out_dir)
+    if command == "train":
+        from condensation.runs.train import run_training, write_train_run
+
+        run = run_training(cfg)
+        with run_directory(out) as tmp:
+            return write_train_run(run, tmp)
+    if command == "effective":
+        from condensation.effective import RegimeWarning
+        from condensation.runs.effective import run_effective, write_effective_run
+
+        with warnings.catch_warnings():  # each member's regime_ratio is in the summary
+            warnings.simplefilter("ignore", RegimeWarning)
+            run = run_effective(cfg)
+        with run_directory(out) as tmp:
+            return write_effective_run(run, tmp)
+    if command == "matrix":
+        from condensation.matrix import load_problem
+        from condensation.runs.matrix import run_matrix, write_matrix_run
+
+        run = run_matrix(cfg, problem=load_problem(cfg.problem))
+        with run_directory(out) as tmp:
+            return write_matrix_run(run, tmp)
+    raise ValueError(f"unknown command {command!r}")  # parse_spec checked it
+
+
+def read_cell(out_dir: Path) -> dict | None:
+    """The summary of a complete cell directory, else None."""
+    import json
+
+    if not is_run_dir(out_dir):
+        return None
+    return json.loads((out_dir / SUMMARY).read_text())
