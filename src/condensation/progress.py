@@ -120,7 +120,8 @@ class Progress:
     # ---- lines ------------------------------------------------------------
     def _label(self) -> str:
         extra = f", {self.failed} failed" if self.failed else ""
-        return f"{self.description or self.unit + 's'}{extra}"
+        unit = self.unit if self.unit.endswith("s") else self.unit + "s"
+        return f"{self.description or unit}{extra}"
 
     def line(self) -> str:
         """``cell 17/60 done, 2 failed, eta 4 min`` (and what is being done)."""

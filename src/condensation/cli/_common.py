@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
 from condensation.checkpoint import Checkpoint, checkpoint_dir
@@ -120,25 +120,24 @@ def guarded_run(out: Path, key: str, *, overwrite: bool, resume: bool, need_byte
 
 @contextmanager
 def phase_progress():
-    """Yield ``update(description, done, total)``: one rich bar (on stderr) per
-    distinct description, so multi-phase work shows each phase."""
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console_err,
-        transient=False,
-        disable=not console_err.is_terminal,
-    ) as p:
-        tasks: dict[str, int] = {}
+    """Yield ``update(description, done, total)``: one :class:`condensation.progress.Progress`
+    per distinct description, so multi-phase work shows each phase: a rich bar on a
+    terminal, plain lines at a bounded rate (``gd steps 3000/12000 done, eta 20 s``)
+    when stderr is not one (a batch log)."""
+    from condensation.progress import Progress as Phase
 
-        def update(description: str, done: int, total: int) -> None:
-            if description not in tasks:
-                tasks[description] = p.add_task(description, total=total)
-            p.update(tasks[description], completed=done, total=total)
+    phases: dict[str, Phase] = {}
 
+    def update(description: str, done: int, total: int) -> None:
+        if description not in phases:
+            phases[description] = Phase(total, description, stream=sys.stderr)
+        phases[description].update(done, total=total)
+
+    try:
         yield update
+    finally:
+        for phase in phases.values():
+            phase.close()
 
 
 @contextmanager
