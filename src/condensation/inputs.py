@@ -154,23 +154,31 @@ def load_npz(path: str | Path, field: str) -> dict[str, np.ndarray]:
         raise InputError(field, str(path), "no such file", "give an existing .npz file")
     fix = "save the arrays with numpy.savez"
     try:
-        f = np.load(p, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise InputError(field, str(path), f"not a readable .npz archive ({e})", fix) from None
-    if not isinstance(f, np.lib.npyio.NpzFile):
-        raise InputError(field, str(path), "a single .npy array, not an .npz archive", fix)
-    try:
-        with f:
-            arrays = {k: f[k] for k in f.files}
-    except ValueError as e:  # object arrays need pickle
-        msg = (
-            "holds object arrays (they need pickle, which is not used)"
-            if "pickle" in str(e)
-            else str(e)
-        )
-        raise InputError(field, str(path), msg, fix + " from numeric arrays") from None
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
-        raise InputError(field, str(path), f"corrupt .npz archive ({e})", fix) from None
+        with open(p, "rb") as fh:  # closed on every path (np.load leaks on a bad file)
+            try:
+                f = np.load(fh, allow_pickle=False)
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+                raise InputError(
+                    field, str(path), f"not a readable .npz archive ({e})", fix
+                ) from None
+            if not isinstance(f, np.lib.npyio.NpzFile):
+                raise InputError(field, str(path), "a single .npy array, not an .npz archive", fix)
+            try:
+                with f:
+                    arrays = {k: f[k] for k in f.files}
+            except ValueError as e:  # object arrays need pickle
+                msg = (
+                    "holds object arrays (they need pickle, which is not used)"
+                    if "pickle" in str(e)
+                    else f"corrupt array ({e})"
+                )
+                raise InputError(field, str(path), msg, fix + " from numeric arrays") from None
+            except (OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+                raise InputError(field, str(path), f"corrupt .npz archive ({e})", fix) from None
+    except OSError as e:
+        raise InputError(
+            field, str(path), f"cannot read ({e.strerror})", "check the file"
+        ) from None
     if not arrays:
         raise InputError(field, str(path), "the archive holds no arrays", fix)
     return arrays
@@ -190,7 +198,13 @@ def load_csv(path: str | Path, field: str) -> np.ndarray:
     text = read_text(path, field, "a comma-separated .csv file")
     if "\x00" in text:
         raise InputError(field, str(path), "binary data, not CSV text", "give a text CSV file")
-    rows = [r for r in csv.reader(io.StringIO(text))]
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        rows = list(reader)
+    except csv.Error as e:  # e.g. a stray carriage return or an unclosed quote
+        raise InputError(
+            field, str(path), f"row {reader.line_num}: not CSV ({e})", "give a plain CSV file"
+        ) from None
     numbered = [(i + 1, r) for i, r in enumerate(rows) if any(c.strip() for c in r)]
     if numbered and any(_float(c) is None for c in numbered[0][1]):
         numbered = numbered[1:]  # a header line
