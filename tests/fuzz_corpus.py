@@ -1,7 +1,7 @@
 """A corpus of bad, hostile and edge-case inputs over every command, and its runner.
 
-Each case is a command line (with ``{tmp}`` standing for a scratch directory and
-``{f:NAME}`` for a file the case writes there first).  :func:`run_case` runs it
+Each case is a command line (``{tmp}`` stands for its scratch directory) and the
+files it writes there first.  :func:`run_case` runs it
 in-process through the CLI's ``main`` (catching ``SystemExit``) under an alarm,
 and classifies the outcome:
 
@@ -518,6 +518,6 @@ def run_all(cases: list[Case], root: Path, *, verbose: bool = False) -> list[Out
             case.files = {}
         o = run_case(case, tmp)
         outcomes.append(o)
-        if verbose and o.kind in ("traceback", "hang") or (verbose and o.partial):
+        if verbose == "all" or (verbose and (o.kind in ("traceback", "hang") or o.partial)):
             print(f"{o.kind:9s} partial={o.partial} {o.case}: {o.detail}", flush=True)
     return outcomes

@@ -41,7 +41,7 @@ MAX_INT = 2**53  # largest integer a config key may hold (exact as a float64)
 SEED_LIMIT = 2**32  # seeds are integers in [0, SEED_LIMIT)
 MAX_STEPS = 10**9  # most GD steps of one run
 MAX_SNAPSHOTS = 100_000  # most log-spaced (and, separately, equally spaced) snapshots
-MAX_DEPTH = 64  # most weight matrices / factors a network or a factorisation may have
+MAX_DEPTH = 16  # most weight matrices / factors a network or a factorisation may have
 MEMORY_FRACTION = 0.5  # share of the available memory a run may plan to use
 MEMORY_ENV = "CONDENSATION_MEMORY_LIMIT"
 
@@ -119,15 +119,19 @@ def real_array(field: str, name: str, a: np.ndarray) -> np.ndarray:
             field, f"{name} ({a.dtype})", "not an array of numbers", "save a numeric array"
         )
     out = a.astype(np.float64)
-    bad = ~np.isfinite(out) | (np.abs(out) > MAX_ABS)
-    if bad.any():
-        idx = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise InputError(
-            field,
-            f"{name}{list(idx)} = {out[idx]!r}",
-            f"{int(bad.sum())} entries are NaN, infinite or above {MAX_ABS:g} in magnitude",
-            "give finite values of moderate size (rescale the data)",
-        )
+    finite = np.isfinite(out)
+    for bad, problem, fix in (
+        (~finite, "non-finite (NaN or infinite)", "give finite values for every entry"),
+        (finite & (np.abs(out) > MAX_ABS), f"above {MAX_ABS:g} in magnitude", "rescale the data"),
+    ):
+        if bad.any():
+            idx = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise InputError(
+                field,
+                f"{name}{list(idx)} = {float(out[idx])}",
+                f"{int(bad.sum())} of {name}'s entries are {problem}",
+                fix,
+            )
     return out
 
 
