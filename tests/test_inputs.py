@@ -38,7 +38,7 @@ def _one_line(e: InputError, field: str) -> None:
         ("object.npz", "object arrays"),
         ("complex.npz", "complex"),
         ("strings.npz", "not an array of numbers"),
-        ("nan.npz", "x[0, 0] = nan: 1 of x's entries are non-finite"),
+        ("nan.npz", "x[0, 0] = nan': 1 of x's entries are non-finite"),
         ("huge.npz", "above 1e+100 in magnitude"),
         ("d0.npz", "d = 0"),
         ("n0.npz", "no samples"),
