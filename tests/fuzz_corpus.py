@@ -311,6 +311,12 @@ _SPECIAL_NET = [
     ["model.widths=[3]"],
     ["init.scale=1e-3", "init.gamma=1"],
     ["init.path='{tmp}/nosuch.npz'"],
+    # huge but allowed: these run (tiny) and must end in marked members, not crashes
+    ["init.scale=1e90"],
+    ["train.lr=1e90"],
+    ["data.noise=1e90"],
+    ["init.scales=[1e-3, 1e90]", "train.dtype='float32'"],
+    ["init.scale=1e-150"],
 ]
 _SPECIAL_MAT = [
     ["model.depth=1000"],
@@ -322,6 +328,9 @@ _SPECIAL_MAT = [
     ["init.seeds=[4294967296]"],
     ["init.scale=1e-200", "model.depth=3"],
     ["model.width=0"],
+    ["init.scale=1e90"],
+    ["train.lr=1e90"],
+    ["init.scales=[1e-3, 1e50]", "model.depth=3"],
     ["problem.kind='sensing'", "problem.observed=0"],
 ]
 

@@ -357,6 +357,25 @@ def check_matrix_memory(cfg, n1: int, n2: int, n_obs: int) -> float:
     )
 
 
+def check_effective_scales(scales: Iterable[float], depth: int, z_norm: float) -> None:
+    """The effective dynamics is solved in float64 from ``E = W_L ... W_1 z ~ eps^L |z|``:
+    refuse scales for which that drive leaves ``[1e-150, 1e100]`` (it would underflow
+    to 0 or overflow before the change of variables takes over); z = 0 is the
+    no-drive case, reported per member, and is not refused."""
+    for eps in scales:
+        if eps is None or not eps > 0:
+            continue
+        log_e = depth * math.log10(eps) + (math.log10(z_norm) if z_norm > 0 else 0.0)
+        if not -150 <= log_e <= 100:
+            way = "underflows" if log_e < -150 else "overflows"
+            raise InputError(
+                "init.scale",
+                eps,
+                f"the effective drive E ~ eps^{depth} |z| = 1e{log_e:.0f} {way} in float64",
+                f"give eps with eps^{depth} |z| in [1e-150, 1e100]",
+            )
+
+
 def check_depth(field: str, depth: int) -> None:
     if depth > MAX_DEPTH:
         raise InputError(
