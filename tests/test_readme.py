@@ -179,7 +179,8 @@ _SLOW = pytest.mark.slow  # each effective path pays a diffrax compile (~10 s)
 PATHS = [
     pytest.param(["train", *_DEPTH[2]], id="train-depth2", marks=_SLOW),
     pytest.param(["train", *_DEPTH[3]], id="train-depth3", marks=_SLOW),
-    pytest.param(["train", *_DEPTH[4]], id="train-depth4"),
+    # depth 4 through the CLI in the default run: test_faults' underflow test
+    pytest.param(["train", *_DEPTH[4]], id="train-depth4", marks=_SLOW),
     pytest.param(
         ["effective", "--form", "full", *_DEPTH[2]], id="effective-full-depth2", marks=_SLOW
     ),
