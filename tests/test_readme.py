@@ -218,7 +218,8 @@ def test_cli_path(cli_main, tmp_path, argv):
 @pytest.mark.parametrize(
     "depth",
     [1, pytest.param(2, marks=_SLOW), pytest.param(3, marks=_SLOW), pytest.param(4, marks=_SLOW)],
-)  # depth >= 3 integrates the effective T* of each member (a diffrax compile)
+)  # depth 2 runs by default as the README's mc-d2 command; depth >= 3 integrates the
+# effective T* of each member (a diffrax compile)
 def test_matrix_cli_depths(cli_main, tmp_path, depth):
     out = tmp_path / "out"
     code, err = cli_main(
