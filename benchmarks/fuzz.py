@@ -1,8 +1,9 @@
 """Run the fuzz corpus (tests/fuzz_corpus.py) over every command and print the counts.
 
-    python benchmarks/fuzz.py [-v]
+    python benchmarks/fuzz.py [-v | --all]
 
-Prints one line per traceback, hang or partial output with -v, then the totals:
+Prints one line per traceback, hang or partial output with -v (every case with
+--all), then the totals:
 cases, ok (valid runs), error (one-line errors, exit 2), traceback, hang, partial.
 """
 
@@ -21,7 +22,7 @@ import fuzz_corpus  # noqa: E402
 
 
 def main() -> None:
-    verbose = "-v" in sys.argv
+    verbose = "all" if "--all" in sys.argv else "-v" in sys.argv
     cases = fuzz_corpus.corpus()
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as root:

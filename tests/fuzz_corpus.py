@@ -1,7 +1,7 @@
 """A corpus of bad, hostile and edge-case inputs over every command, and its runner.
 
-Each case is a command line (with ``{tmp}`` standing for a scratch directory and
-``{f:NAME}`` for a file the case writes there first).  :func:`run_case` runs it
+Each case is a command line (``{tmp}`` stands for its scratch directory) and the
+files it writes there first.  :func:`run_case` runs it
 in-process through the CLI's ``main`` (catching ``SystemExit``) under an alarm,
 and classifies the outcome:
 
@@ -311,6 +311,12 @@ _SPECIAL_NET = [
     ["model.widths=[3]"],
     ["init.scale=1e-3", "init.gamma=1"],
     ["init.path='{tmp}/nosuch.npz'"],
+    # huge but allowed: these run (tiny) and must end in marked members, not crashes
+    ["init.scale=1e90"],
+    ["train.lr=1e90"],
+    ["data.noise=1e90"],
+    ["init.scales=[1e-3, 1e90]", "train.dtype='float32'"],
+    ["init.scale=1e-150"],
 ]
 _SPECIAL_MAT = [
     ["model.depth=1000"],
@@ -322,6 +328,9 @@ _SPECIAL_MAT = [
     ["init.seeds=[4294967296]"],
     ["init.scale=1e-200", "model.depth=3"],
     ["model.width=0"],
+    ["init.scale=1e90"],
+    ["train.lr=1e90"],
+    ["init.scales=[1e-3, 1e50]", "model.depth=3"],
     ["problem.kind='sensing'", "problem.observed=0"],
 ]
 
@@ -518,6 +527,6 @@ def run_all(cases: list[Case], root: Path, *, verbose: bool = False) -> list[Out
             case.files = {}
         o = run_case(case, tmp)
         outcomes.append(o)
-        if verbose and o.kind in ("traceback", "hang") or (verbose and o.partial):
+        if verbose == "all" or (verbose and (o.kind in ("traceback", "hang") or o.partial)):
             print(f"{o.kind:9s} partial={o.partial} {o.case}: {o.detail}", flush=True)
     return outcomes

@@ -176,7 +176,8 @@ _SLOW = pytest.mark.slow  # each effective path pays a diffrax compile (~10 s)
 PATHS = [
     pytest.param(["train", *_DEPTH[2]], id="train-depth2", marks=_SLOW),
     pytest.param(["train", *_DEPTH[3]], id="train-depth3", marks=_SLOW),
-    pytest.param(["train", *_DEPTH[4]], id="train-depth4"),
+    # depth 4 through the CLI in the default run: test_faults' underflow test
+    pytest.param(["train", *_DEPTH[4]], id="train-depth4", marks=_SLOW),
     pytest.param(
         ["effective", "--form", "full", *_DEPTH[2]], id="effective-full-depth2", marks=_SLOW
     ),
@@ -214,7 +215,8 @@ def test_cli_path(cli_main, tmp_path, argv):
 @pytest.mark.parametrize(
     "depth",
     [1, pytest.param(2, marks=_SLOW), pytest.param(3, marks=_SLOW), pytest.param(4, marks=_SLOW)],
-)  # depth >= 3 integrates the effective T* of each member (a diffrax compile)
+)  # depth 2 runs by default as the README's mc-d2 command; depth >= 3 integrates the
+# effective T* of each member (a diffrax compile)
 def test_matrix_cli_depths(cli_main, tmp_path, depth):
     out = tmp_path / "out"
     code, err = cli_main(

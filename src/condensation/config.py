@@ -413,6 +413,7 @@ def config_from_dict(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]
     """Build and validate a Config from a nested dict plus ``--set`` overrides."""
     raw, sections = build_sections(raw, overrides, SECTIONS)
     cfg = Config(**sections)
+    inputs.check_depth("model.depth", cfg.model.depth)  # before widths are derived from it
     if "model" in raw and "widths" not in raw["model"] and "depth" in raw["model"]:
         cfg = dataclasses.replace(
             cfg, model=dataclasses.replace(cfg.model, widths=(50,) * max(cfg.model.depth - 1, 1))

@@ -41,7 +41,7 @@ MAX_INT = 2**53  # largest integer a config key may hold (exact as a float64)
 SEED_LIMIT = 2**32  # seeds are integers in [0, SEED_LIMIT)
 MAX_STEPS = 10**9  # most GD steps of one run
 MAX_SNAPSHOTS = 100_000  # most log-spaced (and, separately, equally spaced) snapshots
-MAX_DEPTH = 64  # most weight matrices / factors a network or a factorisation may have
+MAX_DEPTH = 16  # most weight matrices / factors a network or a factorisation may have
 MEMORY_FRACTION = 0.5  # share of the available memory a run may plan to use
 MEMORY_ENV = "CONDENSATION_MEMORY_LIMIT"
 
@@ -119,15 +119,19 @@ def real_array(field: str, name: str, a: np.ndarray) -> np.ndarray:
             field, f"{name} ({a.dtype})", "not an array of numbers", "save a numeric array"
         )
     out = a.astype(np.float64)
-    bad = ~np.isfinite(out) | (np.abs(out) > MAX_ABS)
-    if bad.any():
-        idx = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise InputError(
-            field,
-            f"{name}{list(idx)} = {out[idx]!r}",
-            f"{int(bad.sum())} entries are NaN, infinite or above {MAX_ABS:g} in magnitude",
-            "give finite values of moderate size (rescale the data)",
-        )
+    finite = np.isfinite(out)
+    for bad, problem, fix in (
+        (~finite, "non-finite (NaN or infinite)", "give finite values for every entry"),
+        (finite & (np.abs(out) > MAX_ABS), f"above {MAX_ABS:g} in magnitude", "rescale the data"),
+    ):
+        if bad.any():
+            idx = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise InputError(
+                field,
+                f"{name}{list(idx)} = {float(out[idx])}",
+                f"{int(bad.sum())} of {name}'s entries are {problem}",
+                fix,
+            )
     return out
 
 
@@ -154,23 +158,31 @@ def load_npz(path: str | Path, field: str) -> dict[str, np.ndarray]:
         raise InputError(field, str(path), "no such file", "give an existing .npz file")
     fix = "save the arrays with numpy.savez"
     try:
-        f = np.load(p, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise InputError(field, str(path), f"not a readable .npz archive ({e})", fix) from None
-    if not isinstance(f, np.lib.npyio.NpzFile):
-        raise InputError(field, str(path), "a single .npy array, not an .npz archive", fix)
-    try:
-        with f:
-            arrays = {k: f[k] for k in f.files}
-    except ValueError as e:  # object arrays need pickle
-        msg = (
-            "holds object arrays (they need pickle, which is not used)"
-            if "pickle" in str(e)
-            else str(e)
-        )
-        raise InputError(field, str(path), msg, fix + " from numeric arrays") from None
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
-        raise InputError(field, str(path), f"corrupt .npz archive ({e})", fix) from None
+        with open(p, "rb") as fh:  # closed on every path (np.load leaks on a bad file)
+            try:
+                f = np.load(fh, allow_pickle=False)
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+                raise InputError(
+                    field, str(path), f"not a readable .npz archive ({e})", fix
+                ) from None
+            if not isinstance(f, np.lib.npyio.NpzFile):
+                raise InputError(field, str(path), "a single .npy array, not an .npz archive", fix)
+            try:
+                with f:
+                    arrays = {k: f[k] for k in f.files}
+            except ValueError as e:  # object arrays need pickle
+                msg = (
+                    "holds object arrays (they need pickle, which is not used)"
+                    if "pickle" in str(e)
+                    else f"corrupt array ({e})"
+                )
+                raise InputError(field, str(path), msg, fix + " from numeric arrays") from None
+            except (OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+                raise InputError(field, str(path), f"corrupt .npz archive ({e})", fix) from None
+    except OSError as e:
+        raise InputError(
+            field, str(path), f"cannot read ({e.strerror})", "check the file"
+        ) from None
     if not arrays:
         raise InputError(field, str(path), "the archive holds no arrays", fix)
     return arrays
@@ -190,7 +202,13 @@ def load_csv(path: str | Path, field: str) -> np.ndarray:
     text = read_text(path, field, "a comma-separated .csv file")
     if "\x00" in text:
         raise InputError(field, str(path), "binary data, not CSV text", "give a text CSV file")
-    rows = [r for r in csv.reader(io.StringIO(text))]
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        rows = list(reader)
+    except csv.Error as e:  # e.g. a stray carriage return or an unclosed quote
+        raise InputError(
+            field, str(path), f"row {reader.line_num}: not CSV ({e})", "give a plain CSV file"
+        ) from None
     numbered = [(i + 1, r) for i, r in enumerate(rows) if any(c.strip() for c in r)]
     if numbered and any(_float(c) is None for c in numbered[0][1]):
         numbered = numbered[1:]  # a header line
@@ -337,6 +355,25 @@ def check_matrix_memory(cfg, n1: int, n2: int, n_obs: int) -> float:
         "use a smaller problem (n, cols, observed), model.width, fewer seeds/scales, or "
         "fewer train.snapshots and train.linear_snapshots",
     )
+
+
+def check_effective_scales(scales: Iterable[float], depth: int, z_norm: float) -> None:
+    """The effective dynamics is solved in float64 from ``E = W_L ... W_1 z ~ eps^L |z|``:
+    refuse scales for which that drive leaves ``[1e-150, 1e100]`` (it would underflow
+    to 0 or overflow before the change of variables takes over); z = 0 is the
+    no-drive case, reported per member, and is not refused."""
+    for eps in scales:
+        if eps is None or not eps > 0:
+            continue
+        log_e = depth * math.log10(eps) + (math.log10(z_norm) if z_norm > 0 else 0.0)
+        if not -150 <= log_e <= 100:
+            way = "underflows" if log_e < -150 else "overflows"
+            raise InputError(
+                "init.scale",
+                eps,
+                f"the effective drive E ~ eps^{depth} |z| = 1e{log_e:.0f} {way} in float64",
+                f"give eps with eps^{depth} |z| in [1e-150, 1e100]",
+            )
 
 
 def check_depth(field: str, depth: int) -> None:

@@ -249,8 +249,8 @@ def check_param_range(key: str, value: Any, default: Any) -> None:
     from condensation import inputs
 
     if isinstance(value, list):
-        for v, d in zip(value, default or [None] * len(value)):
-            check_param_range(key, v, d)
+        for v in value:  # every entry against the first default entry, as coerce_param
+            check_param_range(key, v, default[0] if default else None)
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from condensation import inputs
 from condensation.blowup import Blowup, Tolerances
 from condensation.checkpoint import Checkpoint
 from condensation.config import Config
@@ -62,6 +63,7 @@ def run_effective(
     """The effective solve of every member (and with ``compare_gd`` the GD run,
     checkpointed by ``checkpoint``; the solves are recomputed on a resume)."""
     data, spec, ens = prepare(cfg)
+    inputs.check_effective_scales(ens.scales, spec.depth, float(np.linalg.norm(data.z)))
     z = data.z
     scale = np.sqrt(np.mean(data.y**2) * np.mean(np.sum(data.x**2, axis=1)))
     if np.linalg.norm(z) <= NO_DRIVE_RTOL * scale:
