@@ -14,9 +14,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## the main job on built-in defaults: every experiment and the report
 	$(VENV)/bin/condensation reproduce --overwrite --out runs/reproduce
 
-test: $(STAMP)  ## lint + the default (fast) test suite
+test: $(STAMP)  ## lint + the default (fast) test suite, one pytest worker per core (at most 4)
 	$(VENV)/bin/ruff check src tests benchmarks
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --maxprocesses 4
 
 test-slow: $(STAMP)  ## the slow, quantitative checks of the paper's claims
 	$(PY) -m pytest -q -m slow

@@ -38,13 +38,17 @@ QUICK: dict[str, list[str]] = {
     "run": ["--quick"],
     "reproduce": [],  # already --quick in the README; the default suite runs one experiment
     "report": [],
+    # in this process; a `--scheduler` example's cluster is replaced by it too (the
+    # slow tests/test_sweep_slow.py::test_external_scheduler_and_two_workers starts `dask scheduler`
+    # and `dask worker` as the README's recipe does)
+    "sweep": ["--workers", "0"],
 }
 # Quick experiments of `reproduce --quick` in the default run (the slow run does them all).
 REPRODUCE_DEFAULT_ONLY = ["condensation-three-layer"]
 # README commands that take more than a few seconds even reduced (a diffrax compile,
 # a whole experiment, a 100x100 problem): they run in the slow suite (make test-slow).
 SLOW = ("effective", "run ", "matrix_100", "matrix_completion.toml --out")
-# README commands known to fail until the trust branch lands (the issue's two crashes).
+# README commands known to fail, with why (none at present).
 KNOWN_BROKEN: dict[str, str] = {}  # "substring of a command": "why it is expected to fail"
 
 
@@ -78,6 +82,9 @@ def quick_variant(argv: list[str], scratch: Path) -> list[str]:
     """``argv`` with its quick additions and every ``runs/...`` path under ``scratch``."""
     moved = [str(scratch / a) if a.startswith("runs/") else a for a in argv]
     moved = [str(ROOT / a) if a.startswith("configs/") else a for a in moved]
+    if "--scheduler" in moved:
+        i = moved.index("--scheduler")
+        del moved[i : i + 2]
     return moved + QUICK.get(argv[0], [])
 
 

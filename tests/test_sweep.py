@@ -362,6 +362,7 @@ def _readme_line(start: str) -> list[str]:
     return shlex.split(line.split("  #")[0])[1:]
 
 
+@pytest.mark.slow  # tests/test_readme.py runs the same command in the default suite
 def test_readme_sweep_command_with_plot(tmp_path, cli_main, monkeypatch):
     monkeypatch.chdir(Path(__file__).resolve().parents[1])
     args = _readme_line(

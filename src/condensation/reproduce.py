@@ -15,7 +15,6 @@ only when complete, so an error or interrupt leaves nothing half-written):
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -27,7 +26,15 @@ from condensation._jax_setup import usable_cores
 from condensation.engine import Engine, Task
 from condensation.errors import InputError
 from condensation.report.html import render_report
-from condensation.store import check_out_dir, reserve, run_directory, write_json, write_marker
+from condensation.store import (
+    check_out_dir,
+    put_in_place,
+    reserve,
+    resolve_out,
+    run_directory,
+    write_json,
+    write_marker,
+)
 
 
 def run_into(
@@ -170,13 +177,7 @@ def _staged(out: Path, stage: Path):
     """Like :func:`run_directory`, on a fixed staging directory kept on failure."""
     yield stage
     write_marker(stage)
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-        os.replace(stage, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(stage, out)
+    put_in_place(stage, resolve_out(out))
 
 
 def _reproduce_into(tmp, reg, chosen, params, quick, progress, workers, earlier) -> dict:

@@ -397,14 +397,20 @@ def run_directory(
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        with _signals_deferred():
-            if out_abs.exists():
-                old = out_abs.with_name(f".{out_abs.name}.old-{os.getpid()}")
-                os.replace(out_abs, old)
-                os.replace(tmp, out_abs)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, out_abs)
+        put_in_place(tmp, out_abs)
+
+
+def put_in_place(src: Path, out: Path) -> None:
+    """Rename the finished directory ``src`` to ``out``, replacing an earlier ``out``
+    (moved aside first, removed after), with SIGINT/SIGTERM held back meanwhile."""
+    with _signals_deferred():
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+            os.replace(src, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(src, out)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

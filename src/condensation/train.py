@@ -58,6 +58,7 @@ from condensation.checkpoint import Checkpoint, chunk_steps, chunks
 from condensation.core.final_stage import final_stage_holds
 from condensation.core.network import loss as loss_fn
 from condensation.devices import member_mesh, on_host, over_members, place_members
+from condensation.metrics import abs_cos_to
 from condensation.optimizers import Optimizer, epoch_permutation
 
 GD = Optimizer()
@@ -415,9 +416,9 @@ def _finish_plateau(track: PlateauTrack, params, loss_last, div_step, steps, *, 
     for k, p in enumerate(final):
         pe_params[k][late] = p[late]
     peak, peak_step = host(track.peak).copy(), host(track.peak_step).copy()
-    b = final[0]  # (E, m1, d)
-    nrm = np.linalg.norm(b, axis=-1) * np.linalg.norm(z)
-    cos_last = np.median(np.abs(b @ z) / np.where(nrm > 0, nrm, 1.0), axis=-1)
+    # (E,) median |cos(b_j, z)| of the final first layers (E, m1, d); rows rescaled, so a
+    # frozen diverged member's huge finite weights do not overflow
+    cos_last = np.median(abs_cos_to(final[0], z), axis=-1)
     higher = (div_step < 0) & (cos_last > peak)
     peak[higher], peak_step[higher] = cos_last[higher], steps
     return pe_step, pe_params, peak, peak_step

@@ -27,10 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from condensation.effective import build_system
 from condensation.errors import InputError
 from condensation.experiments import Figure, Progress
-from condensation.experiments._batch import solve_chunked
+from condensation.experiments._batch import solve_chunked, standard_normal_systems
 from condensation.report import figures
 from condensation.store import save_arrays
 
@@ -93,14 +92,8 @@ def run(params: dict, out_dir: Path, progress: Progress) -> dict:
             raise InputError(k, p[k], "must be >= 1", f"give a positive {k}")
     rng = np.random.default_rng(p["seed"])
     m, d = p["width"], p["d"]
-    z = np.zeros(d)
-    z[0] = 1.0
+    systems, z = standard_normal_systems(rng, p["n_trajectories"], m, d)
     zn = 1.0
-    systems = [
-        build_system([rng.standard_normal((m, d)), rng.standard_normal((m, m)),
-                      rng.standard_normal((1, m))], z, form="reduced")
-        for _ in range(p["n_trajectories"])
-    ]  # fmt: skip
     progress("effective solves", 0, 1)
     sols = solve_chunked(systems)
     progress("effective solves", 1, 1)

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from condensation.effective import build_system, trajectory
+from condensation.effective import trajectory
 from condensation.errors import InputError
 from condensation.experiments import Figure, Progress
-from condensation.experiments._batch import solve_chunked
+from condensation.experiments._batch import solve_chunked, standard_normal_systems
 from condensation.matrix.problems import effective_rank_np
 from condensation.metrics import abs_cos_to, count_clusters, sigma_ratio
 from condensation.report import figures
@@ -95,13 +95,7 @@ def run(params: dict, out_dir: Path, progress: Progress) -> dict:
     _check(p)
     rng = np.random.default_rng(p["seed"])
     m, d = p["width"], p["d"]
-    z = np.zeros(d)
-    z[0] = 1.0
-    systems = [
-        build_system([rng.standard_normal((m, d)), rng.standard_normal((m, m)),
-                      rng.standard_normal((1, m))], z, form="reduced")
-        for _ in range(p["n_trajectories"])
-    ]  # fmt: skip
+    systems, z = standard_normal_systems(rng, p["n_trajectories"], m, d)
     sols = solve_chunked(systems)
     q = np.geomspace(1.0, p["q_min"], p["n_samples"])
     n = len(sols)

@@ -32,10 +32,9 @@ import numpy as np
 
 from condensation.config import config_from_dict
 from condensation.core.final_stage import final_stage_counts
-from condensation.effective import build_system
 from condensation.errors import InputError
 from condensation.experiments import Figure, Progress
-from condensation.experiments._batch import solve_chunked
+from condensation.experiments._batch import solve_chunked, standard_normal_systems
 from condensation.report import figures
 from condensation.runs.train import prepare
 from condensation.store import save_arrays
@@ -137,13 +136,7 @@ def entry_and_exits(inside: np.ndarray) -> tuple[int, int]:
 def _effective(p: dict, progress: Progress) -> tuple[dict, dict]:
     rng = np.random.default_rng(p["seed"])
     m, d = p["width"], p["d"]
-    z = np.zeros(d)
-    z[0] = 1.0
-    systems = [
-        build_system([rng.standard_normal((m, d)), rng.standard_normal((m, m)),
-                      rng.standard_normal((1, m))], z, form="reduced")
-        for _ in range(p["n_effective"])
-    ]  # fmt: skip
+    systems, z = standard_normal_systems(rng, p["n_effective"], m, d)
     progress("effective solves", 0, 1)
     sols = solve_chunked(systems)
     progress("effective solves", 1, 1)
