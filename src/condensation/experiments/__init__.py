@@ -43,6 +43,9 @@ The rules:
   ``[data]`` section with :func:`data_section`; it then accepts every key of
   the config's ``[data]`` as ``--set data.KEY=VALUE`` (``data.path`` for a
   user's own ``.npz``/CSV file), so its figures can be remade on any data.
+- ``SECONDS = (quick, default)`` (optional, default (1, 1)): the rough wall time of
+  each variant on one core, as measured; ``reproduce`` starts the longest first so
+  its workers finish together.  It orders work only: results never depend on it.
 - ``progress(description, done, total)`` reports progress (e.g. GD steps); it
   may be called with new descriptions for new phases.  It must not be used for
   anything else: results must not depend on it.
@@ -127,6 +130,7 @@ class Experiment:
     figures: tuple[Figure, ...]
     run_fn: Callable[[dict, Path, Progress], dict]
     uses_data: bool = False  # accepts data.* parameters (the config's [data] keys)
+    seconds: tuple[float, float] = (1.0, 1.0)  # rough wall time (quick, default): task order
 
     @property
     def key(self) -> str:
@@ -308,6 +312,7 @@ def from_module(mod: ModuleType) -> Experiment:
         figures=tuple(mod.FIGURES),
         run_fn=mod.run,
         uses_data=bool(getattr(mod, "DATA", False)),
+        seconds=tuple(float(v) for v in getattr(mod, "SECONDS", (1.0, 1.0))),
     )
 
 

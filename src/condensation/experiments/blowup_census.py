@@ -75,6 +75,7 @@ DEFAULTS = {
     "c_slice": 1.0,
 }
 QUICK = {"per_family": 8, "grid": 7}
+SECONDS = (15, 19)  # wall time of quick / default on one core (2026-12, measured)
 
 FAMILIES = ("equal", "unequal", "near-balanced", "near-criterion", "near-line")
 

@@ -46,6 +46,7 @@ DEFAULTS = {
     "d": 5,
 }
 QUICK = {"scale": 3e-3, "steps": 4000, "linear_snapshots": 200}
+SECONDS = (13, 23)  # wall time of quick / default on one core (2026-12, measured)
 
 FIGURES = (
     Figure(
