@@ -36,6 +36,19 @@ def _dead_pid() -> int:
 
 
 # ---- item 2: never delete what the tool did not create ---------------------------------
+
+def assert_same_run(out, ref) -> None:
+    """Two run directories hold equal summaries and bit-identical arrays."""
+    from condensation import load_run
+
+    a, b = load_run(out), load_run(ref)
+    assert a.summary == b.summary
+    assert set(a.arrays) == set(b.arrays)
+    for name in a.arrays:
+        for k in a.arrays[name].files:
+            np.testing.assert_array_equal(a.arrays[name][k], b.arrays[name][k])
+
+
 def test_out_refuses_what_the_tool_did_not_write(tmp_path):
     c2 = tmp_path / "c2"  # the issue's example: a summary.json is no longer a passport
     c2.mkdir()
@@ -206,7 +219,6 @@ def _wait_for(path: Path, timeout: float = 120.0, index: int = 0) -> None:
 def test_sigterm_then_sigkill_then_resume_equals_uninterrupted(tmp_path, cli_main):
     """A subprocess run SIGTERMed (exit 143, one line, no partial directory), resumed
     and SIGKILLed after a checkpoint, resumed again: the result is bit-identical."""
-    from condensation import load_run
 
     sets = _sets(["model.widths=[8, 8]", "train.steps=2000"])
     out = tmp_path / "run"
@@ -234,17 +246,12 @@ def test_sigterm_then_sigkill_then_resume_equals_uninterrupted(tmp_path, cli_mai
 
     ref = tmp_path / "ref"
     assert cli_main("train", *sets, "--out", str(ref))[0] == 0
-    a, b = load_run(out), load_run(ref)
-    assert a.summary == b.summary
-    for name in a.arrays:
-        for k in a.arrays[name].files:
-            np.testing.assert_array_equal(a.arrays[name][k], b.arrays[name][k])
+    assert_same_run(out, ref)
 
 
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path, cli_main, monkeypatch):
     """A subprocess run SIGKILLed after its first checkpoints; the same command with
     --resume (in-process) finishes it bit-identical to an uninterrupted run."""
-    from condensation import load_run
 
     sets = _sets(TINY[:1] + ["train.steps=3000"])
     out = tmp_path / "run"
@@ -263,11 +270,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, cli_main, monkeypatc
     assert sorted(q.name for q in tmp_path.iterdir()) == ["run"]  # checkpoint, lock gone
     ref = tmp_path / "ref"
     assert cli_main("train", *sets, "--out", str(ref))[0] == 0
-    a, b = load_run(out), load_run(ref)
-    assert a.summary == b.summary
-    for name in a.arrays:
-        for k in a.arrays[name].files:
-            np.testing.assert_array_equal(a.arrays[name][k], b.arrays[name][k])
+    assert_same_run(out, ref)
 
 
 def test_matrix_trainer_resumes_bit_identical(tmp_path):

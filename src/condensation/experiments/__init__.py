@@ -273,6 +273,30 @@ def check_param_range(key: str, value: Any, default: Any) -> None:
             raise InputError(key, value, "must be >= 0", f"give {key} >= 0")
 
 
+def require_positive(p: dict[str, Any], keys: Sequence[str]) -> None:
+    """Each of ``p[k]`` for ``k`` in ``keys`` must be > 0 (InputError naming it)."""
+    for k in keys:
+        if not p[k] > 0:
+            raise InputError(k, p[k], "must be > 0", f"give a positive {k}")
+
+
+def require_counts(p: dict[str, Any], keys: Sequence[str]) -> None:
+    """Each of ``p[k]`` for ``k`` in ``keys`` is a count: must be >= 1."""
+    for k in keys:
+        if p[k] < 1:
+            raise InputError(k, p[k], "must be >= 1", f"give a positive {k}")
+
+
+def require_eps_range(p: dict[str, Any]) -> None:
+    """``0 < eps_min < eps_max`` and ``n_eps >= 2`` (a log-log slope is fitted)."""
+    if not 0 < p["eps_min"] < p["eps_max"]:
+        raise InputError(
+            "eps_min", p["eps_min"], f"must be > 0 and < eps_max = {p['eps_max']}", "fix the range"
+        )
+    if p["n_eps"] < 2:
+        raise InputError("n_eps", p["n_eps"], "must be >= 2 to fit a slope", "use n_eps >= 2")
+
+
 def check_data(body: dict[str, Any]) -> dict[str, Any]:
     """``data.*`` parameters checked as the config's ``[data]`` section (InputError)."""
     from condensation.config import SECTIONS, build_sections

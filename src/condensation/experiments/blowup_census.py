@@ -41,7 +41,7 @@ import numpy as np
 
 from condensation.effective import build_system
 from condensation.errors import InputError
-from condensation.experiments import Figure, Progress
+from condensation.experiments import Figure, Progress, require_counts
 from condensation.experiments._batch import solve_chunked
 from condensation.report import figures
 from condensation.store import save_arrays
@@ -158,9 +158,7 @@ def _solve(states, z):
 
 
 def _check(p: dict) -> None:
-    for k in ("width", "per_family", "d", "grid"):
-        if p[k] < 1:
-            raise InputError(k, p[k], "must be >= 1", f"give a positive {k}")
+    require_counts(p, ("width", "per_family", "d", "grid"))
     if p["c_slice"] == 0:
         raise InputError("c_slice", 0, "c0 = 0 is not driven", "give a nonzero c_slice")
     if not p["balance_noise"] >= 0:

@@ -27,8 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from condensation.errors import InputError
-from condensation.experiments import Figure, Progress
+from condensation.experiments import Figure, Progress, require_counts
 from condensation.experiments._batch import solve_chunked, standard_normal_systems
 from condensation.report import figures
 from condensation.store import save_arrays
@@ -88,9 +87,7 @@ def bound_ratio(t, e, rho, z_norm: float) -> np.ndarray:
 
 def run(params: dict, out_dir: Path, progress: Progress) -> dict:
     p = params
-    for k in ("n_trajectories", "width", "d"):
-        if p[k] < 1:
-            raise InputError(k, p[k], "must be >= 1", f"give a positive {k}")
+    require_counts(p, ("n_trajectories", "width", "d"))
     rng = np.random.default_rng(p["seed"])
     m, d = p["width"], p["d"]
     systems, z = standard_normal_systems(rng, p["n_trajectories"], m, d)

@@ -28,7 +28,7 @@ import numpy as np
 
 from condensation.effective import trajectory
 from condensation.errors import InputError
-from condensation.experiments import Figure, Progress
+from condensation.experiments import Figure, Progress, require_counts
 from condensation.experiments._batch import solve_chunked, standard_normal_systems
 from condensation.matrix.problems import effective_rank_np
 from condensation.metrics import abs_cos_to, count_clusters, sigma_ratio
@@ -82,9 +82,7 @@ def notions_at(b, w, z, c0_max: float) -> dict[str, bool]:
 
 
 def _check(p: dict) -> None:
-    for k in ("n_trajectories", "width", "d"):
-        if p[k] < 1:
-            raise InputError(k, p[k], "must be >= 1", f"give a positive {k}")
+    require_counts(p, ("n_trajectories", "width", "d"))
     if p["n_samples"] < 2:
         raise InputError("n_samples", p["n_samples"], "must be >= 2", "use n_samples >= 2")
     if not 0 < p["q_min"] < 1:

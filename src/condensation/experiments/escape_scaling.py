@@ -20,7 +20,13 @@ import numpy as np
 from condensation.config import config_from_dict
 from condensation.data import Dataset
 from condensation.errors import InputError, NumericalError
-from condensation.experiments import Figure, Progress, data_section
+from condensation.experiments import (
+    Figure,
+    Progress,
+    data_section,
+    require_eps_range,
+    require_positive,
+)
 from condensation.report import figures
 from condensation.runs.train import prepare
 from condensation.store import save_arrays
@@ -102,15 +108,8 @@ def effective_depth4_prediction(
 
 
 def _check(p: dict) -> None:
-    if not 0 < p["eps_min"] < p["eps_max"]:
-        raise InputError(
-            "eps_min", p["eps_min"], f"must be > 0 and < eps_max = {p['eps_max']}", "fix the range"
-        )
-    if p["n_eps"] < 2:
-        raise InputError("n_eps", p["n_eps"], "must be >= 2 to fit a slope", "use n_eps >= 2")
-    for k in ("three_layer_lr", "two_layer_lr", "margin", "width"):
-        if not p[k] > 0:
-            raise InputError(k, p[k], "must be > 0", f"give a positive {k}")
+    require_eps_range(p)
+    require_positive(p, ("three_layer_lr", "two_layer_lr", "margin", "width"))
     for k in ("three_layer_steps", "two_layer_steps"):
         if p[k] < 0:
             raise InputError(k, p[k], "must be >= 0 (0 = automatic)", f"give {k} >= 0")

@@ -33,7 +33,7 @@ import numpy as np
 from condensation.config import config_from_dict
 from condensation.core.final_stage import final_stage_counts
 from condensation.errors import InputError
-from condensation.experiments import Figure, Progress
+from condensation.experiments import Figure, Progress, require_counts, require_positive
 from condensation.experiments._batch import solve_chunked, standard_normal_systems
 from condensation.report import figures
 from condensation.runs.train import prepare
@@ -105,16 +105,12 @@ SETS = ("final_stage", "inner_only", "angle_only")
 
 
 def _check(p: dict) -> None:
-    for k in ("n_effective", "width", "d"):
-        if p[k] < 1:
-            raise InputError(k, p[k], "must be >= 1", f"give a positive {k}")
+    require_counts(p, ("n_effective", "width", "d"))
     if not 0 < p["condensed_cos"] < 1:
         raise InputError("condensed_cos", p["condensed_cos"], "must be in (0, 1)", "e.g. 0.999")
     if any(e <= 0 for e in p["gd_eps"]) or any(w < 1 for w in p["gd_widths"]):
         raise InputError("gd_eps", p["gd_eps"], "eps and widths must be positive", "fix them")
-    for k in ("gd_lr", "gd_steps_factor"):
-        if not p[k] > 0:
-            raise InputError(k, p[k], "must be > 0", f"give a positive {k}")
+    require_positive(p, ("gd_lr", "gd_steps_factor"))
 
 
 def set_membership(steps: dict) -> dict[str, np.ndarray]:

@@ -10,7 +10,7 @@ from condensation.condensed import condensed_report
 from condensation.config import config_from_dict
 from condensation.effective import build_system, solve_batch, trajectory
 from condensation.errors import InputError
-from condensation.experiments import Figure, Progress, data_section
+from condensation.experiments import Figure, Progress, data_section, require_positive
 from condensation.report import figures
 from condensation.runs.effective import final_stage_summary
 from condensation.runs.train import prepare
@@ -88,9 +88,7 @@ def _check(p: dict) -> None:
             "must be in [1, max]",
             "give 1 <= random_width_min <= random_width_max",
         )
-    for k in ("width", "lr", "random_eps", "random_ics"):
-        if not p[k] > 0:
-            raise InputError(k, p[k], "must be > 0", f"give a positive {k}")
+    require_positive(p, ("width", "lr", "random_eps", "random_ics"))
     if any(not e > 0 for e in p["scales"]):
         raise InputError("scales", p["scales"], "every scale must be > 0", "use positive scales")
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from condensation.config import config_from_dict
 from condensation.errors import InputError
-from condensation.experiments import Figure, Progress
+from condensation.experiments import Figure, Progress, require_eps_range, require_positive
 from condensation.metrics import abs_cos_to
 from condensation.optimizers import Optimizer
 from condensation.report import figures
@@ -95,15 +95,8 @@ FIGURES = (
 
 
 def _check(p: dict) -> None:
-    if not 0 < p["eps_min"] < p["eps_max"]:
-        raise InputError(
-            "eps_min", p["eps_min"], f"must be > 0 and < eps_max = {p['eps_max']}", "fix the range"
-        )
-    if p["n_eps"] < 2:
-        raise InputError("n_eps", p["n_eps"], "must be >= 2 to fit a slope", "use n_eps >= 2")
-    for k in ("lr", "adam_lr", "margin", "width", "n"):
-        if not p[k] > 0:
-            raise InputError(k, p[k], "must be > 0", f"give a positive {k}")
+    require_eps_range(p)
+    require_positive(p, ("lr", "adam_lr", "margin", "width", "n"))
     if not 0 <= p["momentum"] < 1:
         raise InputError("momentum", p["momentum"], "must be in [0, 1)", "use e.g. momentum=0.9")
     bad = [o for o in p["optimizers"] if o not in ("gd", "sgd", "momentum", "adam")]

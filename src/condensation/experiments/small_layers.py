@@ -40,7 +40,7 @@ from condensation.core.activations import ACTIVATIONS
 from condensation.data import load_dataset
 from condensation.effective import build_system, solve_batch
 from condensation.errors import InputError
-from condensation.experiments import Figure, Progress
+from condensation.experiments import Figure, Progress, require_positive
 from condensation.report import figures
 from condensation.store import save_arrays
 from condensation.train import snapshot_steps, train
@@ -127,9 +127,7 @@ def _check(p: dict) -> None:
             raise InputError(lo, p[lo], f"need 0 < {lo} < {hi} < 1", "fix the eps range")
     if p["n_eps"] < 2:
         raise InputError("n_eps", p["n_eps"], "must be >= 2 to fit a law", "use n_eps >= 2")
-    for k in ("width", "lr", "large_gain", "margin"):
-        if not p[k] > 0:
-            raise InputError(k, p[k], "must be > 0", f"give a positive {k}")
+    require_positive(p, ("width", "lr", "large_gain", "margin"))
 
 
 def _fit_per_decade(eps, t) -> float:

@@ -8,8 +8,7 @@ import numpy as np
 
 from condensation.config import config_from_dict
 from condensation.effective import build_system, solve
-from condensation.errors import InputError
-from condensation.experiments import Figure, Progress, data_section
+from condensation.experiments import Figure, Progress, data_section, require_positive
 from condensation.report import figures
 from condensation.runs.train import prepare
 from condensation.store import save_arrays
@@ -62,9 +61,7 @@ FIGURES = (
 
 def run(params: dict, out_dir: Path, progress: Progress) -> dict:
     p = params
-    for k in ("eps", "width", "lr"):
-        if not p[k] > 0:
-            raise InputError(k, p[k], "must be > 0", f"give a positive {k}")
+    require_positive(p, ("eps", "width", "lr"))
     out: dict = {}
     results = {}
     for depth in (2, 3):
