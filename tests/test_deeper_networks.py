@@ -15,6 +15,8 @@ from condensation.config import DataConfig
 from condensation.core.activations import ACTIVATIONS
 from condensation.core.chain import (
     chain_counts,
+    chain_gram_rates,
+    chain_products,
     deep_v,
     deep_v_rate,
 )
@@ -38,20 +40,27 @@ def _chain_net(rng, depth, widths, d):
     return [jnp.asarray(rng.standard_normal((dims[k + 1], dims[k]))) for k in range(depth)]
 
 
-@pytest.mark.parametrize("depth", [3, 4, 5, 6])
-def test_chain_formula_is_the_derivative_of_v(rng, depth):
-    # v' along the effective field (autodiff) equals sum_k |P_k|^2 M_k^T M_k c;
-    # unequal widths catch a transposed or misplaced factor
-    ps = _chain_net(rng, depth, [5 + k for k in range(depth - 1)], 3)
-    z = jnp.asarray(rng.standard_normal(3))
+@jax.jit
+def _formulas_and_autodiff(ps, z):
+    """(chain formulas, the same quantities' derivatives along the effective field by
+    autodiff): v', G_3' against c v^T + v c^T, and every G_k'."""
     field = full_field(ps, z)
     _, dv = jax.jvp(lambda *p: deep_v(p), tuple(ps), tuple(field))
-    np.testing.assert_allclose(deep_v_rate(ps, z), dv, rtol=1e-11, atol=1e-11)
-    # the first chain Gram W2^T W2 moves by c v^T + v c^T (so chain condition 3 cannot
-    # decrease while the inner condition holds: the docs' invariance argument)
-    _, dg = jax.jvp(lambda *p: p[1].T @ p[1], tuple(ps), tuple(field))
+    _, dgs = jax.jvp(lambda *p: [m.T @ m for m in chain_products(p)], tuple(ps), tuple(field))
     c, v = ps[0] @ z, deep_v(ps)
-    np.testing.assert_allclose(dg, jnp.outer(c, v) + jnp.outer(v, c), rtol=1e-11, atol=1e-11)
+    mine = [deep_v_rate(ps, z), jnp.outer(c, v) + jnp.outer(v, c), *chain_gram_rates(ps, z)]
+    return mine, [dv, dgs[0], *dgs]
+
+
+@pytest.mark.parametrize("depth", [4, 5])
+def test_chain_formulas_are_the_derivatives_along_the_flow(rng, depth):
+    # v' = sum_k |P_k|^2 M_k^T M_k c; (W2^T W2)' = c v^T + v c^T (so chain condition 3
+    # cannot decrease while the inner condition holds: the docs' invariance argument);
+    # the general G_k' formula.  Unequal widths catch a transposed or misplaced factor.
+    ps = _chain_net(rng, depth, [5 + k for k in range(depth - 1)], 3)
+    mine, ref = _formulas_and_autodiff(ps, jnp.asarray(rng.standard_normal(3)))
+    for got, want in zip(mine, ref):
+        np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-11 * float(jnp.max(abs(want))))
 
 
 def test_chain_conditions_are_the_final_stage_condition_at_depth_3(rng):

@@ -71,3 +71,38 @@ def deep_v_rate(params, z):
         mc = c if k == 2 else ms[k - 2].T @ (ms[k - 2] @ c)
         out = out + pk2 * mc
     return out
+
+
+def chain_gram_rates(params, z):
+    """``[G_k' for k = 3..L]``, ``G_k = M_k^T M_k``, along the effective flow, from
+
+        G_k' = sum_{l=2..k-1} (G_l c u_kl^T + u_kl c^T G_l),
+        u_kl = M_k^T Q_kl Q_kl^T P_{k-1}^T,  Q_kl = W_{k-1} ... W_{l+1}  (Q_{k,k-1} = I),
+
+    ``G_2 = I``, ``P_{k-1} = W_L ... W_k``; the ``l = k-1`` term has ``u = v``
+    (sign-definite under the inner and chain-(k-1) conditions), the others need not be.
+    """
+    depth = len(params)
+    c = params[0] @ z
+    m1 = c.shape[0]
+    ms = {2: jnp.eye(m1), **dict(zip(range(3, depth + 1), chain_products(params)))}
+
+    def row_after(k):  # P_{k-1} = W_L ... W_k, a row
+        row = params[-1]
+        for w in params[depth - 2 : k - 2 : -1]:
+            row = row @ w
+        return row
+
+    out = []
+    for k in range(3, depth + 1):
+        p_row = row_after(k)[0]
+        rate = jnp.zeros((m1, m1))
+        for l in range(2, k):
+            q = jnp.eye(params[k - 2].shape[0])  # Q_kl: (m_{k-1}, m_l)
+            for w in params[k - 2 : l - 1 : -1]:  # W_{k-1} ... W_{l+1}
+                q = q @ w
+            u = ms[k].T @ (q @ (q.T @ p_row))
+            gc = ms[l].T @ (ms[l] @ c)
+            rate = rate + jnp.outer(gc, u) + jnp.outer(u, gc)
+        out.append(rate)
+    return out

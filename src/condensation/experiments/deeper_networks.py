@@ -36,6 +36,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+from matplotlib.patches import Patch
 
 from condensation.config import DataConfig
 from condensation.core.activations import ACTIVATIONS
@@ -98,7 +99,9 @@ DEFAULTS = {
     "n_effective": 64,  # random effective trajectories per depth (sign conditions)
     "condensed_cos": 0.999,
 }
-QUICK = {"n_effective": 32, "gd_seeds": [0], "n_gd_eps": 3, "gd_time_max": 200.0, "n_eps": 3}
+# quick: depth 4 only (each depth costs one cold compilation of the blow-up solver)
+QUICK = {"depths": [4], "n_effective": 24, "gd_seeds": [0], "n_gd_eps": 3, "gd_time_max": 200.0,
+         "n_eps": 3}  # fmt: skip
 SECONDS = (22, 30)  # wall time of quick / default on one core (2026-12, measured)
 MAX_DEPTH = 8
 
@@ -120,18 +123,21 @@ FIGURES = (
     ),
     Figure(
         "figures/condensation.png",
-        "First-layer condensation per depth: median over GD members of the median "
+        "First-layer condensation. Left, per depth: median over GD members of the median "
         "|cos(W1 rows, z)| at the plateau exit, at the escape and at its peak, of the "
         "alignment with W1's own top direction at the escape, and (effective) the median "
-        "|cos| at the last step before T*.",
+        "|cos| at the last step before T*. Right: each GD member's median |cos| at the "
+        "escape and the plateau exit against its eps.",
         (
             "d4_gd_median_abs_cos_at_plateau_exit",
             "d4_gd_median_abs_cos_at_escape",
             "d4_gd_top_direction_alignment_at_escape",
+            "d4_gd_median_abs_cos_at_escape_smallest_eps",
             "d4_effective_median_abs_cos_final",
             "d5_gd_median_abs_cos_at_plateau_exit",
             "d5_gd_median_abs_cos_at_escape",
             "d5_gd_top_direction_alignment_at_escape",
+            "d5_gd_median_abs_cos_at_escape_smallest_eps",
             "d5_effective_median_abs_cos_final",
         ),
     ),
@@ -271,8 +277,10 @@ def _depth(depth: int, p: dict, data, progress: Progress) -> tuple[dict, dict, d
     rel = t_gd / t_eff_gd - 1.0
     gd_slopes = [fit_slope(es, ts) for es, ts in zip(gd_eps, t_gd)]
     head = {
-        f"{key}_effective_slope": fit_slope(np.tile(wide, len(draws)), t_wide.ravel()),
-        f"{key}_effective_slope_gd_range": fit_slope(gd_eps.ravel(), t_eff_gd.ravel()),
+        # per seed (each draw has its own T*(1)), then the mean over seeds
+        f"{key}_effective_slope": float(np.mean([fit_slope(wide, ts) for ts in t_wide])),
+        f"{key}_effective_slope_gd_range": float(
+            np.mean([fit_slope(es, ts) for es, ts in zip(gd_eps, t_eff_gd)])),
         f"{key}_predicted_slope": -(depth - 2),
         f"{key}_gd_slope": float(np.mean(gd_slopes)),
         f"{key}_gd_slope_min": float(np.min(gd_slopes)),
@@ -383,7 +391,8 @@ def _plot_escape(path, per_depth, head) -> None:
 
 
 def _plot_condensation(path, per_depth, head) -> None:
-    fig, ax = figures.subplots(1, 1, figsize=(7.5, 3.6))
+    fig, axs = figures.subplots(1, 2, figsize=(12, 3.8))
+    ax = axs[0]
     labels = ("GD plateau exit", "GD escape", "GD peak", "GD top dir. (escape)",
               "effective, last step")  # fmt: skip
     names = ("gd_median_abs_cos_at_plateau_exit", "gd_median_abs_cos_at_escape",
@@ -395,9 +404,19 @@ def _plot_condensation(path, per_depth, head) -> None:
         xs = np.arange(len(per_depth)) + (j - (len(names) - 1) / 2) * width
         ax.bar(xs, vals, width, label=lab, color=f"C{j}")
     ax.set_xticks(np.arange(len(per_depth)), [f"depth {d}" for d in per_depth])
-    ax.set_ylabel("median |cos|")
+    ax.set_ylabel("median |cos| (over GD members / trajectories)")
     ax.set_ylim(0, 1.05)
     ax.legend(fontsize=7, loc="lower right")
+    ax = axs[1]  # per GD member against its eps: condensation grows as eps shrinks
+    for j, (depth, (a, _)) in enumerate(per_depth.items()):
+        eps = a["gd_eps"].ravel()
+        ax.semilogx(eps, a["gd_median_abs_cos_at_escape"], "o", color=f"C{j}",
+                    label=f"depth {depth}, escape")  # fmt: skip
+        ax.semilogx(eps, a["gd_median_abs_cos_at_plateau_exit"], "x", color=f"C{j}",
+                    label=f"depth {depth}, plateau exit")  # fmt: skip
+    ax.set_xlabel("eps (GD)")
+    ax.set_ylabel("median |cos(W1 rows, z)|")
+    ax.legend(fontsize=7)
     figures.save(fig, path)
 
 
@@ -423,8 +442,7 @@ def _plot_signs(path, per_depth) -> None:
             names.append(f"L{depth} {name}")
             x += 1.0
         x += 0.5
-    axs[1].bar([], [], color="C0", label="entered")
-    axs[1].bar([], [], color="C3", label="left again (exits)")
     axs[1].set_xticks(ticks, names, rotation=60, fontsize=6)
-    axs[1].legend(fontsize=7)
+    axs[1].legend(handles=[Patch(color="C0", label="entered"),
+                           Patch(color="C3", label="left again (exits)")], fontsize=7)  # fmt: skip
     figures.save(fig, path)
