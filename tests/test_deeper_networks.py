@@ -72,6 +72,26 @@ def test_chain_conditions_are_the_final_stage_condition_at_depth_3(rng):
         assert int(n_inner) == int(ref_inner) and int(pairs[0]) == int(ref_pairs)
 
 
+def test_stacked_numpy_counts_equal_the_core_counts_state_by_state(rng):
+    # (2, 3) stacked depth-5 states of unequal widths, near-condensed so that the
+    # counts are neither all zero nor all maximal
+    z = rng.standard_normal(3)
+    dims = [3, 6, 5, 4, 3, 1]
+    base = [rng.standard_normal((dims[k + 1], dims[k])) for k in range(5)]
+    base[0] = np.outer(np.sign(rng.standard_normal(6)), z) + 0.3 * base[0]
+    stack = [b + 0.8 * rng.standard_normal((2, 3, *b.shape)) for b in base]
+    got = sign_condition_counts(stack, z)
+    seen = set()
+    for i in range(2):
+        for j in range(3):
+            n_inner, pairs = chain_counts([jnp.asarray(w[i, j]) for w in stack], jnp.asarray(z))
+            assert got["fs_inner_violations"][i, j] == int(n_inner)
+            for k in range(3, 6):
+                assert got[f"chain{k}_violations"][i, j] == int(pairs[k - 3])
+                seen.add(int(pairs[k - 3]))
+    assert len(seen) > 1  # the states differ in their counts: the comparison has teeth
+
+
 def _inside_state(depth, m, z):
     """A state inside every condition: W1 rows +-2z (s_j = sign(c_j) = s_j), W2 =
     diag(s) (S W2^T W2 S = I), then all-ones layers (every M_k S has equal columns)."""

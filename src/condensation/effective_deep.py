@@ -21,8 +21,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from condensation.blowup import homogeneous_polar
 from condensation.core.activations import Activation
 from condensation.core.chain import chain_counts
+from condensation.core.effective import full_field
 from condensation.effective import EffectiveSystem, build_system, full_diag
 
 
@@ -62,12 +64,24 @@ def deep_diag(depth: int):
     return diag
 
 
+def _field(y, args):
+    return full_field(y, args[0])
+
+
+# The polar form of the full field, compiled: the solver evaluates it once per
+# problem outside its compiled loop (the initial speed), which op by op cost about
+# 25 ms a problem; inside the loop a compiled function is inlined as any other.
+_compiled_polar = jax.jit(homogeneous_polar(_field))
+
+
 def build_deep_system(params, z, *, activation: Activation | None = None) -> EffectiveSystem:
     """The full-form effective system of ``params`` (W1..WL, L >= 3) with the depth-L
     diagnostics of :func:`deep_diag`; solve it with :func:`condensation.effective.solve`
-    or ``solve_batch`` (systems of one depth and shape share one compilation)."""
+    or ``solve_batch`` (systems of one depth and shape share one compilation).  Its
+    polar problem is the full form's, with the vector field compiled."""
     system = build_system(params, z, activation=activation, form="full")
-    return dataclasses.replace(system, diag=deep_diag(system.depth))
+    prob = dataclasses.replace(system.problem(), polar=_compiled_polar)
+    return dataclasses.replace(system, diag=deep_diag(system.depth), polar=prob)
 
 
 def sign_condition_sets(steps: dict, depth: int) -> dict[str, np.ndarray]:
@@ -85,20 +99,27 @@ def sign_condition_sets(steps: dict, depth: int) -> dict[str, np.ndarray]:
     return out
 
 
-_batched_counts = jax.jit(jax.vmap(chain_counts, in_axes=(0, None)))
-
-
 def sign_condition_counts(params, z) -> dict[str, np.ndarray]:
-    """The per-state counts of :func:`deep_diag` for stacked states: every ``W_k`` of
-    shape (..., *shape_k) (e.g. GD snapshots (E, K, ...)); returns arrays of shape (...)."""
+    """The per-state counts of :func:`deep_diag` for stacked states, in numpy (post hoc,
+    no compilation): every ``W_k`` of shape (..., *shape_k) (e.g. GD snapshots
+    (E, K, ...)); returns arrays of shape (...).  Same counts as
+    :func:`condensation.core.chain.chain_counts` state by state."""
     ps = [np.asarray(w, dtype=float) for w in params]
-    lead = ps[0].shape[:-2]
-    flat = [w.reshape(-1, *w.shape[-2:]) for w in ps]
     depth = len(ps)
-    inner, pairs = (np.asarray(a) for a in _batched_counts(flat, jnp.asarray(z, jnp.float64)))
-    out = {"fs_inner_violations": inner.reshape(lead)}
-    for j, key in enumerate(chain_keys(depth)):
-        out[key] = pairs[:, j].reshape(lead)
+    z = np.asarray(z, dtype=float)
+    s = np.sign(ps[0] @ z)  # (..., m1)
+    row = ps[-1]  # (..., 1, m_{L-1}) -> v^T = W_L ... W_2
+    for w in ps[-2:0:-1]:
+        row = row @ w
+    out = {"fs_inner_violations": np.sum(s * row[..., 0, :] <= 0, axis=-1)}
+    ss = s[..., :, None] * s[..., None, :]
+    upper = np.triu(np.ones(ss.shape[-2:], dtype=bool), k=1)
+    m = ps[1]
+    for k, key in zip(range(3, depth + 1), chain_keys(depth)):
+        gram = ss * (np.swapaxes(m, -1, -2) @ m)
+        out[key] = np.sum((gram < 0) & upper, axis=(-2, -1))
+        if k < depth:
+            m = ps[k - 1] @ m
     return out
 
 
