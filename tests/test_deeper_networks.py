@@ -1,7 +1,7 @@
 """``deeper-networks`` (issue 14): the depth-L chain formulas against autodiff, the
 sign-condition bookkeeping on constructed trajectories, the escape law of the
-effective dynamics at depth 4 and 5 against scipy, GD against the effective T*
-at one cheap scale, and (slow) the quick run's headline numbers."""
+effective dynamics at depth 4 (and, slow, 5) against scipy, GD against the effective T*
+at one cheap scale, and (slow) the default run's headline numbers."""
 
 import json
 

@@ -22,8 +22,8 @@ draw per seed (numpy), the same for every eps):
   k = 3..L; per set (all of them, ``full``; each alone) how many trajectories
   entered, how long before ``T*``, and how many left again (an exit: a step
   outside after a step inside).  The same on GD's snapshots up to its escape.
-  Checks are at solver steps (about a hundred per trajectory) and snapshots, so
-  an excursion between two of them is not seen.
+  Checks are at solver steps (``median_solver_steps`` per trajectory, about 70)
+  and snapshots, so an excursion between two of them is not seen.
 
 Every effective solve of one depth has the same shapes and diagnostics, so one
 compilation of the blow-up solver per depth serves the wide-range solves, the
@@ -306,6 +306,7 @@ def _depth(depth: int, p: dict, data, progress: Progress) -> tuple[dict, dict, d
         f"{key}_gd_median_abs_cos_at_plateau_exit_smallest_eps": float(
             np.median(np.reshape(cos_pe, gd_eps.shape)[:, 0])),
         f"{key}_n_trajectories": len(rand_sols),
+        f"{key}_median_solver_steps": float(np.median([s.n_steps for s in rand_sols])),
         f"{key}_n_blow_up": int(blew.sum()),
         f"{key}_n_condensed": int(condensed.sum()),
         f"{key}_effective_median_abs_cos_final": float(np.median(med_final)),
