@@ -46,7 +46,7 @@ from condensation.effective_deep import (
     sign_condition_counts,
     sign_condition_sets,
 )
-from condensation.errors import InputError
+from condensation.errors import InputError, NumericalError
 from condensation.experiments import (
     Figure,
     Progress,
@@ -104,7 +104,7 @@ DEFAULTS = {
 # quick: depth 4 only (each depth costs one cold compilation of the blow-up solver)
 QUICK = {"depths": [4], "n_effective": 29, "gd_seeds": [0], "n_gd_eps": 3, "gd_time_max": 200.0,
          "n_eps": 3}  # fmt: skip
-SECONDS = (20, 42)  # CPU time of quick / default on one core (2026-12, measured; loaded machine)
+SECONDS = (24, 45)  # CPU s of quick / default on one core (2026-12, measured, loaded machine)
 MAX_DEPTH = 8
 
 FIGURES = (
@@ -235,6 +235,10 @@ def _depth(depth: int, p: dict, data, progress: Progress) -> tuple[dict, dict, d
     t_wide = np.array([s.T_star for s in wide_sols]).reshape(len(draws), wide.size)
     # T*(1) per seed by the scaling law (only to choose GD's eps; T* there is solved below)
     t_one = np.nanmean(t_wide * wide ** (depth - 2), axis=1)
+    if not np.all(np.isfinite(t_one)):
+        bad = [int(sd) for sd, t in zip(p["gd_seeds"], t_one) if not np.isfinite(t)]
+        raise NumericalError(f"depth {depth}: the effective dynamics of GD seed(s) {bad} did "
+                             "not blow up, so no eps range for GD can be chosen")  # fmt: skip
     lo = (t_one / p["gd_time_max"]) ** (1.0 / (depth - 2))
     hi = (t_one / p["gd_time_min"]) ** (1.0 / (depth - 2))
     gd_eps = np.stack([np.geomspace(a, b, p["n_gd_eps"]) for a, b in zip(lo, hi)])  # (S, n)
