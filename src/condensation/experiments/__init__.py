@@ -97,6 +97,7 @@ _MODULES: tuple[str, ...] = (
     "condensation.experiments.final_stage_necessity",
     "condensation.experiments.condensation_notions",
     "condensation.experiments.blowup_rates",
+    "condensation.experiments.deeper_networks",
 )
 
 Progress = Callable[[str, int, int], None]
