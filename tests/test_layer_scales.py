@@ -54,6 +54,7 @@ def test_output_scale_multiplies_the_field_closed_form(form, kappa):
     assert sol.T_star == pytest.approx(1 / (kappa * 0.7 * x0), rel=1e-9)
 
 
+@pytest.mark.slow  # a second diffrax compile; the closed form above covers kappa in default runs
 def test_output_scale_two_layer_cosh_sinh(rng):
     # a' = kappa c, c' = kappa |z|^2 a: a(t) = a0 cosh(kappa |z| t) + c0/|z| sinh(...)
     kappa, z = 2.5, rng.standard_normal(3)
@@ -100,10 +101,10 @@ def test_output_scale_training_is_gd_on_kappa_f():
 
 
 def test_layer_scales_and_gammas_set_each_layer_std(network_setup):
-    cfg, _, _, ens = network_setup(["model.widths=[400, 400]", "init.layer_gammas=[1, 0.5, 1.5]"])
-    assert cfg.layer_stds == pytest.approx(stds_from_gammas([1, 0.5, 1.5], 400))
+    cfg, _, _, ens = network_setup(["model.widths=[200, 200]", "init.layer_gammas=[1, 0.5, 1.5]"])
+    assert cfg.layer_stds == pytest.approx(stds_from_gammas([1, 0.5, 1.5], 200))
     for w, s in zip(ens.params, cfg.layer_stds):
-        assert np.std(w) == pytest.approx(s, rel=0.1)
+        assert np.std(w) == pytest.approx(s, rel=0.2)  # >= 200 draws per layer: 4 std errors
     _, _, _, ens2 = network_setup(["init.layer_scales=[1e-2, 1e-3, 1e-4]"])
     base = network_setup(["init.scale=1.0"])[3]
     for w, w1, s in zip(ens2.params, base.params, (1e-2, 1e-3, 1e-4)):

@@ -22,8 +22,7 @@ def _net(rng, m, depth, scale):
     return [scale * rng.standard_normal((dims[k + 1], dims[k])) for k in range(depth)]
 
 
-@pytest.mark.parametrize("act", ["tanh", "relu"])
-@pytest.mark.parametrize("depth", [2, 3])
+@pytest.mark.parametrize("act, depth", [("tanh", 3), ("relu", 2)])
 def test_forward_backward_is_autodiff_and_the_tangent_kernel(rng, act, depth):
     # one pass gives the loss gradient (== jax.grad) and the per-sample Jacobian factors
     fn, kappa = ACTIVATIONS[act].fn, 0.7
