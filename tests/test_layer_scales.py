@@ -44,7 +44,7 @@ def test_effective_T_star_from_unequal_layer_scales_matches_gd():
         assert abs(m["gd_vs_T_star_rel_diff"]) < 0.02, m
 
 
-@pytest.mark.parametrize("form", ["full", "reduced"])
+@pytest.mark.parametrize("form", ["full", pytest.param("reduced", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("kappa", [0.5, 3.0])
 def test_output_scale_multiplies_the_field_closed_form(form, kappa):
     # a = w = b = x0, |z| = 0.7: x' = kappa |z| x^2 (THEORY §8), T* = 1 / (kappa |z| x0)
