@@ -344,6 +344,7 @@ def test_gd_experiments_take_data_keys(tmp_path):
         "two-vs-three-layer",
         "final-stage-vs-plateau",
         "escape-scaling",
+        "phase-diagram",
     }
     p = reg["escape-scaling"].params(["data.dataset=sin", "data.noise=0.1"])
     assert p["data"] == {"dataset": "sin", "noise": 0.1}

@@ -23,6 +23,7 @@ else:  # pragma: no cover
 
 from condensation import inputs
 from condensation.core.activations import ACTIVATIONS
+from condensation.core.init_scales import stds_from_gammas
 from condensation.errors import InputError
 
 DEFAULT_SCALE = 1e-3  # eps when none of scale, gamma, scales is given
@@ -49,6 +50,7 @@ class ModelConfig:
     depth: int = 3
     widths: tuple[int, ...] = (50, 50)
     activation: str = "tanh"
+    output_scale: float = 1.0  # kappa: f = kappa W_L sigma(...) (THEORY §8)
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,9 @@ class InitConfig:
     seeds: tuple[int, ...] | None = None
     scales: tuple[float, ...] | None = None
     path: str | None = None
+    layer_scales: tuple[float, ...] | None = None  # std of each layer, W1 first
+    layer_gammas: tuple[float, ...] | None = None  # std m^-g_k, m = max(widths)
+    antisymmetric: bool = False  # last hidden layer doubled, output weights negated: f0 = 0
 
 
 @dataclass(frozen=True)
@@ -107,8 +112,21 @@ class Config:
         return [(s, eps) for s in seeds for eps in self.scales]
 
     @property
+    def layer_stds(self) -> tuple[float, ...] | None:
+        """Per-layer stds ``(s_1, ..., s_L)`` from ``layer_scales`` or ``layer_gammas``
+        (``s_k = max(widths) ** -g_k``); None when one eps scales every layer."""
+        if self.init.layer_scales is not None:
+            return self.init.layer_scales
+        if self.init.layer_gammas is not None:
+            return stds_from_gammas(self.init.layer_gammas, max(self.model.widths))
+        return None
+
+    @property
     def scales(self) -> tuple[float, ...]:
-        """The init scales eps; ``gamma`` means ``eps = max(widths) ** -gamma``."""
+        """The init scales eps; ``gamma`` means ``eps = max(widths) ** -gamma``; with
+        per-layer stds, their geometric mean (what a member's ``scale`` reports)."""
+        if self.layer_stds is not None:
+            return (float(math.exp(sum(math.log(s) for s in self.layer_stds) / self.model.depth)),)
         if self.init.scales is not None:
             return self.init.scales
         if self.init.scale is not None:
@@ -261,8 +279,13 @@ def _validate(cfg: Config) -> Config:
         raise InputError(
             "init.scale", i.scale, "give only one of scale, gamma, scales", "remove the others"
         )
+    validate_layer_scales(cfg)
     validate_train(t)
-    inputs.check_scales(scale_field(i), cfg.scales, m.depth, t.dtype, warn=False, shown=i.gamma)
+    if cfg.layer_stds is None:
+        shown = i.gamma
+        inputs.check_scales(scale_field(i), cfg.scales, m.depth, t.dtype, warn=False, shown=shown)
+    else:
+        inputs.check_scales(scale_field(i), cfg.layer_stds, 1, t.dtype, warn=False)
     validate_optimizer(t, d.n if d.path is None else None)
     if not 0.0 < t.plateau_drop < 1.0:
         raise InputError(
@@ -274,9 +297,56 @@ def _validate(cfg: Config) -> Config:
     return cfg
 
 
+def validate_layer_scales(cfg: Config) -> None:
+    """``init.layer_scales`` / ``layer_gammas`` (one per layer, positive stds, not with
+    another scale key), ``init.antisymmetric`` and ``model.output_scale``."""
+    m, i = cfg.model, cfg.init
+    if not m.output_scale > 0:
+        raise InputError(
+            "model.output_scale", m.output_scale, "must be > 0", "give kappa > 0, e.g. 1"
+        )
+    for name in ("layer_scales", "layer_gammas"):
+        v = getattr(i, name)
+        if v is None:
+            continue
+        others = [k for k in ("scale", "gamma", "scales") if getattr(i, k) is not None]
+        if name == "layer_gammas" and i.layer_scales is not None:
+            others.append("layer_scales")
+        if others:
+            raise InputError(
+                f"init.{name}",
+                list(v),
+                f"given together with init.{others[0]}",
+                f"give only one of init.{name} and init.{others[0]}",
+            )
+        if len(v) != m.depth:
+            raise InputError(
+                f"init.{name}",
+                list(v),
+                f"depth {m.depth} needs {m.depth} entries (W1 first), got {len(v)}",
+                f"give {m.depth} values, or change model.depth",
+            )
+        if name == "layer_scales" and any(not s > 0 for s in v):
+            raise InputError(
+                "init.layer_scales", list(v), "every scale must be > 0", "use positive stds"
+            )
+    if i.antisymmetric:
+        if i.path is not None:
+            raise InputError(
+                "init.antisymmetric", True, "does not apply to init.path", "drop one of the two"
+            )
+        if m.widths[-1] % 2:
+            raise InputError(
+                "init.antisymmetric",
+                True,
+                f"the last hidden width {m.widths[-1]} must be even (two mirrored halves)",
+                "give an even last width in model.widths",
+            )
+
+
 def scale_field(i) -> str:
     """The ``[init]`` key the init scales come from (for messages)."""
-    for name in ("scales", "gamma", "scale"):
+    for name in ("layer_scales", "layer_gammas", "scales", "gamma", "scale"):
         if getattr(i, name, None) is not None:
             return f"init.{name}"
     return "init.scale"
@@ -372,7 +442,7 @@ def build_sections(
     choice of the others.  Returns ``(raw with overrides, {section: dataclass})``.
     """
     raw = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
-    scale_keys = ("scale", "gamma", "scales")
+    scale_keys = ("scale", "gamma", "scales", "layer_scales", "layer_gammas")
     for item in overrides:
         section, key, value = parse_override(item)
         body = raw.setdefault(section, {})

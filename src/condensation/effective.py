@@ -276,13 +276,21 @@ def _check_params(params) -> list[np.ndarray]:
 
 
 def build_system(
-    params, z, *, activation: Activation | None = None, form: str = "full"
+    params,
+    z,
+    *,
+    activation: Activation | None = None,
+    form: str = "full",
+    output_scale: float = 1.0,
 ) -> EffectiveSystem:
     """The effective system of a network with parameters ``params`` on data with ``z``.
 
     ``activation`` supplies ``g = sigma'(0)``; activations with ``sigma(0) != 0`` or
-    ``sigma'(0) = 0`` (or not smooth at 0, like ReLU) are refused.
+    ``sigma'(0) = 0`` (or not smooth at 0, like ReLU) are refused.  ``output_scale``
+    kappa (``f = kappa W_L sigma(...)``) multiplies the field (THEORY §8): the drive
+    is ``kappa g^(L-1) z``.
     """
+    z = output_scale * np.asarray(z, dtype=np.float64)
     system = _build_system(params, z, activation, form)
     return dataclasses.replace(system, initial_params=tuple(_check_params(params)))
 
@@ -347,9 +355,9 @@ def _build_system(params, z, activation, form) -> EffectiveSystem:
     )
 
 
-def regime_ratio(params, x, y, act) -> float:
+def regime_ratio(params, x, y, act, output_scale: float = 1.0) -> float:
     """``rms f(x) / rms y`` at the initial parameters: small in the effective regime."""
-    f = np.asarray(forward([jnp.asarray(p) for p in params], jnp.asarray(x), act))
+    f = output_scale * np.asarray(forward([jnp.asarray(p) for p in params], jnp.asarray(x), act))
     return float(np.sqrt(np.mean(f**2)) / max(np.sqrt(np.mean(np.asarray(y) ** 2)), 1e-300))
 
 

@@ -88,6 +88,7 @@ class Ensemble:
     params: list[np.ndarray]  # W_k of shape (E, *shape_k)
     seeds: list[int | None]
     scales: list[float]
+    layer_scales: tuple[float, ...] | None = None  # per-layer stds, when the config gives them
 
     @property
     def size(self) -> int:
@@ -102,8 +103,25 @@ def init_ensemble(cfg: Config, spec: NetworkSpec) -> Ensemble:
         return Ensemble([w[None] for w in ps], [None], [rms])
     members = cfg.member_seeds_scales
     base = {s: standard_normal_params(spec, s) for s, _ in members}
-    params = [np.stack([eps * base[s][k] for s, eps in members]) for k in range(spec.depth)]
-    return Ensemble(params, [s for s, _ in members], [eps for _, eps in members])
+    if cfg.init.antisymmetric:
+        base = {s: antisymmetric(p) for s, p in base.items()}
+    stds = cfg.layer_stds
+    if stds is not None:  # one member per seed, layer k scaled by s_k
+        params = [np.stack([stds[k] * base[s][k] for s, _ in members]) for k in range(spec.depth)]
+    else:
+        params = [np.stack([eps * base[s][k] for s, eps in members]) for k in range(spec.depth)]
+    return Ensemble(params, [s for s, _ in members], [eps for _, eps in members], stds)
+
+
+def antisymmetric(params: list[np.ndarray]) -> list[np.ndarray]:
+    """The last hidden layer made of two mirrored halves: its second half of neurons
+    copies the first half's input weights and gets the negated output weights, so
+    ``f(theta_0) = 0`` exactly (Luo et al. 2021).  Shapes are kept (width even)."""
+    out = [np.array(p) for p in params]
+    half = out[-1].shape[1] // 2
+    out[-2][half:] = out[-2][:half]
+    out[-1][:, half:] = -out[-1][:, :half]
+    return out
 
 
 def save_params(path: str | Path, params) -> None:

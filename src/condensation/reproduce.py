@@ -154,7 +154,10 @@ def reproduce(
                 "reproduce takes only data.KEY=VALUE",
                 "write e.g. --set data.path=my.npz",
             )
-    params = {n: reg[n].params(overrides if reg[n].uses_data else (), quick=quick) for n in chosen}
+    params = {
+        n: reg[n].params(overrides if reg[n].uses_data else (), quick=quick, reproduce=True)
+        for n in chosen
+    }
     if overrides and not any(reg[n].uses_data for n in chosen):
         raise InputError("--set", overrides[0], "no chosen experiment takes data", "drop --set")
     out = Path(out)

@@ -43,6 +43,10 @@ The rules:
   ``[data]`` section with :func:`data_section`; it then accepts every key of
   the config's ``[data]`` as ``--set data.KEY=VALUE`` (``data.path`` for a
   user's own ``.npz``/CSV file), so its figures can be remade on any data.
+- ``REPRODUCE`` (optional, keys of DEFAULTS): overrides of DEFAULTS for the full
+  ``reproduce`` only, for an experiment whose standalone default (``condensation run
+  NAME``) is larger than what the full ``reproduce`` can afford; ``--quick`` still
+  uses QUICK everywhere.
 - ``SECONDS = (quick, default)`` (optional, default (1, 1)): the rough wall time of
   each variant on one core, as measured; ``reproduce`` starts the longest first so
   its workers finish together.  It orders work only: results never depend on it.
@@ -98,6 +102,7 @@ _MODULES: tuple[str, ...] = (
     "condensation.experiments.condensation_notions",
     "condensation.experiments.blowup_rates",
     "condensation.experiments.deeper_networks",
+    "condensation.experiments.phase_diagram",
 )
 
 Progress = Callable[[str, int, int], None]
@@ -132,17 +137,23 @@ class Experiment:
     run_fn: Callable[[dict, Path, Progress], dict]
     uses_data: bool = False  # accepts data.* parameters (the config's [data] keys)
     seconds: tuple[float, float] = (1.0, 1.0)  # rough wall time (quick, default): task order
+    reproduce: Mapping[str, Any] | None = None  # overrides of defaults in the full reproduce
 
     @property
     def key(self) -> str:
         """Prefix of the headline names: NAME with '-' replaced by '_'."""
         return self.name.replace("-", "_")
 
-    def params(self, overrides: Sequence[str] = (), quick: bool = False) -> dict[str, Any]:
-        """DEFAULTS, then QUICK (if quick), then ``key=value`` overrides, checked."""
+    def params(
+        self, overrides: Sequence[str] = (), quick: bool = False, reproduce: bool = False
+    ) -> dict[str, Any]:
+        """DEFAULTS, then QUICK (if quick; else REPRODUCE if ``reproduce``), then
+        ``key=value`` overrides, checked."""
         p = dict(self.defaults)
         if quick:
             p.update(self.quick)
+        elif reproduce and self.reproduce:
+            p.update(self.reproduce)
         for item in overrides:
             key, value = parse_set(item)
             if key.startswith("data.") and self.uses_data:
@@ -324,9 +335,10 @@ def from_module(mod: ModuleType) -> Experiment:
         raise TypeError(f"experiment module {mod.__name__} lacks {', '.join(missing)}")
     if mod.SECTION not in SECTIONS:
         raise TypeError(f"{mod.__name__}: SECTION {mod.SECTION!r} not one of {list(SECTIONS)}")
-    unknown = sorted(set(mod.QUICK) - set(mod.DEFAULTS))
-    if unknown:
-        raise TypeError(f"{mod.__name__}: QUICK has keys not in DEFAULTS: {unknown}")
+    for variant in ("QUICK", "REPRODUCE"):
+        unknown = sorted(set(getattr(mod, variant, {})) - set(mod.DEFAULTS))
+        if unknown:
+            raise TypeError(f"{mod.__name__}: {variant} has keys not in DEFAULTS: {unknown}")
     return Experiment(
         name=mod.NAME,
         title=mod.TITLE,
@@ -338,6 +350,7 @@ def from_module(mod: ModuleType) -> Experiment:
         run_fn=mod.run,
         uses_data=bool(getattr(mod, "DATA", False)),
         seconds=tuple(float(v) for v in getattr(mod, "SECONDS", (1.0, 1.0))),
+        reproduce=dict(getattr(mod, "REPRODUCE", {})) or None,
     )
 
 

@@ -63,7 +63,8 @@ def run_effective(
     """The effective solve of every member (and with ``compare_gd`` the GD run,
     checkpointed by ``checkpoint``; the solves are recomputed on a resume)."""
     data, spec, ens = prepare(cfg)
-    inputs.check_effective_scales(ens.scales, spec.depth, float(np.linalg.norm(data.z)))
+    kappa = cfg.model.output_scale
+    inputs.check_effective_scales(ens.scales, spec.depth, kappa * float(np.linalg.norm(data.z)))
     z = data.z
     scale = np.sqrt(np.mean(data.y**2) * np.mean(np.sum(data.x**2, axis=1)))
     if np.linalg.norm(z) <= NO_DRIVE_RTOL * scale:
@@ -71,8 +72,11 @@ def run_effective(
         # every member is reported as "no-drive" instead of being integrated forever
         form, z = "full", np.zeros_like(z)
     members = [[w[i] for w in ens.params] for i in range(ens.size)]
-    systems = [build_system(p, z, activation=spec.activation, form=form) for p in members]
-    ratios = [regime_ratio(p, data.x, data.y, spec.activation.fn) for p in members]
+    systems = [
+        build_system(p, z, activation=spec.activation, form=form, output_scale=kappa)
+        for p in members
+    ]
+    ratios = [regime_ratio(p, data.x, data.y, spec.activation.fn, kappa) for p in members]
     warn_regime(max(ratios))  # the worst member
     sols = solve_batch(systems, tol)
     gd = run_training(cfg, checkpoint=checkpoint) if compare_gd else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ from condensation import inputs
 from condensation.checkpoint import Checkpoint
 from condensation.config import Config, scale_field
 from condensation.core.final_stage import final_stage_counts
+from condensation.core.regime import rd_over_snapshots
 from condensation.data import Dataset, load_dataset
 from condensation.metrics import (
     abs_cos_to,
@@ -61,12 +63,13 @@ def run_training(
     data, spec, ens = prepare(cfg)
     t = cfg.train
     opt = optimizer_of(cfg, data)
+    kappa = cfg.model.output_scale
     result = train(
         ens.params,
         data.x,
-        data.y,
+        data.y / kappa,  # output scale kappa: see with_output_scale
         act=spec.activation.fn,
-        lr=t.lr,
+        lr=t.lr * kappa**2,
         steps=t.steps,
         snapshots=snapshot_steps(t.steps, t.snapshots, t.linear_snapshots),
         dtype=t.dtype,
@@ -76,7 +79,17 @@ def run_training(
         optimizer=opt,
         streams=[s or 0 for s in ens.seeds],  # each init seed its own mini-batch order
     )
-    return TrainRun(cfg, data, spec, ens, result)
+    return TrainRun(cfg, data, spec, ens, with_output_scale(result, t.lr, kappa))
+
+
+def with_output_scale(result: TrainResult, lr: float, kappa: float) -> TrainResult:
+    """The run of ``f = kappa g`` from the run of ``g`` on targets ``y / kappa`` at
+    ``lr kappa^2``: ``R_kappa(theta) = kappa^2 R_1(theta; y / kappa)``, so their
+    gradient steps are the same steps exactly; only the loss (times ``kappa^2``) and
+    the time ``t = step * lr`` differ.  ``kappa = 1`` returns ``result`` unchanged."""
+    if kappa == 1.0:
+        return result
+    return dataclasses.replace(result, lr=float(lr), snapshot_loss=result.snapshot_loss * kappa**2)
 
 
 def output_bytes(cfg: Config) -> float:
@@ -132,6 +145,7 @@ def plateau_numbers(r: TrainResult, i: int, z: np.ndarray) -> dict:
 def member_summaries(run: TrainRun) -> list[dict]:
     r, z = run.result, run.data.z
     stuck = never_moved(r.snapshots, run.ensemble.scales, run.spec.depth, run.config.train.dtype)
+    rd_end, rd_max = rd_over_snapshots(r.snapshots)  # (E, L), at the snapshot times
     out = []
     for i in range(run.ensemble.size):
         escaped = r.escape_step[i] >= 0
@@ -161,6 +175,8 @@ def member_summaries(run: TrainRun) -> list[dict]:
                     z,
                     "escape",
                 ),
+                **{f"rd_layer{k + 1}_end": float(v) for k, v in enumerate(rd_end[i])},
+                **{f"rd_layer{k + 1}_max": float(v) for k, v in enumerate(rd_max[i])},
             }
         )
     return out
@@ -210,6 +226,9 @@ def summary(run: TrainRun) -> dict:
         "depth": run.spec.depth,
         "widths": list(run.spec.widths),
         "activation": run.spec.activation.name,
+        "output_scale": cfg.model.output_scale,
+        "layer_scales": list(run.ensemble.layer_scales) if run.ensemble.layer_scales else None,
+        "antisymmetric": cfg.init.antisymmetric,
         "lr": cfg.train.lr,
         "steps": cfg.train.steps,
         "dtype": cfg.train.dtype,

@@ -71,8 +71,8 @@ def _normalise(rows: list[dict]) -> tuple[list[str], list[dict]]:
     return cols, out
 
 
-def write_table(out: Path, rows: list[dict]) -> None:
-    """``out/results.parquet`` and ``out/results.csv``."""
+def write_table(out: Path, rows: list[dict], name: str = "results") -> None:
+    """``out/NAME.parquet`` and ``out/NAME.csv`` (``NAME`` = ``results`` by default)."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
@@ -81,10 +81,10 @@ def write_table(out: Path, rows: list[dict]) -> None:
     table = pa.Table.from_pylist(rows) if rows else pa.table({c: [] for c in cols})
     buf = io.BytesIO()
     pq.write_table(table, buf)
-    atomic_write_bytes(out / "results.parquet", buf.getvalue())
+    atomic_write_bytes(out / f"{name}.parquet", buf.getvalue())
     buf = io.BytesIO()
     pacsv.write_csv(table, buf)
-    atomic_write_bytes(out / "results.csv", buf.getvalue())
+    atomic_write_bytes(out / f"{name}.csv", buf.getvalue())
 
 
 def read_table(out: Path):
