@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from condensation import inputs
+from condensation import fastforward, inputs
 from condensation.checkpoint import Checkpoint
-from condensation.config import Config, scale_field
+from condensation.config import AUTO, Config, scale_field
 from condensation.core.final_stage import final_stage_counts
 from condensation.data import Dataset, load_dataset
+from condensation.errors import InputError
 from condensation.metrics import (
     abs_cos_to,
     condensation_metrics,
@@ -33,6 +36,9 @@ class TrainRun:
     spec: NetworkSpec
     ensemble: Ensemble
     result: TrainResult
+    plan: fastforward.Plan | None = None  # the hand-offs, when train.fast_forward
+    notes: tuple[str, ...] = ()  # one-line notes for the user (plain-GD members, horizon)
+    steps_auto: bool = False  # train.steps was "auto" (config.train.steps is the result)
 
 
 def prepare(cfg: Config) -> tuple[Dataset, NetworkSpec, Ensemble]:
@@ -53,14 +59,87 @@ def optimizer_of(cfg: Config, data: Dataset) -> Optimizer:
     return from_train_config(cfg.train, int(data.x.shape[0]))
 
 
+def resolve_steps(cfg: Config) -> tuple[Config, tuple[str, ...]]:
+    """``train.steps = "auto"`` replaced by the horizon from the members' predicted
+    T* (:func:`condensation.fastforward.auto_steps`); other configs unchanged.
+    Returns the config and a note saying what was chosen."""
+    if cfg.train.steps != AUTO:
+        return cfg, ()
+    probe = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=1))
+    data, spec, ens = prepare(probe)
+    t_stars = fastforward.predicted_t_star(ens.params, data.z, spec.activation)
+    steps = fastforward.auto_steps(t_stars, float(np.linalg.norm(data.z)), cfg.train.lr)
+    if steps is None:
+        why = spec.activation.why_not_effective() or (
+            "depth 2 has no blow-up" if spec.depth == 2 else "no member's dynamics blows up"
+        )
+        raise InputError(
+            "train.steps", AUTO, f"needs a predicted T* ({why})", "give train.steps = <integer>"
+        )
+    steps = int(min(steps, inputs.MAX_STEPS))
+    known = max(t for t in t_stars if t is not None)
+    note = (
+        f'train.steps = "auto": {steps} steps (t = {steps * cfg.train.lr:.6g}) from the '
+        f"largest predicted T* = {known:.6g} x {fastforward.AUTO_FACTOR} + "
+        f"{fastforward.AUTO_ROOM:g}/|z|"
+    )
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=steps)), (note,)
+
+
+def horizon_notes(cfg: Config, data: Dataset, spec: NetworkSpec, ens: Ensemble, r, plan) -> list:
+    """One line per member that did not escape within an explicit horizon shorter
+    than its predicted T* (the effective blow-up time), naming both."""
+    horizon = cfg.train.steps * cfg.train.lr
+    missing = np.flatnonzero((r.escape_step < 0) & (r.diverged_step < 0))
+    if missing.size == 0 or spec.depth < 3 or spec.activation.why_not_effective() is not None:
+        return []
+    if plan is not None:
+        t_stars = [m.t_star for m in plan.members]
+    else:
+        t_stars = fastforward.predicted_t_star(ens.params, data.z, spec.activation)
+    out = []
+    for i in missing:
+        t = t_stars[i]
+        if t is not None and horizon < t:
+            out.append(
+                f"warning: member {i} (seed {ens.seeds[i]}, eps {ens.scales[i]:.3g}): the horizon "
+                f"t = {horizon:.6g} (train.steps = {cfg.train.steps}) ends before its predicted "
+                f'T* = {t:.6g}; raise train.steps above {math.ceil(t / cfg.train.lr)} or use "auto"'
+            )
+    return out
+
+
 def run_training(
     cfg: Config,
     progress: Callable[[int], None] | None = None,
     checkpoint: Checkpoint | None = None,
+    auto_note: tuple[str, ...] = (),
 ) -> TrainRun:
+    """Train a config's ensemble (fast-forwarded when ``train.fast_forward``).
+
+    ``train.steps = "auto"`` is resolved here (:func:`resolve_steps`) unless the
+    caller already did and passes its note as ``auto_note``."""
+    cfg, notes = resolve_steps(cfg)
+    notes = notes or tuple(auto_note)
+    steps_auto = bool(notes)
     data, spec, ens = prepare(cfg)
     t = cfg.train
     opt = optimizer_of(cfg, data)
+    snaps = snapshot_steps(t.steps, t.snapshots, t.linear_snapshots)
+    plan = None
+    if t.fast_forward:
+        plan = fastforward.plan(
+            ens.params,
+            data.x,
+            data.y,
+            activation=spec.activation,
+            lr=t.lr,
+            steps=t.steps,
+            snapshots=snaps,
+            delta=t.handoff,
+            plateau_drop=t.plateau_drop,
+        )
+        notes = (*notes, *plan.notes)
     result = train(
         ens.params,
         data.x,
@@ -68,15 +147,18 @@ def run_training(
         act=spec.activation.fn,
         lr=t.lr,
         steps=t.steps,
-        snapshots=snapshot_steps(t.steps, t.snapshots, t.linear_snapshots),
+        snapshots=snaps,
         dtype=t.dtype,
         plateau_drop=t.plateau_drop,
         progress=progress,
         checkpoint=checkpoint,
         optimizer=opt,
         streams=[s or 0 for s in ens.seeds],  # each init seed its own mini-batch order
+        handoff=None if plan is None else plan.handoff,
     )
-    return TrainRun(cfg, data, spec, ens, result)
+    if not steps_auto and opt.name == "gd":
+        notes = (*notes, *horizon_notes(cfg, data, spec, ens, result, plan))
+    return TrainRun(cfg, data, spec, ens, result, plan, tuple(notes), steps_auto)
 
 
 def output_bytes(cfg: Config) -> float:
@@ -161,9 +243,19 @@ def member_summaries(run: TrainRun) -> list[dict]:
                     z,
                     "escape",
                 ),
+                **_fast_forward_numbers(run, i),
             }
         )
     return out
+
+
+def _fast_forward_numbers(run: TrainRun, i: int) -> dict:
+    """Member ``i``'s hand-off (``train.fast_forward``): ``{"fast_forward": {...}}``."""
+    if run.plan is None:
+        return {}
+    r = run.result
+    esc = int(r.escape_step[i]) if r.escape_step[i] >= 0 else None
+    return {"fast_forward": run.plan.members[i].summary(r.steps, esc)}
 
 
 def never_moved(snapshots, scales, depth: int, dtype: str) -> np.ndarray:
@@ -215,6 +307,10 @@ def summary(run: TrainRun) -> dict:
         "dtype": cfg.train.dtype,
         "optimizer": optimizer_summary(optimizer_of(cfg, d)),
         "plateau_drop": cfg.train.plateau_drop,
+        "steps_auto": run.steps_auto,
+        "fast_forward": cfg.train.fast_forward,
+        "handoff": cfg.train.handoff if cfg.train.fast_forward else None,
+        "notes": list(run.notes),
         "members": member_summaries(run),
     }
 
