@@ -47,7 +47,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from condensation.blowup import Blowup, Tolerances, solve_polar_batch, states_at
+from condensation.blowup import Blowup, PolarProblem, Tolerances, solve_polar_batch, states_at
 from condensation.core.activations import Activation
 from condensation.effective import EffectiveSystem, build_system
 from condensation.metrics import abs_cos_to
@@ -206,11 +206,12 @@ class _Flow(_Trajectory):
     :func:`condensation.blowup.states_at` (the blow-up solve ``sol`` of the plain
     flow maps times to the solver's variable; Newton's method absorbs the difference)."""
 
-    def __init__(self, system: EffectiveSystem, sol: Blowup, lr: float, tol: Tolerances):
-        self.system, self.sol, self.lr, self.tol = system, sol, lr, tol
-        base = system.problem()
-        args = (system.args, lr, base.r0, base.k)
-        self.prob = dataclasses.replace(base, polar=modified_polar(system.fld), args=args)
+    def __init__(self, base: PolarProblem, fld, fargs, to_params, sol: Blowup, lr, tol):
+        """``base``: the plain flow's polar problem (``fld(y, fargs)`` homogeneous);
+        ``to_params(y)``: network weights from states with a leading axis."""
+        self.sol, self.lr, self.tol, self.to_params = sol, lr, tol, to_params
+        args = (fargs, lr, base.r0, base.k)
+        self.prob = dataclasses.replace(base, polar=modified_polar(fld), args=args)
         self.evaluations = STAGES * sol.n_steps
 
     def at(self, ks):
@@ -221,8 +222,32 @@ class _Flow(_Trajectory):
             _, y = states_at(self.prob, self.sol, part, tol=self.tol)
             # each query re-integrates up to its last time (Newton refines a few times)
             self.evaluations += STAGES * self.sol.n_steps
-            out.append(self.system.to_params(y))
+            out.append(list(self.to_params(y)))
         return [np.concatenate([o[k] for o in out]) for k in range(len(out[0]))]
+
+
+def grid_handoff(traj: _Trajectory, pred, lo: int, hi: int, steps: int):
+    """``(k_h, state)``: the first grid step in ``(lo, hi]`` where ``pred`` holds (it
+    fails at ``lo``, holds at ``hi``), capped at the horizon ``steps`` (then the
+    whole run is on the plateau and GD computes nothing)."""
+    if hi > steps and (lo >= steps or not pred(traj.at(np.array([steps])))[0]):
+        return steps, [w[0] for w in traj.at(np.array([steps]))]
+    return _first_true(traj, pred, lo, min(hi, steps))
+
+
+def flow_handoff(traj: _Trajectory, sol: Blowup, pred, lr: float, steps: int):
+    """:func:`grid_handoff` of a blow-up solve, bracketed first on the solver's own
+    steps (dense near T*), then on the step grid."""
+    ks = np.unique(np.floor(sol.steps["t"][1:-1] / lr).astype(np.int64))
+    ks = ks[(ks > 0) & (ks <= steps)]
+    ok = pred(traj.at(ks)) if ks.size else np.zeros(0, bool)
+    if ok.any():
+        j = int(np.argmax(ok))
+        lo, hi = (int(ks[j - 1]) if j > 0 else 0), int(ks[j])
+    else:  # not reached on the solver's steps (or the horizon): up to just before T*
+        lo = int(ks[-1]) if ks.size else 0
+        hi = max(int(math.floor(sol.T_star / lr)), lo + 1)
+    return grid_handoff(traj, pred, lo, hi, steps)
 
 
 def _first_true(traj: _Trajectory, pred, lo: int, hi: int) -> tuple[int, list[np.ndarray]]:
@@ -324,10 +349,10 @@ def plan(
             if depth == 2:
                 traj: _Trajectory = _TwoLayerMap(p_i, gain * z, lr)
                 hi = traj.growth_steps(est0)
-                while not pred(traj.at(np.array([hi])))[0]:
+                while hi <= steps and not pred(traj.at(np.array([hi])))[0]:
                     hi *= 2
                 t_star = None
-                lo = 0
+                k_h, state = grid_handoff(traj, pred, 0, hi, steps)
             else:
                 sol = sols[i]
                 if not sol.blew_up:
@@ -335,37 +360,36 @@ def plan(
                         _plain(f"the effective dynamics does not blow up ({sol.status})")
                     )
                     continue
-                traj = _Flow(systems[i], sol, lr, tol)
+                sy = systems[i]
+                traj = _Flow(sy.problem(), sy.fld, sy.args, sy.to_params, sol, lr, tol)
                 t_star = float(sol.T_star)
-                # bracket on the solver's own steps (dense near T*), then on the grid
-                ks = np.unique(np.floor(sol.steps["t"][1:-1] / lr).astype(np.int64))
-                ks = ks[ks > 0]
-                ok = pred(traj.at(ks)) if ks.size else np.zeros(0, bool)
-                if ok.any():
-                    j = int(np.argmax(ok))
-                    lo, hi = (int(ks[j - 1]) if j > 0 else 0), int(ks[j])
-                else:  # not reached on the solver's steps: the last grid step before T*
-                    lo = int(ks[-1]) if ks.size else 0
-                    hi = max(int(math.floor(t_star / lr)), lo + 1)
-            if hi > steps and (lo >= steps or not pred(traj.at(np.array([steps])))[0]):
-                k_h, state = steps, [w[0] for w in traj.at(np.array([steps]))]  # all plateau
-            else:
-                k_h, state = _first_true(traj, pred, lo, min(hi, steps))
+                k_h, state = flow_handoff(traj, sol, pred, lr, steps)
             est_h = float(error_estimate([w[None] for w in state], x, y, act, power)[0])
             trajs[i], states[i] = traj, state
             members.append(MemberPlan(FAST_FORWARD, None, k_h, k_h * lr, est_h, 0, t_star))
-    return _handoff(members, trajs, states, params0, z, np.asarray(snapshots), delta)
+    return build_plan(
+        members,
+        trajs,
+        states,
+        params0,
+        np.asarray(snapshots),
+        delta,
+        peak=lambda ws: np.median(abs_cos_to(ws[0], z), axis=-1),
+        holds=(lambda ws: _holds(ws, z)) if depth == 3 else None,
+    )
 
 
-def _handoff(members, trajs, states, params0, z, snapshots, delta) -> Plan:
-    """The GD hand-off of the plan: start states, pre-hand-off snapshots, final-stage
-    entry and peak alignment before the hand-off."""
+def build_plan(members, trajs, states, params0, snapshots, delta, *, peak=None, holds=None):
+    """The :class:`Plan` of per-member hand-offs: start states, pre-hand-off snapshots,
+    and, read off the effective trajectory before the hand-off, the peak of
+    ``peak(ws) -> (T,)`` at the snapshots and the first grid step where
+    ``holds(ws) -> (T,) bool`` (the final-stage condition)."""
     depth, e = len(params0), int(params0[0].shape[0])
     k_h = np.array([m.handoff_step for m in members], dtype=np.int64)
     start = [p.copy() for p in params0]
     snaps = [np.repeat(p[:, None], len(snapshots), axis=1) for p in params0]
     fs = np.full(e, -1, dtype=np.int64)
-    peak, peak_step = np.full(e, -1.0), np.full(e, -1, dtype=np.int64)
+    best, best_step = np.full(e, -1.0), np.full(e, -1, dtype=np.int64)
     out = []
     for i, (m, traj, state) in enumerate(zip(members, trajs, states)):
         if traj is None:
@@ -378,11 +402,12 @@ def _handoff(members, trajs, states, params0, z, snapshots, delta) -> Plan:
             ws = traj.at(before)
             for k in range(depth):
                 snaps[k][i, : before.size] = ws[k]
-            cos = np.median(abs_cos_to(ws[0], z), axis=-1)
-            j = int(np.argmax(cos))
-            peak[i], peak_step[i] = float(cos[j]), int(before[j])
-            if depth == 3:
-                fs[i] = _final_stage_entry(traj, ws, before, m.handoff_step, z)
+            if peak is not None:
+                cos = peak(ws)
+                j = int(np.argmax(cos))
+                best[i], best_step[i] = float(cos[j]), int(before[j])
+            if holds is not None:
+                fs[i] = _final_stage_entry(traj, ws, before, m.handoff_step, holds)
         out.append(
             MemberPlan(
                 m.mode,
@@ -394,8 +419,15 @@ def _handoff(members, trajs, states, params0, z, snapshots, delta) -> Plan:
                 m.t_star,
             )
         )
-    handoff = Handoff(k_h, tuple(start), snaps, fs, peak, peak_step)
+    handoff = Handoff(k_h, tuple(start), snaps, fs, best, best_step)
     return Plan(delta, out, handoff)
+
+
+def final_stage_np(a, w, c) -> bool:
+    """:func:`condensation.core.final_stage.final_stage_holds` of one state, in numpy."""
+    s = np.sign(c)
+    inner = bool(np.all(s * (w.T @ a) > 0))
+    return inner and not bool(np.any((s[:, None] * s[None, :]) * (w.T @ w) < 0))
 
 
 def _holds(ws, z) -> np.ndarray:
@@ -408,11 +440,11 @@ def _holds(ws, z) -> np.ndarray:
     return inner & ~np.any(gram < 0, axis=(-2, -1))
 
 
-def _final_stage_entry(traj, ws, before, k_h: int, z) -> int:
+def _final_stage_entry(traj, ws, before, k_h: int, holds) -> int:
     """First grid step before ``k_h`` in the final-stage set (-1: not before ``k_h``);
     bracketed by the snapshot steps, then narrowed on the grid."""
-    inside = _holds(ws, z)
-    end = _holds(traj.at(np.array([k_h - 1])), z)[0] if k_h > 0 else False
+    inside = holds(ws)
+    end = holds(traj.at(np.array([k_h - 1])))[0] if k_h > 0 else False
     if not (inside.any() or end):
         return -1
     if inside.any():
@@ -422,7 +454,7 @@ def _final_stage_entry(traj, ws, before, k_h: int, z) -> int:
         lo, hi = int(before[j - 1]), int(before[j])
     else:
         lo, hi = int(before[-1]), k_h - 1
-    k, _ = _first_true(traj, lambda w: _holds(w, z), lo, hi)
+    k, _ = _first_true(traj, holds, lo, hi)
     return k
 
 
