@@ -56,7 +56,7 @@ from condensation.train import Handoff, TrainResult, train
 DEFAULT_HANDOFF = 1e-2  # the tolerance delta of THEORY §9 (= config.DEFAULT_HANDOFF)
 STAGES = 13  # vector-field evaluations per accepted Dopri8 step (14 stages, FSAL)
 CHUNK = 32  # times per state query: one compiled shape (blowup.states_at pads to 32)
-AUTO_FACTOR = 1.02  # steps = "auto": horizon = AUTO_FACTOR x max T* + AUTO_ROOM / |z|
+AUTO_FACTOR = 1.0  # "auto": AUTO_FACTOR x max T* + AUTO_ROOM / |z| (GD escapes within O(1) of T*)
 AUTO_ROOM = 40.0  # room after the escape, in units of 1/|z| (the post-plateau time scale)
 
 PLAIN = "plain"

@@ -400,10 +400,11 @@ def train(
         if first and progress is not None:
             progress(int(steps_k[first]))
     chunk = chunk_steps(6.0 * x.shape[0] * n_weights * n_members)
+    gd_from = 0 if handoff is None else int(np.min(handoff.step))  # no member computes before
     for i, (start, stop) in enumerate(zip(steps_k[:-1], steps_k[1:])):
         if i < first:
             continue
-        for a, b in chunks(start, stop, chunk):
+        for a, b in chunks(max(start, gd_from), stop, chunk):
             carry = run(carry, xj, yj, zj, jnp.int64(a), jnp.int64(b))
             if b < stop:  # back in Python between chunks: a signal is handled here
                 jax.block_until_ready(carry)
