@@ -75,6 +75,7 @@ def test_handoff_at_step_zero_is_plain_gd(network_setup):
         np.full(e, -1),
         np.full(e, -1.0),
         np.full(e, -1),
+        np.repeat(plain.snapshot_loss[:, :1], len(snaps), axis=1),
     )
     same = train(ens.params, data.x, data.y, handoff=handoff, **kw)
     np.testing.assert_array_equal(same.snapshot_loss, plain.snapshot_loss)

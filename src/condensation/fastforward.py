@@ -374,20 +374,25 @@ def plan(
         params0,
         np.asarray(snapshots),
         delta,
+        loss=lambda ws: _losses(ws, x, y, act),
         peak=lambda ws: np.median(abs_cos_to(ws[0], z), axis=-1),
         holds=(lambda ws: _holds(ws, z)) if depth == 3 else None,
     )
 
 
-def build_plan(members, trajs, states, params0, snapshots, delta, *, peak=None, holds=None):
+def build_plan(
+    members, trajs, states, params0, snapshots, delta, *, loss, peak=None, holds=None
+):
     """The :class:`Plan` of per-member hand-offs: start states, pre-hand-off snapshots,
     and, read off the effective trajectory before the hand-off, the peak of
     ``peak(ws) -> (T,)`` at the snapshots and the first grid step where
-    ``holds(ws) -> (T,) bool`` (the final-stage condition)."""
+    ``holds(ws) -> (T,) bool`` (the final-stage condition); ``loss(ws) -> (T,)``
+    gives the snapshots' losses."""
     depth, e = len(params0), int(params0[0].shape[0])
     k_h = np.array([m.handoff_step for m in members], dtype=np.int64)
     start = [p.copy() for p in params0]
     snaps = [np.repeat(p[:, None], len(snapshots), axis=1) for p in params0]
+    snap_loss = np.repeat(loss([p for p in params0])[:, None], len(snapshots), axis=1)
     fs = np.full(e, -1, dtype=np.int64)
     best, best_step = np.full(e, -1.0), np.full(e, -1, dtype=np.int64)
     out = []
@@ -402,6 +407,7 @@ def build_plan(members, trajs, states, params0, snapshots, delta, *, peak=None, 
             ws = traj.at(before)
             for k in range(depth):
                 snaps[k][i, : before.size] = ws[k]
+            snap_loss[i, : before.size] = loss(ws)
             if peak is not None:
                 cos = peak(ws)
                 j = int(np.argmax(cos))
@@ -419,7 +425,7 @@ def build_plan(members, trajs, states, params0, snapshots, delta, *, peak=None, 
                 m.t_star,
             )
         )
-    handoff = Handoff(k_h, tuple(start), snaps, fs, best, best_step)
+    handoff = Handoff(k_h, tuple(start), snaps, fs, best, best_step, snap_loss)
     return Plan(delta, out, handoff)
 
 

@@ -167,6 +167,7 @@ class Handoff(NamedTuple):
     final_stage_step: np.ndarray  # (E,) entry into the final-stage set before step, -1 if none
     peak: np.ndarray  # (E,) max median |cos(b_j, z)| before step (-1: none)
     peak_step: np.ndarray  # (E,) its step
+    snapshot_loss: np.ndarray  # (E, K) the loss of ``snapshots`` (used before step)
 
 
 class PlateauTrack(NamedTuple):
@@ -408,17 +409,22 @@ def train(
             carry = run(carry, xj, yj, zj, jnp.int64(a), jnp.int64(b))
             if b < stop:  # back in Python between chunks: a signal is handled here
                 jax.block_until_ready(carry)
-        lk = _losses(carry[0], xj, yj, act=act)
-        for k, p in enumerate(carry[0]):
-            snaps[k].append(host(p))
-        snap_loss.append(host(lk))
+        if stop < gd_from:  # every member is still before its hand-off
+            for k in range(depth):
+                snaps[k].append(handoff.snapshots[k][:, i + 1])
+            snap_loss.append(handoff.snapshot_loss[:, i + 1])
+        else:
+            lk = _losses(carry[0], xj, yj, act=act)
+            for k, p in enumerate(carry[0]):
+                snaps[k].append(host(p))
+            snap_loss.append(host(lk))
         if checkpoint is not None:
             checkpoint.save(i + 1, carry, records)
         if progress is not None:
             progress(int(stop))
     params, _, esc_step, esc_params, div_step, fs_step, _, plateau, _ = carry
     if handoff is not None:  # snapshots before a member's hand-off: the effective flow's
-        _fill_before_handoff(snaps, snap_loss, steps_k, handoff, xj, yj, act, host)
+        _fill_before_handoff(snaps, snap_loss, steps_k, handoff)
     # escape_step ranges over k = 0..steps; the loop saw 0..steps-1, so check loss_steps.
     esc_step = host(esc_step).copy()
     esc_params = [host(p).copy() for p in esc_params]
@@ -448,17 +454,16 @@ def train(
     )
 
 
-def _fill_before_handoff(snaps, snap_loss, steps_k, handoff: Handoff, xj, yj, act, host):
+def _fill_before_handoff(snaps, snap_loss, steps_k, handoff: Handoff):
     """Replace, in place, each member's snapshots (and their losses) at steps before
-    its hand-off by the effective trajectory's ``handoff.snapshots``."""
+    its hand-off by the effective trajectory's (``handoff.snapshots``)."""
     before = np.asarray(steps_k)[None, :] < np.asarray(handoff.step)[:, None]  # (E, K)
     for j in np.flatnonzero(before.any(axis=0)):
         rows = before[:, j]
         for k, s in enumerate(snaps):
-            s[j] = s[j].copy()
+            s[j] = np.array(s[j])
             s[j][rows] = handoff.snapshots[k][rows, j]
-        lj = host(_losses(tuple(jnp.asarray(s[j], xj.dtype) for s in snaps), xj, yj, act=act))
-        snap_loss[j] = np.where(rows, lj, snap_loss[j])
+        snap_loss[j] = np.where(rows, handoff.snapshot_loss[:, j], snap_loss[j])
 
 
 def _finish_plateau(track: PlateauTrack, params, loss_last, div_step, steps, *, z, host):

@@ -122,5 +122,6 @@ def plan(
         params0,
         np.asarray(snapshots),
         delta,
+        loss=lambda ws: _loss(problem, _products(ws)),
         holds=holds if depth == 3 else None,
     )
