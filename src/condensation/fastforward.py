@@ -308,8 +308,10 @@ def plan(
     delta: float = DEFAULT_HANDOFF,
     plateau_drop: float = 0.1,
     tol: Tolerances = Tolerances(),
+    final_stage: bool = True,
 ) -> Plan:
-    """Every member's hand-off step and state (see the module docstring)."""
+    """Every member's hand-off step and state (see the module docstring);
+    ``final_stage=False`` skips the depth-3 final-stage entry before the hand-off."""
     if not 0.0 < delta < 1.0:
         raise ValueError(f"delta must be in (0, 1), got {delta}")
     params0 = [np.asarray(p, dtype=np.float64) for p in params0]
@@ -376,7 +378,7 @@ def plan(
         delta,
         loss=lambda ws: _losses(ws, x, y, act),
         peak=lambda ws: np.median(abs_cos_to(ws[0], z), axis=-1),
-        holds=(lambda ws: _holds(ws, z)) if depth == 3 else None,
+        holds=(lambda ws: _holds(ws, z)) if depth == 3 and final_stage else None,
     )
 
 
@@ -488,6 +490,7 @@ def fast_forward_train(
         snapshots=snapshots,
         delta=delta,
         plateau_drop=plateau_drop,
+        final_stage=train_kw.get("track_final_stage") is not False,
     )
     result = train(
         params0,

@@ -153,7 +153,7 @@ def _train(params, data: Dataset, spec, lr: float, steps: int, delta: float, rep
         activation=spec.activation,
         lr=lr,
         steps=steps,
-        snapshots=snapshot_steps(steps, 40, 120),
+        snapshots=snapshot_steps(steps, 30, 60),
         delta=delta,
         track_final_stage=False,
         progress=report,
@@ -169,7 +169,9 @@ def _three_layer(p: dict, data, spec, ens, progress: Progress):
     times, loss curves, horizons and GD steps actually computed."""
     lr = p["three_layer_lr"]
     z_norm = float(np.linalg.norm(data.z))
-    t_stars = predicted_t_star(ens.params, data.z, spec.activation)
+    # one member at a time, as the plans below solve them: one compiled program
+    act = spec.activation
+    t_stars = [predicted_t_star(_member(ens, i), data.z, act)[0] for i in range(ens.size)]
     t_esc, curves, horizons, grads = [], [], [], 0
     for i in range(ens.size):
         steps = p["three_layer_steps"] or auto_steps([t_stars[i]], z_norm, lr)
