@@ -18,12 +18,15 @@ Compilation is measured once: each contender's program does not depend on eps
 (same shapes and static arguments), so its compile time is the first call's
 wall time minus a second, compiled call's at the largest eps; "with
 compilation" adds that to the compiled wall time at every eps (for
-fast-forward: its own compilation plus the GD program's, which it also runs).  Plain GD at
+fast-forward: its own compilation plus the GD program's, which it also runs).
+Then, at the largest eps, the escape and loss differences for each of
+``--deltas`` (does the error shrink with delta?).  Plain GD at
 the smallest eps runs once (it takes minutes).  Output: a table and, with
 ``--json PATH``, the numbers.
 
     python benchmarks/bench_fastforward.py             # eps 1e-3, 1e-4, 1e-5 (minutes)
     python benchmarks/bench_fastforward.py --quick     # eps 1e-3 only
+    python benchmarks/bench_fastforward.py --quick --deltas 1e-2 1e-3 1e-4   # error vs delta
 """
 
 from __future__ import annotations
@@ -112,6 +115,13 @@ def main() -> None:
     ap.add_argument("--dataset", default=None, help="a built-in data set instead of teacher")
     ap.add_argument("--delta", type=float, default=ff.DEFAULT_HANDOFF, help="the hand-off")
     ap.add_argument("--quick", action="store_true", help="eps 1e-3 only")
+    ap.add_argument(
+        "--deltas",
+        type=float,
+        nargs="*",
+        default=[1e-2, 1e-3, 1e-4],
+        help="hand-off tolerances compared at the largest eps (error vs delta)",
+    )
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     eps_list = [1e-3] if args.quick else sorted(args.eps, reverse=True)
@@ -139,9 +149,19 @@ def main() -> None:
                 r["gradient_evaluation_ratio"], wp, wf, r["wall_ratio_compiled"],
                 r["wall_ratio_with_compilation"])  # fmt: skip
         print(" ".join(f"{v:>11.4g}" for v in vals))
+    by_delta = []
+    if args.deltas:
+        print(f"error vs delta at eps = {eps_list[0]:g} (fast-forward against the plain run above)")
+        print(" ".join(f"{h:>14}" for h in ("delta", "handoff t", "t_esc rel diff", "loss rel")))
+        for d in args.deltas:
+            r = one(eps_list[0], args.dataset, d, plain_runs=1)
+            by_delta.append(r)
+            loss_rel = r["loss_max_rel_diff_after_handoff"]
+            vals = (d, r["handoff_time"], r["escape_rel_diff"], loss_rel)
+            print(" ".join(f"{v:>14.4g}" for v in vals))
     if args.json is not None:
         out = {"dataset": args.dataset, "delta": args.delta, "compile_plain": compile_p,
-               "compile_ff": compile_f, "rows": rows}  # fmt: skip
+               "compile_ff": compile_f, "rows": rows, "by_delta": by_delta}  # fmt: skip
         args.json.write_text(json.dumps(out, indent=1, default=float))
 
 
