@@ -151,11 +151,15 @@ def test_steps_auto_and_the_short_horizon_warning():
     cfg, notes = resolve_steps(load_config(None, [*SMALL3, "train.steps=auto", *quick]))
     t_star = ff.predicted_t_star(*_params_z_act(cfg))[0]
     assert cfg.train.steps * cfg.train.lr >= ff.AUTO_FACTOR * t_star and "auto" in notes[0]
-    short = load_config(None, [*SMALL3, "train.steps=40", *quick])
-    run = run_training(short)
+    # horizon t = 50 between the THEORY §4 lower bound (~30) and T* (~98): solved
+    run = run_training(load_config(None, [*SMALL3, "train.steps=1000", *quick]))
     assert run.result.escape_step[0] < 0
     (line,) = [n for n in run.notes if "T* =" in n]
-    assert f"{t_star:.6g}" in line and "t = 2" in line and "\n" not in line
+    assert f"{t_star:.6g}" in line and "t = 50" in line and "\n" not in line
+    # horizon t = 2 below the lower bound: no solve needed, the bound is named
+    run = run_training(load_config(None, [*SMALL3, "train.steps=40", *quick]))
+    (line,) = [n for n in run.notes if "T* >=" in n]
+    assert "lower bound" in line and "t = 2 " in line
 
 
 def _params_z_act(cfg):

@@ -296,6 +296,19 @@ def predicted_t_star(params0, z, activation: Activation) -> list[float | None]:
     return [s.T_star if s.blew_up else None for s in sols]
 
 
+def t_star_lower_bound(params0, z, activation: Activation) -> np.ndarray | None:
+    """(E,) ``sqrt(3) / (|z_eff| sqrt(rho_0))``, a lower bound on each member's T*
+    (THEORY §4, three layers; no solve), or None outside depth 3 / the theory."""
+    if len(params0) != 3 or activation.why_not_effective() is not None:
+        return None
+    z_eff = activation.slope_at_zero**2 * float(np.linalg.norm(z))
+    if not z_eff > 0:
+        return None
+    rho = sum(np.sum(np.asarray(p, dtype=np.float64) ** 2, axis=tuple(range(1, np.ndim(p))))
+              for p in params0)  # fmt: skip
+    return math.sqrt(3.0) / (z_eff * np.sqrt(rho))
+
+
 def plan(
     params0,
     x: np.ndarray,

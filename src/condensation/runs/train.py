@@ -93,10 +93,15 @@ def horizon_notes(cfg: Config, data: Dataset, spec: NetworkSpec, ens: Ensemble, 
     missing = np.flatnonzero((r.escape_step < 0) & (r.diverged_step < 0))
     if missing.size == 0 or spec.depth < 3 or spec.activation.why_not_effective() is not None:
         return []
-    if plan is not None:
-        t_stars = [m.t_star for m in plan.members]
+    # depth 3, no solve needed: T* >= sqrt(3) / (|z| sqrt(rho_0)) (THEORY §4)
+    lower = fastforward.t_star_lower_bound(ens.params, data.z, spec.activation)
+    if lower is not None and all(horizon < lower[i] for i in missing):
+        t_stars, what = list(lower), "T* >= {:.6g} (THEORY §4 lower bound)"
+    elif plan is not None:
+        t_stars, what = [m.t_star for m in plan.members], "T* = {:.6g}"
     else:
         t_stars = fastforward.predicted_t_star(ens.params, data.z, spec.activation)
+        what = "T* = {:.6g}"
     out = []
     for i in missing:
         t = t_stars[i]
@@ -104,7 +109,8 @@ def horizon_notes(cfg: Config, data: Dataset, spec: NetworkSpec, ens: Ensemble, 
             out.append(
                 f"warning: member {i} (seed {ens.seeds[i]}, eps {ens.scales[i]:.3g}): the horizon "
                 f"t = {horizon:.6g} (train.steps = {cfg.train.steps}) ends before its predicted "
-                f'T* = {t:.6g}; raise train.steps above {math.ceil(t / cfg.train.lr)} or use "auto"'
+                f"{what.format(t)}; raise train.steps above {math.ceil(t / cfg.train.lr)} "
+                'or use "auto"'
             )
     return out
 
