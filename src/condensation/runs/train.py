@@ -95,10 +95,10 @@ def horizon_notes(cfg: Config, data: Dataset, spec: NetworkSpec, ens: Ensemble, 
         return []
     # depth 3, no solve needed: T* >= sqrt(3) / (|z| sqrt(rho_0)) (THEORY §4)
     lower = fastforward.t_star_lower_bound(ens.params, data.z, spec.activation)
-    if lower is not None and all(horizon < lower[i] for i in missing):
-        t_stars, what = list(lower), "T* >= {:.6g} (THEORY §4 lower bound)"
-    elif plan is not None:
+    if plan is not None:  # solved already
         t_stars, what = [m.t_star for m in plan.members], "T* = {:.6g}"
+    elif lower is not None and all(horizon < lower[i] for i in missing):
+        t_stars, what = list(lower), "T* >= {:.6g} (THEORY §4 lower bound)"
     else:
         t_stars = fastforward.predicted_t_star(ens.params, data.z, spec.activation)
         what = "T* = {:.6g}"
