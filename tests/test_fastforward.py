@@ -125,7 +125,7 @@ def test_two_layer_fast_forward_escape_within_half_percent(network_setup):
 
 @pytest.mark.slow
 def test_four_layer_fast_forward_escape_within_half_percent(network_setup):
-    over = ["model.depth=4", "model.widths=[8, 8, 8]", "init.scale=0.1"]
+    over = ["model.depth=4", "model.widths=[8, 8, 8]", "init.scale=0.01"]
     _compare(over, [DEFAULT_HANDOFF], network_setup, tol_escape=5e-3)
 
 
