@@ -47,7 +47,7 @@ QUICK: dict[str, list[str]] = {
 REPRODUCE_DEFAULT_ONLY = ["condensation-three-layer"]
 # README commands that take more than a few seconds even reduced (a diffrax compile,
 # a whole experiment, a 100x100 problem): they run in the slow suite (make test-slow).
-SLOW = ("effective", "run ", "matrix_100", "matrix_completion.toml --out")
+SLOW = ("effective", "run ", "matrix_100", "matrix_completion.toml --out", "--fast-forward")
 # README commands known to fail, with why (none at present).
 KNOWN_BROKEN: dict[str, str] = {}  # "substring of a command": "why it is expected to fail"
 

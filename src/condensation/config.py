@@ -27,6 +27,8 @@ from condensation.core.init_scales import stds_from_gammas
 from condensation.errors import InputError
 
 DEFAULT_SCALE = 1e-3  # eps when none of scale, gamma, scales is given
+DEFAULT_HANDOFF = 1e-2  # [train] handoff: see condensation.fastforward
+AUTO = "auto"  # [train] steps = "auto"
 BUILTIN_DATASETS = ("teacher", "sin", "cubic", "step", "gauss", "diabetes")
 
 
@@ -82,7 +84,7 @@ class TrainConfig:
     """
 
     lr: float = 0.05
-    steps: int = 12000
+    steps: int | str = 12000  # or "auto": from the predicted T* (condensation.fastforward)
     dtype: str = "float64"
     snapshots: int = 60  # log-spaced snapshot steps
     linear_snapshots: int = 200  # plus this many equally spaced ones
@@ -95,6 +97,8 @@ class TrainConfig:
     b2: float | None = None  # Adam's second-moment decay (default 0.999)
     adam_eps: float | None = None  # Adam's denominator guard (default 1e-8), not init eps
     plateau_drop: float = 0.1  # plateau exit: first step with loss <= (1 - drop) loss_0
+    fast_forward: bool = False  # effective dynamics up to the hand-off, then GD
+    handoff: float = DEFAULT_HANDOFF  # the hand-off tolerance delta of THEORY §9
 
 
 @dataclass(frozen=True)
@@ -162,6 +166,14 @@ def _coerce(section: str, name: str, value: Any, annotation: str) -> Any:
     if value is None and optional:
         return None
     base = annotation.replace(" | None", "")
+    if base == "int | str":  # an integer, or the word "auto"
+        if value == AUTO:
+            return AUTO
+        if isinstance(value, str):
+            raise InputError(
+                key, value, 'expected an integer or "auto"', f'write {name} = <integer> or "auto"'
+            )
+        base = "int"
     if base == "bool":
         if isinstance(value, bool):
             return value
@@ -398,11 +410,13 @@ def validate_train(t) -> None:
     """The ``[train]`` checks shared by every config family (lr, steps, dtype, snapshots)."""
     if not t.lr > 0:
         raise InputError("train.lr", t.lr, "must be > 0", "give a positive learning rate")
-    if t.steps < 1:
+    validate_fast_forward(t)
+    if t.steps != AUTO and t.steps < 1:
         raise InputError("train.steps", t.steps, "must be >= 1", "give a positive number of steps")
     if t.dtype not in ("float32", "float64"):
         raise InputError("train.dtype", t.dtype, "unknown dtype", 'use "float32" or "float64"')
-    inputs.check_int("train.steps", t.steps, low=1, high=inputs.MAX_STEPS)
+    if t.steps != AUTO:
+        inputs.check_int("train.steps", t.steps, low=1, high=inputs.MAX_STEPS)
     if t.snapshots < 2:
         raise InputError(
             "train.snapshots", t.snapshots, "need >= 2 log-spaced snapshots", "use snapshots >= 2"
@@ -416,6 +430,25 @@ def validate_train(t) -> None:
         )
     inputs.check_int("train.snapshots", t.snapshots, low=2, high=inputs.MAX_SNAPSHOTS)
     inputs.check_int("train.linear_snapshots", t.linear_snapshots, low=0, high=inputs.MAX_SNAPSHOTS)
+
+
+def validate_fast_forward(t) -> None:
+    """``[train] fast_forward`` and ``handoff`` (shared by the network and matrix configs)."""
+    handoff = getattr(t, "handoff", DEFAULT_HANDOFF)
+    if not 0.0 < handoff < 1.0:
+        raise InputError(
+            "train.handoff",
+            handoff,
+            "must be in (0, 1) (the tolerance delta of the hand-off to GD)",
+            f"give e.g. handoff = {DEFAULT_HANDOFF:g}; smaller hands off earlier, more accurately",
+        )
+    if getattr(t, "fast_forward", False) and getattr(t, "optimizer", "gd") != "gd":
+        raise InputError(
+            "train.fast_forward",
+            True,
+            f'applies to plain GD, not optimizer = "{t.optimizer}"',
+            'use optimizer = "gd", or fast_forward = false',
+        )
 
 
 def parse_override(item: str) -> tuple[str, str, Any]:

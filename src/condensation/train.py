@@ -155,6 +155,21 @@ def all_finite(arrays) -> jnp.ndarray:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in arrays]))
 
 
+class Handoff(NamedTuple):
+    """Where each member's GD starts when it does not start at step 0 (built by
+    :mod:`condensation.fastforward`): the loop begins member ``e`` at ``step[e]``
+    from ``params``; snapshots before that step are taken from ``snapshots``.
+    Every array has the member axis first."""
+
+    step: np.ndarray  # (E,) int: first GD step (0: plain GD from params0)
+    params: tuple  # W_k (E, *shape_k) at that step
+    snapshots: list[np.ndarray]  # W_k (E, K, *shape_k) at the snapshot steps (used before step)
+    final_stage_step: np.ndarray  # (E,) entry into the final-stage set before step, -1 if none
+    peak: np.ndarray  # (E,) max median |cos(b_j, z)| before step (-1: none)
+    peak_step: np.ndarray  # (E,) its step
+    snapshot_loss: np.ndarray  # (E, K) the loss of ``snapshots`` (used before step)
+
+
 class PlateauTrack(NamedTuple):
     """Per-member loop state of the plateau exit and the peak alignment."""
 
@@ -240,8 +255,11 @@ def _make_member_interval(act: Callable, lr: float, track_final_stage: bool, opt
         def running(carry):
             return (carry[0] < stop) & (carry[5] < 0)
 
-        carry = jax.lax.while_loop(running, partial(step, x=x, y=y, z=z), (start, *state))
-        return carry[1:]
+        # the last element of the state is the member's first GD step (its hand-off)
+        *inner, first = state
+        k0 = jnp.maximum(start, first)
+        carry = jax.lax.while_loop(running, partial(step, x=x, y=y, z=z), (k0, *inner))
+        return (*carry[1:], first)
 
     return interval
 
@@ -285,6 +303,7 @@ def train(
     checkpoint: Checkpoint | None = None,
     optimizer: Optimizer | None = None,
     streams: Sequence[int] | None = None,
+    handoff: Handoff | None = None,
 ) -> TrainResult:
     """Train every ensemble member of ``params0`` (W_k of shape (E, ...)); full-batch
     GD unless ``optimizer`` says otherwise.
@@ -305,6 +324,11 @@ def train(
     ``optimizer`` (default gd): the update rule (:mod:`condensation.optimizers`);
     ``streams`` (E,) ints (default all 0): each member's mini-batch stream, folded
     into the sampling key, so members with equal streams see the same batches.
+
+    ``handoff`` (:class:`Handoff`, gd only): member ``e`` starts GD at step
+    ``handoff.step[e]`` from ``handoff.params``; the loss of step 0 (the escape
+    and plateau levels) is still that of ``params0``, and snapshots before the
+    hand-off come from ``handoff.snapshots`` (:mod:`condensation.fastforward`).
     """
     opt = GD if optimizer is None else optimizer
     if not 0.0 < plateau_drop < 1.0:
@@ -329,6 +353,8 @@ def train(
     per_weight = min(2.0 * n + 6.0 * opt.batch_size, 6.0 * n) if opt.minibatch else 6.0 * n
     mesh = member_mesh(n_members, flops=per_weight * n_weights * steps * n_members)
     params = tuple(jnp.asarray(p, dt) for p in params0)
+    if handoff is not None and opt.name != "gd":
+        raise ValueError(f"a hand-off is defined for plain GD, got optimizer {opt.name!r}")
     stream = jnp.zeros(n_members, jnp.int64) if streams is None else jnp.asarray(streams)
     if stream.shape != (n_members,):
         raise ValueError(f"streams: one per member ({n_members}) needed, got {stream.shape}")
@@ -339,8 +365,23 @@ def train(
     loss0 = _losses(params, xj, yj, act=act)
     minus1 = jnp.full_like(loss0, -1, dtype=jnp.int64)
     peak0 = jnp.full_like(loss0, -1.0)  # below any |cos|: step 0 always sets the peak
-    plateau = PlateauTrack((1.0 - plateau_drop) * loss0, minus1, params, peak0, minus1)
-    carry = (params, loss0, minus1, params, minus1, minus1, opt_c, plateau)
+    first, fs0, peak_step0 = jnp.zeros_like(minus1), minus1, minus1
+    if handoff is not None:  # GD starts at each member's hand-off step, loss_0 stays
+        params = place_members(tuple(jnp.asarray(p, dt) for p in handoff.params), mesh)
+        first, fs0, peak0, peak_step0 = place_members(
+            tuple(
+                jnp.asarray(a, t)
+                for a, t in (
+                    (handoff.step, jnp.int64),
+                    (handoff.final_stage_step, jnp.int64),
+                    (handoff.peak, loss0.dtype),
+                    (handoff.peak_step, jnp.int64),
+                )
+            ),
+            mesh,
+        )
+    plateau = PlateauTrack((1.0 - plateau_drop) * loss0, minus1, params, peak0, peak_step0)
+    carry = (params, loss0, minus1, params, minus1, fs0, opt_c, plateau, first)
     host = partial(on_host, n_members=n_members)
 
     snaps = [[host(p)] for p in params]
@@ -360,22 +401,30 @@ def train(
         if first and progress is not None:
             progress(int(steps_k[first]))
     chunk = chunk_steps(6.0 * x.shape[0] * n_weights * n_members)
+    gd_from = 0 if handoff is None else int(np.min(handoff.step))  # no member computes before
     for i, (start, stop) in enumerate(zip(steps_k[:-1], steps_k[1:])):
         if i < first:
             continue
-        for a, b in chunks(start, stop, chunk):
+        for a, b in chunks(max(start, gd_from), stop, chunk):
             carry = run(carry, xj, yj, zj, jnp.int64(a), jnp.int64(b))
             if b < stop:  # back in Python between chunks: a signal is handled here
                 jax.block_until_ready(carry)
-        lk = _losses(carry[0], xj, yj, act=act)
-        for k, p in enumerate(carry[0]):
-            snaps[k].append(host(p))
-        snap_loss.append(host(lk))
+        if stop < gd_from:  # every member is still before its hand-off
+            for k in range(depth):
+                snaps[k].append(handoff.snapshots[k][:, i + 1])
+            snap_loss.append(handoff.snapshot_loss[:, i + 1])
+        else:
+            lk = _losses(carry[0], xj, yj, act=act)
+            for k, p in enumerate(carry[0]):
+                snaps[k].append(host(p))
+            snap_loss.append(host(lk))
         if checkpoint is not None:
             checkpoint.save(i + 1, carry, records)
         if progress is not None:
             progress(int(stop))
-    params, _, esc_step, esc_params, div_step, fs_step, _, plateau = carry
+    params, _, esc_step, esc_params, div_step, fs_step, _, plateau, _ = carry
+    if handoff is not None:  # snapshots before a member's hand-off: the effective flow's
+        _fill_before_handoff(snaps, snap_loss, steps_k, handoff)
     # escape_step ranges over k = 0..steps; the loop saw 0..steps-1, so check loss_steps.
     esc_step = host(esc_step).copy()
     esc_params = [host(p).copy() for p in esc_params]
@@ -403,6 +452,18 @@ def train(
         peak_median_abs_cos=peak,
         peak_median_abs_cos_step=peak_step,
     )
+
+
+def _fill_before_handoff(snaps, snap_loss, steps_k, handoff: Handoff):
+    """Replace, in place, each member's snapshots (and their losses) at steps before
+    its hand-off by the effective trajectory's (``handoff.snapshots``)."""
+    before = np.asarray(steps_k)[None, :] < np.asarray(handoff.step)[:, None]  # (E, K)
+    for j in np.flatnonzero(before.any(axis=0)):
+        rows = before[:, j]
+        for k, s in enumerate(snaps):
+            s[j] = np.array(s[j])
+            s[j][rows] = handoff.snapshots[k][rows, j]
+        snap_loss[j] = np.where(rows, handoff.snapshot_loss[:, j], snap_loss[j])
 
 
 def _finish_plateau(track: PlateauTrack, params, loss_last, div_step, steps, *, z, host):

@@ -58,6 +58,8 @@ def matrix_cmd(
             f"test RMSE {_fmt(m['test_rmse'])}, effective rank {_fmt(m['effective_rank'], '.4g')}, "
             f"escape t = {_fmt(m['escape_time'], '.5g')}, T* = {_fmt(m['T_star_effective'], '.5g')}"
         )
+    for line in s.get("notes", []):
+        console.print(line, markup=False, highlight=False)
     if "nuclear_norm_baseline" in s:
         b = s["nuclear_norm_baseline"]
         console.print(

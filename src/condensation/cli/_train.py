@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from condensation.checkpoint import run_key
@@ -17,7 +19,7 @@ from condensation.cli._common import (
     progress_bar,
 )
 from condensation.config import load_config
-from condensation.runs.train import output_bytes, run_training, write_train_run
+from condensation.runs.train import output_bytes, resolve_steps, run_training, write_train_run
 from condensation.store import run_directory
 
 
@@ -27,12 +29,21 @@ def train_cmd(
     out: OutOpt = ...,
     overwrite: OverwriteOpt = False,
     resume: ResumeOpt = False,
+    fast_forward: Annotated[
+        bool,
+        typer.Option(
+            "--fast-forward",
+            help="Integrate the effective dynamics up to the hand-off, then GD "
+            "(same as --set train.fast_forward=true).",
+        ),
+    ] = False,
 ) -> None:
     """Train an ensemble (full-batch GD, or train.optimizer) and measure condensation.
 
     Example: condensation train configs/default.toml --set init.scale=1e-4 --out runs/eps1e-4
     """
-    cfg = load_config(config, set_ or [])
+    extra = ["train.fast_forward=true"] if fast_forward else []
+    cfg, auto_note = resolve_steps(load_config(config, [*(set_ or []), *extra]))
     key = run_key("train", cfg.to_dict())
     if already_done(out, key, resume):
         return
@@ -40,9 +51,11 @@ def train_cmd(
         out, key, overwrite=overwrite, resume=resume, need_bytes=output_bytes(cfg)
     ) as ck:
         with progress_bar(cfg.train.steps, f"{cfg.train.optimizer} steps") as update:
-            run = run_training(cfg, progress=update, checkpoint=ck)
+            run = run_training(cfg, progress=update, checkpoint=ck, auto_note=auto_note)
         with run_directory(out, overwrite, key=key) as tmp:
             s = write_train_run(run, tmp)
+    for line in run.notes:
+        console.print(line, markup=False, highlight=False)
     for m in s["members"]:
         console.print(
             f"seed {m['seed']} eps {m['scale']:.3g}: {m['status']}, escape t = {m['escape_time']}, "

@@ -1,9 +1,12 @@
 """``escape-scaling``: GD escape time vs init scale eps, two layers vs three.
 
-Each depth trains all its scales in one vmapped ensemble call.  Step counts
-come from the expected escape time: ``log(1/eps)/|z|`` for depth 2, and
-``C/eps`` for depth 3 with ``C`` measured by a short pilot run of the same
-ensemble until the largest eps has escaped (unless ``three_layer_steps`` is given).
+Both depths run with fast-forward (:mod:`condensation.fastforward`): the
+effective dynamics up to the hand-off (tolerance ``handoff``), then GD, so a
+plateau of ~1/eps costs the same at eps = 1e-8 as at 1e-2.  Depth 3: each scale
+runs on its own horizon, its predicted T* plus room after the escape
+(:func:`condensation.fastforward.auto_steps`, unless ``three_layer_steps`` is
+given), one compiled program for all of them.  Depth 2: all scales in one
+ensemble call up to ``margin x (log(1/eps_min) + 3)/|z|``.
 
 Depth 4: :func:`effective_depth4_prediction` gives the blow-up times of the
 effective four-layer dynamics (``∝ eps^-2``), saved, drawn on the log-log panel
@@ -27,10 +30,11 @@ from condensation.experiments import (
     require_eps_range,
     require_positive,
 )
+from condensation.fastforward import auto_steps, fast_forward_train, predicted_t_star
 from condensation.report import figures
 from condensation.runs.train import prepare
 from condensation.store import save_arrays
-from condensation.train import TrainResult, snapshot_steps, train
+from condensation.train import snapshot_steps
 
 NAME = "escape-scaling"
 TITLE = "Escape time vs initial scale: log(1/eps) for two layers, 1/eps for three"
@@ -42,27 +46,29 @@ about log(1/eps)/|z|: each decade of smaller eps adds ln(10)/|z| to it. For thre
 layers the effective dynamics is quadratic and blows up at a time proportional
 to 1/eps, so the escape time follows a power law with slope -1 on log-log axes
 (depth L: eps^-(L-2)). Both are measured here by full-batch GD on the default
-teacher data, every scale of one depth trained in one ensemble call; the escape
-step is the first step at which the loss has halved.
+teacher data, fast-forwarded through the plateau (the effective dynamics up to
+the hand-off, then GD), down to eps = 1e-8; the escape step is the first step
+at which the loss has halved.
 """
 
 DATA = True  # accepts data.* (e.g. data.path: a user's own data set)
 DEFAULTS = {
-    "eps_min": 1e-4,
+    "eps_min": 1e-8,  # six decades: fast-forward makes the plateau's length free
     "eps_max": 1e-2,
-    "n_eps": 5,
+    "n_eps": 7,
     "seed": 0,
     "width": 50,  # every hidden layer
     "activation": "tanh",
     "data_seed": 0,
     "three_layer_lr": 0.2,  # plateau Hessian is O(eps): large steps are accurate there
-    "three_layer_steps": 0,  # 0: margin x C/eps_min/lr, C from a pilot run (largest eps)
+    "three_layer_steps": 0,  # 0: per scale, its predicted T* plus room (fastforward.auto_steps)
     "two_layer_lr": 0.01,  # GD growth rate ln(1 + lr|z|)/lr is within 0.3% of |z|
     "two_layer_steps": 0,  # 0: margin x (log(1/eps_min) + 3)/|z|/lr
     "margin": 1.3,
+    "handoff": 1e-2,  # fast-forward tolerance (train.handoff)
 }
-QUICK = {"eps_min": 1e-3, "n_eps": 3}
-SECONDS = (40, 76)  # wall time of quick / default on one core (2026-12, measured)
+QUICK = {"eps_min": 1e-6, "n_eps": 3}
+SECONDS = (90, 90)  # CPU seconds of quick / default (2026-12, load ~16 on 2 cores): compile-bound
 
 FIGURES = (
     Figure(
@@ -81,9 +87,18 @@ FIGURES = (
     ),
     Figure(
         "figures/loss_curves.png",
-        "GD loss curves for every eps (log time axis), three layers (left) and two "
-        "layers (right); dashes mark the escapes.",
-        ("z_norm", "three_layer_lr", "three_layer_steps", "two_layer_lr", "two_layer_steps"),
+        "Loss curves for every eps (log time axis), three layers (left) and two "
+        "layers (right): the effective dynamics up to the hand-off, GD after it; dashes "
+        "mark the escapes.",
+        (
+            "z_norm",
+            "three_layer_lr",
+            "three_layer_steps",
+            "two_layer_lr",
+            "two_layer_steps",
+            "handoff",
+            "three_layer_gradient_evaluations",
+        ),
     ),
 )
 
@@ -94,14 +109,10 @@ def effective_depth4_prediction(
     """Predicted escape times of a four-layer network: the blow-up time T* of its
     effective dynamics (full form, degree 3), for the same teacher data and init
     seed, every eps in one batched solve.  By homogeneity ``T* ∝ eps^-2``."""
-    from condensation.effective import build_system, solve_batch
+    from condensation.fastforward import blowups, effective_systems
 
     _, spec, ens = _prepare(params, 4, eps, 1.0)
-    systems = [
-        build_system([w[i] for w in ens.params], data.z, activation=spec.activation)
-        for i in range(ens.size)
-    ]
-    sols = solve_batch(systems)
+    sols = blowups(effective_systems(ens.params, data.z, spec.activation))
     if not all(s.blew_up for s in sols):
         return None
     return np.asarray(eps, dtype=float), np.array([s.T_star for s in sols])
@@ -110,6 +121,8 @@ def effective_depth4_prediction(
 def _check(p: dict) -> None:
     require_eps_range(p)
     require_positive(p, ("three_layer_lr", "two_layer_lr", "margin", "width"))
+    if not 0 < p["handoff"] < 1:
+        raise InputError("handoff", p["handoff"], "must be in (0, 1)", "give e.g. handoff = 0.01")
     for k in ("three_layer_steps", "two_layer_steps"):
         if p[k] < 0:
             raise InputError(k, p[k], "must be >= 0 (0 = automatic)", f"give {k} >= 0")
@@ -131,42 +144,52 @@ def _prepare(p: dict, depth: int, eps: np.ndarray, lr: float):
     return prepare(cfg)
 
 
-def _train(params, data: Dataset, spec, lr: float, steps: int, report=None) -> TrainResult:
-    return train(
+def _train(params, data: Dataset, spec, lr: float, steps: int, delta: float, report=None):
+    """Fast-forward then GD; returns ``(TrainResult, Plan)``."""
+    return fast_forward_train(
         params,
         data.x,
         data.y,
-        act=spec.activation.fn,
+        activation=spec.activation,
         lr=lr,
         steps=steps,
-        snapshots=snapshot_steps(steps, 40, 120),
+        snapshots=snapshot_steps(steps, 30, 60),
+        delta=delta,
         track_final_stage=False,
         progress=report,
     )
 
 
-def _three_layer_steps(p: dict, data, spec, ens, progress: Progress) -> tuple[int, float]:
-    """Steps for depth 3 and the escape constant C = t_esc * eps of a pilot run.
+def _member(ens, i: int) -> list[np.ndarray]:
+    return [w[i : i + 1] for w in ens.params]
 
-    The pilot trains the whole ensemble (same shapes, so the compiled GD loop is
-    reused by the main run) up to t = 2/eps_max, long enough for the member with
-    the largest eps to escape (C is about 0.4 on the default data).
-    """
-    lr, eps_max = p["three_layer_lr"], float(ens.scales[-1])
-    horizon = 2.0 / eps_max
-    for _ in range(4):
-        steps = math.ceil(horizon / lr)
-        res = _train(
-            ens.params, data, spec, lr, steps, lambda d, n=steps: progress("depth 3: pilot", d, n)
-        )
-        if res.escape_step[-1] >= 0:
-            c = float(res.escape_time[-1]) * eps_max
-            return math.ceil(p["margin"] * c / p["eps_min"] / lr), c
-        horizon *= 4
-    raise NumericalError(
-        f"the depth-3 pilot run at eps = {eps_max:g} did not escape by t = {horizon / 4:g}; "
-        "set three_layer_steps explicitly"
-    )
+
+def _three_layer(p: dict, data, spec, ens, progress: Progress):
+    """Each scale on its own horizon (one compiled GD program for all): escape
+    times, loss curves, horizons and GD steps actually computed."""
+    lr = p["three_layer_lr"]
+    z_norm = float(np.linalg.norm(data.z))
+    # one member at a time, as the plans below solve them: one compiled program
+    act = spec.activation
+    t_stars = [predicted_t_star(_member(ens, i), data.z, act)[0] for i in range(ens.size)]
+    t_esc, curves, horizons, grads = [], [], [], 0
+    for i in range(ens.size):
+        steps = p["three_layer_steps"] or auto_steps([t_stars[i]], z_norm, lr)
+        if steps is None:
+            raise NumericalError(
+                f"the depth-3 effective dynamics at eps = {ens.scales[i]:g} does not blow up; "
+                "set three_layer_steps explicitly"
+            )
+        progress("depth 3: fast-forward + GD", i, ens.size)
+        r, plan = _train(_member(ens, i), data, spec, lr, steps, p["handoff"])
+        t_esc.append(float(r.escape_time[0]))
+        curves.append((r.snapshot_times, r.snapshot_loss[0], float(r.escape_time[0])))
+        horizons.append(steps)
+        grads += steps - plan.members[0].handoff_step
+        if r.diverged_step[0] >= 0:
+            raise NumericalError(f"depth-3 GD diverged at eps = {ens.scales[i]:g}")
+    progress("depth 3: fast-forward + GD", ens.size, ens.size)
+    return np.array(t_esc), curves, horizons, grads, t_stars
 
 
 def run(params: dict, out_dir: Path, progress: Progress) -> dict:
@@ -174,36 +197,27 @@ def run(params: dict, out_dir: Path, progress: Progress) -> dict:
     _check(p)
     eps = np.geomspace(p["eps_min"], p["eps_max"], p["n_eps"])
 
-    # ---- depth 3: all scales in one ensemble call --------------------------
+    # ---- depth 3: every scale on its own horizon -------------------------
     data3, spec3, ens3 = _prepare(p, 3, eps, p["three_layer_lr"])
     z_norm = float(np.linalg.norm(data3.z))
-    steps3, c_pilot = p["three_layer_steps"], float("nan")
-    if steps3 == 0:
-        steps3, c_pilot = _three_layer_steps(p, data3, spec3, ens3, progress)
-    r3 = _train(
-        ens3.params,
-        data3,
-        spec3,
-        p["three_layer_lr"],
-        steps3,
-        lambda d: progress("depth 3: GD steps", d, steps3),
-    )
-    t3 = r3.escape_time
+    t3, curves3, horizons3, grads3, t_stars3 = _three_layer(p, data3, spec3, ens3, progress)
 
-    # ---- depth 2 ------------------------------------------------------------
+    # ---- depth 2: all scales in one ensemble call --------------------------
     data2, spec2, ens2 = _prepare(p, 2, eps, p["two_layer_lr"])
     steps2 = p["two_layer_steps"] or math.ceil(
         p["margin"] * (math.log(1 / p["eps_min"]) + 3) / z_norm / p["two_layer_lr"]
     )
-    r2 = _train(
+    r2, _ = _train(
         ens2.params,
         data2,
         spec2,
         p["two_layer_lr"],
         steps2,
+        p["handoff"],
         lambda d: progress("depth 2: GD steps", d, steps2),
     )
     t2 = r2.escape_time
+    curves2 = [(r2.snapshot_times, r2.snapshot_loss[i], float(t2[i])) for i in range(len(eps))]
 
     # ---- fits ---------------------------------------------------------------
     ok3, ok2 = np.isfinite(t3), np.isfinite(t2)
@@ -234,10 +248,15 @@ def run(params: dict, out_dir: Path, progress: Progress) -> dict:
         two_layer_fit=np.array([slope2, icpt2]),
         z_norm=np.float64(z_norm),
     )
+    k3 = max(len(c[0]) for c in curves3)  # each depth-3 scale has its own horizon: NaN-padded
+    pad = np.full((len(eps), k3), np.nan)
+    t3_grid, l3_grid = pad.copy(), pad.copy()
+    for i, (tt, ll, _) in enumerate(curves3):
+        t3_grid[i, : len(tt)], l3_grid[i, : len(ll)] = tt, ll
     save_arrays(
         out_dir / "arrays" / "loss_curves.npz",
-        three_layer_times=r3.snapshot_times,
-        three_layer_loss=r3.snapshot_loss,
+        three_layer_times=t3_grid,
+        three_layer_loss=l3_grid,
         two_layer_times=r2.snapshot_times,
         two_layer_loss=r2.snapshot_loss,
     )
@@ -251,7 +270,7 @@ def run(params: dict, out_dir: Path, progress: Progress) -> dict:
         pred2,
         depth4,
     )
-    _plot_losses(out_dir / "figures" / "loss_curves.png", eps, r3, r2)
+    _plot_losses(out_dir / "figures" / "loss_curves.png", eps, curves3, curves2)
 
     head = {
         "eps_min": p["eps_min"],
@@ -262,11 +281,15 @@ def run(params: dict, out_dir: Path, progress: Progress) -> dict:
         "three_layer_escape_time_at_eps_min": float(t3[0]),
         "three_layer_escape_time_at_eps_max": float(t3[-1]),
         "three_layer_escape_time_times_eps_mean": float(np.nanmean(t3 * eps)),
-        "three_layer_pilot_escape_constant": c_pilot,
+        "three_layer_t_star_times_eps_mean": float(
+            np.mean([t * e for t, e in zip(t_stars3, eps) if t is not None])
+        ),
         "three_layer_lr": p["three_layer_lr"],
-        "three_layer_steps": steps3,
+        "three_layer_steps": int(max(horizons3)),
+        "three_layer_gradient_evaluations": int(grads3),
+        "three_layer_gradient_evaluations_plain_gd": int(sum(horizons3)),
         "three_layer_n_not_escaped": int((~ok3).sum()),
-        "three_layer_n_diverged": int((r3.diverged_step >= 0).sum()),
+        "handoff": p["handoff"],
         "two_layer_increase_per_decade": inc2,
         "two_layer_predicted_increase_per_decade": pred2,
         "two_layer_increase_relative_error": inc2 / pred2 - 1.0,
@@ -327,15 +350,13 @@ def _plot_scaling(path, eps, t3, fit3, t2, fit2, pred2, depth4) -> None:
     figures.save(fig, path)
 
 
-def _plot_losses(path, eps, r3: TrainResult, r2: TrainResult) -> None:
+def _plot_losses(path, eps, curves3, curves2) -> None:
+    """``curves``: per eps ``(times, loss, escape time)``."""
     fig, axs = figures.subplots(1, 2, figsize=(10, 3.8))
-    for ax, r, title in ((axs[0], r3, "depth 3"), (axs[1], r2, "depth 2")):
-        t = r.snapshot_times
-        for i, e in enumerate(eps):
-            figures.loss_curve(
-                ax, t[1:], r.snapshot_loss[i, 1:], label=f"eps {e:.2g}", escape=r.escape_time[i]
-            )
+    for ax, curves, title in ((axs[0], curves3, "depth 3"), (axs[1], curves2, "depth 2")):
+        for (t, loss, esc), e in zip(curves, eps):
+            figures.loss_curve(ax, t[1:], loss[1:], label=f"eps {e:.2g}", escape=esc)
         ax.set_xscale("log")
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title + " (fast-forward, then GD)", fontsize=9)
         ax.legend(fontsize=7)
     figures.save(fig, path)

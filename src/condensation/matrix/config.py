@@ -8,6 +8,7 @@ from typing import Any
 
 from condensation import inputs
 from condensation.config import (
+    DEFAULT_HANDOFF,
     absolute_paths,
     anchor_paths,
     build_sections,
@@ -84,6 +85,8 @@ class MatrixTrainConfig:
     dtype: str = "float64"
     snapshots: int = 60  # log-spaced snapshot steps
     linear_snapshots: int = 300  # plus this many equally spaced ones
+    fast_forward: bool = False  # effective dynamics up to the hand-off, then GD
+    handoff: float = DEFAULT_HANDOFF  # the hand-off tolerance delta (condensation.fastforward)
 
 
 @dataclass(frozen=True)

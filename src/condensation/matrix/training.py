@@ -17,7 +17,7 @@ from condensation.core.final_stage import final_stage_holds
 from condensation.devices import member_mesh, on_host, over_members, place_members
 from condensation.matrix.config import ALIGNED, PLATEAU_EXIT, MatrixConfig
 from condensation.matrix.problems import Problem, _haar_columns, effective_rank_np
-from condensation.train import all_finite, snapshot_steps
+from condensation.train import Handoff, all_finite, snapshot_steps
 
 
 # ---- initialisation ------------------------------------------------------------------
@@ -78,10 +78,10 @@ def _make_interval(kind: str, lr: float, track_final_stage: bool):
     loss = _loss_fn(kind)
 
     def step(k, carry, op0, op1, u1, v1):
-        params, loss0, esc_step, esc_w1, div_step, fs_step, exit_step = carry
+        params, loss0, esc_step, esc_w1, div_step, fs_step, exit_step, first = carry
         l, g = jax.value_and_grad(loss)(params, op0, op1)
         new = tuple(p - lr * gp for p, gp in zip(params, g))
-        alive = div_step < 0
+        alive = (div_step < 0) & (k >= first)  # a fast-forwarded member starts at its hand-off
         ok = alive & jnp.isfinite(l) & all_finite(new)
         div_step = jnp.where(alive & ~ok, k, div_step)
         escaped_now = alive & (esc_step < 0) & (l <= 0.5 * loss0)
@@ -93,7 +93,7 @@ def _make_interval(kind: str, lr: float, track_final_stage: bool):
             a, w, c = cm.reduced_triple(params, u1, v1)
             fs_step = jnp.where(alive & (fs_step < 0) & final_stage_holds(a, w, c), k, fs_step)
         params = tuple(jnp.where(ok, n, p) for n, p in zip(new, params))
-        return params, loss0, esc_step, esc_w1, div_step, fs_step, exit_step
+        return params, loss0, esc_step, esc_w1, div_step, fs_step, exit_step, first
 
     def interval(carry, op0, op1, u1, v1, start, stop):
         return jax.lax.fori_loop(start, stop, partial(step, op0=op0, op1=op1, u1=u1, v1=v1), carry)
@@ -172,6 +172,7 @@ def train_factorisation(
     dtype: str = "float64",
     progress: Callable[[int], None] | None = None,
     checkpoint: Checkpoint | None = None,
+    handoff: Handoff | None = None,
 ) -> FactorisationResult:
     """Full-batch GD on ``1/2 |A(X) - y|^2`` for every member of ``params0``.
 
@@ -179,7 +180,10 @@ def train_factorisation(
     triple ``(W3^T u1, W2, W1 v1)`` are checked at every step inside the
     compiled loop; everything else is measured at the ``snapshots`` steps
     (default: 60 log-spaced and 300 equally spaced).  ``checkpoint`` saves and
-    resumes the loop as in :func:`condensation.train.train`.
+    resumes the loop as in :func:`condensation.train.train`.  ``handoff``
+    (:class:`condensation.train.Handoff`, from :func:`condensation.matrix.fastforward.plan`):
+    each member's GD starts at its hand-off step; snapshots before it are measured
+    on the effective trajectory.
     """
     dt = jnp.float64 if dtype == "float64" else jnp.float32
     depth = len(params0)
@@ -202,7 +206,14 @@ def train_factorisation(
     m0 = meas(params, op0, op1, mj, tmj, v1j)
     series = {k: [host(v)] for k, v in m0.items()}
     minus1 = jnp.full_like(m0["loss"], -1, dtype=jnp.int64)
-    carry = (params, m0["loss"], minus1, params[0], minus1, minus1, minus1)
+    first, fs0 = jnp.zeros_like(minus1), minus1
+    if handoff is not None:  # each member's GD starts at its hand-off; loss_0 stays
+        params = place_members(tuple(jnp.asarray(p, dt) for p in handoff.params), mesh)
+        first, fs0 = place_members(
+            (jnp.asarray(handoff.step), jnp.asarray(handoff.final_stage_step)), mesh
+        )
+    carry = (params, m0["loss"], minus1, params[0], minus1, fs0, minus1, first)
+    first_any = 0 if handoff is None else int(np.min(handoff.step))
     run = partial(
         _run_interval, kind=problem.kind, lr=float(lr), track_final_stage=depth == 3, mesh=mesh
     )
@@ -215,18 +226,28 @@ def train_factorisation(
     for i, (start, stop) in enumerate(zip(steps_k[:-1], steps_k[1:])):
         if i < first:
             continue
-        for a, b in chunks(start, stop, chunk):
+        for a, b in chunks(max(start, first_any), max(stop, first_any), chunk):
             carry = run(carry, op0, op1, u1j, v1j, jnp.int64(a), jnp.int64(b))
             if b < stop:  # back in Python between chunks: a signal is handled here
                 jax.block_until_ready(carry)
-        mk = meas(carry[0], op0, op1, mj, tmj, v1j)
+        now = carry[0]
+        if handoff is not None and np.any(stop < handoff.step):  # before a hand-off
+            rows, eff = place_members(
+                (
+                    jnp.asarray(stop < handoff.step),
+                    tuple(jnp.asarray(s[:, i + 1], dt) for s in handoff.snapshots),
+                ),
+                mesh,
+            )
+            now = tuple(jnp.where(_rows(rows, p.ndim), e, p) for e, p in zip(eff, now))
+        mk = meas(now, op0, op1, mj, tmj, v1j)
         for k, v in mk.items():
             series[k].append(host(v))
         if checkpoint is not None:
             checkpoint.save(i + 1, carry, series)
         if progress is not None:
             progress(int(stop))
-    params, _, esc_step, esc_w1, div_step, fs_step, exit_step = (
+    params, _, esc_step, esc_w1, div_step, fs_step, exit_step, _ = (
         tuple(host(p) for p in carry[0]),
         *(host(a) for a in carry[1:]),
     )
@@ -264,6 +285,11 @@ def train_factorisation(
         diverged_step=div_step,
         final_stage_step=np.asarray(fs_step),
     )
+
+
+def _rows(rows, ndim: int):
+    """(E,) member mask broadcast against an (E, ...) array of ``ndim`` axes."""
+    return rows.reshape(rows.shape + (1,) * (ndim - 1))
 
 
 # ---- post-hoc measurements -----------------------------------------------------------

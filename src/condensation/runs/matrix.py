@@ -39,6 +39,7 @@ class MatrixRun:
     result: mx.FactorisationResult
     blowups: list[Any] | None  # per member (depth >= 3), else None
     baseline: mx.NuclearResult | None
+    plan: Any = None  # the hand-offs (condensation.fastforward.Plan) when train.fast_forward
 
 
 def prepare(cfg: mx.MatrixConfig) -> tuple[mx.Problem, mx.MatrixEnsemble]:
@@ -79,22 +80,31 @@ def run_matrix(
     else:
         ens = mx.init_ensemble(cfg, problem.shape)
     t = cfg.train
+    snaps = snapshot_steps(t.steps, t.snapshots, t.linear_snapshots)
+    plan = None
+    if t.fast_forward:
+        from condensation.matrix.fastforward import plan as plan_handoffs
+
+        plan = plan_handoffs(
+            problem, ens.params, lr=t.lr, steps=t.steps, snapshots=snaps, delta=t.handoff
+        )
     result = mx.train_factorisation(
         problem,
         ens.params,
         lr=t.lr,
         steps=t.steps,
-        snapshots=snapshot_steps(t.steps, t.snapshots, t.linear_snapshots),
+        snapshots=snaps,
         dtype=t.dtype,
         progress=progress,
         checkpoint=checkpoint,
+        handoff=None if plan is None else plan.handoff,
     )
     blowups = None
     if t_star and cfg.model.depth >= 3:
         m_o = problem.m_obs
         blowups = [mx.effective_blowup([p[i] for p in ens.params], m_o) for i in range(ens.size)]
     base = mx.min_nuclear_norm(problem) if baseline else None
-    return MatrixRun(cfg, problem, ens, result, blowups, base)
+    return MatrixRun(cfg, problem, ens, result, blowups, base, plan)
 
 
 def output_bytes(cfg: mx.MatrixConfig, problem: mx.Problem) -> float:
@@ -170,6 +180,15 @@ def member_summaries(run: MatrixRun) -> list[dict]:
                     float(np.mean(x0 > mx.ALIGNED)) if x0 is not None else None
                 ),
                 "median_abs_cos_v1_final": s["median_abs_cos_v1"][i, -1],
+                **(
+                    {}
+                    if run.plan is None
+                    else {
+                        "fast_forward": run.plan.members[i].summary(
+                            r.steps, int(esc) if esc >= 0 else None
+                        )
+                    }
+                ),
             }
         )
     return out
@@ -199,6 +218,9 @@ def summary(run: MatrixRun) -> dict:
         "lr": cfg.train.lr,
         "steps": cfg.train.steps,
         "dtype": cfg.train.dtype,
+        "fast_forward": cfg.train.fast_forward,
+        "handoff": cfg.train.handoff if cfg.train.fast_forward else None,
+        "notes": [] if run.plan is None else run.plan.notes,
         "members": member_summaries(run),
     }
     if run.baseline is not None:

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from condensation import inputs
+from condensation import fastforward, inputs
 from condensation.checkpoint import Checkpoint
-from condensation.config import Config, scale_field
+from condensation.config import AUTO, Config, scale_field
 from condensation.core.final_stage import final_stage_counts
 from condensation.core.regime import rd_over_snapshots
 from condensation.data import Dataset, load_dataset
+from condensation.errors import InputError
 from condensation.metrics import (
     abs_cos_to,
     condensation_metrics,
@@ -35,6 +37,9 @@ class TrainRun:
     spec: NetworkSpec
     ensemble: Ensemble
     result: TrainResult
+    plan: fastforward.Plan | None = None  # the hand-offs, when train.fast_forward
+    notes: tuple[str, ...] = ()  # one-line notes for the user (plain-GD members, horizon)
+    steps_auto: bool = False  # train.steps was "auto" (config.train.steps is the result)
 
 
 def prepare(cfg: Config) -> tuple[Dataset, NetworkSpec, Ensemble]:
@@ -55,15 +60,98 @@ def optimizer_of(cfg: Config, data: Dataset) -> Optimizer:
     return from_train_config(cfg.train, int(data.x.shape[0]))
 
 
+def resolve_steps(cfg: Config) -> tuple[Config, tuple[str, ...]]:
+    """``train.steps = "auto"`` replaced by the horizon from the members' predicted
+    T* (:func:`condensation.fastforward.auto_steps`); other configs unchanged.
+    Returns the config and a note saying what was chosen."""
+    if cfg.train.steps != AUTO:
+        return cfg, ()
+    probe = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=1))
+    data, spec, ens = prepare(probe)
+    z = data.z * cfg.model.output_scale  # the field of f = kappa g is kappa times g's
+    t_stars = fastforward.predicted_t_star(ens.params, z, spec.activation)
+    steps = fastforward.auto_steps(t_stars, float(np.linalg.norm(z)), cfg.train.lr)
+    if steps is None:
+        why = spec.activation.why_not_effective() or (
+            "depth 2 has no blow-up" if spec.depth == 2 else "no member's dynamics blows up"
+        )
+        raise InputError(
+            "train.steps", AUTO, f"needs a predicted T* ({why})", "give train.steps = <integer>"
+        )
+    steps = int(min(steps, inputs.MAX_STEPS))
+    known = max(t for t in t_stars if t is not None)
+    note = (
+        f'train.steps = "auto": {steps} steps (t = {steps * cfg.train.lr:.6g}) from the '
+        f"largest predicted T* = {known:.6g} x {fastforward.AUTO_FACTOR} + "
+        f"{fastforward.AUTO_ROOM:g}/|z|"
+    )
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=steps)), (note,)
+
+
+def horizon_notes(cfg: Config, data: Dataset, spec: NetworkSpec, ens: Ensemble, r, plan) -> list:
+    """One line per member that did not escape within an explicit horizon shorter
+    than its predicted T* (the effective blow-up time), naming both."""
+    horizon = cfg.train.steps * cfg.train.lr
+    missing = np.flatnonzero((r.escape_step < 0) & (r.diverged_step < 0))
+    if missing.size == 0 or spec.depth < 3 or spec.activation.why_not_effective() is not None:
+        return []
+    # depth 3, no solve needed: T* >= sqrt(3) / (|z| sqrt(rho_0)) (THEORY §4)
+    kappa = cfg.model.output_scale
+    z = data.z * kappa  # the field of f = kappa g is kappa times g's
+    lower = fastforward.t_star_lower_bound(ens.params, z, spec.activation)
+    if plan is not None:  # solved already, in the time of g (t kappa^2)
+        t_stars = [None if m.t_star is None else m.t_star / kappa**2 for m in plan.members]
+        what = "T* = {:.6g}"
+    elif lower is not None and all(horizon < lower[i] for i in missing):
+        t_stars, what = list(lower), "T* >= {:.6g} (THEORY §4 lower bound)"
+    else:
+        t_stars = fastforward.predicted_t_star(ens.params, z, spec.activation)
+        what = "T* = {:.6g}"
+    out = []
+    for i in missing:
+        t = t_stars[i]
+        if t is not None and horizon < t:
+            out.append(
+                f"warning: member {i} (seed {ens.seeds[i]}, eps {ens.scales[i]:.3g}): the horizon "
+                f"t = {horizon:.6g} (train.steps = {cfg.train.steps}) ends before its predicted "
+                f"{what.format(t)}; raise train.steps above {math.ceil(t / cfg.train.lr)} "
+                'or use "auto"'
+            )
+    return out
+
+
 def run_training(
     cfg: Config,
     progress: Callable[[int], None] | None = None,
     checkpoint: Checkpoint | None = None,
+    auto_note: tuple[str, ...] = (),
 ) -> TrainRun:
+    """Train a config's ensemble (fast-forwarded when ``train.fast_forward``).
+
+    ``train.steps = "auto"`` is resolved here (:func:`resolve_steps`) unless the
+    caller already did and passes its note as ``auto_note``."""
+    cfg, notes = resolve_steps(cfg)
+    notes = notes or tuple(auto_note)
+    steps_auto = bool(notes)
     data, spec, ens = prepare(cfg)
     t = cfg.train
     opt = optimizer_of(cfg, data)
     kappa = cfg.model.output_scale
+    snaps = snapshot_steps(t.steps, t.snapshots, t.linear_snapshots)
+    plan = None
+    if t.fast_forward:
+        plan = fastforward.plan(
+            ens.params,
+            data.x,
+            data.y / kappa,
+            activation=spec.activation,
+            lr=t.lr * kappa**2,
+            steps=t.steps,
+            snapshots=snaps,
+            delta=t.handoff,
+            plateau_drop=t.plateau_drop,
+        )
+        notes = (*notes, *plan.notes)
     result = train(
         ens.params,
         data.x,
@@ -71,15 +159,19 @@ def run_training(
         act=spec.activation.fn,
         lr=t.lr * kappa**2,
         steps=t.steps,
-        snapshots=snapshot_steps(t.steps, t.snapshots, t.linear_snapshots),
+        snapshots=snaps,
         dtype=t.dtype,
         plateau_drop=t.plateau_drop,
         progress=progress,
         checkpoint=checkpoint,
         optimizer=opt,
         streams=[s or 0 for s in ens.seeds],  # each init seed its own mini-batch order
+        handoff=None if plan is None else plan.handoff,
     )
-    return TrainRun(cfg, data, spec, ens, with_output_scale(result, t.lr, kappa))
+    if not steps_auto and opt.name == "gd":
+        notes = (*notes, *horizon_notes(cfg, data, spec, ens, result, plan))
+    result = with_output_scale(result, t.lr, kappa)
+    return TrainRun(cfg, data, spec, ens, result, plan, tuple(notes), steps_auto)
 
 
 def with_output_scale(result: TrainResult, lr: float, kappa: float) -> TrainResult:
@@ -177,9 +269,24 @@ def member_summaries(run: TrainRun) -> list[dict]:
                 ),
                 **{f"rd_layer{k + 1}_end": float(v) for k, v in enumerate(rd_end[i])},
                 **{f"rd_layer{k + 1}_max": float(v) for k, v in enumerate(rd_max[i])},
+                **_fast_forward_numbers(run, i),
             }
         )
     return out
+
+
+def _fast_forward_numbers(run: TrainRun, i: int) -> dict:
+    """Member ``i``'s hand-off (``train.fast_forward``): ``{"fast_forward": {...}}``."""
+    if run.plan is None:
+        return {}
+    r = run.result
+    esc = int(r.escape_step[i]) if r.escape_step[i] >= 0 else None
+    out = run.plan.members[i].summary(r.steps, esc)
+    k2 = run.cfg.model.output_scale ** 2  # the plan ran in the time of g: t kappa^2
+    for key in ("handoff_time", "effective_t_star"):
+        if out.get(key) is not None and k2 != 1.0:
+            out[key] = out[key] / k2
+    return {"fast_forward": out}
 
 
 def never_moved(snapshots, scales, depth: int, dtype: str) -> np.ndarray:
@@ -234,6 +341,10 @@ def summary(run: TrainRun) -> dict:
         "dtype": cfg.train.dtype,
         "optimizer": optimizer_summary(optimizer_of(cfg, d)),
         "plateau_drop": cfg.train.plateau_drop,
+        "steps_auto": run.steps_auto,
+        "fast_forward": cfg.train.fast_forward,
+        "handoff": cfg.train.handoff if cfg.train.fast_forward else None,
+        "notes": list(run.notes),
         "members": member_summaries(run),
     }
 

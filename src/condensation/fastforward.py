@@ -1,0 +1,529 @@
+"""Fast-forward through the plateau (THEORY §9, derived here).
+
+On the plateau GD follows the effective dynamics (THEORY §2) to a relative
+error that this module estimates, at a state ``theta``, as
+
+    err(theta) = u^p + rms f(x) / rms y,
+
+``u`` the largest pre-activation ``|(W_k h_{k-1})_{j,i}|`` over layers, neurons
+and samples, ``f`` the network output, ``p = 2`` when ``sigma''(0) = 0`` (odd
+activations such as tanh and sin: the first neglected term is cubic) and
+``p = 1`` otherwise.  For each member the effective dynamics is integrated from
+``theta_0`` up to the hand-off step ``k_h``, the first step of the GD grid
+``t = k lr`` at which ``err`` reaches the tolerance ``delta`` (``[train]
+handoff``) or the loss of the effective state has already fallen by the plateau
+drop; the weights there are handed to GD for the rest of the run.  The forms:
+
+- depth 2: the effective *GD map* ``a <- a + lr g B z``, ``B <- B + lr g a z^T``
+  in closed form (along ``a +- B zhat`` it multiplies by ``1 +- lr g |z|``), so
+  the hand-off state is exactly the effective GD iterate, not the flow (whose
+  growth rate differs from GD's by a relative ``lr |z| / 2``, which an escape
+  time of order ``log(1/eps)`` would show);
+- depth 3: the reduced flow ``(a, W, c)`` (``B`` rebuilt from ``c`` and its
+  frozen part orthogonal to ``z``), depth >= 4 the full flow, both integrated
+  by :mod:`condensation.blowup` (for depth >= 3 the plateau is slow, so the
+  flow and the GD map differ by ``O(lr)`` in time units, not relative).
+
+Members whose effective dynamics does not blow up (an equilibrium), whose
+activation is outside the theory, or whose initial state is already past the
+tolerance, run plain GD from step 0, and the plan says why.  Everything the
+trainer records from the hand-off on (escape, plateau exit, final-stage entry,
+the peak alignment) is GD's; before it, the final-stage entry and the peak
+alignment are read off the effective trajectory on the step grid (entry) and at
+the snapshot steps (peak).  The escape time and the loss curve after hand-off
+agree with plain GD to ``O(delta)``: ``benchmarks/bench_fastforward.py`` and
+the tests measure it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from condensation.blowup import Blowup, PolarProblem, Tolerances, solve_polar_batch, states_at
+from condensation.core.activations import Activation
+from condensation.effective import EffectiveSystem, build_system
+from condensation.metrics import abs_cos_to
+from condensation.train import Handoff, TrainResult, train
+
+DEFAULT_HANDOFF = 1e-2  # the tolerance delta of THEORY §9 (= config.DEFAULT_HANDOFF)
+STAGES = 13  # vector-field evaluations per accepted Dopri8 step (14 stages, FSAL)
+CHUNK = 32  # times per state query: one compiled shape (blowup.states_at pads to 32)
+AUTO_FACTOR = 1.0  # "auto": AUTO_FACTOR x max T* + AUTO_ROOM / |z| (GD escapes within O(1) of T*)
+AUTO_ROOM = 40.0  # room after the escape, in units of 1/|z| (the post-plateau time scale)
+
+PLAIN = "plain"
+FAST_FORWARD = "fast-forward"
+
+
+@dataclass(frozen=True)
+class MemberPlan:
+    """One member's hand-off: where GD starts and why (``mode`` plain or fast-forward)."""
+
+    mode: str
+    reason: str | None  # why plain GD; None when fast-forwarded
+    handoff_step: int  # 0 for plain GD
+    handoff_time: float
+    error_estimate: float | None  # err(theta) at the hand-off (None: plain)
+    effective_evaluations: int  # vector-field (or GD-map) evaluations of the effective dynamics
+    t_star: float | None  # the effective blow-up time (depth >= 3), None otherwise
+
+    def summary(self, steps: int, escape_step: int | None) -> dict:
+        """The member's ``fast_forward`` summary entry."""
+        gd = steps - self.handoff_step
+        return {
+            "mode": self.mode,
+            "reason": self.reason,
+            "handoff_step": self.handoff_step,
+            "handoff_time": self.handoff_time,
+            "handoff_error_estimate": self.error_estimate,
+            "gradient_evaluations": gd,
+            "gradient_evaluations_to_escape": (
+                None if escape_step is None else max(escape_step - self.handoff_step, 0)
+            ),
+            "effective_evaluations": self.effective_evaluations,
+            "effective_t_star": self.t_star,
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The hand-offs of an ensemble and the :class:`~condensation.train.Handoff` for GD."""
+
+    delta: float
+    members: list[MemberPlan]
+    handoff: Handoff = field(repr=False)
+
+    @property
+    def notes(self) -> list[str]:
+        """One line per member that runs plain GD, saying why."""
+        return [
+            f"member {i}: fast-forward not used, plain GD ({m.reason})"
+            for i, m in enumerate(self.members)
+            if m.mode == PLAIN
+        ]
+
+
+# ---- the error estimate ------------------------------------------------------------
+def activation_power(activation: Activation) -> int:
+    """``p`` of the error estimate: 2 when ``sigma''(0) = 0`` (odd-like), else 1."""
+    curv = float(jax.grad(jax.grad(activation.fn))(0.0))
+    return 2 if curv == 0.0 else 1
+
+
+def error_estimate(params, x, y, act: Callable, power: int) -> np.ndarray:
+    """``err`` at states ``params`` (W_k with a leading state axis, (T, *shape_k)), (T,)."""
+    h = jnp.asarray(x).T  # (d, n)
+    u = 0.0
+    for w in params[:-1]:
+        pre = jnp.asarray(w) @ h  # (T, m, n)
+        u = jnp.maximum(u, jnp.max(jnp.abs(pre), axis=(-2, -1)))
+        h = act(pre)
+    f = (jnp.asarray(params[-1]) @ h)[:, 0, :]  # (T, n)
+    rms_f = jnp.sqrt(jnp.mean(f * f, axis=-1))
+    rms_y = max(float(np.sqrt(np.mean(np.asarray(y) ** 2))), 1e-300)
+    return np.asarray(u**power + rms_f / rms_y)
+
+
+def _losses(params, x, y, act: Callable) -> np.ndarray:
+    """Network loss at states with a leading axis, (T,)."""
+    h = jnp.asarray(x).T
+    for w in params[:-1]:
+        h = act(jnp.asarray(w) @ h)
+    r = (jnp.asarray(params[-1]) @ h)[:, 0, :] - jnp.asarray(y)
+    return np.asarray(0.5 * jnp.mean(r * r, axis=-1))
+
+
+# ---- trajectories on the step grid --------------------------------------------------
+class _Trajectory:
+    """One member's effective trajectory, queried at GD steps (``at(ks)`` -> W_k (T, ...))."""
+
+    evaluations: int = 0
+
+    def at(self, ks: np.ndarray) -> list[np.ndarray]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class _TwoLayerMap(_Trajectory):
+    """Depth 2: the effective GD map in closed form (module docstring)."""
+
+    def __init__(self, params0, z_eff: np.ndarray, lr: float):
+        b0, a0 = (np.asarray(p, dtype=np.float64) for p in params0)  # (m, d), (1, m)
+        self.s = float(np.linalg.norm(z_eff))
+        self.zhat = z_eff / self.s
+        self.b0, self.c0, self.a0 = b0, b0 @ self.zhat, a0[0]
+        self.lr = lr
+        self.grow = 1.0 + lr * self.s  # per step along a + c
+        self.shrink = 1.0 - lr * self.s  # per step along a - c
+
+    def at(self, ks):
+        ks = np.asarray(ks, dtype=np.float64)[:, None]
+        plus = (self.a0 + self.c0)[None] * self.grow**ks
+        minus = (self.a0 - self.c0)[None] * np.sign(self.shrink) ** ks * abs(self.shrink) ** ks
+        a, c = 0.5 * (plus + minus), 0.5 * (plus - minus)  # (T, m)
+        self.evaluations += len(ks)
+        b = self.b0[None] + (c - self.c0[None])[:, :, None] * self.zhat[None, None, :]
+        return [b, a[:, None, :]]
+
+    def growth_steps(self, est0: float) -> int:
+        """A step count by which ``err`` has grown past 1 from ``est0`` (doubling search start)."""
+        return int(math.ceil(math.log(max(1.0 / max(est0, 1e-300), 10.0)) / math.log(self.grow)))
+
+
+@cache
+def modified_polar(fld: Callable):
+    """Polar form of GD's modified flow ``y' = F - (lr/2) J_F F`` for a field ``F``
+    homogeneous of degree ``k`` (args ``(field args, lr, r0, k)``).
+
+    GD with step ``lr`` follows this flow to ``O(lr^2)`` (backward error analysis;
+    for a gradient field it is the gradient of ``E - (lr/4) |grad E|^2``).  At
+    ``y = e^R u``, ``F(y) / e^(kR) = F(u)`` and ``(J_F F)(y) / e^(kR) =
+    e^((k-1) R) (J_F F)(u)``, so the change of variables of :mod:`condensation.blowup`
+    applies unchanged, with the correction growing as the state does.
+    """
+
+    def polar(u, r, args):
+        fargs, lr, r0, k = args
+        f = fld(u, fargs)
+        jf = jax.jvp(lambda v: fld(v, fargs), (u,), (f,))[1]
+        w = jnp.exp((k - 1) * (r0 + r))
+        g = jax.tree.map(lambda a, b: a - 0.5 * lr * w * b, f, jf)
+        rate = sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(u), jax.tree.leaves(g)))
+        return jax.tree.map(lambda gi, ui: gi - rate * ui, g, u), rate
+
+    return polar
+
+
+class _Flow(_Trajectory):
+    """Depth >= 3: GD's modified effective flow, queried through
+    :func:`condensation.blowup.states_at` (the blow-up solve ``sol`` of the plain
+    flow maps times to the solver's variable; Newton's method absorbs the difference)."""
+
+    def __init__(self, base: PolarProblem, fld, fargs, to_params, sol: Blowup, lr, tol):
+        """``base``: the plain flow's polar problem (``fld(y, fargs)`` homogeneous);
+        ``to_params(y)``: network weights from states with a leading axis."""
+        self.sol, self.lr, self.tol, self.to_params = sol, lr, tol, to_params
+        args = (fargs, lr, base.r0, base.k)
+        self.prob = dataclasses.replace(base, polar=modified_polar(fld), args=args)
+        self.evaluations = STAGES * sol.n_steps
+
+    def at(self, ks):
+        ks = np.asarray(ks)
+        out: list[list[np.ndarray]] = []
+        for i in range(0, len(ks), CHUNK):
+            part = ks[i : i + CHUNK] * self.lr
+            _, y = states_at(self.prob, self.sol, part, tol=self.tol)
+            # each query re-integrates up to its last time (Newton refines a few times)
+            self.evaluations += STAGES * self.sol.n_steps
+            out.append(list(self.to_params(y)))
+        return [np.concatenate([o[k] for o in out]) for k in range(len(out[0]))]
+
+
+def grid_handoff(traj: _Trajectory, pred, lo: int, hi: int, steps: int):
+    """``(k_h, state)``: the first grid step in ``(lo, hi]`` where ``pred`` holds (it
+    fails at ``lo``, holds at ``hi``), capped at the horizon ``steps`` (then the
+    whole run is on the plateau and GD computes nothing)."""
+    if hi > steps and (lo >= steps or not pred(traj.at(np.array([steps])))[0]):
+        return steps, [w[0] for w in traj.at(np.array([steps]))]
+    return _first_true(traj, pred, lo, min(hi, steps))
+
+
+def flow_handoff(traj: _Trajectory, sol: Blowup, pred, lr: float, steps: int):
+    """:func:`grid_handoff` of a blow-up solve, bracketed first on the solver's own
+    steps (dense near T*), then on the step grid."""
+    ks = np.unique(np.floor(sol.steps["t"][1:-1] / lr).astype(np.int64))
+    ks = ks[(ks > 0) & (ks <= steps)]
+    ok = pred(traj.at(ks)) if ks.size else np.zeros(0, bool)
+    if ok.any():
+        j = int(np.argmax(ok))
+        lo, hi = (int(ks[j - 1]) if j > 0 else 0), int(ks[j])
+    else:  # not reached on the solver's steps (or the horizon): up to just before T*
+        lo = int(ks[-1]) if ks.size else 0
+        hi = max(int(math.floor(sol.T_star / lr)), lo + 1)
+    return grid_handoff(traj, pred, lo, hi, steps)
+
+
+def _first_true(traj: _Trajectory, pred, lo: int, hi: int) -> tuple[int, list[np.ndarray]]:
+    """The first step in ``(lo, hi]`` at which ``pred`` holds, given that it fails at
+    ``lo`` and holds at ``hi`` (a monotone predicate on W_k (T, ...) -> (T,) bool),
+    and the state there; narrowed CHUNK-fold per query."""
+    state = None
+    while hi - lo > 1:
+        ks = np.unique(np.linspace(lo, hi, CHUNK + 1).round().astype(np.int64)[1:])
+        ws = traj.at(ks)
+        ok = pred(ws)
+        j = int(np.argmax(ok)) if ok.any() else len(ks) - 1  # ks[-1] = hi holds
+        lo, hi = (int(ks[j - 1]) if j > 0 else lo), int(ks[j])
+        state = [w[j : j + 1] for w in ws]
+    if state is None:
+        state = traj.at(np.array([hi]))
+    return hi, [w[0] for w in state]
+
+
+# ---- planning --------------------------------------------------------------------
+def _plain(reason: str, t_star: float | None = None, evals: int = 0) -> MemberPlan:
+    return MemberPlan(PLAIN, reason, 0, 0.0, None, evals, t_star)
+
+
+def effective_systems(params0, z, activation: Activation) -> list[EffectiveSystem]:
+    """Each member's effective system: reduced form for depth 3, full form otherwise."""
+    depth = len(params0)
+    form = "reduced" if depth == 3 else "full"
+    e = int(np.shape(params0[0])[0])
+    return [
+        build_system([np.asarray(p[i]) for p in params0], z, activation=activation, form=form)
+        for i in range(e)
+    ]
+
+
+def blowups(systems: list[EffectiveSystem], tol: Tolerances = Tolerances()) -> list[Blowup]:
+    """One batched blow-up solve of every member's effective system (no diagnostics)."""
+    return solve_polar_batch([s.problem() for s in systems], diag=None, tol=tol)
+
+
+def predicted_t_star(params0, z, activation: Activation) -> list[float | None]:
+    """Each member's effective blow-up time ``T*`` (None: no blow-up / outside the theory)."""
+    if activation.why_not_effective() is not None or len(params0) < 3:
+        return [None] * int(np.shape(params0[0])[0])
+    sols = blowups(effective_systems(params0, z, activation))
+    return [s.T_star if s.blew_up else None for s in sols]
+
+
+def t_star_lower_bound(params0, z, activation: Activation) -> np.ndarray | None:
+    """(E,) ``sqrt(3) / (|z_eff| sqrt(rho_0))``, a lower bound on each member's T*
+    (THEORY §4, three layers; no solve), or None outside depth 3 / the theory."""
+    if len(params0) != 3 or activation.why_not_effective() is not None:
+        return None
+    z_eff = activation.slope_at_zero**2 * float(np.linalg.norm(z))
+    if not z_eff > 0:
+        return None
+    rho = sum(np.sum(np.asarray(p, dtype=np.float64) ** 2, axis=tuple(range(1, np.ndim(p))))
+              for p in params0)  # fmt: skip
+    return math.sqrt(3.0) / (z_eff * np.sqrt(rho))
+
+
+def plan(
+    params0,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    activation: Activation,
+    lr: float,
+    steps: int,
+    snapshots: np.ndarray,
+    delta: float = DEFAULT_HANDOFF,
+    plateau_drop: float = 0.1,
+    tol: Tolerances = Tolerances(),
+    final_stage: bool = True,
+) -> Plan:
+    """Every member's hand-off step and state (see the module docstring);
+    ``final_stage=False`` skips the depth-3 final-stage entry before the hand-off."""
+    if not 0.0 < delta < 1.0:
+        raise ValueError(f"delta must be in (0, 1), got {delta}")
+    params0 = [np.asarray(p, dtype=np.float64) for p in params0]
+    depth, e = len(params0), int(params0[0].shape[0])
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    z = (y @ x) / x.shape[0]
+    act = activation.fn
+    members: list[MemberPlan] = []
+    trajs: list[_Trajectory | None] = [None] * e
+    states: list[list[np.ndarray] | None] = [None] * e
+    why = activation.why_not_effective()
+    if why is not None:
+        members = [_plain(f"outside the theory: {why}")] * e
+    else:
+        power = activation_power(activation)
+        gain = activation.slope_at_zero ** (depth - 1)
+        if depth == 2:
+            sols = [None] * e
+        else:
+            systems = effective_systems(params0, z, activation)
+            sols = blowups(systems, tol)
+        for i in range(e):
+            p_i = [p[i] for p in params0]
+            loss0 = float(_losses([p[None] for p in p_i], x, y, act)[0])
+            est0 = float(error_estimate([p[None] for p in p_i], x, y, act, power)[0])
+
+            def pred(ws, loss0=loss0):
+                est = error_estimate(ws, x, y, act, power)
+                return (est >= delta) | (_losses(ws, x, y, act) <= (1 - plateau_drop) * loss0)
+
+            if not np.linalg.norm(z) > 0:
+                members.append(_plain("no effective drive (z = 0)"))
+                continue
+            if est0 >= delta:
+                members.append(_plain(f"error estimate {est0:.3g} >= handoff {delta:g} at t = 0"))
+                continue
+            if depth == 2:
+                traj: _Trajectory = _TwoLayerMap(p_i, gain * z, lr)
+                hi = traj.growth_steps(est0)
+                while hi <= steps and not pred(traj.at(np.array([hi])))[0]:
+                    hi *= 2
+                t_star = None
+                k_h, state = grid_handoff(traj, pred, 0, hi, steps)
+            else:
+                sol = sols[i]
+                if not sol.blew_up:
+                    members.append(
+                        _plain(f"the effective dynamics does not blow up ({sol.status})")
+                    )
+                    continue
+                sy = systems[i]
+                traj = _Flow(sy.problem(), sy.fld, sy.args, sy.to_params, sol, lr, tol)
+                t_star = float(sol.T_star)
+                k_h, state = flow_handoff(traj, sol, pred, lr, steps)
+            est_h = float(error_estimate([w[None] for w in state], x, y, act, power)[0])
+            trajs[i], states[i] = traj, state
+            members.append(MemberPlan(FAST_FORWARD, None, k_h, k_h * lr, est_h, 0, t_star))
+    return build_plan(
+        members,
+        trajs,
+        states,
+        params0,
+        np.asarray(snapshots),
+        delta,
+        loss=lambda ws: _losses(ws, x, y, act),
+        peak=lambda ws: np.median(abs_cos_to(ws[0], z), axis=-1),
+        holds=(lambda ws: _holds(ws, z)) if depth == 3 and final_stage else None,
+    )
+
+
+def build_plan(
+    members, trajs, states, params0, snapshots, delta, *, loss, peak=None, holds=None
+):
+    """The :class:`Plan` of per-member hand-offs: start states, pre-hand-off snapshots,
+    and, read off the effective trajectory before the hand-off, the peak of
+    ``peak(ws) -> (T,)`` at the snapshots and the first grid step where
+    ``holds(ws) -> (T,) bool`` (the final-stage condition); ``loss(ws) -> (T,)``
+    gives the snapshots' losses."""
+    depth, e = len(params0), int(params0[0].shape[0])
+    k_h = np.array([m.handoff_step for m in members], dtype=np.int64)
+    start = [p.copy() for p in params0]
+    snaps = [np.repeat(p[:, None], len(snapshots), axis=1) for p in params0]
+    snap_loss = np.repeat(loss([p for p in params0])[:, None], len(snapshots), axis=1)
+    fs = np.full(e, -1, dtype=np.int64)
+    best, best_step = np.full(e, -1.0), np.full(e, -1, dtype=np.int64)
+    out = []
+    for i, (m, traj, state) in enumerate(zip(members, trajs, states)):
+        if traj is None:
+            out.append(m)
+            continue
+        for k in range(depth):
+            start[k][i] = state[k]
+        before = snapshots[snapshots < m.handoff_step]
+        if before.size:
+            ws = traj.at(before)
+            for k in range(depth):
+                snaps[k][i, : before.size] = ws[k]
+            snap_loss[i, : before.size] = loss(ws)
+            if peak is not None:
+                cos = peak(ws)
+                j = int(np.argmax(cos))
+                best[i], best_step[i] = float(cos[j]), int(before[j])
+            if holds is not None:
+                fs[i] = _final_stage_entry(traj, ws, before, m.handoff_step, holds)
+        out.append(
+            MemberPlan(
+                m.mode,
+                m.reason,
+                m.handoff_step,
+                m.handoff_time,
+                m.error_estimate,
+                traj.evaluations,
+                m.t_star,
+            )
+        )
+    handoff = Handoff(k_h, tuple(start), snaps, fs, best, best_step, snap_loss)
+    return Plan(delta, out, handoff)
+
+
+def final_stage_np(a, w, c) -> bool:
+    """:func:`condensation.core.final_stage.final_stage_holds` of one state, in numpy."""
+    s = np.sign(c)
+    inner = bool(np.all(s * (w.T @ a) > 0))
+    return inner and not bool(np.any((s[:, None] * s[None, :]) * (w.T @ w) < 0))
+
+
+def _holds(ws, z) -> np.ndarray:
+    """The final-stage condition (:func:`condensation.core.final_stage.final_stage_holds`)
+    at states W_k (T, ...), vectorised over T: (T,) bool."""
+    b, w, a = ws
+    s = np.sign(b @ z)  # (T, m1)
+    inner = np.all(s * np.einsum("tij,ti->tj", w, a[:, 0]) > 0, axis=-1)
+    gram = np.einsum("tij,tik->tjk", w, w) * s[:, :, None] * s[:, None, :]
+    return inner & ~np.any(gram < 0, axis=(-2, -1))
+
+
+def _final_stage_entry(traj, ws, before, k_h: int, holds) -> int:
+    """First grid step before ``k_h`` in the final-stage set (-1: not before ``k_h``);
+    bracketed by the snapshot steps, then narrowed on the grid."""
+    inside = holds(ws)
+    end = holds(traj.at(np.array([k_h - 1])))[0] if k_h > 0 else False
+    if not (inside.any() or end):
+        return -1
+    if inside.any():
+        j = int(np.argmax(inside))
+        if j == 0:
+            return int(before[0])
+        lo, hi = int(before[j - 1]), int(before[j])
+    else:
+        lo, hi = int(before[-1]), k_h - 1
+    k, _ = _first_true(traj, holds, lo, hi)
+    return k
+
+
+def fast_forward_train(
+    params0,
+    x,
+    y,
+    *,
+    activation: Activation,
+    lr: float,
+    steps: int,
+    snapshots: np.ndarray,
+    delta: float = DEFAULT_HANDOFF,
+    plateau_drop: float = 0.1,
+    **train_kw,
+) -> tuple[TrainResult, Plan]:
+    """Plan the hand-offs, then GD from them (:func:`condensation.train.train`)."""
+    p = plan(
+        params0,
+        x,
+        y,
+        activation=activation,
+        lr=lr,
+        steps=steps,
+        snapshots=snapshots,
+        delta=delta,
+        plateau_drop=plateau_drop,
+        final_stage=train_kw.get("track_final_stage") is not False,
+    )
+    result = train(
+        params0,
+        x,
+        y,
+        act=activation.fn,
+        lr=lr,
+        steps=steps,
+        snapshots=snapshots,
+        plateau_drop=plateau_drop,
+        handoff=p.handoff,
+        **train_kw,
+    )
+    return result, p
+
+
+def auto_steps(t_stars, z_norm: float, lr: float) -> int | None:
+    """``steps = "auto"``: ``AUTO_FACTOR x max T* + AUTO_ROOM / |z|`` in steps (None
+    when no member has a predicted T*)."""
+    known = [t for t in t_stars if t is not None and math.isfinite(t)]
+    if not known:
+        return None
+    return int(math.ceil((AUTO_FACTOR * max(known) + AUTO_ROOM / z_norm) / lr))
