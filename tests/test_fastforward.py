@@ -192,3 +192,22 @@ def test_matrix_completion_depth3_fast_forward_recovers_as_gd():
     assert abs(fast["effective_rank"][0, -1] - plain["effective_rank"][0, -1]) <= 0.05
     esc = [r.result.escape_step[0] for r in runs]
     assert abs(esc[1] - esc[0]) <= 1e-3 * esc[0]
+
+
+def test_fast_forward_with_an_output_scale_escapes_as_plain_gd():
+    """``f = kappa g``: the plan runs in g's time (targets y/kappa, lr kappa^2); the
+    escape, and the hand-off time and T* reported in real time, must read as plain GD's."""
+    from condensation.config import load_config
+    from condensation.runs.train import run_training, summary
+
+    base = [*SMALL3, "model.output_scale=2", "train.steps=1200", "train.snapshots=8"]
+    plain = summary(run_training(load_config(None, base)))["members"][0]
+    fast = summary(run_training(load_config(None, [*base, "train.fast_forward=true"])))
+    m = fast["members"][0]
+    f = m["fast_forward"]
+    assert f["mode"] == ff.FAST_FORWARD and f["handoff_step"] > 0
+    assert plain["escape_step"] is not None
+    assert abs(m["escape_step"] - plain["escape_step"]) <= max(1, 0.005 * plain["escape_step"])
+    assert f["handoff_time"] == pytest.approx(f["handoff_step"] * 0.05)
+    assert 0 < f["handoff_time"] < f["effective_t_star"]
+    assert f["effective_t_star"] == pytest.approx(plain["escape_time"], rel=0.05)

@@ -282,7 +282,7 @@ def _fast_forward_numbers(run: TrainRun, i: int) -> dict:
     r = run.result
     esc = int(r.escape_step[i]) if r.escape_step[i] >= 0 else None
     out = run.plan.members[i].summary(r.steps, esc)
-    k2 = run.cfg.model.output_scale ** 2  # the plan ran in the time of g: t kappa^2
+    k2 = run.config.model.output_scale**2  # the plan ran in the time of g: t kappa^2
     for key in ("handoff_time", "effective_t_star"):
         if out.get(key) is not None and k2 != 1.0:
             out[key] = out[key] / k2
