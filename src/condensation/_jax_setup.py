@@ -19,7 +19,8 @@
   ``CONDENSATION_JAX_CACHE=DIR`` uses DIR instead and ``CONDENSATION_JAX_CACHE=off``
   switches it off.  Every program is kept (JAX's default keeps only those that
   took over a second to compile, which leaves out most of ours), up to
-  ``CACHE_MAX_BYTES`` (least recently used entries go first).  Nothing is changed
+  ``CACHE_MAX_BYTES`` (least recently used entries go first; JAX locks the
+  directory with ``filelock`` for that, so concurrent workers are safe).  Nothing is changed
   when JAX's own ``jax_compilation_cache_dir`` (``JAX_COMPILATION_CACHE_DIR``)
   is already set.
 """
@@ -106,7 +107,12 @@ def configure_compile_cache() -> Path | None:
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
-    jax.config.update("jax_compilation_cache_max_size", CACHE_MAX_BYTES)
+    try:  # JAX's size limit (LRU eviction) locks the directory with filelock
+        import filelock  # noqa: F401
+    except ImportError:  # pragma: no cover - a declared dependency
+        pass
+    else:
+        jax.config.update("jax_compilation_cache_max_size", CACHE_MAX_BYTES)
     return path
 
 
