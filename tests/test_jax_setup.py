@@ -69,3 +69,13 @@ def test_the_test_suite_writes_no_user_cache():
 
     assert os.environ[S.CACHE_ENV_VAR] == "off"
     assert jax.config.jax_compilation_cache_dir is None
+
+
+def test_unwritable_directory_leaves_the_cache_off(monkeypatch, tmp_path):
+    import jax
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv(S.CACHE_ENV_VAR, str(blocker / "cache"))
+    assert S.configure_compile_cache() is None
+    assert jax.config.jax_compilation_cache_dir is None

@@ -104,6 +104,12 @@ def configure_compile_cache() -> Path | None:
     path = compile_cache_dir()
     if path is None:
         return None
+    try:  # an unwritable place (read-only home) leaves the cache off, quietly
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    if not os.access(path, os.W_OK):
+        return None
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
