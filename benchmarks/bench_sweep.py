@@ -4,8 +4,9 @@
 One 8-cell sweep of ``train`` (three-layer tanh, d = 5, n = 100, widths 50/50,
 one member per cell; the cells differ in ``data.seed``, so every cell has the
 same shapes and each process compiles once).  ``train.steps`` is calibrated by a
-pilot so that one cell takes about ``--cell-s`` seconds (default 5) run directly
-(compiled, in this process: GD, the run directory and its figures).
+pilot so that one cell takes about ``--cell-s`` seconds (default 5) of one core
+run directly (compiled, in this process: GD, the run directory and its figures;
+CPU time, so that a busy machine does not shrink the cells).
 
 - direct: the 8 cells' library function (:func:`condensation.sweep.cells.run_cell`,
   what each task calls) one after another in one fresh process (its imports and
@@ -136,9 +137,12 @@ def main() -> None:
     load0 = os.getloadavg()
     root = Path(tempfile.mkdtemp(prefix="bench_sweep-"))
     # pilot: compile once, then time a short run to find steps for --cell-s seconds
+    # of one core (CPU time, so a busy machine does not shrink the cells)
     pilot = _spec(root / "pilot", 2000, 2)
     _direct(pilot, root / "pilot" / "a")
-    t = _direct(pilot, root / "pilot" / "b") / 2
+    c0 = time.process_time()
+    _direct(pilot, root / "pilot" / "b")
+    t = (time.process_time() - c0) / 2
     steps = max(1000, int(2000 * args.cell_s / t))
     spec = _spec(root / "sweep", steps, args.cells)
     wall, cpu = {}, {}
@@ -171,7 +175,7 @@ def main() -> None:
     res = {
         "cells": args.cells,
         "steps_per_cell": steps,
-        "cell_s_pilot": round(t * steps / 2000, 2),
+        "cell_cpu_s_pilot": round(t * steps / 2000, 2),
         "cell_s_direct": round(per_cell, 2),
         "compile_cache": "warm (filled by the pilot)" if WARM else "off",
         "wall_s": {k: round(v, 2) for k, v in wall.items()},
