@@ -4,18 +4,29 @@
 One 8-cell sweep of ``train`` (three-layer tanh, d = 5, n = 100, widths 50/50,
 one member per cell; the cells differ in ``data.seed``, so every cell has the
 same shapes and each process compiles once).  ``train.steps`` is calibrated by a
-pilot so that one cell takes about ``--cell-s`` seconds (default 5) run directly.
+pilot so that one cell takes about ``--cell-s`` seconds (default 5) of one core
+run directly (compiled, in this process: GD, the run directory and its figures;
+CPU time, so that a busy machine does not shrink the cells).
 
 - direct: the 8 cells' library function (:func:`condensation.sweep.cells.run_cell`,
   what each task calls) one after another in one fresh process (its imports and
   one compilation included, as a worker's are);
-- 1 worker / 2 workers: ``run_sweep`` on a fresh ``LocalCluster`` (start-up
-  included) into a fresh directory.
+- 1 worker / 2 workers: ``run_sweep`` on a fresh ``LocalCluster`` (start-up and
+  shut-down included) into a fresh directory;
+- warm worker: a second 8-cell sweep (other seeds) on a 1-worker cluster that
+  has already run one (imports and compilation done), against the same cells run
+  in this (warm) process: the engine's own cost per task.
 
-Reported: wall times, the cluster's start-up time (measured apart), speed-up
-``t(1 worker) / t(2 workers)`` (target >= 1.7),
-and overhead per cell ``(t(1 worker) - t(direct)) / t(direct)`` (target <= 5 %).
-The machine may be shared: the numbers are only as quiet as it is.
+Compilation: by default the persistent compilation cache is off in every arm,
+so each process compiles as on a first run; ``--warm-cache`` gives every arm
+one fresh cache that the pilot fills (as a later sweep on the same machine).
+
+Reported: wall and CPU (user + sys, this process and its children) of each
+arm, the cluster's start-up (measured apart), speed-up ``t(1 worker) /
+t(2 workers)`` (target >= 1.7), overhead per cell ``t(1 worker) / t(direct) - 1``
+(target <= 5 %; also without the cluster's start-up), and the warm per-task
+overhead.  The machine may be shared: the load average is printed with the
+numbers, which are only as quiet as the machine was.
 """
 
 from __future__ import annotations
@@ -31,6 +42,11 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("CONDENSATION_CPU_DEVICES", "1")  # one core per process, as workers
+WARM = "--warm-cache" in sys.argv
+# before condensation is imported: every arm (and its worker processes) sees the same cache
+os.environ["CONDENSATION_JAX_CACHE"] = (
+    tempfile.mkdtemp(prefix="bench_sweep-cache-") if WARM else "off"
+)
 
 from condensation.engine import Engine  # noqa: E402
 from condensation.sweep import parse_spec, run_sweep  # noqa: E402
@@ -62,11 +78,31 @@ base = "base.toml"
 """
 
 
-def _spec(d: Path, steps: int, cells: int) -> Path:
+def _spec(d: Path, steps: int, cells: int, first: int = 0) -> Path:
     d.mkdir(parents=True, exist_ok=True)
     (d / "base.toml").write_text(BASE.format(steps=steps))
-    (d / "spec.toml").write_text(SPEC.format(seeds=", ".join(str(i) for i in range(cells))))
+    seeds = ", ".join(str(i) for i in range(first, first + cells))
+    (d / "spec.toml").write_text(SPEC.format(seeds=seeds))
     return d / "spec.toml"
+
+
+def _cpu() -> float:
+    """User + sys seconds of this process and its finished children."""
+    import resource
+
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+
+class _Clock:
+    """Wall and CPU seconds of a block: ``with _Clock() as c: ...; c.wall, c.cpu``."""
+
+    def __enter__(self):
+        self.t0, self.c0 = time.perf_counter(), _cpu()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall, self.cpu = time.perf_counter() - self.t0, _cpu() - self.c0
 
 
 def _direct(spec: Path, out: Path) -> float:
@@ -94,48 +130,76 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cell-s", type=float, default=5.0, help="target seconds per cell")
     ap.add_argument("--cells", type=int, default=8)
+    ap.add_argument(
+        "--warm-cache", action="store_true", help="every arm loads compiled programs (see above)"
+    )
     args = ap.parse_args()
+    load0 = os.getloadavg()
     root = Path(tempfile.mkdtemp(prefix="bench_sweep-"))
     # pilot: compile once, then time a short run to find steps for --cell-s seconds
+    # of one core (CPU time, so a busy machine does not shrink the cells)
     pilot = _spec(root / "pilot", 2000, 2)
     _direct(pilot, root / "pilot" / "a")
-    t = _direct(pilot, root / "pilot" / "b") / 2
+    c0 = time.process_time()
+    _direct(pilot, root / "pilot" / "b")
+    t = (time.process_time() - c0) / 2
     steps = max(1000, int(2000 * args.cell_s / t))
     spec = _spec(root / "sweep", steps, args.cells)
-    times = {}
-    times["direct"] = _direct_fresh(spec, root / "direct")
+    wall, cpu = {}, {}
+    with _Clock() as c:
+        _direct_fresh(spec, root / "direct")
+    wall["direct"], cpu["direct"] = c.wall, c.cpu
     startup = {}
     for w in (1, 2):
-        t0 = time.perf_counter()
-        with Engine(workers=w):
-            pass
-        startup[w] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        s = run_sweep(spec, root / f"w{w}", workers=w, stream=io.StringIO())
-        times[f"{w} worker"] = time.perf_counter() - t0
+        with _Clock() as c:
+            with Engine(workers=w):
+                pass
+        startup[w] = c.wall
+        with _Clock() as c:
+            s = run_sweep(spec, root / f"w{w}", workers=w, stream=io.StringIO())
+        wall[f"{w} worker"], cpu[f"{w} worker"] = c.wall, c.cpu
         assert s["cells_done"] == args.cells and s["cells_failed"] == 0, s
-    per_cell = times["direct"] / args.cells
+    # the engine's own cost per task: a warm worker against this warm process
+    again = _spec(root / "again", steps, args.cells, first=args.cells)
+    with Engine(workers=1) as eng:
+        addr = eng.cluster.scheduler_address
+        run_sweep(spec, root / "warmup", scheduler=addr, stream=io.StringIO())
+        with _Clock() as c:
+            s = run_sweep(again, root / "warm", scheduler=addr, stream=io.StringIO())
+        wall["warm worker"] = c.wall
+        assert s["cells_done"] == args.cells and s["cells_failed"] == 0, s
+    with _Clock() as c:
+        _direct(again, root / "warm-direct")
+    wall["warm direct"] = c.wall
+    per_cell = wall["direct"] / args.cells
     res = {
         "cells": args.cells,
         "steps_per_cell": steps,
+        "cell_cpu_s_pilot": round(t * steps / 2000, 2),
         "cell_s_direct": round(per_cell, 2),
-        "wall_s": {k: round(v, 2) for k, v in times.items()},
-        "speedup_2_vs_1_workers": round(times["1 worker"] / times["2 worker"], 3),
-        "overhead_per_cell_1_worker": round(times["1 worker"] / times["direct"] - 1, 4),
+        "compile_cache": "warm (filled by the pilot)" if WARM else "off",
+        "wall_s": {k: round(v, 2) for k, v in wall.items()},
+        "cpu_s": {k: round(v, 2) for k, v in cpu.items()},
+        "speedup_2_vs_1_workers": round(wall["1 worker"] / wall["2 worker"], 3),
+        "overhead_per_cell_1_worker": round(wall["1 worker"] / wall["direct"] - 1, 4),
         "cluster_start_s": {f"{w} worker": round(v, 2) for w, v in startup.items()},
         "overhead_per_cell_1_worker_after_start": round(
-            (times["1 worker"] - startup[1]) / times["direct"] - 1, 4
+            (wall["1 worker"] - startup[1]) / wall["direct"] - 1, 4
         ),
-        "load_average": os.getloadavg(),
+        "overhead_per_task_warm": round(wall["warm worker"] / wall["warm direct"] - 1, 4),
+        "load_average": {"start": load0, "end": os.getloadavg()},
     }
     print(json.dumps(res, indent=2))
     print(
-        f"{args.cells} cells of {per_cell:.1f} s: direct {times['direct']:.1f} s, "
-        f"1 worker {times['1 worker']:.1f} s, 2 workers {times['2 worker']:.1f} s; "
+        f"{args.cells} cells of {per_cell:.1f} s (compile cache {res['compile_cache']}): "
+        f"direct {wall['direct']:.1f} s, 1 worker {wall['1 worker']:.1f} s, "
+        f"2 workers {wall['2 worker']:.1f} s; "
         f"speed-up {res['speedup_2_vs_1_workers']:.2f}x (target >= 1.7), "
         f"overhead per cell {100 * res['overhead_per_cell_1_worker']:.1f} % (target <= 5 %), "
         f"{100 * res['overhead_per_cell_1_worker_after_start']:.1f} % after the cluster's "
-        f"start ({startup[1]:.1f} s)",
+        f"start ({startup[1]:.1f} s), warm per-task overhead "
+        f"{100 * res['overhead_per_task_warm']:.1f} %; load {load0[0]:.1f} -> "
+        f"{os.getloadavg()[0]:.1f}",
         file=sys.stderr,
     )
 

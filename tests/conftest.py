@@ -3,6 +3,9 @@ import os
 # Every test run exposes two JAX CPU devices (whatever the core count), so the
 # trainer's spread of ensemble members over devices is always exercised.
 os.environ.setdefault("CONDENSATION_CPU_DEVICES", "2")
+# Tests never write into the user's persistent compilation cache (test_jax_setup.py
+# turns it on in a temporary directory to check that a second process reuses it).
+os.environ["CONDENSATION_JAX_CACHE"] = "off"
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402

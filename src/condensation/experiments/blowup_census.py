@@ -75,7 +75,7 @@ DEFAULTS = {
     "c_slice": 1.0,
 }
 QUICK = {"per_family": 8, "grid": 7}
-SECONDS = (15, 19)  # wall time of quick / default on one core (2026-12, measured)
+SECONDS = (11, 19)  # one core, quick / default (quick: CPU s, cold cache, 2026-12-02)
 
 FAMILIES = ("equal", "unequal", "near-balanced", "near-criterion", "near-line")
 

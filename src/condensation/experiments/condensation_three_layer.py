@@ -46,7 +46,7 @@ DEFAULTS = {
     "d": 5,
 }
 QUICK = {"scale": 3e-3, "steps": 4000, "linear_snapshots": 200}
-SECONDS = (13, 23)  # wall time of quick / default on one core (2026-12, measured)
+SECONDS = (16, 23)  # one core, quick / default (quick: CPU s, cold cache, 2026-12-02)
 
 FIGURES = (
     Figure(

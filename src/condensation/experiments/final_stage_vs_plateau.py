@@ -44,7 +44,7 @@ DEFAULTS = {
     "random_seed": 7,
 }
 QUICK = {"seeds": [0], "scales": [1e-3], "random_ics": 6, "random_width_max": 50}
-SECONDS = (45, 93)  # wall time of quick / default on one core (2026-12, measured)
+SECONDS = (36, 93)  # one core, quick / default (quick: CPU s, cold cache, 2026-12-02)
 
 FIGURES = (
     Figure(

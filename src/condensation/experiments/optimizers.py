@@ -71,7 +71,7 @@ DEFAULTS = {
     "margin": 1.3,
 }
 QUICK = {"eps_min": 3e-3, "n_eps": 2, "optimizers": ["gd", "sgd", "adam"], "batch_fractions": [4]}
-SECONDS = (17, 24)  # wall time of quick / default on one core (2026-12, measured)
+SECONDS = (15, 24)  # one core, quick / default (quick: CPU s, cold cache, 2026-12-02)
 
 _DEFAULT_LABELS = ("gd", "sgd_b64", "sgd_b16", "sgd_b4", "momentum", "adam")
 FIGURES = (

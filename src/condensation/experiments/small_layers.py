@@ -76,7 +76,7 @@ DEFAULTS = {
     "margin": 1.3,
 }
 QUICK = {"n_eps": 3, "all_eps_min": 2e-3, "large_eps_min": 1e-5}
-SECONDS = (19, 24)  # wall time of quick / default on one core (2026-12, measured)
+SECONDS = (15, 24)  # one core, quick / default (quick: CPU s, cold cache, 2026-12-02)
 
 FIGURES = (
     Figure(

@@ -29,7 +29,7 @@ loss of each network leaves its plateau where its effective dynamics says.
 DATA = True  # accepts data.* (e.g. data.path: a user's own data set)
 DEFAULTS = {"eps": 1e-3, "width": 50, "seed": 0, "lr": 0.05}
 QUICK: dict = {}
-SECONDS = (41, 44)  # wall time of quick / default on one core (2026-12, measured)
+SECONDS = (32, 44)  # one core, quick / default (quick: CPU s, cold cache, 2026-12-02)
 
 FIGURES = (
     Figure(
