@@ -90,6 +90,7 @@ class TrainConfig:
     b2: float | None = None  # Adam's second-moment decay (default 0.999)
     adam_eps: float | None = None  # Adam's denominator guard (default 1e-8), not init eps
     plateau_drop: float = 0.1  # plateau exit: first step with loss <= (1 - drop) loss_0
+    save: str = "bounded"  # parameter snapshots stored: bounded or full (condensation.snapshots)
 
 
 @dataclass(frozen=True)
@@ -271,6 +272,7 @@ def _validate(cfg: Config) -> Config:
             "must be in (0, 1)",
             "give the fraction of loss_0 the loss must lose, e.g. 0.1",
         )
+    inputs.check_save("train.save", t.save)
     return cfg
 
 
