@@ -8,7 +8,7 @@ while the run goes, checkpointed, and written to ``arrays/snapshots.npz``):
 
 - ``"full"``: every layer at every snapshot, ``E * K * (number of weights)``
   numbers.  A width-1000 three-layer network keeps 8 MB per member per snapshot
-  of its middle layer alone, so with K = 262 this is 2 GB.
+  of its middle layer alone, so with K = 254 (the default) this is 2 GB.
 - ``"bounded"`` (the default): the layers whose snapshots together fit in
   :data:`BUDGET_BYTES` are kept at every snapshot (for small networks this is
   everything, the same as ``"full"``); a layer too large for its share of the
