@@ -22,6 +22,7 @@ post-processing <= 10 % of its wall time.
     python benchmarks/bench_wide.py                               # about 15 min on 2 cores
     python benchmarks/bench_wide.py --widths 100 400 --steps 3000 # quicker
     python benchmarks/bench_wide.py --before-src /tmp/main/src --json wide.json
+    python benchmarks/bench_wide.py --widths 1000 --steps 300 --set train.linear_snapshots=20
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ ARRAYS_LIMIT_MB = 100.0
 SHARE_LIMIT = 0.10
 
 
-def measure_one(width: int, steps: int | None, save: str | None) -> dict:
+def measure_one(width: int, steps: int | None, save: str | None, extra=()) -> dict:
     """One run in this process: ``run_training`` then ``write_train_run`` timed apart."""
     import condensation as C
     from condensation.runs.train import run_training, write_train_run
@@ -51,6 +52,7 @@ def measure_one(width: int, steps: int | None, save: str | None) -> dict:
         sets.append(f"train.steps={steps}")
     if save is not None:
         sets.append(f"train.save={save}")
+    sets += list(extra)
     cfg = C.load_config(CONFIG, sets)
     with tempfile.TemporaryDirectory(prefix="bench-wide-") as tmp:
         t0 = time.perf_counter()
@@ -69,9 +71,9 @@ def measure_one(width: int, steps: int | None, save: str | None) -> dict:
     }
 
 
-def in_child(width: int, steps: int | None, save: str | None, src: Path) -> dict:
+def in_child(width: int, steps: int | None, save: str | None, src: Path, extra=()) -> dict:
     """:func:`measure_one` in a fresh interpreter importing ``condensation`` from ``src``."""
-    cmd = [sys.executable, __file__, "--one", str(width)]
+    cmd = [sys.executable, __file__, "--one", str(width), *(a for e in extra for a in ("--set", e))]
     cmd += ["--steps", str(steps)] if steps is not None else []
     cmd += ["--save", save] if save is not None else []
     env = {**os.environ, "PYTHONPATH": str(src)}
@@ -87,23 +89,25 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="train.steps (default: the config's)")
     ap.add_argument("--before-src", type=Path, default=None, help="src folder of the 'before' code")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    ap.add_argument("--set", action="append", default=[], help="more overrides, section.key=value")
     ap.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--save", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one is not None:
-        print(json.dumps(measure_one(a.one, a.steps, a.save)))
+        print(json.dumps(measure_one(a.one, a.steps, a.save, a.set)))
         return
     here = ROOT / "src"
     before = (a.before_src, None) if a.before_src else (here, "full")
     label = f"before ({a.before_src})" if a.before_src else 'before (train.save = "full")'
-    print(f"bench_wide: default example, steps {a.steps or 'default'}; {label} vs after (defaults)")
+    extra = f", --set {' '.join(a.set)}" if a.set else ""
+    print(f"bench_wide: default example, steps {a.steps or 'default'}{extra}; {label} vs after")
     header = f"{'width':>6} {'run':>7} {'train_s':>8} {'post_s':>7} {'share':>6} {'arrays_MB':>10}"
     print(header)
     rows = []
     for w in a.widths:
         pair = {
-            "before": in_child(w, a.steps, before[1], before[0]),
-            "after": in_child(w, a.steps, None, here),
+            "before": in_child(w, a.steps, before[1], before[0], a.set),
+            "after": in_child(w, a.steps, None, here, a.set),
         }
         for name, r in pair.items():
             print(
