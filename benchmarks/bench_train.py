@@ -12,6 +12,10 @@ A. m = 100 (three-layer tanh, d = 5, n = 100, widths 100/100, 64 members),
    forward, ``loss.backward()``, in-place SGD under ``torch.no_grad``, CPU, same
    dtype), with torch's default thread count and with one thread.
    Target: trainer / torch >= 5 (checked against the faster torch setting).
+   Also the strongest alternative measured on this machine, reported beside it
+   (no target): ``torch.compile`` (inductor, CPU) of the same GD step batched
+   over the 64 members, backpropagation written out, one compiled call per step,
+   at default threads and one thread (float32 by default, ``--compile-dtypes``).
 
 B. m = 1000 (widths 1000/1000, d = 5, n = 100, float32, 1 and 4 members): the
    trainer's time per GD step against the time of the three (n x m)-by-(m x m)
@@ -163,6 +167,52 @@ def torch_runner(x, y, params, dtype: str, threads: int | None = None) -> Callab
         finally:
             torch.set_num_threads(before)
         return nets
+
+    return run
+
+
+def batched_gd_step(x, y, lr: float):
+    """One GD step of every network at once, batched over members, backpropagation
+    written out (the trainer's math: ``R = mean(r^2) / 2``, ``W -= lr grad R``), for
+    ``torch.compile``: ``(W1 (E, m, d), W2 (E, m, m), W3 (E, 1, m)) -> updated``."""
+    n = x.shape[0]
+
+    def step(w1, w2, w3):
+        h1 = torch.tanh(torch.matmul(x, w1.transpose(1, 2)))  # (E, n, m)
+        h2 = torch.tanh(torch.matmul(h1, w2.transpose(1, 2)))  # (E, n, m)
+        df = (torch.matmul(h2, w3.transpose(1, 2))[..., 0] - y) / n  # (E, n)
+        g3 = torch.matmul(df[:, None, :], h2)
+        da2 = df[..., None] * w3 * (1 - h2 * h2)
+        g2 = torch.matmul(da2.transpose(1, 2), h1)
+        da1 = torch.matmul(da2, w2) * (1 - h1 * h1)
+        g1 = torch.matmul(da1.transpose(1, 2), x)
+        return w1 - lr * g1, w2 - lr * g2, w3 - lr * g3
+
+    return step
+
+
+def torch_compile_runner(x, y, params, dtype: str, threads: int | None = None):
+    """``steps -> (W1, W2, W3)``: :func:`batched_gd_step` compiled by ``torch.compile``
+    (inductor, CPU), one call per step, all members batched; weights carried over
+    from call to call.  ``threads``: ``torch.set_num_threads`` during the calls."""
+    tdt = getattr(torch, dtype)
+    xt, yt = torch.tensor(x, dtype=tdt), torch.tensor(y, dtype=tdt)
+    step = torch.compile(batched_gd_step(xt, yt, LR))
+    state = [tuple(torch.tensor(p, dtype=tdt) for p in params)]
+
+    def run(steps: int):
+        before = torch.get_num_threads()
+        if threads is not None:
+            torch.set_num_threads(threads)
+        try:
+            with torch.no_grad():
+                ws = state[0]
+                for _ in range(steps):
+                    ws = step(*ws)
+                state[0] = ws
+        finally:
+            torch.set_num_threads(before)
+        return ws
 
     return run
 
@@ -357,6 +407,23 @@ def section_ratio(args, log) -> list[dict]:
                     "torch_1thread", torch_runner(x, y, params, dtype, threads=1), members, hi=10**4
                 )
             case["max_abs_diff_trainer_vs_torch_5_steps"] = check_same_math(x, y, params, dtype)
+            if dtype in args.compile_dtypes:  # the strongest alternative: torch.compile
+                t0 = time.perf_counter()
+                crun = torch_compile_runner(x, y, params, dtype)
+                out = crun(5)
+                case["torch_compile_first_call_s"] = time.perf_counter() - t0
+                ref = trainer_runner(x, y, params, dtype)(5).snapshots
+                case["max_abs_diff_trainer_vs_torch_compile_5_steps"] = max(
+                    float(np.max(np.abs(ref[k][:, -1] - out[k].numpy()))) for k in range(3)
+                )
+                cs["torch_compile"] = Contender("torch_compile", crun, members, hi=10**4)
+                if torch_threads != 1:
+                    cs["torch_compile_1thread"] = Contender(
+                        "torch_compile_1thread",
+                        torch_compile_runner(x, y, params, dtype, threads=1),
+                        members,
+                        hi=10**4,
+                    )
         ops = big_matmul_operands(m, members, dtype)
         for layout in matmul_layouts(members):
             cs[f"matmuls_{layout}"] = Contender(layout, jax_matmul_runner(ops, layout))
@@ -393,6 +460,12 @@ def section_ratio(args, log) -> list[dict]:
                 case[f"ratio_vs_{k}"] = med([t / j for j, t in zip(jt, ts)])
                 case[f"ratio_vs_{k}_range"] = rng_([t / j for j, t in zip(jt, ts)])
                 best = [min(a, b) for a, b in zip(best, ts)]
+            for k in ("torch_compile", "torch_compile_1thread"):
+                if k in cs:  # the compiled contender, reported apart from the eager target
+                    ts = cs[k].seconds_per_unit
+                    case[f"{k}_net_steps_per_s"] = 1 / cs[k].median
+                    case[f"ratio_vs_{k}"] = med([t / j for j, t in zip(jt, ts)])
+                    case[f"ratio_vs_{k}_range"] = rng_([t / j for j, t in zip(jt, ts)])
             ratios = [t / j for j, t in zip(jt, best)]
             case["ratio"] = med(ratios)  # vs the faster torch setting of each repeat
             case["ratio_range"] = rng_(ratios)
@@ -479,6 +552,7 @@ def tables(ratio_cases, fraction_cases) -> list[tuple[str, list[str], list[list[
     out = []
     if ratio_cases:
         head = ["dtype", "trainer net-steps/s", "torch", "torch 1 thr", "ratio", "target"]
+        head += ["torch.compile", "compile 1 thr"]
         head += ["step ms", "matmul share", "vs vmapped"]
         rows = []
         for c in ratio_cases:
@@ -496,8 +570,11 @@ def tables(ratio_cases, fraction_cases) -> list[tuple[str, list[str], list[list[
                     f"{c['ratio']:.1f}x ({rlo:.1f}-{rhi:.1f})",
                     f">={c['target']:.0f}x {'yes' if c['met'] else 'NO'}",
                 ]
+                for k in ("torch_compile", "torch_compile_1thread"):
+                    v = c.get(f"{k}_net_steps_per_s")
+                    row.append("-" if v is None else f"{_fmt_rate(v)} ({c[f'ratio_vs_{k}']:.1f}x)")
             else:
-                row += ["not installed", "-", "-", "-"]
+                row += ["not installed", "-", "-", "-", "-", "-"]
             row += [f"{c['step_ms']:.1f}", f"{100 * c['matmul_share']:.0f} %"]
             row += [f"{c['speedup_vs_vmapped']:.2f}x"]
             rows.append(row)
@@ -584,6 +661,13 @@ def main(argv=None) -> int:
     p.add_argument(
         "--members", nargs="+", type=int, default=[1, 4], help="section B ensemble sizes"
     )
+    p.add_argument(
+        "--compile-dtypes",
+        nargs="*",
+        default=["float32"],
+        choices=["float64", "float32"],
+        help="section A dtypes with the torch.compile contender (none: skip it)",
+    )
     p.add_argument("--json", metavar="PATH", help="also write every number to this JSON file")
     args = p.parse_args(argv)
     args.repeats = args.repeats or (3 if args.quick else 5)
@@ -599,8 +683,8 @@ def main(argv=None) -> int:
     )
     if torch is None:
         log(
-            "torch is not installed: skipping the PyTorch comparisons "
-            "(pip install -e '.[bench]' to run them)"
+            "torch is not installed: skipping the PyTorch comparisons, eager and "
+            "torch.compile (pip install -e '.[bench]' to run them)"
         )
     t0 = time.perf_counter()
     ratio_cases = section_ratio(args, log) if args.only in (None, "ratio") else []

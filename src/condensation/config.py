@@ -99,6 +99,7 @@ class TrainConfig:
     plateau_drop: float = 0.1  # plateau exit: first step with loss <= (1 - drop) loss_0
     fast_forward: bool = False  # effective dynamics up to the hand-off, then GD
     handoff: float = DEFAULT_HANDOFF  # the hand-off tolerance delta of THEORY §9
+    save: str = "bounded"  # parameter snapshots stored: bounded or full (condensation.snapshots)
 
 
 @dataclass(frozen=True)
@@ -306,6 +307,7 @@ def _validate(cfg: Config) -> Config:
             "must be in (0, 1)",
             "give the fraction of loss_0 the loss must lose, e.g. 0.1",
         )
+    inputs.check_save("train.save", t.save)
     return cfg
 
 

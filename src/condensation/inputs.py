@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from condensation.errors import InputError
+from condensation.snapshots import SAVE_MODES, kept_indices, network_layer_bytes, stored_bytes
 
 MAX_ABS = 1e100  # largest magnitude of a value in a user array (squares stay finite)
 MAX_INT = 2**53  # largest integer a config key may hold (exact as a float64)
@@ -315,17 +316,28 @@ def snapshot_count(steps: int, snapshots: int, linear: int) -> int:
     return min(snapshots + linear + 2, steps + 1)
 
 
+def check_save(field: str, value: str) -> str:
+    """``[train] save``: one of :data:`condensation.snapshots.SAVE_MODES`."""
+    if value not in SAVE_MODES:
+        raise InputError(
+            field,
+            value,
+            "unknown save mode",
+            'use save = "bounded" (default: parameter snapshots within a fixed budget) '
+            'or "full" (every layer at every snapshot)',
+        )
+    return value
+
+
 def check_train_memory(cfg, n: int, d_in: int) -> float:
     """Refuse a network run (a validated ``Config``) too large for memory, before compute."""
     t = cfg.train
-    parts = network_memory(
-        n,
-        d_in,
-        cfg.model.widths,
-        len(cfg.member_seeds_scales) if cfg.init.path is None else 1,
-        snapshot_count(t.steps, t.snapshots, t.linear_snapshots),
-        t.dtype,
-    )
+    members = len(cfg.member_seeds_scales) if cfg.init.path is None else 1
+    k = snapshot_count(t.steps, t.snapshots, t.linear_snapshots)
+    parts = network_memory(n, d_in, cfg.model.widths, members, k, t.dtype)
+    sizes = network_layer_bytes(d_in, cfg.model.widths, members, 4 if t.dtype == "float32" else 8)
+    # the stored snapshots twice (the list and the stacked arrays), as network_memory counts
+    parts["snapshots"] = 2 * stored_bytes(k, sizes, kept_indices(t.save, k, sizes))
     return check_memory(
         "model.widths",
         parts,

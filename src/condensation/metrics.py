@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.linalg import eigh
 from scipy.spatial.distance import squareform
 
 ALIGNED = 0.95  # |cos| above which a neuron counts as aligned / in one cluster
@@ -50,8 +51,12 @@ def eigen_order(cos: np.ndarray) -> np.ndarray:
     Neurons pointing the same way get similar entries, so sorted blocks show;
     a neuron and its opposite land at the two ends.
     """
-    _, vecs = np.linalg.eigh(cos)
-    return np.argsort(vecs[:, -1], kind="stable")
+    m = cos.shape[0]
+    if m < GRAM_MIN_SIZE:
+        vec = np.linalg.eigh(cos)[1][:, -1]
+    else:  # the leading eigenvector alone: about 3x faster at m = 1000
+        vec = eigh(cos, subset_by_index=[m - 1, m - 1])[1][:, 0]
+    return np.argsort(vec, kind="stable")
 
 
 def count_clusters(rows: np.ndarray, threshold: float = ALIGNED, cover: float = COVER) -> int:
@@ -64,10 +69,15 @@ def count_clusters(rows: np.ndarray, threshold: float = ALIGNED, cover: float = 
     so a few stragglers do not count, while an uncondensed layer (every neuron
     its own orientation) gives about ``0.9 m``.
     """
-    m = rows.shape[0]
+    return _clusters_of_cosines(cosine_matrix(rows), threshold, cover)
+
+
+def _clusters_of_cosines(cos: np.ndarray, threshold: float, cover: float) -> int:
+    """:func:`count_clusters` from the (m, m) cosine matrix of the rows."""
+    m = cos.shape[0]
     if m == 1:
         return 1
-    dist = 1.0 - np.abs(cosine_matrix(rows))
+    dist = 1.0 - np.abs(cos)
     np.fill_diagonal(dist, 0.0)
     dist = np.maximum((dist + dist.T) / 2, 0.0)
     labels = fcluster(
@@ -77,14 +87,73 @@ def count_clusters(rows: np.ndarray, threshold: float = ALIGNED, cover: float = 
     return int(np.searchsorted(np.cumsum(sizes), cover * m - 1e-9) + 1)
 
 
+def cluster_counts(
+    rows: np.ndarray, threshold: float = ALIGNED, cover: float = COVER, *, batch: int = 32
+) -> np.ndarray:
+    """:func:`count_clusters` of every (m, d) matrix in a stack ``rows`` (..., m, d) →
+    (...) ints.  The cosine matrices are formed ``batch`` at a time in one batched
+    product; the clustering itself (scipy's complete linkage, O(m^2) per matrix)
+    runs once per matrix."""
+    rows = np.asarray(rows)
+    lead, (m, d) = rows.shape[:-2], rows.shape[-2:]
+    flat = rows.reshape(-1, m, d)
+    out = np.empty(flat.shape[0], dtype=np.int64)
+    for a in range(0, flat.shape[0], batch):
+        for j, cos in enumerate(cosine_matrices(flat[a : a + batch])):
+            out[a + j] = _clusters_of_cosines(cos, threshold, cover)
+    return out.reshape(lead)
+
+
+def cosine_matrices(rows: np.ndarray) -> np.ndarray:
+    """:func:`cosine_matrix` of every matrix in a stack (..., m, d) → (..., m, m)."""
+    rows = _unit_scale(rows)
+    n = np.linalg.norm(rows, axis=-1, keepdims=True)
+    u = rows / np.where(n > 0, n, 1.0)
+    return np.clip(u @ np.swapaxes(u, -1, -2), -1.0, 1.0)
+
+
 def sigma_ratio(w: np.ndarray) -> float:
     """``sigma_2 / sigma_1`` of a matrix (0 for a rank-one one)."""
+    return float(sigma_ratios(np.asarray(w, dtype=float)))
+
+
+GRAM_MIN_SIZE = 256  # from this min(m, n) up, the top two singular values come from the Gram
+
+
+def sigma_ratios(w: np.ndarray) -> np.ndarray:
+    """``sigma_2 / sigma_1`` of every matrix in a stack (..., m, n) → (...): NaN where
+    a matrix has a non-finite entry, 0 where it is rank one (or zero).
+
+    Matrices with ``min(m, n) < GRAM_MIN_SIZE`` go through one batched SVD; larger
+    ones through the two top eigenvalues of their smaller Gram matrix (scipy's
+    ``eigh`` with ``subset_by_index``), about 4x faster at m = 1000 and equal to
+    the SVD's ratio to about 1e-8 absolute (the Gram squares the spectrum).
+    """
     w = np.asarray(w, dtype=float)
-    if not np.all(np.isfinite(w)):
-        return float("nan")
-    big = np.max(np.abs(w)) if w.size else 0.0
-    s = np.linalg.svd(w / big if _extreme(np.asarray(big)) else w, compute_uv=False)
-    return float(s[1] / s[0]) if s.size > 1 and s[0] > 0 else 0.0
+    lead, shape = w.shape[:-2], w.shape[-2:]
+    finite = np.all(np.isfinite(w), axis=(-2, -1))
+    big = np.max(np.abs(np.where(finite[..., None, None], w, 0.0)), axis=(-2, -1), initial=0.0)
+    scale = np.where(_extreme(big), big, 1.0)[..., None, None]
+    w = np.where(finite[..., None, None], w, 0.0) / scale  # extreme matrices rescaled
+    if min(shape) < 2:
+        out = np.zeros(lead)
+    elif min(shape) < GRAM_MIN_SIZE:
+        s = np.linalg.svd(w, compute_uv=False)  # (..., r)
+        out = np.where(s[..., 0] > 0, s[..., 1] / np.where(s[..., 0] > 0, s[..., 0], 1), 0)
+    else:
+        flat = w.reshape(-1, *shape)
+        out = np.array([_gram_ratio(a) for a in flat]).reshape(lead)
+    out = np.asarray(out, dtype=float)
+    out[~finite] = np.nan
+    return out
+
+
+def _gram_ratio(a: np.ndarray) -> float:
+    """``sigma_2 / sigma_1`` of one matrix from the top two eigenvalues of its Gram."""
+    g = a @ a.T if a.shape[0] <= a.shape[1] else a.T @ a
+    r = g.shape[0]
+    lo, hi = np.maximum(eigh(g, eigvals_only=True, subset_by_index=[r - 2, r - 1]), 0.0)
+    return float(np.sqrt(lo / hi)) if hi > 0 else 0.0
 
 
 def top_direction_alignment(rows: np.ndarray) -> float:
@@ -107,33 +176,30 @@ def condensation_metrics(params, z: np.ndarray) -> dict[str, float | int | None]
     }
 
 
-def _layer_norms(snapshots) -> np.ndarray:
-    """Frobenius norms (E, K, L), inf where a layer's norm overflows."""
+def layer_norms(snapshots) -> np.ndarray:
+    """Frobenius norms of the layers ``W_k`` (..., *shape_k) → (..., L), inf where a
+    layer's norm overflows."""
     with np.errstate(over="ignore", invalid="ignore"):
         return np.stack([np.linalg.norm(w, axis=(-2, -1)) for w in snapshots], -1)
 
 
-def snapshot_metrics(snapshots, z: np.ndarray) -> dict[str, np.ndarray]:
-    """Metrics over (E, K) snapshots: alignment, sigma ratio, clusters, layer norms."""
-    e, k = snapshots[0].shape[:2]
-    cosines = abs_cos_to(snapshots[0], z)  # (E, K, m1)
-    out = {
+def alignment_metrics(rows: np.ndarray, z: np.ndarray) -> dict[str, np.ndarray]:
+    """``median_abs_cos`` and ``frac_abs_cos_above_0_95`` of the first-layer rows
+    (..., m1, d) with ``z`` → (...) each."""
+    cosines = abs_cos_to(rows, z)  # (..., m1)
+    return {
         "median_abs_cos": np.median(cosines, axis=-1),
         "frac_abs_cos_above_0_95": np.mean(cosines > ALIGNED, axis=-1),
-        "layer_norms": _layer_norms(snapshots),
-        "n_clusters": np.array(
-            [[count_clusters(snapshots[0][i, j]) for j in range(k)] for i in range(e)]
-        ),
+    }
+
+
+def snapshot_metrics(snapshots, z: np.ndarray) -> dict[str, np.ndarray]:
+    """Metrics over (E, K) snapshots: alignment, sigma ratio, clusters, layer norms."""
+    out = {
+        **alignment_metrics(snapshots[0], z),
+        "layer_norms": layer_norms(snapshots),
+        "n_clusters": cluster_counts(snapshots[0]),
     }
     if len(snapshots) >= 3:
-        w = np.asarray(snapshots[1], dtype=float)
-        finite = np.all(np.isfinite(w), axis=(-2, -1))  # (E, K)
-        big = np.max(np.abs(np.where(finite[..., None, None], w, 0.0)), axis=(-2, -1))
-        scale = np.where(_extreme(big), big, 1.0)[..., None, None]
-        w = np.where(finite[..., None, None], w, 0.0) / scale
-        s = np.linalg.svd(w, compute_uv=False)  # (E, K, r); extreme snapshots rescaled
-        s[~finite] = np.nan
-        out["w_sigma_ratio"] = np.where(
-            s[..., 0] > 0, s[..., 1] / np.where(s[..., 0] > 0, s[..., 0], 1), 0
-        )
+        out["w_sigma_ratio"] = sigma_ratios(snapshots[1])
     return out

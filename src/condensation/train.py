@@ -62,6 +62,7 @@ from condensation.metrics import abs_cos_to
 from condensation.optimizers import Optimizer, epoch_permutation
 
 GD = Optimizer()
+_NOT_KEPT = np.zeros(0)  # the record of a snapshot a layer does not keep
 
 
 def snapshot_steps(steps: int, n_log: int, n_linear: int) -> np.ndarray:
@@ -89,6 +90,15 @@ class TrainResult:
     plateau_exit_params: list[np.ndarray] | None = None  # W_k there (initial params if never)
     peak_median_abs_cos: np.ndarray | None = None  # (E,) max over steps of median |cos(b_j,z)|
     peak_median_abs_cos_step: np.ndarray | None = None  # (E,) the (first) step of that max
+    # per layer, the indices into snapshot_steps of the stored snapshots (None: all)
+    snapshot_index: list[np.ndarray | None] | None = None
+    measures: dict[str, np.ndarray] | None = None  # measure(params) at every snapshot (E, K, ...)
+
+    def layer_steps(self, k: int) -> np.ndarray:
+        """The steps of the stored snapshots of layer ``k`` (0-based): axis 1 of
+        ``snapshots[k]``."""
+        idx = None if self.snapshot_index is None else self.snapshot_index[k]
+        return self.snapshot_steps if idx is None else self.snapshot_steps[idx]
 
     @property
     def snapshot_times(self) -> np.ndarray:
@@ -304,6 +314,8 @@ def train(
     optimizer: Optimizer | None = None,
     streams: Sequence[int] | None = None,
     handoff: Handoff | None = None,
+    keep: Sequence[Sequence[int] | None] | None = None,
+    measure: Callable[[list[np.ndarray]], dict[str, np.ndarray]] | None = None,
 ) -> TrainResult:
     """Train every ensemble member of ``params0`` (W_k of shape (E, ...)); full-batch
     GD unless ``optimizer`` says otherwise.
@@ -329,6 +341,11 @@ def train(
     ``handoff.step[e]`` from ``handoff.params``; the loss of step 0 (the escape
     and plateau levels) is still that of ``params0``, and snapshots before the
     hand-off come from ``handoff.snapshots`` (:mod:`condensation.fastforward`).
+
+    ``keep`` (per layer: snapshot indices, or None for all; default all): which
+    snapshots of each layer are stored (:mod:`condensation.snapshots`); the others are
+    not kept on the host.  ``measure(params)`` (host arrays W_k of shape (E, ...)) is
+    called at every snapshot; its arrays (E, ...) are stacked into ``measures``.
     """
     opt = GD if optimizer is None else optimizer
     if not 0.0 < plateau_drop < 1.0:
@@ -384,7 +401,22 @@ def train(
     carry = (params, loss0, minus1, params, minus1, fs0, opt_c, plateau, first)
     host = partial(on_host, n_members=n_members)
 
-    snaps = [[host(p)] for p in params]
+    kept = [
+        None if keep is None or keep[k] is None else {int(i) for i in keep[k]} for k in range(depth)
+    ]
+
+    def record(index: int, params) -> None:
+        """Store the snapshot ``index``; a layer not kept gets an empty placeholder
+        (so every record list has one entry per snapshot, as the checkpoint needs)."""
+        hp = [host(p) for p in params]
+        for k, p in enumerate(hp):
+            snaps[k].append(p if kept[k] is None or index in kept[k] else _NOT_KEPT)
+        for name, v in (measure(hp) if measure is not None else {}).items():
+            measured.setdefault(name, []).append(np.asarray(v))
+
+    snaps: list[list[np.ndarray]] = [[] for _ in params]
+    measured: dict[str, list[np.ndarray]] = {}
+    record(0, params)
     snap_loss = [host(loss0)]
     run = partial(
         _run_interval,
@@ -394,7 +426,11 @@ def train(
         mesh=mesh,
         opt=opt,
     )
-    records = {**{f"W{k + 1}": s for k, s in enumerate(snaps)}, "loss": snap_loss}
+    records = {
+        **{f"W{k + 1}": s for k, s in enumerate(snaps)},
+        "loss": snap_loss,
+        **{f"measure:{name}": v for name, v in measured.items()},
+    }
     first = 0
     if checkpoint is not None:
         first, carry = checkpoint.restore(carry, records)
@@ -410,13 +446,11 @@ def train(
             if b < stop:  # back in Python between chunks: a signal is handled here
                 jax.block_until_ready(carry)
         if stop < gd_from:  # every member is still before its hand-off
-            for k in range(depth):
-                snaps[k].append(handoff.snapshots[k][:, i + 1])
+            record(i + 1, [handoff.snapshots[k][:, i + 1] for k in range(depth)])
             snap_loss.append(handoff.snapshot_loss[:, i + 1])
         else:
             lk = _losses(carry[0], xj, yj, act=act)
-            for k, p in enumerate(carry[0]):
-                snaps[k].append(host(p))
+            record(i + 1, carry[0])
             snap_loss.append(host(lk))
         if checkpoint is not None:
             checkpoint.save(i + 1, carry, records)
@@ -424,7 +458,7 @@ def train(
             progress(int(stop))
     params, _, esc_step, esc_params, div_step, fs_step, _, plateau, _ = carry
     if handoff is not None:  # snapshots before a member's hand-off: the effective flow's
-        _fill_before_handoff(snaps, snap_loss, steps_k, handoff)
+        _fill_before_handoff(snaps, snap_loss, steps_k, handoff, measured, measure)
     # escape_step ranges over k = 0..steps; the loop saw 0..steps-1, so check loss_steps.
     esc_step = host(esc_step).copy()
     esc_params = [host(p).copy() for p in esc_params]
@@ -440,7 +474,10 @@ def train(
         lr=float(lr),
         steps=int(steps),
         snapshot_steps=steps_k,
-        snapshots=[np.stack(s, axis=1) for s in snaps],
+        snapshots=[
+            np.stack([w for j, w in enumerate(s) if kept[k] is None or j in kept[k]], axis=1)
+            for k, s in enumerate(snaps)
+        ],
         snapshot_loss=np.stack(snap_loss, axis=1),
         escape_step=esc_step,
         escape_params=esc_params,
@@ -451,19 +488,30 @@ def train(
         plateau_exit_params=pe_params,
         peak_median_abs_cos=peak,
         peak_median_abs_cos_step=peak_step,
+        snapshot_index=[None if c is None else np.array(sorted(c)) for c in kept],
+        measures={name: np.stack(v, axis=1) for name, v in measured.items()},
     )
 
 
-def _fill_before_handoff(snaps, snap_loss, steps_k, handoff: Handoff):
-    """Replace, in place, each member's snapshots (and their losses) at steps before
-    its hand-off by the effective trajectory's (``handoff.snapshots``)."""
+def _fill_before_handoff(snaps, snap_loss, steps_k, handoff: Handoff, measured, measure):
+    """Replace, in place, each member's snapshots (and their losses and ``measure``
+    values) at steps before its hand-off by the effective trajectory's
+    (``handoff.snapshots``); a snapshot a layer does not keep stays a placeholder."""
     before = np.asarray(steps_k)[None, :] < np.asarray(handoff.step)[:, None]  # (E, K)
     for j in np.flatnonzero(before.any(axis=0)):
         rows = before[:, j]
         for k, s in enumerate(snaps):
+            if s[j].size == 0:  # not kept (condensation.snapshots)
+                continue
             s[j] = np.array(s[j])
             s[j][rows] = handoff.snapshots[k][rows, j]
         snap_loss[j] = np.where(rows, handoff.snapshot_loss[:, j], snap_loss[j])
+        if measure is not None:
+            eff = measure([np.asarray(w[:, j]) for w in handoff.snapshots])
+            for name, v in eff.items():
+                mine = np.array(measured[name][j])
+                mine[rows] = np.asarray(v)[rows]
+                measured[name][j] = mine
 
 
 def _finish_plateau(track: PlateauTrack, params, loss_last, div_step, steps, *, z, host):

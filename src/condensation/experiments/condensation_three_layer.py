@@ -114,7 +114,8 @@ def _nearest(t: np.ndarray, value: float) -> int:
 def run(params: dict, out_dir: Path, progress: Progress) -> dict:
     cfg = _config(params)
     steps = cfg.train.steps
-    run_ = run_training(cfg, progress=lambda done: progress("GD steps", done, steps))
+    # every snapshot of every layer: the figures and trajectory.npz use them all
+    run_ = run_training(cfg, progress=lambda done: progress("GD steps", done, steps), save="full")
     r, z = run_.result, run_.data.z
     m = member_summaries(run_)[0]
     t = r.snapshot_times

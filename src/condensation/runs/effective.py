@@ -79,7 +79,8 @@ def run_effective(
     ratios = [regime_ratio(p, data.x, data.y, spec.activation.fn, kappa) for p in members]
     warn_regime(max(ratios))  # the worst member
     sols = solve_batch(systems, tol)
-    gd = run_training(cfg, checkpoint=checkpoint) if compare_gd else None
+    # every snapshot of every layer: the comparison uses rho = sum of squared norms over them all
+    gd = run_training(cfg, checkpoint=checkpoint, save="full") if compare_gd else None
     return EffectiveRun(cfg, data, spec, ens, systems, sols, ratios, gd)
 
 

@@ -6,6 +6,7 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +20,17 @@ from condensation.data import Dataset, load_dataset
 from condensation.errors import InputError
 from condensation.metrics import (
     abs_cos_to,
+    alignment_metrics,
+    cluster_counts,
     condensation_metrics,
-    snapshot_metrics,
+    layer_norms,
+    sigma_ratios,
     top_direction_alignment,
 )
 from condensation.models import Ensemble, NetworkSpec, init_ensemble
 from condensation.optimizers import Optimizer, from_train_config
 from condensation.report import figures
+from condensation.snapshots import kept_indices, network_layer_bytes, stored_bytes
 from condensation.store import FIGURE_BYTES, save_arrays, write_json, write_toml
 from condensation.train import TrainResult, snapshot_steps, train
 
@@ -120,16 +125,41 @@ def horizon_notes(cfg: Config, data: Dataset, spec: NetworkSpec, ens: Ensemble, 
     return out
 
 
+# save = "bounded": n_clusters (complete linkage, O(m1^2) each, about 0.1 s at m1 = 1000)
+# at most at CLUSTER_BUDGET / (E m1^2) snapshots, evenly spread: every snapshot for
+# small networks, about 20 for one member of width 1000
+CLUSTER_BUDGET = 2e7
+
+
+def snapshot_plan(cfg: Config, d_in: int, members: int, save: str | None = None):
+    """``(snapshot steps, per-layer kept indices, stored bytes)`` of a network run under
+    ``save`` (default ``cfg.train.save``; :mod:`condensation.snapshots`)."""
+    t = cfg.train
+    steps = snapshot_steps(t.steps, t.snapshots, t.linear_snapshots)
+    sizes = network_layer_bytes(d_in, cfg.model.widths, members, 8 if t.dtype == "float64" else 4)
+    kept = kept_indices(t.save if save is None else save, len(steps), sizes)
+    return steps, kept, stored_bytes(len(steps), sizes, kept)
+
+
+def measure_snapshot(params: list[np.ndarray], z: np.ndarray) -> dict[str, np.ndarray]:
+    """What is recorded at every snapshot whatever is stored: the first layer's
+    alignment with z and every layer's Frobenius norm, (E,) and (E, L)."""
+    return {**alignment_metrics(params[0], z), "layer_norms": layer_norms(params)}
+
+
 def run_training(
     cfg: Config,
     progress: Callable[[int], None] | None = None,
     checkpoint: Checkpoint | None = None,
     auto_note: tuple[str, ...] = (),
+    save: str | None = None,
 ) -> TrainRun:
     """Train a config's ensemble (fast-forwarded when ``train.fast_forward``).
 
     ``train.steps = "auto"`` is resolved here (:func:`resolve_steps`) unless the
-    caller already did and passes its note as ``auto_note``."""
+    caller already did and passes its note as ``auto_note``.  ``save`` (default
+    ``cfg.train.save``): which parameter snapshots to keep; callers that need every
+    snapshot pass ``"full"``."""
     cfg, notes = resolve_steps(cfg)
     notes = notes or tuple(auto_note)
     steps_auto = bool(notes)
@@ -137,7 +167,7 @@ def run_training(
     t = cfg.train
     opt = optimizer_of(cfg, data)
     kappa = cfg.model.output_scale
-    snaps = snapshot_steps(t.steps, t.snapshots, t.linear_snapshots)
+    snaps, kept, _ = snapshot_plan(cfg, data.d_in, ens.size, save)
     plan = None
     if t.fast_forward:
         plan = fastforward.plan(
@@ -167,6 +197,8 @@ def run_training(
         optimizer=opt,
         streams=[s or 0 for s in ens.seeds],  # each init seed its own mini-batch order
         handoff=None if plan is None else plan.handoff,
+        keep=kept,
+        measure=partial(measure_snapshot, z=data.z),
     )
     if not steps_auto and opt.name == "gd":
         notes = (*notes, *horizon_notes(cfg, data, spec, ens, result, plan))
@@ -188,11 +220,13 @@ def output_bytes(cfg: Config) -> float:
     """About how many bytes a train run directory takes (uncompressed arrays, figures)."""
     data, spec, ens = prepare(cfg)
     t = cfg.train
-    k = len(snapshot_steps(t.steps, t.snapshots, t.linear_snapshots))
+    steps, _, stored = snapshot_plan(cfg, data.d_in, ens.size)
     n_weights = sum(int(np.prod(np.shape(p)[1:])) for p in ens.params)
     itemsize = 8 if t.dtype == "float64" else 4
-    # the snapshots twice: in the run directory and in its checkpoint while it runs
-    return 2 * ens.size * (k + 2) * (n_weights + 8) * itemsize + data.x.nbytes + FIGURE_BYTES
+    # escape and plateau-exit states, per-snapshot numbers; the stored snapshots
+    # twice: in the run directory and in its checkpoint while it runs
+    records = ens.size * (2 * n_weights + 8 * len(steps)) * itemsize
+    return 2 * (stored + records) + data.x.nbytes + FIGURE_BYTES
 
 
 def _state_numbers(params, z: np.ndarray, where: str) -> dict:
@@ -345,6 +379,8 @@ def summary(run: TrainRun) -> dict:
         "fast_forward": cfg.train.fast_forward,
         "handoff": cfg.train.handoff if cfg.train.fast_forward else None,
         "notes": list(run.notes),
+        "save": cfg.train.save,
+        "stored_snapshots": [len(run.result.layer_steps(k)) for k in range(run.spec.depth)],
         "members": member_summaries(run),
     }
 
@@ -360,6 +396,7 @@ def write_train_run(run: TrainRun, out: Path) -> dict:
         times=r.snapshot_times,
         loss=r.snapshot_loss,
         **{f"W{k + 1}": w for k, w in enumerate(r.snapshots)},
+        **{f"W{k + 1}_steps": r.layer_steps(k) for k in range(len(r.snapshots))},
     )
     save_arrays(
         out / "arrays" / "escape_params.npz",
@@ -374,7 +411,7 @@ def write_train_run(run: TrainRun, out: Path) -> dict:
         **{f"W{k + 1}": w for k, w in enumerate(r.plateau_exit_params)},
     )
     save_arrays(out / "arrays" / "data.npz", x=run.data.x, y=run.data.y, z=run.data.z)
-    met = snapshot_metrics(r.snapshots, run.data.z)
+    met = run_metrics(r, run.config.train.save)
     save_arrays(out / "arrays" / "metrics.npz", times=r.snapshot_times, **met)
     s = summary(run)
     write_json(out / "summary.json", s)
@@ -383,13 +420,60 @@ def write_train_run(run: TrainRun, out: Path) -> dict:
     return s
 
 
-def _heatmap_indices(r: TrainResult, member: int) -> list[int]:
-    """Snapshot indices at 0, 50%, 90%, 100% of the escape time and the end."""
+def _positions(r: TrainResult, k: int) -> np.ndarray:
+    """(K,) position of each snapshot in layer ``k``'s stored snapshots, -1 if not stored."""
+    pos = np.full(len(r.snapshot_steps), -1)
+    idx = r.snapshot_index[k] if r.snapshot_index is not None else None
+    idx = np.arange(len(pos)) if idx is None else idx
+    pos[idx] = np.arange(len(idx))
+    return pos
+
+
+def run_metrics(r: TrainResult, save: str) -> dict[str, np.ndarray]:
+    """The per-snapshot metrics of ``arrays/metrics.npz`` (E, K): the alignment and
+    layer norms recorded at every snapshot; ``w_sigma_ratio`` (depth >= 3) at every
+    snapshot where W2 is stored, ``n_clusters`` where W1 is (under ``save = "bounded"``
+    at most ``CLUSTER_BUDGET / (E m1^2)`` of them, evenly spread); NaN elsewhere."""
+    e, k = r.snapshot_loss.shape
+    out = {name: r.measures[name] for name in ("median_abs_cos", "frac_abs_cos_above_0_95")}
+    out["layer_norms"] = r.measures["layer_norms"]
+    pos = _positions(r, 0)
+    stored = np.flatnonzero(pos >= 0)
+    most = max(2, int(CLUSTER_BUDGET // (e * r.snapshots[0].shape[-2] ** 2)))
+    if save != "full" and stored.size > most:
+        pick = np.round(np.linspace(0, stored.size - 1, most)).astype(np.int64)
+        stored = stored[np.unique(pick)]
+    out["n_clusters"] = np.full((e, k), np.nan)
+    out["n_clusters"][:, stored] = cluster_counts(r.snapshots[0][:, pos[stored]])
+    if len(r.snapshots) >= 3:
+        pos = _positions(r, 1)
+        out["w_sigma_ratio"] = np.full((e, k), np.nan)
+        out["w_sigma_ratio"][:, pos >= 0] = sigma_ratios(r.snapshots[1])
+    return out
+
+
+def _heatmap_states(r: TrainResult, member: int, layers: list[int]) -> list[tuple[float, list]]:
+    """``(t, [W_layer of member])`` nearest to 0, 50%, 90%, 100% of the escape time
+    and the end, among the snapshots where every layer in ``layers`` is stored and
+    the recorded escape and plateau-exit states."""
     t = r.snapshot_times
+    pos = [_positions(r, k) for k in layers]
+    both = np.flatnonzero(np.all([p >= 0 for p in pos], axis=0))
+    cands = [
+        (float(t[j]), [r.snapshots[k][member, p[j]] for k, p in zip(layers, pos)]) for j in both
+    ]
+    for step, params in (
+        (r.escape_step, r.escape_params),
+        (r.plateau_exit_step, r.plateau_exit_params),
+    ):
+        if step is not None and step[member] >= 0:
+            cands.append((float(step[member] * r.lr), [params[k][member] for k in layers]))
+    cand_t = np.array([c[0] for c in cands])
     t_esc = r.escape_time[member]
     ref = t_esc if np.isfinite(t_esc) else t[-1]
     want = [0.0, 0.5 * ref, 0.9 * ref, ref, t[-1]]
-    return sorted({int(np.argmin(np.abs(t - w))) for w in want})
+    chosen = {int(np.argmin(np.abs(cand_t - w))) for w in want}
+    return sorted((cands[i] for i in chosen), key=lambda c: c[0])
 
 
 def plot_train_run(run: TrainRun, met: dict, fig_dir: Path) -> None:
@@ -436,14 +520,13 @@ def plot_train_run(run: TrainRun, met: dict, fig_dir: Path) -> None:
 
     ok = np.flatnonzero(r.diverged_step < 0)
     shown = int(ok[0]) if ok.size else 0  # heatmaps of the first member that did not diverge
-    idx = _heatmap_indices(r, shown)
     layers = [0, 1] if run.spec.depth >= 3 else [0]
+    states = _heatmap_states(r, shown, layers)
     fig, axs = figures.subplots(
-        len(layers), len(idx), figsize=(2.2 * len(idx), 2.3 * len(layers)), squeeze=False
+        len(layers), len(states), figsize=(2.2 * len(states), 2.3 * len(layers)), squeeze=False
     )
     for row, layer in enumerate(layers):
-        w = r.snapshots[layer][shown]
-        for col, j in enumerate(idx):
+        for col, (tj, ws) in enumerate(states):
             name = "B rows b_j" if layer == 0 else "W rows"  # input weights of each neuron
-            figures.cosine_heatmap(axs[row, col], w[j], title=f"{name}, t={t[j]:.4g}")
+            figures.cosine_heatmap(axs[row, col], ws[row], title=f"{name}, t={tj:.4g}")
     figures.save(fig, fig_dir / "cosine_heatmaps.png")
