@@ -92,7 +92,7 @@ def test_unknown_name_lists_known_ones():
 
 def test_params_quick_and_overrides():
     exp = X.get("escape-scaling")
-    assert exp.params()["eps_min"] == 1e-4
+    assert exp.params()["eps_min"] == exp.defaults["eps_min"]
     assert exp.params(quick=True)["n_eps"] == exp.quick["n_eps"]
     p = exp.params(["eps_min=1e-5", "n_eps=4", "margin=2"])
     assert p["eps_min"] == 1e-5 and p["n_eps"] == 4 and p["margin"] == 2.0

@@ -26,11 +26,16 @@ def relative_distance(w_t: np.ndarray, w_0: np.ndarray) -> np.ndarray:
 
 
 def rd_over_snapshots(snapshots: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Per member and layer from snapshots ``W_k`` of shape (E, K, *shape_k): the end
-    value ``RD_k(t_K)`` and the max over the K snapshot times; both (E, L)."""
-    rd = np.stack([relative_distance(w, w[:, :1]) for w in snapshots], axis=-1)  # (E, K, L)
-    with np.errstate(invalid="ignore"):
-        return rd[:, -1], np.nanmax(np.where(np.isfinite(rd), rd, -np.inf), axis=1)
+    """Per member and layer from snapshots ``W_k`` of shape (E, K_k, *shape_k) (each
+    layer may store its own K_k snapshot times, first and last included): the end
+    value ``RD_k(t_K)`` and the max over that layer's stored times; both (E, L)."""
+    ends, maxes = [], []
+    for w in snapshots:
+        rd = relative_distance(w, w[:, :1])  # (E, K_k)
+        ends.append(rd[:, -1])
+        with np.errstate(invalid="ignore"):
+            maxes.append(np.nanmax(np.where(np.isfinite(rd), rd, -np.inf), axis=1))
+    return np.stack(ends, axis=-1), np.stack(maxes, axis=-1)
 
 
 def width_slope(widths: Sequence[float], rd: Sequence[float]) -> float:
