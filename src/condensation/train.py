@@ -458,7 +458,7 @@ def train(
             progress(int(stop))
     params, _, esc_step, esc_params, div_step, fs_step, _, plateau, _ = carry
     if handoff is not None:  # snapshots before a member's hand-off: the effective flow's
-        _fill_before_handoff(snaps, snap_loss, steps_k, handoff, measured, measure)
+        _fill_before_handoff(snaps, snap_loss, steps_k, handoff, measured, measure, gd_from)
     # escape_step ranges over k = 0..steps; the loop saw 0..steps-1, so check loss_steps.
     esc_step = host(esc_step).copy()
     esc_params = [host(p).copy() for p in esc_params]
@@ -493,12 +493,16 @@ def train(
     )
 
 
-def _fill_before_handoff(snaps, snap_loss, steps_k, handoff: Handoff, measured, measure):
+def _fill_before_handoff(snaps, snap_loss, steps_k, handoff: Handoff, measured, measure, gd_from):
     """Replace, in place, each member's snapshots (and their losses and ``measure``
     values) at steps before its hand-off by the effective trajectory's
-    (``handoff.snapshots``); a snapshot a layer does not keep stays a placeholder."""
-    before = np.asarray(steps_k)[None, :] < np.asarray(handoff.step)[:, None]  # (E, K)
-    for j in np.flatnonzero(before.any(axis=0)):
+    (``handoff.snapshots``); a snapshot a layer does not keep stays a placeholder.
+    Snapshots 1.. before ``gd_from`` (every member before its hand-off) were recorded
+    from ``handoff.snapshots`` by the loop already and are left as they are."""
+    steps_k = np.asarray(steps_k)
+    before = steps_k[None, :] < np.asarray(handoff.step)[:, None]  # (E, K)
+    done = (steps_k < gd_from) & (np.arange(steps_k.size) > 0)
+    for j in np.flatnonzero(before.any(axis=0) & ~done):
         rows = before[:, j]
         for k, s in enumerate(snaps):
             if s[j].size == 0:  # not kept (condensation.snapshots)
