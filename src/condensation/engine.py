@@ -158,8 +158,15 @@ class Engine:
         env = {}
         if ENV_VAR not in os.environ:
             env[ENV_VAR] = str(max(1, usable_cores() // self.workers))
-        # a dead worker fails its task at once; the engine resubmits it (retries)
-        with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        # a dead worker fails its task at once; the engine resubmits it (retries).
+        # The workers' sampling profiler (every 10 ms, for a dashboard this cluster
+        # does not serve) only costs the tasks CPU: off.
+        with dask.config.set(
+            {
+                "distributed.scheduler.allowed-failures": 0,
+                "distributed.worker.profile.enabled": False,
+            }
+        ):
             self.cluster = LocalCluster(
                 n_workers=self.workers,
                 threads_per_worker=1,
