@@ -41,14 +41,21 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 
+import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from condensation.blowup import Blowup, PolarProblem, Tolerances, solve_polar_batch, states_at
 from condensation.core.activations import Activation
+from condensation.core.second_order import (
+    Moments,
+    data_moments,
+    second_order_field,
+    taylor_coefficients,
+)
 from condensation.effective import EffectiveSystem, build_system
 from condensation.metrics import abs_cos_to
 from condensation.train import Handoff, TrainResult, train
@@ -226,6 +233,122 @@ class _Flow(_Trajectory):
         return [np.concatenate([o[k] for o in out]) for k in range(len(out[0]))]
 
 
+class _SolveFailed(RuntimeError):
+    """The second-order solve stopped (max steps) before a requested time."""
+
+
+def _second_order_vf(tau, w, args):
+    """GD's modified second-order flow ``G = F - (lr/2) J_F F``, ``F = grad E2``
+    (:mod:`condensation.core.second_order`), in the scaled variables ``w = y / n0``,
+    ``tau = t n0^(k-1)`` (``k = L - 1``, the leading degree): ``dw/dtau = G(n0 w) / n0^k``."""
+    mom, lr, n0, k = args
+    y = jax.tree.map(lambda a: n0 * a, w)
+
+    def fld(p):
+        return second_order_field(p, mom)
+
+    f = fld(y)
+    jf = jax.jvp(fld, (y,), (f,))[1]
+    scale = n0**k
+    return jax.tree.map(lambda a, b: (a - 0.5 * lr * b) / scale, f, jf)
+
+
+def _past_validity(tau, w, args, **kwargs):
+    """Stop once the first layer's rms pre-activation on the data reaches 1: then
+    ``u >= 1`` and the error estimate is past every tolerance in (0, 1)."""
+    mom, _, n0, _ = args
+    w1 = n0 * w[0]  # (m1, d)
+    return jnp.max(jnp.einsum("jp,pq,jq->j", w1, mom.sigma, w1)) >= 1.0
+
+
+@partial(jax.jit, static_argnames=("tol",))
+def _second_order_solve(w0, tau0, taus, args, *, tol: Tolerances):
+    """States at the scaled times ``taus`` (>= tau0) from ``w0`` at ``tau0``; times
+    past the validity event come back as inf.  Returns ``(states, steps, failed)``."""
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(_second_order_vf),
+        diffrax.Dopri8(),
+        t0=tau0,
+        t1=taus[-1],
+        dt0=None,
+        y0=w0,
+        args=args,
+        stepsize_controller=diffrax.PIDController(rtol=tol.rtol, atol=tol.atol),
+        saveat=diffrax.SaveAt(ts=taus),
+        event=diffrax.Event(_past_validity),
+        max_steps=tol.max_steps,
+        throw=False,
+        adjoint=diffrax.ForwardMode(),
+    )
+    failed = sol.result == diffrax.RESULTS.max_steps_reached
+    return sol.ys, sol.stats["num_steps"], failed
+
+
+class _SecondOrderFlow(_Trajectory):
+    """Depth >= 3: GD's modified *second-order* effective flow (full form, every
+    weight; :mod:`condensation.core.second_order`) from ``theta_0``, integrated in
+    time ``t`` by Dopri8 and queried at GD steps.  Each query restarts from the
+    latest state already computed before its first time (a small cache of query
+    end points), so the trajectory is integrated about once."""
+
+    CACHE = 16  # query end points kept
+
+    def __init__(self, params0, mom: Moments, lr: float, tol: Tolerances):
+        p0 = tuple(jnp.asarray(p, jnp.float64) for p in params0)
+        self.n0 = float(np.sqrt(sum(float(jnp.sum(p * p)) for p in p0)))
+        self.k = len(p0) - 1
+        self.unit = self.n0 ** (self.k - 1)  # tau = t * unit
+        self.args = (mom, lr, self.n0, float(self.k))
+        self.lr, self.tol = lr, tol
+        self.cache: list[tuple[float, tuple]] = [(0.0, tuple(p / self.n0 for p in p0))]
+        self.t_invalid = math.inf  # first queried time found past the validity event
+
+    def _start(self, tau: float):
+        return max((c for c in self.cache if c[0] <= tau), key=lambda c: c[0])
+
+    def _chunk(self, ks: np.ndarray) -> list[np.ndarray]:
+        taus = ks * self.lr * self.unit
+        valid = ks * self.lr < self.t_invalid
+        out = [np.full((len(ks), *np.shape(w)), np.inf) for w in self.cache[0][1]]
+        if not valid.any():
+            return out
+        part = taus[valid]
+        tau0, w0 = self._start(float(part[0]))
+        if part[-1] > tau0:
+            pad = np.concatenate([part, np.full(CHUNK - len(part), part[-1])])
+            ys, n_steps, failed = _second_order_solve(
+                w0, tau0, jnp.asarray(pad), self.args, tol=self.tol
+            )
+            self.evaluations += STAGES * int(n_steps)
+            ys = [np.asarray(y)[: len(part)] for y in ys]
+            finite = np.all([np.all(np.isfinite(y), axis=tuple(range(1, y.ndim))) for y in ys], 0)
+            if not finite.all():
+                if bool(failed):
+                    raise _SolveFailed(
+                        f"the second-order effective solve reached max_steps = "
+                        f"{self.tol.max_steps} before t = {part[~finite][0] / self.unit:.6g}"
+                    )
+                self.t_invalid = min(self.t_invalid, float(ks[valid][~finite][0] * self.lr))
+            else:
+                self.cache.append((float(part[-1]), tuple(jnp.asarray(y[-1]) for y in ys)))
+                if len(self.cache) > self.CACHE:
+                    self.cache.pop(1)  # the oldest after theta_0
+        else:  # every time is the start point itself
+            ys = [np.repeat(np.asarray(w)[None], len(part), axis=0) for w in w0]
+        for o, y in zip(out, ys):
+            o[valid] = self.n0 * y
+        return out
+
+    def at(self, ks):
+        ks = np.asarray(ks, dtype=np.int64)
+        order = np.argsort(ks, kind="stable")
+        parts = [self._chunk(ks[order[i : i + CHUNK]]) for i in range(0, len(ks), CHUNK)]
+        out = [np.concatenate([p[j] for p in parts]) for j in range(len(parts[0]))]
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        return [o[inverse] for o in out]
+
+
 def grid_handoff(traj: _Trajectory, pred, lo: int, hi: int, steps: int):
     """``(k_h, state)``: the first grid step in ``(lo, hi]`` where ``pred`` holds (it
     fails at ``lo``, holds at ``hi``), capped at the horizon ``steps`` (then the
@@ -240,7 +363,12 @@ def flow_handoff(traj: _Trajectory, sol: Blowup, pred, lr: float, steps: int):
     steps (dense near T*), then on the step grid."""
     ks = np.unique(np.floor(sol.steps["t"][1:-1] / lr).astype(np.int64))
     ks = ks[(ks > 0) & (ks <= steps)]
-    ok = pred(traj.at(ks)) if ks.size else np.zeros(0, bool)
+    ok = np.zeros(0, bool)
+    for i in range(0, len(ks), CHUNK):  # in time order, up to the first chunk that holds
+        ok = np.concatenate([ok, pred(traj.at(ks[i : i + CHUNK]))])
+        if ok[-1]:
+            break
+    ks = ks[: len(ok)]
     if ok.any():
         j = int(np.argmax(ok))
         lo, hi = (int(ks[j - 1]) if j > 0 else 0), int(ks[j])
@@ -346,6 +474,7 @@ def plan(
         else:
             systems = effective_systems(params0, z, activation)
             sols = blowups(systems, tol)
+            moments = data_moments(x, y, taylor_coefficients(act))
         for i in range(e):
             p_i = [p[i] for p in params0]
             loss0 = float(_losses([p[None] for p in p_i], x, y, act)[0])
@@ -375,10 +504,13 @@ def plan(
                         _plain(f"the effective dynamics does not blow up ({sol.status})")
                     )
                     continue
-                sy = systems[i]
-                traj = _Flow(sy.problem(), sy.fld, sy.args, sy.to_params, sol, lr, tol)
+                traj = _SecondOrderFlow(p_i, moments, lr, tol)
                 t_star = float(sol.T_star)
-                k_h, state = flow_handoff(traj, sol, pred, lr, steps)
+                try:
+                    k_h, state = flow_handoff(traj, sol, pred, lr, steps)
+                except _SolveFailed as err:
+                    members.append(_plain(str(err), t_star, traj.evaluations))
+                    continue
             est_h = float(error_estimate([w[None] for w in state], x, y, act, power)[0])
             trajs[i], states[i] = traj, state
             members.append(MemberPlan(FAST_FORWARD, None, k_h, k_h * lr, est_h, 0, t_star))
