@@ -158,30 +158,52 @@ class _Trajectory:
         raise NotImplementedError
 
 
-class _TwoLayerMap(_Trajectory):
-    """Depth 2: the effective GD map in closed form (module docstring)."""
+class _SecondOrderMap(_Trajectory):
+    """Depth 2: GD itself on the second-order energy ``E2``
+    (:mod:`condensation.core.second_order`), ``theta <- theta + lr grad E2``, step
+    by step (the plateau is only ``O(log(1/eps) / (lr |z|))`` steps long): no
+    time-discretisation error at all, only what ``E2`` neglects.  Queries continue
+    from the nearest state already computed."""
 
-    def __init__(self, params0, z_eff: np.ndarray, lr: float):
-        b0, a0 = (np.asarray(p, dtype=np.float64) for p in params0)  # (m, d), (1, m)
-        self.s = float(np.linalg.norm(z_eff))
-        self.zhat = z_eff / self.s
-        self.b0, self.c0, self.a0 = b0, b0 @ self.zhat, a0[0]
-        self.lr = lr
-        self.grow = 1.0 + lr * self.s  # per step along a + c
-        self.shrink = 1.0 - lr * self.s  # per step along a - c
+    CACHE = 64  # states kept
+
+    def __init__(self, params0, mom: Moments, lr: float):
+        self.mom, self.lr = mom, lr
+        self.cache: dict[int, tuple] = {0: tuple(jnp.asarray(p, jnp.float64) for p in params0)}
 
     def at(self, ks):
-        ks = np.asarray(ks, dtype=np.float64)[:, None]
-        plus = (self.a0 + self.c0)[None] * self.grow**ks
-        minus = (self.a0 - self.c0)[None] * np.sign(self.shrink) ** ks * abs(self.shrink) ** ks
-        a, c = 0.5 * (plus + minus), 0.5 * (plus - minus)  # (T, m)
-        self.evaluations += len(ks)
-        b = self.b0[None] + (c - self.c0[None])[:, :, None] * self.zhat[None, None, :]
-        return [b, a[:, None, :]]
+        ks = np.asarray(ks, dtype=np.int64)
+        out: list[list[np.ndarray]] = [[] for _ in self.cache[0]]
+        for k in ks:
+            k = int(k)
+            k0 = max(c for c in self.cache if c <= k)
+            p = self.cache[k0]
+            if k > k0:
+                p = _gd_map_steps(p, self.mom, self.lr, k - k0)
+                self.evaluations += k - k0
+                if len(self.cache) >= self.CACHE:
+                    del self.cache[max(c for c in self.cache if c != 0 and c != max(self.cache))]
+                self.cache[k] = p
+            for o, w in zip(out, p):
+                o.append(np.asarray(w))
+        return [np.stack(o) for o in out]
 
-    def growth_steps(self, est0: float) -> int:
-        """A step count by which ``err`` has grown past 1 from ``est0`` (doubling search start)."""
-        return int(math.ceil(math.log(max(1.0 / max(est0, 1e-300), 10.0)) / math.log(self.grow)))
+
+def growth_steps(est0: float, rate: float) -> int:
+    """Depth 2: a step count by which an error estimate growing like ``(1 + rate)^k``
+    from ``est0`` has passed 1 (where the doubling search for the hand-off starts)."""
+    return int(math.ceil(math.log(max(1.0 / max(est0, 1e-300), 10.0)) / math.log1p(rate)))
+
+
+@jax.jit
+def _gd_map_steps(params, mom: Moments, lr, n):
+    """``n`` GD steps on ``-E2`` (ascent of ``E2``) from ``params``."""
+
+    def body(_, p):
+        g = second_order_field(p, mom)
+        return tuple(a + lr * b for a, b in zip(p, g))
+
+    return jax.lax.fori_loop(0, n, body, tuple(params))
 
 
 @cache
@@ -469,12 +491,12 @@ def plan(
     else:
         power = activation_power(activation)
         gain = activation.slope_at_zero ** (depth - 1)
+        moments = data_moments(x, y, taylor_coefficients(act))
         if depth == 2:
             sols = [None] * e
         else:
             systems = effective_systems(params0, z, activation)
             sols = blowups(systems, tol)
-            moments = data_moments(x, y, taylor_coefficients(act))
         for i in range(e):
             p_i = [p[i] for p in params0]
             loss0 = float(_losses([p[None] for p in p_i], x, y, act)[0])
@@ -491,8 +513,8 @@ def plan(
                 members.append(_plain(f"error estimate {est0:.3g} >= handoff {delta:g} at t = 0"))
                 continue
             if depth == 2:
-                traj: _Trajectory = _TwoLayerMap(p_i, gain * z, lr)
-                hi = traj.growth_steps(est0)
+                traj: _Trajectory = _SecondOrderMap(p_i, moments, lr)
+                hi = growth_steps(est0, lr * abs(gain) * float(np.linalg.norm(z)))
                 while hi <= steps and not pred(traj.at(np.array([hi])))[0]:
                     hi *= 2
                 t_star = None
