@@ -8,31 +8,45 @@ error that this module estimates, at a state ``theta``, as
 ``u`` the largest pre-activation ``|(W_k h_{k-1})_{j,i}|`` over layers, neurons
 and samples, ``f`` the network output, ``p = 2`` when ``sigma''(0) = 0`` (odd
 activations such as tanh and sin: the first neglected term is cubic) and
-``p = 1`` otherwise.  For each member the effective dynamics is integrated from
+``p = 1`` otherwise.  For each member a trajectory is computed from
 ``theta_0`` up to the hand-off step ``k_h``, the first step of the GD grid
 ``t = k lr`` at which ``err`` reaches the tolerance ``delta`` (``[train]
-handoff``) or the loss of the effective state has already fallen by the plateau
-drop; the weights there are handed to GD for the rest of the run.  The forms:
+handoff``) or the loss of that state has already fallen by the plateau drop;
+the weights there are handed to GD for the rest of the run.
 
-- depth 2: the effective *GD map* ``a <- a + lr g B z``, ``B <- B + lr g a z^T``
-  in closed form (along ``a +- B zhat`` it multiplies by ``1 +- lr g |z|``), so
-  the hand-off state is exactly the effective GD iterate, not the flow (whose
-  growth rate differs from GD's by a relative ``lr |z| / 2``, which an escape
-  time of order ``log(1/eps)`` would show);
-- depth 3: the reduced flow ``(a, W, c)`` (``B`` rebuilt from ``c`` and its
-  frozen part orthogonal to ``z``), depth >= 4 the full flow, both integrated
-  by :mod:`condensation.blowup` (for depth >= 3 the plateau is slow, so the
-  flow and the GD map differ by ``O(lr)`` in time units, not relative).
+The trajectory is not the first-order effective flow but the *second-order*
+one, gradient ascent of ``E2`` (:mod:`condensation.core.second_order`): the
+effective energy plus the two terms ``err`` measures, the activation's first
+nonlinear term and the residual ``-mean(f^2)/2``, both through data moments
+only.  Why: the first-order flow's error per unit time is ``~err``, and near the
+blow-up ``err`` grows like ``(T* - t)^-2`` or faster, so what it accumulates up
+to ``t_h`` is a time shift of ``~err(t_h) (T* - t_h)``: measured 0.03-0.05 time
+units at the default ``delta`` on the default example, eps-independent, which on
+the steep drop at the escape is a 3e-2 relative loss error.  ``E2`` neglects only
+products of those terms (``u^4``, ``u^2 |f|/|y|``, ``(|f|/|y|)^2`` for odd
+activations), and the loss after the hand-off agreed with plain GD to 3e-4
+(teacher data) and 6e-5 (diabetes) at every step, at eps 1e-3 and 1e-4
+(``benchmarks/bench_fastforward.py``).  The forms:
 
-Members whose effective dynamics does not blow up (an equilibrium), whose
-activation is outside the theory, or whose initial state is already past the
-tolerance, run plain GD from step 0, and the plan says why.  Everything the
-trainer records from the hand-off on (escape, plateau exit, final-stage entry,
-the peak alignment) is GD's; before it, the final-stage entry and the peak
-alignment are read off the effective trajectory on the step grid (entry) and at
-the snapshot steps (peak).  The escape time and the loss curve after hand-off
-agree with plain GD to ``O(delta)``: ``benchmarks/bench_fastforward.py`` and
-the tests measure it.
+- depth 2: GD itself on ``E2`` (``theta <- theta + lr grad E2``), step by step:
+  the plateau is only ``O(log(1/eps)/(lr |z|))`` steps, and this way the
+  hand-off state has no time-discretisation error at all;
+- depth >= 3: GD's modified flow ``G = F - (lr/2) J_F F`` of ``F = grad E2``
+  (the flow GD follows to ``O(lr^2)``), every weight (``B``'s part orthogonal to
+  ``z`` moves at second order), integrated in ``t`` by Dopri8 up to the first
+  time the first layer's rms pre-activation reaches 1 (past every hand-off).
+  The first-order blow-up solve (:mod:`condensation.blowup`, reduced form for
+  depth 3) still gives ``T*`` and brackets the hand-off on its steps.
+
+None of these evaluates the network on the data: their evaluations are
+``effective_evaluations``, not gradient evaluations.  Members whose effective
+dynamics does not blow up (an equilibrium), whose activation is outside the
+theory, whose initial state is already past the tolerance, or whose
+second-order solve fails, run plain GD from step 0, and the plan says why.
+Everything the trainer records from the hand-off on (escape, plateau exit,
+final-stage entry, the peak alignment) is GD's; before it, the final-stage
+entry and the peak alignment are read off the second-order trajectory on the
+step grid (entry) and at the snapshot steps (peak).
 """
 
 from __future__ import annotations
