@@ -324,10 +324,11 @@ class _SecondOrderFlow(_Trajectory):
     """Depth >= 3: GD's modified *second-order* effective flow (full form, every
     weight; :mod:`condensation.core.second_order`) from ``theta_0``, integrated in
     time ``t`` by Dopri8 and queried at GD steps.  Each query restarts from the
-    latest state already computed before its first time (a small cache of query
-    end points), so the trajectory is integrated about once."""
+    latest state already computed at or before its first time (every state a
+    query returned is kept, up to ``CACHE_FLOATS`` numbers, oldest dropped first),
+    so the trajectory is integrated about once."""
 
-    CACHE = 16  # query end points kept
+    CACHE_FLOATS = 1 << 23  # at most 64 MB of states kept
 
     def __init__(self, params0, mom: Moments, lr: float, tol: Tolerances):
         p0 = tuple(jnp.asarray(p, jnp.float64) for p in params0)
@@ -365,15 +366,22 @@ class _SecondOrderFlow(_Trajectory):
                         f"{self.tol.max_steps} before t = {part[~finite][0] / self.unit:.6g}"
                     )
                 self.t_invalid = min(self.t_invalid, float(ks[valid][~finite][0] * self.lr))
-            else:
-                self.cache.append((float(part[-1]), tuple(jnp.asarray(y[-1]) for y in ys)))
-                if len(self.cache) > self.CACHE:
-                    self.cache.pop(1)  # the oldest after theta_0
+            self._keep(part, ys, finite)
         else:  # every time is the start point itself
             ys = [np.repeat(np.asarray(w)[None], len(part), axis=0) for w in w0]
         for o, y in zip(out, ys):
             o[valid] = self.n0 * y
         return out
+
+    def _keep(self, taus, ys, finite) -> None:
+        """Keep the finite states of a query (scaled), dropping the oldest beyond
+        ``CACHE_FLOATS`` (never theta_0)."""
+        size = sum(int(np.prod(np.shape(y)[1:])) for y in ys)
+        for i in np.nonzero(finite)[0]:
+            self.cache.append((float(taus[i]), tuple(y[i] for y in ys)))
+        excess = len(self.cache) - max(self.CACHE_FLOATS // max(size, 1), 2)
+        if excess > 0:
+            del self.cache[1 : 1 + excess]
 
     def at(self, ks):
         ks = np.asarray(ks, dtype=np.int64)
