@@ -46,19 +46,44 @@ def test_default_handoff_is_documented_one():
     assert ff.DEFAULT_HANDOFF == DEFAULT_HANDOFF
 
 
-def test_two_layer_map_is_the_effective_gd_iteration(network_setup):
-    """Depth 2: the closed form equals iterating the effective GD map step by step."""
+def test_two_layer_map_is_gd_on_the_second_order_energy(network_setup):
+    """Depth 2: the trajectory is GD on E2, step by step, continued from any state
+    already computed."""
+    from condensation.core.second_order import data_moments, second_order_field
+
     _, data, spec, ens = network_setup(["model.depth=2", "model.widths=[7]", "init.scale=1e-2"])
     b, a = (np.asarray(p[0]) for p in ens.params)
     lr = 0.05
-    traj = ff._TwoLayerMap([b, a], data.z, lr)
+    mom = data_moments(data.x, data.y, (1.0, 0.0, -1.0 / 3.0))
+    traj = ff._SecondOrderMap([b, a], mom, lr)
     got = traj.at(np.array([0, 1, 37]))
+    again = traj.at(np.array([20]))  # from the cached step 1
+    p = (b, a)
     for k in range(37):
-        a, b = a + lr * (b @ data.z)[None, :], b + lr * np.outer(a[0], data.z)
+        g = second_order_field(p, mom)
+        p = tuple(np.asarray(w) + lr * np.asarray(gw) for w, gw in zip(p, g))
         if k == 0:
-            np.testing.assert_allclose(got[0][1], b, rtol=1e-12)
-    np.testing.assert_allclose(got[0][2], b, rtol=1e-10)
-    np.testing.assert_allclose(got[1][2], a, rtol=1e-10)
+            np.testing.assert_allclose(got[0][1], p[0], rtol=1e-12)
+        if k == 19:
+            np.testing.assert_allclose(again[1][0], p[1], rtol=1e-12)
+    np.testing.assert_allclose(got[0][2], p[0], rtol=1e-10)
+    np.testing.assert_allclose(got[1][2], p[1], rtol=1e-10)
+    assert traj.evaluations == 37 + 19
+
+
+def test_linear_two_layer_fast_forward_is_plain_gd(network_setup):
+    """sigma = identity: E2 is the loss itself, so the map is plain GD exactly."""
+    _, data, spec, ens = network_setup(
+        ["model.depth=2", "model.widths=[7]", "init.scale=1e-2", "model.activation=linear"]
+    )
+    mom = ff.data_moments(data.x, data.y, (1.0, 0.0, 0.0))
+    traj = ff._SecondOrderMap([np.asarray(p[0]) for p in ens.params], mom, 0.05)
+    snaps = np.array([0, 40, 150])
+    plain = train(ens.params, data.x, data.y, act=spec.activation.fn, lr=0.05, steps=150,
+                  snapshots=snaps)  # fmt: skip
+    got = traj.at(snaps)
+    for k in range(2):
+        np.testing.assert_allclose(got[k], plain.snapshots[k][0], rtol=1e-10, atol=1e-16)
 
 
 def test_handoff_at_step_zero_is_plain_gd(network_setup):
@@ -82,12 +107,18 @@ def test_handoff_at_step_zero_is_plain_gd(network_setup):
     np.testing.assert_array_equal(same.snapshots[1], plain.snapshots[1])
 
 
-def _compare(overrides, deltas, network_setup, tol_escape):
+def _compare(overrides, deltas, network_setup, tol_escape, tol_loss=None):
+    """Fast-forward at each delta against plain GD; the loss is compared at every
+    step from the hand-off to twice the escape time (a coarser grid can skip the
+    steep drop at the escape, where a shift of a fraction of a step shows)."""
     _, data, spec, ens = network_setup(overrides)
     lr = 0.05
     t_star = ff.predicted_t_star(ens.params, data.z, spec.activation)[0]
     steps = int(1.6 * t_star / lr) if t_star else 1200
-    snaps = snapshot_steps(steps, 20, 120)
+    earliest = ff.plan(ens.params, data.x, data.y, activation=spec.activation, lr=lr,
+                       steps=steps, snapshots=np.array([0, steps]), delta=min(deltas))  # fmt: skip
+    first = earliest.members[0].handoff_step  # every step from the earliest hand-off on
+    snaps = np.unique(np.concatenate([snapshot_steps(steps, 20, 60), np.arange(first, steps + 1)]))
     plain = train(ens.params, data.x, data.y, act=spec.activation.fn, lr=lr, steps=steps,
                   snapshots=snaps)  # fmt: skip
     assert plain.escape_step[0] > 0
@@ -98,13 +129,15 @@ def _compare(overrides, deltas, network_setup, tol_escape):
             snapshots=snaps, delta=delta,
         )  # fmt: skip
         m = plan.members[0]
-        assert m.mode == ff.FAST_FORWARD and 0 < m.handoff_step < plain.escape_step[0]
+        assert m.mode == ff.FAST_FORWARD and first <= m.handoff_step < plain.escape_step[0]
         assert m.error_estimate >= delta  # the first grid step at which it reaches delta
         rel = abs(r.escape_time[0] - plain.escape_time[0]) / plain.escape_time[0]
         assert rel <= tol_escape, (delta, r.escape_step, plain.escape_step)
         after = (snaps >= m.handoff_step) & (snaps * lr <= 2 * plain.escape_time[0])
         lp, lf = plain.snapshot_loss[0, after], r.snapshot_loss[0, after]
         errors.append(float(np.max(np.abs(lf - lp) / lp)))
+        if tol_loss is not None and delta == DEFAULT_HANDOFF:
+            assert errors[-1] <= tol_loss, (delta, errors[-1])
         before = snaps < m.handoff_step  # effective snapshots: on the plateau, close to GD
         np.testing.assert_allclose(
             r.snapshot_loss[0, before], plain.snapshot_loss[0, before], rtol=10 * delta
@@ -113,20 +146,38 @@ def _compare(overrides, deltas, network_setup, tol_escape):
 
 
 def test_three_layer_fast_forward_matches_gd_and_error_shrinks_with_delta(network_setup):
-    # (at eps = 1e-2 the initial estimate is ~1e-3: the tolerances stay above it)
-    errors = _compare(SMALL3, [2e-2, 6e-3, 2e-3], network_setup, tol_escape=1e-3)
-    assert errors[0] > errors[1] > errors[2], errors
+    # (at eps = 1e-2 the initial estimate is ~1e-3: the tolerances stay above it).
+    # Acceptance: at the default handoff the loss after the hand-off is within 1e-3
+    # relative of plain GD at every step (measured ~2e-4; first-order flow: 3e-2)
+    deltas = [2e-2, DEFAULT_HANDOFF, 6e-3, 2e-3]
+    errors = _compare(SMALL3, deltas, network_setup, tol_escape=1e-3, tol_loss=1e-3)
+    assert errors[0] > errors[2] > errors[3], errors
 
 
 def test_two_layer_fast_forward_escape_within_half_percent(network_setup):
     over = ["model.depth=2", "model.widths=[20]", "init.scale=1e-3"]
-    _compare(over, [DEFAULT_HANDOFF], network_setup, tol_escape=5e-3)
+    # loss: measured ~2e-6 (the first-order closed-form map: 6e-3)
+    _compare(over, [DEFAULT_HANDOFF], network_setup, tol_escape=5e-3, tol_loss=1e-3)
 
 
 @pytest.mark.slow
 def test_four_layer_fast_forward_escape_within_half_percent(network_setup):
     over = ["model.depth=4", "model.widths=[8, 8, 8]", "init.scale=0.01"]
-    _compare(over, [DEFAULT_HANDOFF], network_setup, tol_escape=5e-3)
+    _compare(over, [DEFAULT_HANDOFF], network_setup, tol_escape=5e-3, tol_loss=1e-3)
+
+
+def test_a_failed_second_order_solve_runs_plain_gd_and_says_why(network_setup, monkeypatch):
+    _, data, spec, ens = network_setup(SMALL3)
+
+    def fail(self, ks):
+        raise ff._SolveFailed("the second-order effective solve reached max_steps = 10")
+
+    monkeypatch.setattr(ff._SecondOrderFlow, "at", fail)
+    plan = ff.plan(ens.params, data.x, data.y, activation=spec.activation, lr=0.05, steps=100,
+                   snapshots=np.array([0, 100]))  # fmt: skip
+    m = plan.members[0]
+    assert m.mode == ff.PLAIN and "max_steps" in m.reason and m.handoff_step == 0
+    assert any("max_steps" in note for note in plan.notes)
 
 
 def test_outside_the_theory_runs_plain_gd_and_says_why(tmp_path):

@@ -8,31 +8,45 @@ error that this module estimates, at a state ``theta``, as
 ``u`` the largest pre-activation ``|(W_k h_{k-1})_{j,i}|`` over layers, neurons
 and samples, ``f`` the network output, ``p = 2`` when ``sigma''(0) = 0`` (odd
 activations such as tanh and sin: the first neglected term is cubic) and
-``p = 1`` otherwise.  For each member the effective dynamics is integrated from
+``p = 1`` otherwise.  For each member a trajectory is computed from
 ``theta_0`` up to the hand-off step ``k_h``, the first step of the GD grid
 ``t = k lr`` at which ``err`` reaches the tolerance ``delta`` (``[train]
-handoff``) or the loss of the effective state has already fallen by the plateau
-drop; the weights there are handed to GD for the rest of the run.  The forms:
+handoff``) or the loss of that state has already fallen by the plateau drop;
+the weights there are handed to GD for the rest of the run.
 
-- depth 2: the effective *GD map* ``a <- a + lr g B z``, ``B <- B + lr g a z^T``
-  in closed form (along ``a +- B zhat`` it multiplies by ``1 +- lr g |z|``), so
-  the hand-off state is exactly the effective GD iterate, not the flow (whose
-  growth rate differs from GD's by a relative ``lr |z| / 2``, which an escape
-  time of order ``log(1/eps)`` would show);
-- depth 3: the reduced flow ``(a, W, c)`` (``B`` rebuilt from ``c`` and its
-  frozen part orthogonal to ``z``), depth >= 4 the full flow, both integrated
-  by :mod:`condensation.blowup` (for depth >= 3 the plateau is slow, so the
-  flow and the GD map differ by ``O(lr)`` in time units, not relative).
+The trajectory is not the first-order effective flow but the *second-order*
+one, gradient ascent of ``E2`` (:mod:`condensation.core.second_order`): the
+effective energy plus the two terms ``err`` measures, the activation's first
+nonlinear term and the residual ``-mean(f^2)/2``, both through data moments
+only.  Why: the first-order flow's error per unit time is ``~err``, and near the
+blow-up ``err`` grows like ``(T* - t)^-2`` or faster, so what it accumulates up
+to ``t_h`` is a time shift of ``~err(t_h) (T* - t_h)``: measured 0.03-0.05 time
+units at the default ``delta`` on the default example, eps-independent, which on
+the steep drop at the escape is a 3e-2 relative loss error.  ``E2`` neglects only
+products of those terms (``u^4``, ``u^2 |f|/|y|``, ``(|f|/|y|)^2`` for odd
+activations), and the loss after the hand-off agreed with plain GD to 3e-4
+(teacher data) and 6e-5 (diabetes) at every step, at eps 1e-3 and 1e-4
+(``benchmarks/bench_fastforward.py``).  The forms:
 
-Members whose effective dynamics does not blow up (an equilibrium), whose
-activation is outside the theory, or whose initial state is already past the
-tolerance, run plain GD from step 0, and the plan says why.  Everything the
-trainer records from the hand-off on (escape, plateau exit, final-stage entry,
-the peak alignment) is GD's; before it, the final-stage entry and the peak
-alignment are read off the effective trajectory on the step grid (entry) and at
-the snapshot steps (peak).  The escape time and the loss curve after hand-off
-agree with plain GD to ``O(delta)``: ``benchmarks/bench_fastforward.py`` and
-the tests measure it.
+- depth 2: GD itself on ``E2`` (``theta <- theta + lr grad E2``), step by step:
+  the plateau is only ``O(log(1/eps)/(lr |z|))`` steps, and this way the
+  hand-off state has no time-discretisation error at all;
+- depth >= 3: GD's modified flow ``G = F - (lr/2) J_F F`` of ``F = grad E2``
+  (the flow GD follows to ``O(lr^2)``), every weight (``B``'s part orthogonal to
+  ``z`` moves at second order), integrated in ``t`` by Dopri8 up to the first
+  time the first layer's rms pre-activation reaches 1 (past every hand-off).
+  The first-order blow-up solve (:mod:`condensation.blowup`, reduced form for
+  depth 3) still gives ``T*`` and brackets the hand-off on its steps.
+
+None of these evaluates the network on the data: their evaluations are
+``effective_evaluations``, not gradient evaluations.  Members whose effective
+dynamics does not blow up (an equilibrium), whose activation is outside the
+theory, whose initial state is already past the tolerance, or whose
+second-order solve fails, run plain GD from step 0, and the plan says why.
+Everything the trainer records from the hand-off on (escape, plateau exit,
+final-stage entry, the peak alignment) is GD's; before it, the final-stage
+entry and the peak alignment are read off the second-order trajectory on the
+step grid (entry) and at the snapshot steps (peak).
 """
 
 from __future__ import annotations
@@ -41,14 +55,21 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 
+import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from condensation.blowup import Blowup, PolarProblem, Tolerances, solve_polar_batch, states_at
 from condensation.core.activations import Activation
+from condensation.core.second_order import (
+    Moments,
+    data_moments,
+    second_order_field,
+    taylor_coefficients,
+)
 from condensation.effective import EffectiveSystem, build_system
 from condensation.metrics import abs_cos_to
 from condensation.train import Handoff, TrainResult, train
@@ -151,30 +172,52 @@ class _Trajectory:
         raise NotImplementedError
 
 
-class _TwoLayerMap(_Trajectory):
-    """Depth 2: the effective GD map in closed form (module docstring)."""
+class _SecondOrderMap(_Trajectory):
+    """Depth 2: GD itself on the second-order energy ``E2``
+    (:mod:`condensation.core.second_order`), ``theta <- theta + lr grad E2``, step
+    by step (the plateau is only ``O(log(1/eps) / (lr |z|))`` steps long): no
+    time-discretisation error at all, only what ``E2`` neglects.  Queries continue
+    from the nearest state already computed."""
 
-    def __init__(self, params0, z_eff: np.ndarray, lr: float):
-        b0, a0 = (np.asarray(p, dtype=np.float64) for p in params0)  # (m, d), (1, m)
-        self.s = float(np.linalg.norm(z_eff))
-        self.zhat = z_eff / self.s
-        self.b0, self.c0, self.a0 = b0, b0 @ self.zhat, a0[0]
-        self.lr = lr
-        self.grow = 1.0 + lr * self.s  # per step along a + c
-        self.shrink = 1.0 - lr * self.s  # per step along a - c
+    CACHE = 64  # states kept
+
+    def __init__(self, params0, mom: Moments, lr: float):
+        self.mom, self.lr = mom, lr
+        self.cache: dict[int, tuple] = {0: tuple(jnp.asarray(p, jnp.float64) for p in params0)}
 
     def at(self, ks):
-        ks = np.asarray(ks, dtype=np.float64)[:, None]
-        plus = (self.a0 + self.c0)[None] * self.grow**ks
-        minus = (self.a0 - self.c0)[None] * np.sign(self.shrink) ** ks * abs(self.shrink) ** ks
-        a, c = 0.5 * (plus + minus), 0.5 * (plus - minus)  # (T, m)
-        self.evaluations += len(ks)
-        b = self.b0[None] + (c - self.c0[None])[:, :, None] * self.zhat[None, None, :]
-        return [b, a[:, None, :]]
+        ks = np.asarray(ks, dtype=np.int64)
+        out: list[list[np.ndarray]] = [[] for _ in self.cache[0]]
+        for k in ks:
+            k = int(k)
+            k0 = max(c for c in self.cache if c <= k)
+            p = self.cache[k0]
+            if k > k0:
+                p = _gd_map_steps(p, self.mom, self.lr, k - k0)
+                self.evaluations += k - k0
+                if len(self.cache) >= self.CACHE:
+                    del self.cache[max(c for c in self.cache if c != 0 and c != max(self.cache))]
+                self.cache[k] = p
+            for o, w in zip(out, p):
+                o.append(np.asarray(w))
+        return [np.stack(o) for o in out]
 
-    def growth_steps(self, est0: float) -> int:
-        """A step count by which ``err`` has grown past 1 from ``est0`` (doubling search start)."""
-        return int(math.ceil(math.log(max(1.0 / max(est0, 1e-300), 10.0)) / math.log(self.grow)))
+
+def growth_steps(est0: float, rate: float) -> int:
+    """Depth 2: a step count by which an error estimate growing like ``(1 + rate)^k``
+    from ``est0`` has passed 1 (where the doubling search for the hand-off starts)."""
+    return int(math.ceil(math.log(max(1.0 / max(est0, 1e-300), 10.0)) / math.log1p(rate)))
+
+
+@jax.jit
+def _gd_map_steps(params, mom: Moments, lr, n):
+    """``n`` GD steps on ``-E2`` (ascent of ``E2``) from ``params``."""
+
+    def body(_, p):
+        g = second_order_field(p, mom)
+        return tuple(a + lr * b for a, b in zip(p, g))
+
+    return jax.lax.fori_loop(0, n, body, tuple(params))
 
 
 @cache
@@ -226,6 +269,130 @@ class _Flow(_Trajectory):
         return [np.concatenate([o[k] for o in out]) for k in range(len(out[0]))]
 
 
+class _SolveFailed(RuntimeError):
+    """The second-order solve stopped (max steps) before a requested time."""
+
+
+def _second_order_vf(tau, w, args):
+    """GD's modified second-order flow ``G = F - (lr/2) J_F F``, ``F = grad E2``
+    (:mod:`condensation.core.second_order`), in the scaled variables ``w = y / n0``,
+    ``tau = t n0^(k-1)`` (``k = L - 1``, the leading degree): ``dw/dtau = G(n0 w) / n0^k``."""
+    mom, lr, n0, k = args
+    y = jax.tree.map(lambda a: n0 * a, w)
+
+    def fld(p):
+        return second_order_field(p, mom)
+
+    f = fld(y)
+    jf = jax.jvp(fld, (y,), (f,))[1]
+    scale = n0**k
+    return jax.tree.map(lambda a, b: (a - 0.5 * lr * b) / scale, f, jf)
+
+
+def _past_validity(tau, w, args, **kwargs):
+    """Stop once the first layer's rms pre-activation on the data reaches 1: then
+    ``u >= 1`` and the error estimate is past every tolerance in (0, 1)."""
+    mom, _, n0, _ = args
+    w1 = n0 * w[0]  # (m1, d)
+    return jnp.max(jnp.einsum("jp,pq,jq->j", w1, mom.sigma, w1)) >= 1.0
+
+
+@partial(jax.jit, static_argnames=("tol",))
+def _second_order_solve(w0, tau0, taus, args, *, tol: Tolerances):
+    """States at the scaled times ``taus`` (>= tau0) from ``w0`` at ``tau0``; times
+    past the validity event come back as inf.  Returns ``(states, steps, failed)``."""
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(_second_order_vf),
+        diffrax.Dopri8(),
+        t0=tau0,
+        t1=taus[-1],
+        dt0=None,
+        y0=w0,
+        args=args,
+        stepsize_controller=diffrax.PIDController(rtol=tol.rtol, atol=tol.atol),
+        saveat=diffrax.SaveAt(ts=taus),
+        event=diffrax.Event(_past_validity),
+        max_steps=tol.max_steps,
+        throw=False,
+        adjoint=diffrax.ForwardMode(),
+    )
+    failed = sol.result == diffrax.RESULTS.max_steps_reached
+    return sol.ys, sol.stats["num_steps"], failed
+
+
+class _SecondOrderFlow(_Trajectory):
+    """Depth >= 3: GD's modified *second-order* effective flow (full form, every
+    weight; :mod:`condensation.core.second_order`) from ``theta_0``, integrated in
+    time ``t`` by Dopri8 and queried at GD steps.  Each query restarts from the
+    latest state already computed at or before its first time (every state a
+    query returned is kept, up to ``CACHE_FLOATS`` numbers, oldest dropped first),
+    so the trajectory is integrated about once."""
+
+    CACHE_FLOATS = 1 << 23  # at most 64 MB of states kept
+
+    def __init__(self, params0, mom: Moments, lr: float, tol: Tolerances):
+        p0 = tuple(jnp.asarray(p, jnp.float64) for p in params0)
+        self.n0 = float(np.sqrt(sum(float(jnp.sum(p * p)) for p in p0)))
+        self.k = len(p0) - 1
+        self.unit = self.n0 ** (self.k - 1)  # tau = t * unit
+        self.args = (mom, lr, self.n0, float(self.k))
+        self.lr, self.tol = lr, tol
+        self.cache: list[tuple[float, tuple]] = [(0.0, tuple(p / self.n0 for p in p0))]
+        self.t_invalid = math.inf  # first queried time found past the validity event
+
+    def _start(self, tau: float):
+        return max((c for c in self.cache if c[0] <= tau), key=lambda c: c[0])
+
+    def _chunk(self, ks: np.ndarray) -> list[np.ndarray]:
+        taus = ks * self.lr * self.unit
+        valid = ks * self.lr < self.t_invalid
+        out = [np.full((len(ks), *np.shape(w)), np.inf) for w in self.cache[0][1]]
+        if not valid.any():
+            return out
+        part = taus[valid]
+        tau0, w0 = self._start(float(part[0]))
+        if part[-1] > tau0:
+            pad = np.concatenate([part, np.full(CHUNK - len(part), part[-1])])
+            ys, n_steps, failed = _second_order_solve(
+                w0, tau0, jnp.asarray(pad), self.args, tol=self.tol
+            )
+            self.evaluations += STAGES * int(n_steps)
+            ys = [np.asarray(y)[: len(part)] for y in ys]
+            finite = np.all([np.all(np.isfinite(y), axis=tuple(range(1, y.ndim))) for y in ys], 0)
+            if not finite.all():
+                if bool(failed):
+                    raise _SolveFailed(
+                        f"the second-order effective solve reached max_steps = "
+                        f"{self.tol.max_steps} before t = {part[~finite][0] / self.unit:.6g}"
+                    )
+                self.t_invalid = min(self.t_invalid, float(ks[valid][~finite][0] * self.lr))
+            self._keep(part, ys, finite)
+        else:  # every time is the start point itself
+            ys = [np.repeat(np.asarray(w)[None], len(part), axis=0) for w in w0]
+        for o, y in zip(out, ys):
+            o[valid] = self.n0 * y
+        return out
+
+    def _keep(self, taus, ys, finite) -> None:
+        """Keep the finite states of a query (scaled), dropping the oldest beyond
+        ``CACHE_FLOATS`` (never theta_0)."""
+        size = sum(int(np.prod(np.shape(y)[1:])) for y in ys)
+        for i in np.nonzero(finite)[0]:
+            self.cache.append((float(taus[i]), tuple(y[i] for y in ys)))
+        excess = len(self.cache) - max(self.CACHE_FLOATS // max(size, 1), 2)
+        if excess > 0:
+            del self.cache[1 : 1 + excess]
+
+    def at(self, ks):
+        ks = np.asarray(ks, dtype=np.int64)
+        order = np.argsort(ks, kind="stable")
+        parts = [self._chunk(ks[order[i : i + CHUNK]]) for i in range(0, len(ks), CHUNK)]
+        out = [np.concatenate([p[j] for p in parts]) for j in range(len(parts[0]))]
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        return [o[inverse] for o in out]
+
+
 def grid_handoff(traj: _Trajectory, pred, lo: int, hi: int, steps: int):
     """``(k_h, state)``: the first grid step in ``(lo, hi]`` where ``pred`` holds (it
     fails at ``lo``, holds at ``hi``), capped at the horizon ``steps`` (then the
@@ -240,7 +407,12 @@ def flow_handoff(traj: _Trajectory, sol: Blowup, pred, lr: float, steps: int):
     steps (dense near T*), then on the step grid."""
     ks = np.unique(np.floor(sol.steps["t"][1:-1] / lr).astype(np.int64))
     ks = ks[(ks > 0) & (ks <= steps)]
-    ok = pred(traj.at(ks)) if ks.size else np.zeros(0, bool)
+    ok = np.zeros(0, bool)
+    for i in range(0, len(ks), CHUNK):  # in time order, up to the first chunk that holds
+        ok = np.concatenate([ok, pred(traj.at(ks[i : i + CHUNK]))])
+        if ok[-1]:
+            break
+    ks = ks[: len(ok)]
     if ok.any():
         j = int(np.argmax(ok))
         lo, hi = (int(ks[j - 1]) if j > 0 else 0), int(ks[j])
@@ -341,6 +513,7 @@ def plan(
     else:
         power = activation_power(activation)
         gain = activation.slope_at_zero ** (depth - 1)
+        moments = data_moments(x, y, taylor_coefficients(act))
         if depth == 2:
             sols = [None] * e
         else:
@@ -362,8 +535,8 @@ def plan(
                 members.append(_plain(f"error estimate {est0:.3g} >= handoff {delta:g} at t = 0"))
                 continue
             if depth == 2:
-                traj: _Trajectory = _TwoLayerMap(p_i, gain * z, lr)
-                hi = traj.growth_steps(est0)
+                traj: _Trajectory = _SecondOrderMap(p_i, moments, lr)
+                hi = growth_steps(est0, lr * abs(gain) * float(np.linalg.norm(z)))
                 while hi <= steps and not pred(traj.at(np.array([hi])))[0]:
                     hi *= 2
                 t_star = None
@@ -375,10 +548,13 @@ def plan(
                         _plain(f"the effective dynamics does not blow up ({sol.status})")
                     )
                     continue
-                sy = systems[i]
-                traj = _Flow(sy.problem(), sy.fld, sy.args, sy.to_params, sol, lr, tol)
+                traj = _SecondOrderFlow(p_i, moments, lr, tol)
                 t_star = float(sol.T_star)
-                k_h, state = flow_handoff(traj, sol, pred, lr, steps)
+                try:
+                    k_h, state = flow_handoff(traj, sol, pred, lr, steps)
+                except _SolveFailed as err:
+                    members.append(_plain(str(err), t_star, traj.evaluations))
+                    continue
             est_h = float(error_estimate([w[None] for w in state], x, y, act, power)[0])
             trajs[i], states[i] = traj, state
             members.append(MemberPlan(FAST_FORWARD, None, k_h, k_h * lr, est_h, 0, t_star))
