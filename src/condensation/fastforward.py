@@ -139,27 +139,47 @@ def activation_power(activation: Activation) -> int:
     return 2 if curv == 0.0 else 1
 
 
-def error_estimate(params, x, y, act: Callable, power: int) -> np.ndarray:
-    """``err`` at states ``params`` (W_k with a leading state axis, (T, *shape_k)), (T,)."""
-    h = jnp.asarray(x).T  # (d, n)
-    u = 0.0
+@partial(jax.jit, static_argnames=("act",))
+def _forward_stats(params, x, y, *, act: Callable):
+    """Largest |pre-activation|, rms output and loss at each state (leading axis)."""
+    h = x.T  # (d, n)
+    u = jnp.zeros(params[0].shape[0], x.dtype)
     for w in params[:-1]:
-        pre = jnp.asarray(w) @ h  # (T, m, n)
+        pre = w @ h  # (T, m, n)
         u = jnp.maximum(u, jnp.max(jnp.abs(pre), axis=(-2, -1)))
         h = act(pre)
-    f = (jnp.asarray(params[-1]) @ h)[:, 0, :]  # (T, n)
-    rms_f = jnp.sqrt(jnp.mean(f * f, axis=-1))
+    f = (params[-1] @ h)[:, 0, :]  # (T, n)
+    r = f - y
+    return u, jnp.sqrt(jnp.mean(f * f, axis=-1)), 0.5 * jnp.mean(r * r, axis=-1)
+
+
+def _stats(params, x, y, act: Callable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_forward_stats` as host arrays; the state count is padded to ``CHUNK``
+    or the next power of two (repeating the last state), so queries of any length
+    share one or a few programs."""
+    ps = [np.asarray(p, np.float64) for p in params]
+    t = ps[0].shape[0]
+    size = max(CHUNK, 1 << max(t - 1, 0).bit_length())
+    if size > t:
+        ps = [np.concatenate([p, np.repeat(p[-1:], size - t, axis=0)]) for p in ps]
+    out = _forward_stats(tuple(ps), np.asarray(x, np.float64), np.asarray(y, np.float64), act=act)
+    return tuple(np.asarray(a)[:t] for a in out)
+
+
+def _estimate(u: np.ndarray, rms_f: np.ndarray, y, power: int) -> np.ndarray:
     rms_y = max(float(np.sqrt(np.mean(np.asarray(y) ** 2))), 1e-300)
-    return np.asarray(u**power + rms_f / rms_y)
+    return u**power + rms_f / rms_y
+
+
+def error_estimate(params, x, y, act: Callable, power: int) -> np.ndarray:
+    """``err`` at states ``params`` (W_k with a leading state axis, (T, *shape_k)), (T,)."""
+    u, rms_f, _ = _stats(params, x, y, act)
+    return _estimate(u, rms_f, y, power)
 
 
 def _losses(params, x, y, act: Callable) -> np.ndarray:
     """Network loss at states with a leading axis, (T,)."""
-    h = jnp.asarray(x).T
-    for w in params[:-1]:
-        h = act(jnp.asarray(w) @ h)
-    r = (jnp.asarray(params[-1]) @ h)[:, 0, :] - jnp.asarray(y)
-    return np.asarray(0.5 * jnp.mean(r * r, axis=-1))
+    return _stats(params, x, y, act)[2]
 
 
 # ---- trajectories on the step grid --------------------------------------------------
@@ -331,8 +351,8 @@ class _SecondOrderFlow(_Trajectory):
     CACHE_FLOATS = 1 << 23  # at most 64 MB of states kept
 
     def __init__(self, params0, mom: Moments, lr: float, tol: Tolerances):
-        p0 = tuple(jnp.asarray(p, jnp.float64) for p in params0)
-        self.n0 = float(np.sqrt(sum(float(jnp.sum(p * p)) for p in p0)))
+        p0 = tuple(np.asarray(p, np.float64) for p in params0)
+        self.n0 = float(np.sqrt(sum(float(np.sum(p * p)) for p in p0)))
         self.k = len(p0) - 1
         self.unit = self.n0 ** (self.k - 1)  # tau = t * unit
         self.args = (mom, lr, self.n0, float(self.k))
@@ -525,8 +545,9 @@ def plan(
             est0 = float(error_estimate([p[None] for p in p_i], x, y, act, power)[0])
 
             def pred(ws, loss0=loss0):
-                est = error_estimate(ws, x, y, act, power)
-                return (est >= delta) | (_losses(ws, x, y, act) <= (1 - plateau_drop) * loss0)
+                u, rms_f, loss = _stats(ws, x, y, act)
+                est = _estimate(u, rms_f, y, power)
+                return (est >= delta) | (loss <= (1 - plateau_drop) * loss0)
 
             if not np.linalg.norm(z) > 0:
                 members.append(_plain("no effective drive (z = 0)"))
