@@ -454,7 +454,13 @@ def _states_at(u0, args, s_values, *, polar, k: int, tol: Tolerances):
 
 
 def states_at(
-    prob: PolarProblem, sol: Blowup, times, *, tol: Tolerances = Tolerances(), newton: int = 4
+    prob: PolarProblem,
+    sol: Blowup,
+    times,
+    *,
+    tol: Tolerances = Tolerances(),
+    newton: int = 4,
+    min_len: int = 0,
 ):
     """The state at the given times ``t < T*``, from further solves saved at chosen ``s``.
 
@@ -462,12 +468,16 @@ def states_at(
     then refined by Newton's method on ``t(s)`` (``dt/ds = exp(-(k-1) r)``) until
     the saved times match to about ``1e-13`` relative.  Returns
     ``(t_actual, states)``; the leaves of ``states`` have a leading axis over times.
+
+    The query is padded (with its last time, which changes nothing in the solve) to
+    a multiple of 32 times, and to at least ``min_len``: queries of one problem with
+    different numbers of times then share one compiled solve.
     """
     times = np.asarray(times, dtype=float)
     s = np.interp(times, sol.steps["t"], sol.steps["s"])
     scale = sol.time_scale
     n = len(s)
-    pad = -n % 32  # pad to a multiple of 32 so that calls with few times share a compilation
+    pad = -n % 32 + 32 * max(0, -(-min_len // 32) - -(-n // 32))  # up to 32 k >= min_len
     for _ in range(newton + 1):
         s = np.maximum.accumulate(np.maximum(s, 1e-300))
         s_pad = np.concatenate([s, np.full(pad, s[-1])])
