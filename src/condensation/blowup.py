@@ -187,8 +187,10 @@ def _solve_impl(u0, r0, args, f0norm, *, polar, lift, diag: Diagnostic | None, k
 
 
 def _normalise(y0):
+    # numpy, not op-by-op JAX (each distinct shape would compile a program), and as a
+    # product with 1/n0, which is what XLA makes of the division: the same bits as before
     n0 = float(np.sqrt(sum(np.sum(np.asarray(x) ** 2) for x in jax.tree.leaves(y0))))
-    return jax.tree.map(lambda x: jnp.asarray(x, jnp.float64) / n0, y0), n0
+    return jax.tree.map(lambda x: np.asarray(x, np.float64) * (1.0 / n0), y0), n0
 
 
 def _finish(saved, n_steps, mask, k, n0, tol) -> Blowup:
@@ -271,7 +273,14 @@ class PolarProblem:
     args: object = ()
 
     def f0(self) -> float:
-        return float(_speed(*self.polar(self.u0, jnp.zeros(()), self.args)))
+        return float(_f0(self.u0, self.args, polar=self.polar))
+
+
+@partial(jax.jit, static_argnames=("polar",))
+def _f0(u0, args, *, polar):
+    """The polar speed at the start: one compiled program per field and shape (run
+    op by op, the field's every operation would be a program of its own)."""
+    return _speed(*polar(u0, jnp.zeros(()), args))
 
 
 def polar_problem(fld: Field, y0, degree: int, args=()) -> PolarProblem:
@@ -337,7 +346,7 @@ def solve_polar_batch(
         None if f0s[i] > 0 else _no_drive(q.k, float(np.exp(q.r0))) for i, q in enumerate(probs)
     ]
     if live:
-        stack = partial(jax.tree.map, lambda *xs: jnp.stack(xs))
+        stack = partial(jax.tree.map, lambda *xs: np.stack([np.asarray(x) for x in xs]))
         u0s = stack(*[probs[i].u0 for i in live])
         args = stack(*[probs[i].args for i in live])
         r0s = jnp.asarray([probs[i].r0 for i in live])
