@@ -44,7 +44,7 @@ DEFAULTS = {
     "random_seed": 7,
 }
 QUICK = {"seeds": [0], "scales": [1e-3], "random_ics": 6, "random_width_max": 50}
-SECONDS = (36, 93)  # one core, quick / default (quick: CPU s, cold cache, 2026-12-02)
+SECONDS = (12, 93)  # quick: CPU s cold, one device (bench_reproduce 2026-12-05); default: earlier
 
 FIGURES = (
     Figure(

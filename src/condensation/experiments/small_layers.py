@@ -35,10 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
+from condensation.blowup import solve_polar_batch
 from condensation.config import DataConfig
 from condensation.core.activations import ACTIVATIONS
 from condensation.data import load_dataset
-from condensation.blowup import solve_polar_batch
 from condensation.effective import build_system
 from condensation.errors import InputError
 from condensation.experiments import Figure, Progress, require_positive
@@ -77,7 +77,7 @@ DEFAULTS = {
     "margin": 1.3,
 }
 QUICK = {"n_eps": 3, "all_eps_min": 2e-3, "large_eps_min": 1e-5}
-SECONDS = (15, 24)  # one core, quick / default (quick: CPU s, cold cache, 2026-12-02)
+SECONDS = (8, 24)  # quick: CPU s cold, one device (bench_reproduce 2026-12-05); default: earlier
 
 FIGURES = (
     Figure(

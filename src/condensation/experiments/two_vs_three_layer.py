@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from condensation.config import config_from_dict
 from condensation.blowup import solve_polar
+from condensation.config import config_from_dict
 from condensation.effective import build_system
 from condensation.experiments import Figure, Progress, data_section, require_positive
 from condensation.report import figures
@@ -30,7 +30,7 @@ loss of each network leaves its plateau where its effective dynamics says.
 DATA = True  # accepts data.* (e.g. data.path: a user's own data set)
 DEFAULTS = {"eps": 1e-3, "width": 50, "seed": 0, "lr": 0.05}
 QUICK: dict = {}
-SECONDS = (32, 44)  # one core, quick / default (quick: CPU s, cold cache, 2026-12-02)
+SECONDS = (10, 44)  # quick: CPU s cold, one device (bench_reproduce 2026-12-05); default: earlier
 
 FIGURES = (
     Figure(
