@@ -79,3 +79,23 @@ def test_unwritable_directory_leaves_the_cache_off(monkeypatch, tmp_path):
     monkeypatch.setenv(S.CACHE_ENV_VAR, str(blocker / "cache"))
     assert S.configure_compile_cache() is None
     assert jax.config.jax_compilation_cache_dir is None
+
+
+def test_trim_cache_deletes_oldest_entries_down_to_the_target(tmp_path):
+    """Over the limit, whole entries (-cache and -atime together) go, oldest first,
+    until at most ``to_bytes`` remain; under it nothing is touched."""
+    import os
+
+    from condensation._jax_setup import trim_cache
+
+    for i in range(10):  # entry i: 100 + 8 bytes, modified at time 1000 + i
+        for suffix, n in (("cache", 100), ("atime", 8)):
+            f = tmp_path / f"jit_f-{i:04d}-{suffix}"
+            f.write_bytes(b"x" * n)
+            os.utime(f, (1000 + i, 1000 + i))
+    (tmp_path / ".lockfile").write_bytes(b"")
+    assert trim_cache(tmp_path, max_bytes=2000, to_bytes=500) == 0  # 1080 <= 2000
+    assert trim_cache(tmp_path, max_bytes=1000, to_bytes=500) == 6 * 108
+    left = sorted(p.name for p in tmp_path.iterdir())
+    kept = [f"jit_f-{i:04d}-{s}" for i in range(6, 10) for s in ("atime", "cache")]
+    assert left == [".lockfile", *kept]

@@ -52,3 +52,18 @@ def test_activation_slopes_at_zero():
     assert not ACTIVATIONS["xtanh"].effective_ok
     assert "sigma'(0)" in ACTIVATIONS["xtanh"].why_not_effective()
     assert ACTIVATIONS["tanh"].effective_ok
+
+
+@pytest.mark.parametrize("d, widths", [(5, (50, 50)), (3, (7,)), (10, (40, 30, 20))])
+def test_standard_normal_params_are_the_shaped_draws(d, widths):
+    """Layers drawn as a prefix of one longer, shared-size draw (fewer compiled
+    programs) are exactly ``jax.random.normal(key_k, shape_k)``."""
+    from condensation.core.activations import get_activation
+    from condensation.models import NetworkSpec, standard_normal_params
+
+    spec = NetworkSpec(d_in=d, widths=widths, activation=get_activation("tanh"))
+    keys = jax.random.split(jax.random.PRNGKey(3), spec.depth)
+    got = standard_normal_params(spec, 3)
+    for k, shape, w in zip(keys, spec.shapes, got):
+        assert w.shape == shape
+        np.testing.assert_array_equal(w, np.asarray(jax.random.normal(k, shape, dtype=np.float64)))

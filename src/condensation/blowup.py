@@ -187,8 +187,10 @@ def _solve_impl(u0, r0, args, f0norm, *, polar, lift, diag: Diagnostic | None, k
 
 
 def _normalise(y0):
+    # numpy, not op-by-op JAX (each distinct shape would compile a program), and as a
+    # product with 1/n0, which is what XLA makes of the division: the same bits as before
     n0 = float(np.sqrt(sum(np.sum(np.asarray(x) ** 2) for x in jax.tree.leaves(y0))))
-    return jax.tree.map(lambda x: jnp.asarray(x, jnp.float64) / n0, y0), n0
+    return jax.tree.map(lambda x: np.asarray(x, np.float64) * (1.0 / n0), y0), n0
 
 
 def _finish(saved, n_steps, mask, k, n0, tol) -> Blowup:
@@ -271,7 +273,14 @@ class PolarProblem:
     args: object = ()
 
     def f0(self) -> float:
-        return float(_speed(*self.polar(self.u0, jnp.zeros(()), self.args)))
+        return float(_f0(self.u0, self.args, polar=self.polar))
+
+
+@partial(jax.jit, static_argnames=("polar",))
+def _f0(u0, args, *, polar):
+    """The polar speed at the start: one compiled program per field and shape (run
+    op by op, the field's every operation would be a program of its own)."""
+    return _speed(*polar(u0, jnp.zeros(()), args))
 
 
 def polar_problem(fld: Field, y0, degree: int, args=()) -> PolarProblem:
@@ -337,7 +346,7 @@ def solve_polar_batch(
         None if f0s[i] > 0 else _no_drive(q.k, float(np.exp(q.r0))) for i, q in enumerate(probs)
     ]
     if live:
-        stack = partial(jax.tree.map, lambda *xs: jnp.stack(xs))
+        stack = partial(jax.tree.map, lambda *xs: np.stack([np.asarray(x) for x in xs]))
         u0s = stack(*[probs[i].u0 for i in live])
         args = stack(*[probs[i].args for i in live])
         r0s = jnp.asarray([probs[i].r0 for i in live])
@@ -454,7 +463,13 @@ def _states_at(u0, args, s_values, *, polar, k: int, tol: Tolerances):
 
 
 def states_at(
-    prob: PolarProblem, sol: Blowup, times, *, tol: Tolerances = Tolerances(), newton: int = 4
+    prob: PolarProblem,
+    sol: Blowup,
+    times,
+    *,
+    tol: Tolerances = Tolerances(),
+    newton: int = 4,
+    min_len: int = 0,
 ):
     """The state at the given times ``t < T*``, from further solves saved at chosen ``s``.
 
@@ -462,12 +477,16 @@ def states_at(
     then refined by Newton's method on ``t(s)`` (``dt/ds = exp(-(k-1) r)``) until
     the saved times match to about ``1e-13`` relative.  Returns
     ``(t_actual, states)``; the leaves of ``states`` have a leading axis over times.
+
+    The query is padded (with its last time, which changes nothing in the solve) to
+    a multiple of 32 times, and to at least ``min_len``: queries of one problem with
+    different numbers of times then share one compiled solve.
     """
     times = np.asarray(times, dtype=float)
     s = np.interp(times, sol.steps["t"], sol.steps["s"])
     scale = sol.time_scale
     n = len(s)
-    pad = -n % 32  # pad to a multiple of 32 so that calls with few times share a compilation
+    pad = -n % 32 + 32 * max(0, -(-min_len // 32) - -(-n // 32))  # up to 32 k >= min_len
     for _ in range(newton + 1):
         s = np.maximum.accumulate(np.maximum(s, 1e-300))
         s_pad = np.concatenate([s, np.full(pad, s[-1])])
@@ -480,6 +499,11 @@ def states_at(
         if np.all(np.abs(miss) <= 1e-13 * np.maximum(np.abs(times), 1e-300)):
             break
         s = s + miss / scale * np.exp((prob.k - 1) * np.asarray(r))
+    if prob.lift is scale_lift:  # y = exp(R) u for all times at once, the same bits
+        # (XLA's exp of the padded vector, one program per length; products in numpy)
+        big_r = np.concatenate([prob.r0 + r, np.full(pad, prob.r0 + r[-1])])
+        grow = np.asarray(jnp.exp(jnp.asarray(big_r)))[:n]
+        return t_actual, jax.tree.map(lambda x: grow.reshape((n,) + (1,) * (x.ndim - 1)) * x, u)
     ys = [
         prob.lift(jax.tree.map(partial(_take, i=i), u), prob.r0 + float(r[i]), prob.args)
         for i in range(len(s))

@@ -18,7 +18,7 @@ LEVELS = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)  # snapshots at T* - level * T*
 
 
 def condensed_report(
-    system: EffectiveSystem, sol: Blowup, entry_time: float | None, levels=LEVELS
+    system: EffectiveSystem, sol: Blowup, entry_time: float | None, levels=LEVELS, min_len=0
 ) -> dict:
     """Measurements at ``t = T* (1 - level)`` (and at the final-stage entry ``t0``).
 
@@ -27,7 +27,9 @@ def condensed_report(
     |cos(W_k,:, c)|), ``a_direction_change`` (1 - cos between successive a/|a|),
     and ``log_bound_min_ratio`` = min over j and levels of
     ``|c_j(t)| / (|c_j(t0)| log((T* - t0)/(T* - t)))`` (>= 1: the bound holds
-    without its constant).
+    without its constant).  ``min_len``: passed to :func:`condensation.effective.trajectory`
+    (a caller that also queries longer trajectories of the same system shares their
+    compiled solve).
     """
     if not sol.blew_up:
         raise ValueError(f"no blow-up to examine (status {sol.status})")
@@ -36,7 +38,7 @@ def condensed_report(
     level_times = t_star * (1 - levels)
     has_entry = entry_time is not None and entry_time < level_times[-1]
     times = np.sort(np.concatenate([level_times, [entry_time] if has_entry else []]))
-    t, (b, w, a) = trajectory(system, sol, times)
+    t, (b, w, a) = trajectory(system, sol, times, min_len=min_len)
     at_levels = np.searchsorted(times, level_times)  # indices of the level snapshots
     # zero (padded) neurons are an invariant subspace: leave them out
     act1, act2 = np.any(b[0] != 0, axis=1), np.any(w[0] != 0, axis=1)

@@ -392,9 +392,13 @@ def solve_batch(systems: list[EffectiveSystem], tol: Tolerances = Tolerances()) 
     return solve_polar_batch([s.problem() for s in systems], diag=systems[0].diag, tol=tol)
 
 
-def trajectory(system: EffectiveSystem, sol: Blowup, times, tol: Tolerances = Tolerances()):
-    """Network parameters at the given times (before T*): ``(t_actual, [W1..WL])``."""
-    t, y = states_at(system.problem(), sol, times, tol=tol)
+def trajectory(
+    system: EffectiveSystem, sol: Blowup, times, tol: Tolerances = Tolerances(), min_len: int = 0
+):
+    """Network parameters at the given times (before T*): ``(t_actual, [W1..WL])``.
+    ``min_len``: compile the query for at least this many times
+    (:func:`condensation.blowup.states_at`; the results do not depend on it)."""
+    t, y = states_at(system.problem(), sol, times, tol=tol, min_len=min_len)
     return t, system.to_params(y)
 
 

@@ -43,17 +43,36 @@ class NetworkSpec:
         )
 
 
+DRAW_MIN = 1024  # the smallest number of normals drawn at once (see _draw_size)
+DRAW_MAX_BUCKET = 2**22  # above this, exactly the count needed is drawn
+
+
+def _draw_size(n: int) -> int:
+    """How many normals to draw for ``n``: the next power of two (at least
+    ``DRAW_MIN``), so that networks of many shapes share a few compiled draws (each
+    distinct count is a program to compile, ~0.3 s), when JAX's counter-based
+    ("partitionable") threefry makes the first ``n`` values of a longer draw the
+    values of a draw of ``n``; otherwise exactly ``n``."""
+    if not jax.config.jax_threefry_partitionable or n > DRAW_MAX_BUCKET:
+        return n
+    return max(DRAW_MIN, 1 << (n - 1).bit_length())
+
+
 def standard_normal_params(spec: NetworkSpec, seed: int) -> list[np.ndarray]:
     """Unit-variance Gaussian parameters from ``seed`` (float64, platform-stable).
 
     Members with the same seed and different scales share these directions, so a
-    sweep over eps changes only the scale.
+    sweep over eps changes only the scale.  Layer k is the first ``size`` values of
+    ``jax.random.normal(key_k, (N,))`` for some ``N >= size`` (:func:`_draw_size`),
+    which are the values of ``jax.random.normal(key_k, shape)``.
     """
     keys = jax.random.split(jax.random.PRNGKey(seed), spec.depth)
-    return [
-        np.asarray(jax.random.normal(k, shape, dtype=np.float64))
-        for k, shape in zip(keys, spec.shapes)
-    ]
+    out = []
+    for k, shape in zip(keys, spec.shapes):
+        n = int(np.prod(shape))
+        flat = np.asarray(jax.random.normal(k, (_draw_size(n),), dtype=np.float64))
+        out.append(flat[:n].reshape(shape))
+    return out
 
 
 def load_params(path: str, spec: NetworkSpec) -> list[np.ndarray]:

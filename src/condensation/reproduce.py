@@ -45,9 +45,9 @@ def run_into(
     quick: bool = False,
 ) -> dict:
     """Run ``exp`` into the existing directory ``out_dir``; write its summary.json."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     headline = exp.run(params, out_dir, lambda d, k, n: progress(f"{exp.name}: {d}", k, n))
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     numbers = {f"{exp.key}.{n}" for f in exp.figures for n in f.numbers}
     summary = {
         "kind": "experiment",
@@ -68,6 +68,7 @@ def run_into(
         ],
         "other_numbers": sorted(k for k in headline if k not in numbers),
         "elapsed_s": round(elapsed, 3),
+        "cpu_s": round(cpu, 3),  # this process's CPU (all its threads) while it ran
     }
     write_json(out_dir / "summary.json", summary)
     return summary
@@ -224,6 +225,9 @@ def _reproduce_into(tmp, reg, chosen, params, quick, progress, workers, earlier)
         "experiments": chosen,
         "headline": {n: summaries[n]["headline"] for n in chosen},
         "elapsed_s": {n: summaries[n]["elapsed_s"] for n in chosen},
+        # CPU seconds per experiment (SECONDS of each module are these, measured);
+        # None for a run reused from before this field existed
+        "cpu_s": {n: summaries[n].get("cpu_s") for n in chosen},
         "reused": sorted(set(chosen) - set(todo)),
     }
     write_json(tmp / "summary.json", top)

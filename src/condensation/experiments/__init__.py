@@ -47,9 +47,10 @@ The rules:
   ``reproduce`` only, for an experiment whose standalone default (``condensation run
   NAME``) is larger than what the full ``reproduce`` can afford; ``--quick`` still
   uses QUICK everywhere.
-- ``SECONDS = (quick, default)`` (optional, default (1, 1)): the rough wall time of
-  each variant on one core, as measured; ``reproduce`` starts the longest first so
-  its workers finish together.  It orders work only: results never depend on it.
+- ``SECONDS = (quick, default)`` (optional, default (1, 1)): the rough CPU seconds of
+  each variant on one core, as measured (``benchmarks/bench_reproduce.py``, or the
+  ``cpu_s`` a ``reproduce`` records per experiment); ``reproduce`` starts the longest
+  first so its workers finish together.  It orders work only: results never depend on it.
 - ``progress(description, done, total)`` reports progress (e.g. GD steps); it
   may be called with new descriptions for new phases.  It must not be used for
   anything else: results must not depend on it.

@@ -75,7 +75,7 @@ DEFAULTS = {
     "c_slice": 1.0,
 }
 QUICK = {"per_family": 8, "grid": 7}
-SECONDS = (11, 19)  # one core, quick / default (quick: CPU s, cold cache, 2026-12-02)
+SECONDS = (6, 19)  # quick: CPU s cold, one device (bench_reproduce 2026-12-05); default: earlier
 
 FAMILIES = ("equal", "unequal", "near-balanced", "near-criterion", "near-line")
 

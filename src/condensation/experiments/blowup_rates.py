@@ -48,7 +48,7 @@ drawn, not a proof of a lower bound.
 
 DEFAULTS = {"n_trajectories": 256, "width": 6, "d": 4, "seed": 2}
 QUICK = {"n_trajectories": 32}
-SECONDS = (14, 5)  # one core, quick / default (quick: CPU s, cold cache, 2026-12-02)
+SECONDS = (6, 5)  # quick: CPU s cold, one device (bench_reproduce 2026-12-05); default: earlier
 
 FIGURES = (
     Figure(

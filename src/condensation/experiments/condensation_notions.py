@@ -53,7 +53,7 @@ conditions), not a proof of an ordering.
 DEFAULTS = {"n_trajectories": 64, "width": 6, "d": 4, "seed": 1, "n_samples": 33,
             "q_min": 1e-8}  # fmt: skip
 QUICK = {"n_trajectories": 8}
-SECONDS = (18, 12)  # one core, quick / default (quick: CPU s, cold cache, 2026-12-02)
+SECONDS = (8, 12)  # quick: CPU s cold, one device (bench_reproduce 2026-12-05); default: earlier
 
 NOTIONS = ("pointwise", "min_cos", "rank", "one_cluster", "sigma_ratio")
 

@@ -46,7 +46,7 @@ DEFAULTS = {
     "d": 5,
 }
 QUICK = {"scale": 3e-3, "steps": 4000, "linear_snapshots": 200}
-SECONDS = (16, 23)  # one core, quick / default (quick: CPU s, cold cache, 2026-12-02)
+SECONDS = (6, 23)  # quick: CPU s cold, one device (bench_reproduce 2026-12-05); default: earlier
 
 FIGURES = (
     Figure(

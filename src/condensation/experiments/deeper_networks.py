@@ -104,7 +104,7 @@ DEFAULTS = {
 # quick: depth 4 only (each depth costs one cold compilation of the blow-up solver)
 QUICK = {"depths": [4], "n_effective": 29, "gd_seeds": [0], "n_gd_eps": 3, "gd_time_max": 200.0,
          "n_eps": 3}  # fmt: skip
-SECONDS = (24, 45)  # CPU s of quick / default on one core (2026-12, measured, loaded machine)
+SECONDS = (8, 45)  # quick: CPU s cold, one device (bench_reproduce 2026-12-05); default: earlier
 MAX_DEPTH = 8
 
 FIGURES = (

@@ -68,7 +68,7 @@ DEFAULTS = {
     "handoff": 1e-2,  # fast-forward tolerance (train.handoff)
 }
 QUICK = {"eps_min": 1e-6, "n_eps": 3}
-SECONDS = (90, 90)  # CPU seconds of quick / default (2026-12, load ~16 on 2 cores): compile-bound
+SECONDS = (27, 90)  # quick: CPU s cold, one device (bench_reproduce 2026-12-05); default: earlier
 
 FIGURES = (
     Figure(

@@ -72,7 +72,7 @@ DEFAULTS = {
     "gd_steps_factor": 2.0,  # steps = factor / (eps_min * lr), escape at about 0.6 / eps
 }
 QUICK = {"n_effective": 32, "gd_widths": [10], "gd_eps": [1e-2, 5e-3], "gd_seeds": [0]}
-SECONDS = (21, 32)  # one core, quick / default (quick: CPU s, cold cache, 2026-12-02)
+SECONDS = (9, 32)  # quick: CPU s cold, one device (bench_reproduce 2026-12-05); default: earlier
 
 FIGURES = (
     Figure(

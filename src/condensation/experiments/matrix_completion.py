@@ -23,7 +23,7 @@ error on the unobserved entries.
 
 DEFAULTS = dict(EXPERIMENT_DEFAULTS)
 QUICK = dict(EXPERIMENT_QUICK)
-SECONDS = (15, 185)  # one core, quick / default (quick: CPU s, cold cache, 2026-12-02)
+SECONDS = (8, 185)  # quick: CPU s cold, one device (bench_reproduce 2026-12-05); default: earlier
 
 FIGURES = (
     Figure(

@@ -71,7 +71,7 @@ DEFAULTS = {
     "margin": 1.3,
 }
 QUICK = {"eps_min": 3e-3, "n_eps": 2, "optimizers": ["gd", "sgd", "adam"], "batch_fractions": [4]}
-SECONDS = (15, 24)  # one core, quick / default (quick: CPU s, cold cache, 2026-12-02)
+SECONDS = (7, 24)  # quick: CPU s cold, one device (bench_reproduce 2026-12-05); default: earlier
 
 _DEFAULT_LABELS = ("gd", "sgd_b64", "sgd_b16", "sgd_b4", "momentum", "adam")
 FIGURES = (

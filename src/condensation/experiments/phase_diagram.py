@@ -113,7 +113,7 @@ REPRODUCE = {
     "max_steps": 8000,
     "workers": 0,
 }
-SECONDS = (5, 8)  # CPU s of quick / full-reproduce variant, loaded 2-core machine (measured)
+SECONDS = (4, 8)  # quick: CPU s cold, one device (bench_reproduce 2026-12-05); full: earlier
 
 FIGURES = (
     Figure(
