@@ -94,8 +94,11 @@ def test_trim_cache_deletes_oldest_entries_down_to_the_target(tmp_path):
             f.write_bytes(b"x" * n)
             os.utime(f, (1000 + i, 1000 + i))
     (tmp_path / ".lockfile").write_bytes(b"")
+    old = tmp_path / "notes.txt"  # not JAX's: never counted, never deleted
+    old.write_bytes(b"y" * 5000)
+    os.utime(old, (1, 1))
     assert trim_cache(tmp_path, max_bytes=2000, to_bytes=500) == 0  # 1080 <= 2000
     assert trim_cache(tmp_path, max_bytes=1000, to_bytes=500) == 6 * 108
     left = sorted(p.name for p in tmp_path.iterdir())
     kept = [f"jit_f-{i:04d}-{s}" for i in range(6, 10) for s in ("atime", "cache")]
-    assert left == [".lockfile", *kept]
+    assert left == [".lockfile", *kept, "notes.txt"]

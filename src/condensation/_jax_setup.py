@@ -44,6 +44,7 @@ CACHE_ENV_VAR = "CONDENSATION_JAX_CACHE"
 CACHE_OFF = ("off", "0", "false", "no", "none")
 CACHE_MAX_BYTES = 2 * 1024**3
 CACHE_TRIM_TO = 3 * 1024**3 // 2  # a trim leaves at most this much (room before the next)
+JAX_SUFFIXES = ("-cache", "-atime")  # the files of one JAX cache entry
 PROBLEM: InputError | None = None
 
 
@@ -124,7 +125,8 @@ def configure_compile_cache() -> Path | None:
 
 
 def trim_cache(path: Path, max_bytes: int = CACHE_MAX_BYTES, to_bytes: int = CACHE_TRIM_TO) -> int:
-    """If the files in ``path`` exceed ``max_bytes``, delete the oldest (by modification
+    """If JAX's entries in ``path`` (files named ``*-cache`` / ``*-atime``; nothing
+    else there is read or touched) exceed ``max_bytes``, delete the oldest (by modification
     time; an entry's ``-cache`` and ``-atime`` files together) until at most
     ``to_bytes`` remain.  One directory scan; files another process removes or
     writes meanwhile are skipped.  Returns the bytes deleted."""
@@ -133,8 +135,8 @@ def trim_cache(path: Path, max_bytes: int = CACHE_MAX_BYTES, to_bytes: int = CAC
     try:
         with os.scandir(path) as it:
             for e in it:
-                if not e.is_file(follow_symlinks=False) or e.name.startswith("."):
-                    continue
+                if not e.is_file(follow_symlinks=False) or not e.name.endswith(JAX_SUFFIXES):
+                    continue  # only JAX's own entries: never a file it did not write
                 try:
                     st = e.stat(follow_symlinks=False)
                 except OSError:
