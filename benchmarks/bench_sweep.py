@@ -83,6 +83,9 @@ base = "base.toml"
 """
 
 
+PILOT = (10_000, 20_000)  # pilot cell lengths (steps); the escape is near 7,600
+
+
 def _spec(d: Path, steps: int, cells: int, first: int = 0) -> Path:
     d.mkdir(parents=True, exist_ok=True)
     (d / "base.toml").write_text(BASE.format(steps=steps))
@@ -141,24 +144,36 @@ def _commands(spec: Path, out: Path) -> None:
         subprocess.run(cmd, check=True, capture_output=True)
 
 
+def _pct(v: float | None) -> str:
+    return "not measured" if v is None else f"{100 * v:.1f} %"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cell-s", type=float, default=5.0, help="target seconds per cell")
     ap.add_argument("--cells", type=int, default=8)
+    ap.add_argument(
+        "--no-warm-arm", action="store_true", help="skip the warm per-task arm (saves 3 sweeps)"
+    )
     ap.add_argument(
         "--warm-cache", action="store_true", help="every arm loads compiled programs (see above)"
     )
     args = ap.parse_args()
     load0 = os.getloadavg()
     root = Path(tempfile.mkdtemp(prefix="bench_sweep-"))
-    # pilot: compile once, then time a short run to find steps for --cell-s seconds
-    # of one core (CPU time, so a busy machine does not shrink the cells)
-    pilot = _spec(root / "pilot", 2000, 2)
-    _direct(pilot, root / "pilot" / "a")
-    c0 = time.process_time()
-    _direct(pilot, root / "pilot" / "b")
-    t = (time.process_time() - c0) / 2
-    steps = max(1000, int(2000 * args.cell_s / t))
+    # pilot: compile once, then time cells of two lengths (both past the escape, so
+    # no horizon warning's T* solve) and fit CPU = fixed + per_step * steps: a cell's
+    # fixed cost (run directory, figures) does not grow with its steps
+    _direct(_spec(root / "pilot", PILOT[0], 1), root / "pilot" / "a")
+    cost = []
+    for n in PILOT:
+        c0 = time.process_time()
+        _direct(_spec(root / f"pilot{n}", n, 2), root / f"pilot{n}" / "b")
+        cost.append((time.process_time() - c0) / 2)
+    per_step = max((cost[1] - cost[0]) / (PILOT[1] - PILOT[0]), 1e-9)
+    fixed = max(cost[0] - per_step * PILOT[0], 0.0)
+    steps = max(PILOT[0], int((args.cell_s - fixed) / per_step))
+    t = fixed + per_step * steps  # predicted CPU seconds of one cell
     spec = _spec(root / "sweep", steps, args.cells)
     wall, cpu = {}, {}
     with _Clock() as c:
@@ -178,22 +193,24 @@ def main() -> None:
         wall[f"{w} worker"], cpu[f"{w} worker"] = c.wall, c.cpu
         assert s["cells_done"] == args.cells and s["cells_failed"] == 0, s
     # the engine's own cost per task: a warm worker against this warm process
-    again = _spec(root / "again", steps, args.cells, first=args.cells)
-    with Engine(workers=1) as eng:
-        addr = eng.cluster.scheduler_address
-        run_sweep(spec, root / "warmup", scheduler=addr, stream=io.StringIO())
+    if not args.no_warm_arm:
+        again = _spec(root / "again", steps, args.cells, first=args.cells)
+        with Engine(workers=1) as eng:
+            addr = eng.cluster.scheduler_address
+            run_sweep(spec, root / "warmup", scheduler=addr, stream=io.StringIO())
+            with _Clock() as c:
+                s = run_sweep(again, root / "warm", scheduler=addr, stream=io.StringIO())
+            wall["warm worker"] = c.wall
+            assert s["cells_done"] == args.cells and s["cells_failed"] == 0, s
         with _Clock() as c:
-            s = run_sweep(again, root / "warm", scheduler=addr, stream=io.StringIO())
-        wall["warm worker"] = c.wall
-        assert s["cells_done"] == args.cells and s["cells_failed"] == 0, s
-    with _Clock() as c:
-        _direct(again, root / "warm-direct")
-    wall["warm direct"] = c.wall
+            _direct(again, root / "warm-direct")
+        wall["warm direct"] = c.wall
     per_cell = wall["direct"] / args.cells
     res = {
         "cells": args.cells,
         "steps_per_cell": steps,
-        "cell_cpu_s_pilot": round(t * steps / 2000, 2),
+        "cell_cpu_s_pilot": round(t, 2),
+        "cell_fixed_cpu_s_pilot": round(fixed, 2),
         "cell_s_direct": round(per_cell, 2),
         "compile_cache": "warm (filled by the pilot)" if WARM else "off",
         "wall_s": {k: round(v, 2) for k, v in wall.items()},
@@ -207,7 +224,9 @@ def main() -> None:
         "overhead_per_cell_1_worker_after_start": round(
             (wall["1 worker"] - startup[1]) / wall["direct"] - 1, 4
         ),
-        "overhead_per_task_warm": round(wall["warm worker"] / wall["warm direct"] - 1, 4),
+        "overhead_per_task_warm": round(wall["warm worker"] / wall["warm direct"] - 1, 4)
+        if "warm worker" in wall
+        else None,
         "load_average": {"start": load0, "end": os.getloadavg()},
     }
     print(json.dumps(res, indent=2))
@@ -222,7 +241,7 @@ def main() -> None:
         "direct, "
         f"{100 * res['overhead_per_cell_1_worker_after_start']:.1f} % after the cluster's "
         f"start ({startup[1]:.1f} s), warm per-task overhead "
-        f"{100 * res['overhead_per_task_warm']:.1f} %; load {load0[0]:.1f} -> "
+        f"{_pct(res['overhead_per_task_warm'])}; load {load0[0]:.1f} -> "
         f"{os.getloadavg()[0]:.1f}",
         file=sys.stderr,
     )
