@@ -135,8 +135,7 @@ class Plan:
 # ---- the error estimate ------------------------------------------------------------
 def activation_power(activation: Activation) -> int:
     """``p`` of the error estimate: 2 when ``sigma''(0) = 0`` (odd-like), else 1."""
-    curv = float(jax.grad(jax.grad(activation.fn))(0.0))
-    return 2 if curv == 0.0 else 1
+    return 2 if taylor_coefficients(activation.fn)[1] == 0.0 else 1
 
 
 @partial(jax.jit, static_argnames=("act",))

@@ -35,6 +35,7 @@ of the moment contractions, independent of ``n`` when the moments are dense.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import NamedTuple
 
 import jax
@@ -61,6 +62,7 @@ class Moments(NamedTuple):
     coef: jnp.ndarray  # (3,) g, k2, k3
 
 
+@cache  # per activation function: its nested grads run op by op at every call
 def taylor_coefficients(fn) -> tuple[float, float, float]:
     """``(g, k2, k3) = (sigma'(0), sigma''(0) / 2, sigma'''(0) / 6)`` of an activation."""
     d1 = jax.grad(fn)
