@@ -8,10 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from condensation import fastforward, inputs
+from condensation import inputs
 from condensation.checkpoint import Checkpoint
 from condensation.config import AUTO, Config, scale_field
 from condensation.core.final_stage import final_stage_counts
@@ -33,6 +34,18 @@ from condensation.report import figures
 from condensation.snapshots import kept_indices, network_layer_bytes, stored_bytes
 from condensation.store import FIGURE_BYTES, save_arrays, write_json, write_toml
 from condensation.train import TrainResult, snapshot_steps, train
+
+if TYPE_CHECKING:
+    from condensation import fastforward
+
+
+def _fastforward():
+    """:mod:`condensation.fastforward`, imported when first needed (fast-forward,
+    ``steps = "auto"``, a horizon warning): it brings diffrax, ~0.6 s of imports
+    that a plain run does not pay."""
+    from condensation import fastforward
+
+    return fastforward
 
 
 @dataclass(frozen=True)
@@ -67,15 +80,15 @@ def optimizer_of(cfg: Config, data: Dataset) -> Optimizer:
 
 def resolve_steps(cfg: Config) -> tuple[Config, tuple[str, ...]]:
     """``train.steps = "auto"`` replaced by the horizon from the members' predicted
-    T* (:func:`condensation.fastforward.auto_steps`); other configs unchanged.
+    T* (:func:`condensation._fastforward().auto_steps`); other configs unchanged.
     Returns the config and a note saying what was chosen."""
     if cfg.train.steps != AUTO:
         return cfg, ()
     probe = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=1))
     data, spec, ens = prepare(probe)
     z = data.z * cfg.model.output_scale  # the field of f = kappa g is kappa times g's
-    t_stars = fastforward.predicted_t_star(ens.params, z, spec.activation)
-    steps = fastforward.auto_steps(t_stars, float(np.linalg.norm(z)), cfg.train.lr)
+    t_stars = _fastforward().predicted_t_star(ens.params, z, spec.activation)
+    steps = _fastforward().auto_steps(t_stars, float(np.linalg.norm(z)), cfg.train.lr)
     if steps is None:
         why = spec.activation.why_not_effective() or (
             "depth 2 has no blow-up" if spec.depth == 2 else "no member's dynamics blows up"
@@ -87,8 +100,8 @@ def resolve_steps(cfg: Config) -> tuple[Config, tuple[str, ...]]:
     known = max(t for t in t_stars if t is not None)
     note = (
         f'train.steps = "auto": {steps} steps (t = {steps * cfg.train.lr:.6g}) from the '
-        f"largest predicted T* = {known:.6g} x {fastforward.AUTO_FACTOR} + "
-        f"{fastforward.AUTO_ROOM:g}/|z|"
+        f"largest predicted T* = {known:.6g} x {_fastforward().AUTO_FACTOR} + "
+        f"{_fastforward().AUTO_ROOM:g}/|z|"
     )
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=steps)), (note,)
 
@@ -103,14 +116,14 @@ def horizon_notes(cfg: Config, data: Dataset, spec: NetworkSpec, ens: Ensemble, 
     # depth 3, no solve needed: T* >= sqrt(3) / (|z| sqrt(rho_0)) (THEORY §4)
     kappa = cfg.model.output_scale
     z = data.z * kappa  # the field of f = kappa g is kappa times g's
-    lower = fastforward.t_star_lower_bound(ens.params, z, spec.activation)
+    lower = _fastforward().t_star_lower_bound(ens.params, z, spec.activation)
     if plan is not None:  # solved already, in the time of g (t kappa^2)
         t_stars = [None if m.t_star is None else m.t_star / kappa**2 for m in plan.members]
         what = "T* = {:.6g}"
     elif lower is not None and all(horizon < lower[i] for i in missing):
         t_stars, what = list(lower), "T* >= {:.6g} (THEORY §4 lower bound)"
     else:
-        t_stars = fastforward.predicted_t_star(ens.params, z, spec.activation)
+        t_stars = _fastforward().predicted_t_star(ens.params, z, spec.activation)
         what = "T* = {:.6g}"
     out = []
     for i in missing:
@@ -170,7 +183,7 @@ def run_training(
     snaps, kept, _ = snapshot_plan(cfg, data.d_in, ens.size, save)
     plan = None
     if t.fast_forward:
-        plan = fastforward.plan(
+        plan = _fastforward().plan(
             ens.params,
             data.x,
             data.y / kappa,
