@@ -25,6 +25,7 @@ the norm has grown by ``norm_growth`` and reports the exponential rate.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache, partial
@@ -486,7 +487,7 @@ def states_at(
     s = np.interp(times, sol.steps["t"], sol.steps["s"])
     scale = sol.time_scale
     n = len(s)
-    pad = -n % 32 + 32 * max(0, -(-min_len // 32) - -(-n // 32))  # up to 32 k >= min_len
+    pad = 32 * math.ceil(max(n, min_len) / 32) - n  # to the multiple of 32 covering both
     for _ in range(newton + 1):
         s = np.maximum.accumulate(np.maximum(s, 1e-300))
         s_pad = np.concatenate([s, np.full(pad, s[-1])])
