@@ -103,6 +103,25 @@ def check_options(workers: int | None, scheduler: str | None, retries: int) -> N
             )
 
 
+# Settings of the local cluster (passed on to its worker processes).  A dead worker
+# fails its task at once; the engine resubmits it (retries).  The rest cut what
+# runs beside the tasks, for a cluster of long single-threaded tasks and no
+# dashboard: every process's event loop wakes every 20 ms to time itself (tick),
+# samples system and process memory every 0.1-0.5 s, the workers profile their
+# task thread every 10 ms, and the scheduler looks for tasks to steal (it queues
+# them until a worker is free: there is nothing to steal).  With two workers on
+# two cores this was ~5 % of each task's time (benchmarks/bench_sweep.py).  The
+# memory limit is still enforced, checked every second.
+_LOCAL_CONFIG = {
+    "distributed.scheduler.allowed-failures": 0,
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "5s",
+    "distributed.worker.memory.monitor-interval": "1s",
+    "distributed.scheduler.work-stealing": False,
+}
+
+
 class Engine:
     """``with Engine(workers=2) as eng: for outcome in eng.run(tasks): ...``"""
 
@@ -158,15 +177,7 @@ class Engine:
         env = {}
         if ENV_VAR not in os.environ:
             env[ENV_VAR] = str(max(1, usable_cores() // self.workers))
-        # a dead worker fails its task at once; the engine resubmits it (retries).
-        # The workers' sampling profiler (every 10 ms, for a dashboard this cluster
-        # does not serve) only costs the tasks CPU: off.
-        with dask.config.set(
-            {
-                "distributed.scheduler.allowed-failures": 0,
-                "distributed.worker.profile.enabled": False,
-            }
-        ):
+        with dask.config.set(_LOCAL_CONFIG):
             self.cluster = LocalCluster(
                 n_workers=self.workers,
                 threads_per_worker=1,
