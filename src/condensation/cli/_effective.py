@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from condensation.blowup import Tolerances
 from condensation.checkpoint import run_key
 from condensation.cli._common import (
     ConfigArg,
@@ -22,9 +21,7 @@ from condensation.cli._common import (
     print_literal,
 )
 from condensation.config import load_config
-from condensation.effective import FORMS, RegimeWarning
 from condensation.errors import InputError
-from condensation.runs.effective import run_effective, write_effective_run
 from condensation.runs.train import output_bytes
 from condensation.store import FIGURE_BYTES, run_directory
 
@@ -62,6 +59,12 @@ def effective_cmd(
     With --resume the --compare-gd training continues from its checkpoint; the
     effective solves (seconds) are recomputed, to the same numbers.
     """
+    # imported here, not at the top: they bring in diffrax (~0.4 s), which every
+    # other command (and a sweep's worker, which imports this CLI) does without
+    from condensation.blowup import Tolerances
+    from condensation.effective import FORMS, RegimeWarning
+    from condensation.runs.effective import run_effective, write_effective_run
+
     cfg = load_config(config, set_ or [])
     if form not in FORMS:
         raise InputError("--form", form, "unknown form", f"use one of {', '.join(FORMS)}")
