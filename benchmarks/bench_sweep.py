@@ -48,10 +48,14 @@ from pathlib import Path
 
 os.environ.setdefault("CONDENSATION_CPU_DEVICES", "1")  # one core per process, as workers
 WARM = "--warm-cache" in sys.argv
-# before condensation is imported: every arm (and its worker processes) sees the same cache
-os.environ["CONDENSATION_JAX_CACHE"] = (
-    tempfile.mkdtemp(prefix="bench_sweep-cache-") if WARM else "off"
-)
+# before condensation is imported: every arm (and its worker processes) sees the same
+# cache.  Only in the benchmark's own process: each worker re-imports this file (as
+# ``__mp_main__``, with the same argv) and inherits the variable; a fresh directory
+# made there would leave the workers an empty cache.
+if __name__ == "__main__":
+    os.environ["CONDENSATION_JAX_CACHE"] = (
+        tempfile.mkdtemp(prefix="bench_sweep-cache-") if WARM else "off"
+    )
 
 from condensation.engine import Engine  # noqa: E402
 from condensation.sweep import parse_spec, run_sweep  # noqa: E402
