@@ -491,26 +491,24 @@ def states_at(
     for _ in range(newton + 1):
         s = np.maximum.accumulate(np.maximum(s, 1e-300))
         s_pad = np.concatenate([s, np.full(pad, s[-1])])
-        u, r, t = _states_at(
+        u_pad, r_pad, t = _states_at(
             prob.u0, prob.args, jnp.asarray(s_pad), polar=prob.polar, k=prob.k, tol=tol
         )
-        u, r, t = jax.tree.map(lambda x: np.asarray(x)[:n], (u, r, t))
+        r, t = np.asarray(r_pad)[:n], np.asarray(t)[:n]
         t_actual = t * scale
         miss = times - t_actual
         if np.all(np.abs(miss) <= 1e-13 * np.maximum(np.abs(times), 1e-300)):
             break
-        s = s + miss / scale * np.exp((prob.k - 1) * np.asarray(r))
-    if prob.lift is scale_lift:  # y = exp(R) u for all times at once, the same bits
-        # (XLA's exp of the padded vector, one program per length; products in numpy)
-        big_r = np.concatenate([prob.r0 + r, np.full(pad, prob.r0 + r[-1])])
-        grow = np.asarray(jnp.exp(jnp.asarray(big_r)))[:n]
-        return t_actual, jax.tree.map(lambda x: grow.reshape((n,) + (1,) * (x.ndim - 1)) * x, u)
-    ys = [
-        prob.lift(jax.tree.map(partial(_take, i=i), u), prob.r0 + float(r[i]), prob.args)
-        for i in range(len(s))
-    ]
-    stacked = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *ys)
-    return t_actual, stacked
+        s = s + miss / scale * np.exp((prob.k - 1) * r)
+    ys = _lift_all(u_pad, prob.r0 + r_pad, prob.args, lift=prob.lift)
+    return t_actual, jax.tree.map(lambda x: np.asarray(x)[:n], ys)
+
+
+@partial(jax.jit, static_argnames=("lift",))
+def _lift_all(u, big_r, args, *, lift):
+    """``lift`` at every queried time at once: one compiled program per lift and
+    (padded) query length, instead of the lift's operations run time by time."""
+    return jax.vmap(lift, in_axes=(0, 0, None))(u, big_r, args)
 
 
 __all__ = [
