@@ -84,7 +84,7 @@ def optimizer_of(cfg: Config, data: Dataset) -> Optimizer:
 
 def resolve_steps(cfg: Config) -> tuple[Config, tuple[str, ...]]:
     """``train.steps = "auto"`` replaced by the horizon from the members' predicted
-    T* (:func:`condensation._fastforward().auto_steps`); other configs unchanged.
+    T* (:func:`condensation.fastforward.auto_steps`); other configs unchanged.
     Returns the config and a note saying what was chosen."""
     if cfg.train.steps != AUTO:
         return cfg, ()
