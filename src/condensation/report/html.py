@@ -77,8 +77,13 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F) if chr(c) not in "\t\n\r"}
+
+
 def _esc(s: Any) -> str:
-    return html.escape(str(s), quote=True)
+    """``s`` as HTML text: markup escaped, control characters (a NUL, an ANSI escape
+    from a hand-edited summary) written as visible ``\\xNN``."""
+    return html.escape(str(s), quote=True).translate(_CONTROL)
 
 
 def _numbers_table(headline: dict, keys: list[str]) -> str:
@@ -142,12 +147,8 @@ def load_run(directory: str | Path) -> tuple[dict, list[tuple[Path, dict]]]:
             sub = child(d, name, field)
             if not sub.is_dir():
                 raise InputError(field, name, "is not an experiment run directory", _FIX)
-            shown_sub = shown(d / name)
-            s = _read_summary(sub, shown_sub, f"experiment run ({shown(name)})")
-            sub_where = shown(d / name / SUMMARY)
-            if not isinstance(s, dict) or s.get("kind") != "experiment":
-                raise InputError("DIR", shown_sub, "is not an experiment run directory", _FIX)
-            exps.append((sub, _load_experiment(sub, s, sub_where)))
+            s = _read_summary(sub, shown(d / name), f"experiment run ({shown(name)})")
+            exps.append((sub, _load_experiment(sub, s, shown(d / name / SUMMARY))))
     else:
         raise InputError(
             "DIR",
