@@ -53,7 +53,7 @@ def confined(root: str | Path, rel: object, field: str) -> Path:
     >>> import tempfile; d = tempfile.mkdtemp()
     >>> confined(d, "figures/a.png", "f").name
     'a.png'
-    >>> confined(d, "../secret", "f")
+    >>> confined(d, "../secret", "f")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     condensation.errors.InputError: f = '../secret': leads outside the run directory ...

@@ -83,7 +83,7 @@ def _get(
     if key not in s:
         if required:
             name = f"{at}.{key}" if at else key
-            raise InputError(f"{where} {name}", None, "is missing", FIX)
+            raise InputError(f"{where} {name}", None, "is missing (the report needs it)", FIX)
         return default
     return s[key]
 
