@@ -10,6 +10,8 @@ is an :class:`numpy.lib.npyio.NpzFile` (each array read on access), an
 from __future__ import annotations
 
 import json
+import os
+import stat
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -24,7 +26,109 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
-from condensation.store import SUMMARY, read_marker
+from condensation.store import MARKER, SUMMARY, read_marker
+
+# ---- reading a run's files without trusting them -----------------------------------
+# A run directory is data: its files may have been hand-edited, truncated or planted.
+# Whatever reads one back (load_run, the report) reads through these: a malformed file
+# is an InputError naming it, and no path read from a run's files leads outside it.
+MAX_JSON_BYTES = 64 * 2**20  # a summary is a few kB; anything this large is not ours
+FIX = "re-run the command that wrote it (or restore the file from that run)"
+
+
+def shown(path: str | Path) -> str:
+    """``path`` for a one-line message: control characters written as ``\\xNN``."""
+    return "".join(
+        c if c.isprintable() or c == " " else f"\\x{ord(c):02x}" for c in os.fspath(path)
+    )
+
+
+def confined(root: str | Path, rel: object, field: str) -> Path:
+    """The real path of ``rel`` (a path read from a file of the run ``root``), which
+    must lie strictly inside ``root`` once every symlink is resolved.
+
+    Raises InputError (``field`` = ``rel``) for a non-string, an absolute path, a path
+    that leaves ``root`` (``..``, a symlink pointing outside) or names ``root`` itself.
+
+    >>> import tempfile; d = tempfile.mkdtemp()
+    >>> confined(d, "figures/a.png", "f").name
+    'a.png'
+    >>> confined(d, "../secret", "f")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    condensation.errors.InputError: f = '../secret': leads outside the run directory ...
+    """
+    if not isinstance(rel, str) or not rel or "\x00" in rel:
+        raise InputError(field, rel, "must be a non-empty path relative to the run", FIX)
+    if os.path.isabs(rel):
+        raise InputError(
+            field, rel, "is an absolute path; a run names only files inside itself", FIX
+        )
+    base = os.path.realpath(root)
+    try:
+        real = os.path.realpath(os.path.join(base, rel))
+    except (OSError, ValueError):  # a symlink loop on some Pythons, an over-long name
+        raise InputError(field, rel, "cannot be resolved inside the run directory", FIX) from None
+    if not real.startswith(base.rstrip(os.sep) + os.sep):
+        raise InputError(
+            field,
+            rel,
+            f"leads outside the run directory {shown(root)} (or is the directory itself); "
+            "nothing outside a run is read",
+            FIX,
+        )
+    return Path(real)
+
+
+def child(root: str | Path, name: object, field: str) -> Path:
+    """The real path of the run ``root``'s direct child ``name`` (an entry of a
+    reproduce summary's ``experiments``): one plain name, no separator, not ``.`` or
+    ``..``, resolving (symlinks included) strictly inside ``root``; else InputError."""
+    if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or os.sep in name:
+        raise InputError(
+            field,
+            name,
+            "must name a folder directly inside the run (one plain name)",
+            FIX,
+        )
+    return confined(root, name, field)
+
+
+def read_bytes(path: Path, field: str, limit: int | None = None) -> bytes:
+    """The bytes of the regular file ``path`` (at most ``limit``); InputError when it
+    is missing, not a regular file (a folder, a FIFO, a device) or larger."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise InputError(field, shown(path), f"cannot be read ({e.strerror or e})", FIX) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(field, shown(path), "is not a regular file", FIX)
+    if limit is not None and st.st_size > limit:
+        raise InputError(
+            field, shown(path), f"is {st.st_size} bytes, more than the {limit} allowed", FIX
+        )
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1 if limit is not None else -1)
+    except OSError as e:
+        raise InputError(field, shown(path), f"cannot be read ({e.strerror or e})", FIX) from None
+    if limit is not None and len(data) > limit:
+        raise InputError(field, shown(path), f"is more than the {limit} bytes allowed", FIX)
+    return data
+
+
+def read_json(path: Path, field: str) -> Any:
+    """The JSON value in the regular file ``path`` (UTF-8, at most
+    :data:`MAX_JSON_BYTES`); InputError (``field``) for anything else."""
+    data = read_bytes(path, field, MAX_JSON_BYTES)
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        problem = f"is not UTF-8 ({e.reason} at byte {e.start})"
+        raise InputError(field, shown(path), problem, FIX) from None
+    except (ValueError, RecursionError) as e:  # bad JSON, a 5000-digit integer, deep nesting
+        problem = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputError(field, shown(path), f"is not valid JSON ({problem})", FIX) from None
 
 
 class LazyArrays(Mapping):
@@ -86,40 +190,73 @@ class Run:
 def load_run(directory: str | Path) -> Run:
     """The run in ``directory``: config, summary and lazily loaded arrays.
 
+    Nothing outside ``directory`` is read: its files, its ``arrays/`` and
+    ``figures/`` and a reproduce run's children (the names its summary lists) must
+    resolve inside it, symlinks included; a malformed file is an InputError (one
+    line naming the file), never another exception.
+
     >>> run = load_run("runs/eps1e-4")                       # doctest: +SKIP
     >>> run.summary["members"][0]["escape_time"]             # doctest: +SKIP
     >>> run.arrays["snapshots"]["W1"].shape  # (E, K, m1, d)   # doctest: +SKIP
     """
-    d = Path(directory)
-    if not (d / SUMMARY).is_file():
+    return _load(Path(directory), str(directory))
+
+
+def _load(d: Path, given: str) -> Run:
+    if not d.is_dir() or not os.path.lexists(d / SUMMARY):
         raise InputError(
             "DIR",
-            str(directory),
+            shown(given),
             "is not a run directory (no summary.json)",
             "give a directory written by condensation",
         )
-    try:
-        summary = json.loads((d / SUMMARY).read_text())
-    except (ValueError, UnicodeDecodeError) as e:
+    where = shown(d / SUMMARY)
+    summary = read_json(confined(d, SUMMARY, where), where)
+    if not isinstance(summary, dict):
         raise InputError(
-            "DIR",
-            str(directory),
-            f"summary.json is not JSON ({e})",
+            where,
+            type(summary).__name__,
+            "must be a JSON object",
             "re-run the command that wrote it",
-        ) from None
+        )
     config: dict = {}
-    if (d / "config.toml").is_file():
-        config = tomllib.loads((d / "config.toml").read_text())
+    if os.path.lexists(d / "config.toml"):
+        cfile = shown(d / "config.toml")
+        text = read_bytes(confined(d, "config.toml", cfile), cfile, MAX_JSON_BYTES)
+        try:
+            config = tomllib.loads(text.decode("utf-8"))
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as e:
+            problem = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise InputError(
+                cfile, "config.toml", f"is not TOML ({problem})", "re-run the command that wrote it"
+            ) from None
+    marker = None
+    if os.path.lexists(d / MARKER):
+        confined(d, MARKER, shown(d / MARKER))
+        marker = read_marker(d)
     children = {}
     if summary.get("kind") == "reproduce":
-        children = {n: load_run(d / n) for n in summary.get("experiments", []) if (d / n).is_dir()}
+        names = summary.get("experiments", [])
+        if not isinstance(names, list):
+            raise InputError(
+                f"{where} experiments", names, "must be a list of names", "re-run reproduce"
+            )
+        for i, n in enumerate(names):
+            sub = child(d, n, f"{where} experiments[{i}]")  # strictly inside d
+            if sub.is_dir():
+                children[n] = _load(d / n, os.path.join(given, n))
+    arrays = d / "arrays"
+    figures = sorted((d / "figures").glob("*.png")) if (d / "figures").is_dir() else []
+    lazy = LazyArrays(arrays)
+    for f in [*lazy._files.values(), *figures]:  # a symlink among them: refused
+        confined(d, os.path.relpath(f, d), shown(f))
     return Run(
         path=d,
         kind=str(summary.get("kind", "unknown")),
         config=config,
         summary=summary,
-        arrays=LazyArrays(d / "arrays"),
-        figures=sorted((d / "figures").glob("*.png")) if (d / "figures").is_dir() else [],
-        marker=read_marker(d),
+        arrays=lazy,
+        figures=figures,
+        marker=marker,
         children=children,
     )

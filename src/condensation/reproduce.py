@@ -25,7 +25,8 @@ from condensation import experiments as X
 from condensation._jax_setup import usable_cores
 from condensation.engine import Engine, Task
 from condensation.errors import InputError
-from condensation.report.html import render_report
+from condensation.report.html import write_report
+from condensation.report.schema import check_experiment
 from condensation.store import (
     check_out_dir,
     put_in_place,
@@ -90,7 +91,7 @@ def run_experiment(
     check_out_dir(out, overwrite)
     with run_directory(out, overwrite) as tmp:
         summary = run_into(exp, params, tmp, progress, quick)
-        render_report(tmp)
+        write_report(tmp)
     return summary
 
 
@@ -111,12 +112,21 @@ def default_workers() -> int:
 
 
 def _finished(d: Path, params: dict, quick: bool) -> bool:
-    """``d`` holds a finished run of the experiment with these params."""
-    try:
-        s = json.loads((d / "summary.json").read_text())
-    except (OSError, ValueError):
+    """``d`` holds a finished run of the experiment with these params (a real
+    directory, not a symlink, whose summary.json is well formed)."""
+    if d.is_symlink() or not d.is_dir() or (d / "summary.json").is_symlink():
         return False
-    return s.get("kind") == "experiment" and s.get("quick") == quick and s.get("params") == params
+    try:
+        raw = json.loads((d / "summary.json").read_text())
+        s = check_experiment(raw, str(d))
+    except (OSError, ValueError, RecursionError):  # InputError is a ValueError
+        return False
+    return (
+        s["quick"] == quick
+        and s["params"] == params
+        and "headline" in raw
+        and isinstance(raw.get("elapsed_s"), (int, float))
+    )
 
 
 def reproduce(
@@ -190,10 +200,12 @@ def _reproduce_into(tmp, reg, chosen, params, quick, progress, workers, earlier)
         d = tmp / name
         if _finished(d, params[name], quick):
             summaries[name] = json.loads((d / "summary.json").read_text())
+        elif d.is_symlink():
+            d.unlink()  # never followed: the link itself goes, not what it points to
         elif d.exists():
             shutil.rmtree(d)  # our own half-written staging entry
         elif earlier is not None and _finished(earlier / name, params[name], quick):
-            shutil.copytree(earlier / name, d)
+            shutil.copytree(earlier / name, d, symlinks=True)  # never a copy of an outside file
             summaries[name] = json.loads((d / "summary.json").read_text())
     todo = [n for n in chosen if n not in summaries]
     # longest first (the modules' measured SECONDS), so the workers finish together;
@@ -231,7 +243,7 @@ def _reproduce_into(tmp, reg, chosen, params, quick, progress, workers, earlier)
         "reused": sorted(set(chosen) - set(todo)),
     }
     write_json(tmp / "summary.json", top)
-    render_report(tmp)
+    write_report(tmp)
     return top
 
 

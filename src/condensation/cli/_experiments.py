@@ -121,10 +121,17 @@ def reproduce_cmd(
 def report_cmd(
     directory: Annotated[Path, typer.Argument(help="A reproduce or run directory.")],
 ) -> None:
-    """Re-render DIR/report.html from the stored results (no recomputation)."""
+    """Re-render DIR/report.html from the stored results (no recomputation).
+
+    Only in a directory condensation wrote (its .condensation-run marker), never over
+    a report.html it did not write; every file the summaries name must lie inside DIR,
+    and a malformed summary.json is refused in one line naming the file and the key.
+
+    Example: condensation report runs/quick
+    """
     from condensation.report.html import render_report
 
-    console.print(f"wrote {render_report(directory)}")
+    console.print(f"wrote {render_report(directory)}", markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import base64
 import html
-import json
+import os
 from pathlib import Path
 from typing import Any
 
 from condensation.errors import InputError
 from condensation.experiments import SECTIONS
-from condensation.store import SUMMARY, add_to_manifest, atomic_write_bytes
+from condensation.loading import child, confined, read_bytes, read_json, shown
+from condensation.report.schema import check_experiment, check_reproduce
+from condensation.store import MARKER, SUMMARY, add_to_manifest, atomic_write_bytes, read_marker
 
 REPORT = "report.html"
 
@@ -75,8 +77,13 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F) if chr(c) not in "\t\n\r"}
+
+
 def _esc(s: Any) -> str:
-    return html.escape(str(s), quote=True)
+    """``s`` as HTML text: markup escaped, control characters (a NUL, an ANSI escape
+    from a hand-edited summary) written as visible ``\\xNN``."""
+    return html.escape(str(s), quote=True).translate(_CONTROL)
 
 
 def _numbers_table(headline: dict, keys: list[str]) -> str:
@@ -87,55 +94,75 @@ def _numbers_table(headline: dict, keys: list[str]) -> str:
     return f"<table><tr><th>number</th><th>value</th></tr>{rows}</table>"
 
 
-def _read_summary(path: Path, what: str) -> dict:
-    try:
-        s = json.loads(path.read_text())
-    except (OSError, ValueError):
-        raise InputError(
-            "DIR",
-            str(path.parent),
-            f"not a {what} directory ({SUMMARY} missing or unreadable)",
-            "give a directory written by condensation reproduce or condensation run",
-        ) from None
-    if not isinstance(s, dict):
-        s = {}
+_FIX = "give a directory written by condensation reproduce or condensation run"
+_PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _read_summary(d: Path, shown_dir: str, what: str) -> Any:
+    """The JSON of ``d/summary.json`` (which must lie inside ``d``)."""
+    path = d / SUMMARY
+    if not os.path.lexists(path):
+        raise InputError("DIR", shown_dir, f"not a {what} directory ({SUMMARY} missing)", _FIX)
+    return read_json(confined(d, SUMMARY, f"{shown(path)}"), shown(path))
+
+
+def _load_experiment(d: Path, s: Any, where: str) -> dict:
+    """The checked experiment summary with each figure's PNG bytes (``png``) read
+    from inside ``d``."""
+    s = check_experiment(s, where)
+    for i, f in enumerate(s["figures"]):
+        field = f"{where} figures[{i}].file"
+        path = confined(d, f["file"], field)
+        if not os.path.lexists(path):
+            raise InputError(field, f["file"], "is missing", "re-run the experiment")
+        data = read_bytes(path, field)
+        if not data.startswith(_PNG):
+            raise InputError(field, f["file"], "is not a PNG image", "re-run the experiment")
+        f["png"] = data
     return s
 
 
 def load_run(directory: str | Path) -> tuple[dict, list[tuple[Path, dict]]]:
-    """The top summary and ``(experiment dir, experiment summary)`` pairs of a run.
+    """The top summary and ``(experiment dir, experiment summary)`` pairs of a run,
+    checked (:mod:`condensation.report.schema`): every file read lies inside
+    ``directory``; each figure carries its PNG bytes as ``png``.
 
-    Raises InputError when ``directory`` is not a reproduce or experiment run.
+    Raises InputError (one line naming the file and key) when ``directory`` is not a
+    reproduce or experiment run, or any of its summaries is malformed.
     """
     d = Path(directory)
-    fix = "give a directory written by condensation reproduce or condensation run"
     if not d.is_dir():
-        raise InputError("DIR", str(d), "is not a directory", fix)
-    top = _read_summary(d / SUMMARY, "reproduce or experiment run")
-    kind = top.get("kind")
+        raise InputError("DIR", shown(d), "is not a directory", _FIX)
+    top = _read_summary(d, shown(d), "reproduce or experiment run")
+    where = shown(d / SUMMARY)
+    kind = top.get("kind") if isinstance(top, dict) else None
     if kind == "experiment":
+        top = _load_experiment(d, top, where)
         exps = [(d, top)]
     elif kind == "reproduce":
+        top = check_reproduce(top, where)
         exps = []
-        for name in top.get("experiments", []):
-            s = _read_summary(d / name / SUMMARY, f"experiment run ({name})")
-            if s.get("kind") != "experiment":
-                raise InputError("DIR", str(d / name), "is not an experiment run directory", fix)
-            exps.append((d / name, s))
+        for i, name in enumerate(top["experiments"]):
+            field = f"{where} experiments[{i}]"
+            sub = child(d, name, field)
+            if not sub.is_dir():
+                raise InputError(field, name, "is not an experiment run directory", _FIX)
+            s = _read_summary(sub, shown(d / name), f"experiment run ({shown(name)})")
+            exps.append((sub, _load_experiment(sub, s, shown(d / name / SUMMARY))))
     else:
         raise InputError(
             "DIR",
-            str(d),
-            f"is not a reproduce or experiment run directory (its {SUMMARY} has kind {kind!r})",
-            fix,
+            shown(d),
+            f"is not a reproduce or experiment run directory (its {SUMMARY} has kind "
+            f"{_short(kind)})",
+            _FIX,
         )
-    for exp_dir, s in exps:
-        for f in s.get("figures", []):
-            if not (exp_dir / f["file"]).is_file():
-                raise InputError(
-                    "DIR", str(exp_dir), f"figure {f['file']} is missing", "re-run the experiment"
-                )
     return top, exps
+
+
+def _short(v: Any) -> str:
+    text = " ".join(repr(v).split())
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _experiment_html(exp_dir: Path, s: dict) -> str:
@@ -144,17 +171,17 @@ def _experiment_html(exp_dir: Path, s: dict) -> str:
         f'<span class="note">({_esc(s["name"])})</span></h3>',
         f'<p class="story">{_esc(s["story"])}</p>',
     ]
-    head = s.get("headline", {})
-    for f in s.get("figures", []):
-        data = base64.b64encode((exp_dir / f["file"]).read_bytes()).decode("ascii")
-        nums = f.get("numbers", [])
+    head = s["headline"]
+    for f in s["figures"]:
+        data = base64.b64encode(f["png"]).decode("ascii")
+        nums = f["numbers"]
         table = f'<div class="nums">{_numbers_table(head, nums)}</div>' if nums else ""
         parts.append(
             '<div class="fig"><figure>'
             f'<img alt="{_esc(f["file"])}" src="data:image/png;base64,{data}">'
             f"<figcaption>{_esc(f['caption'])}</figcaption></figure>{table}</div>"
         )
-    other = s.get("other_numbers", [])
+    other = s["other_numbers"]
     if other:
         parts.append(
             f"<details><summary>Other numbers of {_esc(s['name'])}</summary>"
@@ -166,7 +193,7 @@ def _experiment_html(exp_dir: Path, s: dict) -> str:
 def _params_html(exps: list[tuple[Path, dict]]) -> str:
     rows = []
     for _, s in exps:
-        params = s.get("params", {})
+        params = s["params"]
         cells = "; ".join(f"{_esc(k)} = {_esc(_fmt(params[k]))}" for k in sorted(params))
         rows.append(f"<tr><td>{_esc(s['name'])}</td><td>{cells}</td></tr>")
     return (
@@ -214,19 +241,68 @@ def render_html(top: dict, exps: list[tuple[Path, dict]]) -> str:
     rows = "".join(
         f'<tr><td>{_esc(s["name"])}</td><td>{_esc(k)}</td><td class="num">{_esc(_fmt(v))}</td></tr>'
         for _, s in exps
-        for k, v in sorted(s.get("headline", {}).items())
+        for k, v in sorted(s["headline"].items())
     )
     out.append(f"<table><tr><th>experiment</th><th>number</th><th>value</th></tr>{rows}</table>")
     out.append("</body></html>")
     return "\n".join(out) + "\n"
 
 
-def render_report(directory: str | Path) -> Path:
-    """(Re-)write ``directory/report.html`` from the stored results; returns its path."""
-    d = Path(directory)
+def _page(d: Path) -> bytes:
     top, exps = load_run(d)
-    page = render_html(top, exps)
+    return render_html(top, exps).encode("utf-8")
+
+
+def write_report(directory: str | Path) -> Path:
+    """Write ``directory/report.html`` into a run directory this process is building
+    (a staging directory, before its marker is written); returns its path.  To
+    re-render a finished run, use :func:`render_report`."""
+    d = Path(directory)
+    page = _page(d)
     path = d / REPORT
-    atomic_write_bytes(path, page.encode("utf-8"))
-    add_to_manifest(d, REPORT)  # a finished run's manifest then lists its new report
+    atomic_write_bytes(path, page)
+    return path
+
+
+def render_report(directory: str | Path) -> Path:
+    """(Re-)write ``directory/report.html`` from the stored results; returns its path.
+
+    Only in a run directory condensation wrote (its ``.condensation-run`` marker),
+    and only over a ``report.html`` that is a regular file its manifest lists;
+    anything else is refused (InputError) with nothing changed.  The new report is
+    added to the manifest.
+    """
+    d = Path(directory)
+    page = _page(d)  # every check of the stored files first: nothing written on a refusal
+    fix = "re-render a directory written by condensation run or condensation reproduce"
+    marker = None if os.path.islink(d / MARKER) else read_marker(d)
+    if marker is None:
+        raise InputError(
+            "DIR",
+            shown(d),
+            f"was not written by condensation (no {MARKER} marker), so its {REPORT} is not "
+            "ours to write; nothing was changed",
+            fix,
+        )
+    path = d / REPORT
+    listed = REPORT in marker["files"]
+    if os.path.lexists(path) and not (path.is_file() and not path.is_symlink() and listed):
+        raise InputError(
+            "DIR",
+            shown(d),
+            f"holds a {REPORT} that condensation did not write (not a regular file listed "
+            f"in its {MARKER} manifest); nothing was changed",
+            f"move {shown(path)} away, then run condensation report again",
+        )
+    existed = os.path.lexists(path)
+    try:
+        atomic_write_bytes(path, page)
+        if not listed:
+            add_to_manifest(d, REPORT)  # a finished run's manifest then lists its new report
+    except OSError as e:
+        if not existed and not listed:
+            path.unlink(missing_ok=True)  # the report this call wrote, unlisted: not kept
+        raise InputError(
+            "DIR", shown(d), f"cannot write {REPORT} ({e.strerror or e})", fix
+        ) from None
     return path
