@@ -235,9 +235,12 @@ class Checkpoint:
         except _UNREADABLE as e:
             self._keep = True
             what = " ".join(str(e).split())[:200]
+            kind = type(e).__name__
+            if type(e).__module__ not in ("builtins", None):
+                kind = f"{type(e).__module__}.{kind}"
             raise _refuse(
                 self.dir,
-                f"the checkpoint is damaged and cannot be read ({type(e).__name__}: {what})",
+                f"the checkpoint is damaged and cannot be read ({kind}: {what})",
             ) from None
 
     def _restore(self, carry, records: dict[str, list]):
@@ -296,7 +299,7 @@ class Checkpoint:
         if at != index + 1:
             raise _refuse(self.dir, "the checkpoint is incomplete")
         leaves, treedef = jax.tree_util.tree_flatten(carry)
-        with np.load(carry_path, allow_pickle=False) as f:
+        with open(carry_path, "rb") as fh, np.load(fh, allow_pickle=False) as f:
             saved = [np.array(f[f"leaf{i}"]) for i in range(len(f.files))]
         same = (
             treedef_s == str(treedef)
@@ -316,7 +319,7 @@ class Checkpoint:
             )
         loaded: dict[str, list] = {name: [] for name in records}
         for path, start, stop in paths:
-            with np.load(path, allow_pickle=False) as f:
+            with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as f:
                 for name in records:
                     loaded[name] += [np.array(f[f"{name}:{j}"]) for j in range(start, stop)]
         for name in records:
