@@ -233,7 +233,7 @@ def test_checkpoint_naming_a_file_outside_is_refused(tmp_path, where):
     outside = tmp_path / "outside"
     outside.mkdir()
     victim = outside / "victim.npz"
-    np.savez(victim, leaf0=np.arange(3.0), leaf1=np.int32(7))  # a loadable carry
+    np.savez(victim, leaf0=np.int32(7), leaf1=np.arange(3.0))  # a carry that fits
     meta = json.loads((d / "meta.json").read_text())
     if where == "carry-up":
         meta["carry"] = "../../outside/victim.npz"
@@ -455,7 +455,7 @@ def test_failed_parent_creation_removes_only_what_it_made(tmp_path, monkeypatch)
     real_mkdir = os.mkdir
 
     def mkdir(path, *a, **kw):
-        if Path(path).name == "c":
+        if Path(path).name == "c" and Path(path).parent.is_dir():
             raise OSError(errno.EACCES, os.strerror(errno.EACCES), str(path))
         return real_mkdir(path, *a, **kw)
 
