@@ -602,7 +602,7 @@ def _open_lock(out: str | Path, lock: Path) -> tuple[int, str]:
             except FileNotFoundError:  # removed meanwhile by the run that held it
                 continue
             except OSError as e:
-                if e.errno == errno.ELOOP:
+                if e.errno in (errno.ELOOP, errno.EISDIR):  # a link or a folder: not ours
                     raise _foreign_lock(out, lock) from None
                 raise _not_writable(out, e) from None
             created = False
