@@ -29,6 +29,18 @@ def _write_run(out, files=("summary.json", "arrays/a.npz"), **kw):
             (tmp / f).write_text("{}")
 
 
+def partial_by_child(out):
+    """A partial directory made by ``store.new_partial`` in a child process that is
+    still running: ``(path, the child)``."""
+    code = (
+        "import sys, time; from condensation import store; "
+        "print(store.new_partial(sys.argv[1]), flush=True); time.sleep(120)"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE)
+    with child.stdout:
+        return Path(child.stdout.readline().decode().strip()), child
+
+
 def _dead_pid() -> int:
     p = subprocess.Popen([sys.executable, "-c", "pass"])
     p.wait()
@@ -77,34 +89,62 @@ def test_out_refuses_what_the_tool_did_not_write(tmp_path):
 def test_two_runs_on_one_out_cannot_both_succeed(tmp_path):
     out = tmp_path / "run"
     lock = store.lock_path(out)
-    # another live run holds the lock (an flock on the file, its pid inside)
+    # another live run holds the lock (an flock on the file, its owner record inside)
+    dead = _dead_pid()
     fd = os.open(lock, os.O_CREAT | os.O_RDWR)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    os.write(fd, b"4242")
+    os.write(fd, json.dumps({**store.owner_record(), "pid": dead}).encode())
     try:
-        with pytest.raises(InputError, match="another run.*4242"):
+        with pytest.raises(InputError, match=f"another run.*{dead}"):
             _write_run(out)
     finally:
         os.close(fd)  # that run is killed: its lock file stays, unlocked
     assert lock.exists() and not out.exists()
-    _write_run(out)  # a stale lock (holder gone) is taken over, then removed
+    _write_run(out)  # a stale lock of ours (holder gone) is taken over, then removed
     assert out.is_dir() and not lock.exists()
 
 
 def test_stale_partial_directories_are_cleaned_and_interrupted_replace_restored(tmp_path):
     out = tmp_path / "run"
     dead = _dead_pid()
-    stale = tmp_path / f".run.partial-{dead}-abc"
-    stale.mkdir()
-    (stale / "summary.json").write_text("{}")
-    live = tmp_path / f".run.partial-{os.getppid()}-xyz"  # a live process's: left alone
-    live.mkdir()
-    _write_run(out)
-    assert not stale.exists() and live.exists()
+
+    def partial_of(pid):  # a partial directory as a run of process ``pid`` left it
+        q = store.new_partial(out)
+        m = store.read_marker(q)
+        m["owner"]["pid"] = pid
+        (q / store.MARKER).write_text(json.dumps(m))
+        (q / "summary.json").write_text("{}")
+        return q
+
+    stale = partial_of(dead)
+    live, child = partial_by_child(out)  # a live process's: left alone
+    try:
+        _write_run(out)
+        assert not stale.exists() and live.exists()
+    finally:
+        child.kill()
+        child.wait()
     # killed between the two renames of a replacement: the old run is put back
-    os.replace(out, tmp_path / f".run.old-{dead}")
+    src = partial_of(dead)
+    store.write_marker(src)
+    real_replace = os.replace
+
+    def killed_after_first_rename(a, b):
+        real_replace(a, b)
+        if Path(a) == out:
+            raise SystemExit("killed")
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(os, "replace", killed_after_first_rename)
+        with pytest.raises(SystemExit):
+            store.put_in_place(src, out)
+    assert not out.exists() and src.exists()
+    m = store.read_marker(src)  # (the process that was killed is gone)
+    m["replaces"]["owner"]["pid"] = dead
+    (src / store.MARKER).write_text(json.dumps(m))
     store.clean_stale(out)
-    assert store.is_run_dir(out)
+    assert store.is_run_dir(out) and not src.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # (live's child was killed)
 
 
 def test_out_checks_before_compute(tmp_path, monkeypatch):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +15,7 @@ from rich.text import Text
 from condensation.checkpoint import Checkpoint, checkpoint_dir
 from condensation.store import completed_run, read_marker, reserve
 
+log = logging.getLogger("condensation")
 console = Console()
 console_err = Console(stderr=True)
 
@@ -113,7 +115,10 @@ def guarded_run(out: Path, key: str, *, overwrite: bool, resume: bool, need_byte
             if committed():
                 ck.discard()
             else:
-                ck.flush()
+                try:
+                    ck.flush()
+                except OSError as e:  # e.g. the disk is full: the interrupt still wins
+                    log.warning("the checkpoint could not be saved (%s)", e.strerror or e)
             raise
         ck.discard()
 
