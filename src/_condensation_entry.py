@@ -43,6 +43,11 @@ def exit_now(signum: int, note: str) -> None:
     """Print ``interrupted by NAME: note`` on stderr and end the process with
     128 + ``signum``, at once: no exception, no interpreter teardown."""
     line = f"interrupted by {signal.Signals(signum).name}: {note}\n"
+    try:  # what the command printed (after it, the lines of a finished run) goes first
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except Exception:  # noqa: BLE001 - a closed or re-entered stream: the line still goes
+        pass
     try:
         os.write(2, line.encode("utf-8", "replace"))
     except OSError:  # no stderr: the exit status still tells
