@@ -27,8 +27,6 @@ Importing ``condensation`` as a library installs nothing: only this module's
 :func:`main` and ``python -m condensation`` do.
 """
 
-from __future__ import annotations
-
 import os
 import signal
 import sys
