@@ -9,7 +9,13 @@ run), and, unless JAX has already started, exposes one JAX CPU device per core
 so that ensembles train on all cores (see :mod:`condensation._jax_setup`).
 """
 
-from condensation._jax_setup import configure as _configure
+from _condensation_entry import install_for_python_m as _install_for_python_m
+
+# ``python -m condensation`` runs this file first: its signal handler goes in before
+# JAX is imported (see _condensation_entry).  ``import condensation`` installs nothing.
+_install_for_python_m()
+
+from condensation._jax_setup import configure as _configure  # noqa: E402
 
 _configure()
 
