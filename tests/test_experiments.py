@@ -321,7 +321,10 @@ def test_reproduce_resume_reuses_finished_experiments(tmp_path, fake_registry, c
     with pytest.raises(RuntimeError, match="boom"):
         reproduce(out, resume=True)
     stage = tmp_path / ".rep.resume"
-    assert not out.exists() and sorted(p.name for p in stage.iterdir()) == ["fake-plateau"]
+    assert not out.exists() and sorted(p.name for p in stage.iterdir()) == [
+        ".condensation-run",  # the staging folder's owner marker
+        "fake-plateau",
+    ]
     before = (stage / "fake-plateau" / "summary.json").read_bytes()
     fake_registry["fake-exp"] = _fake_module()
     top = reproduce(out, resume=True)
@@ -339,6 +342,21 @@ def test_reproduce_resume_reuses_finished_experiments(tmp_path, fake_registry, c
         "fake-exp",
         "fake-plateau",
     ]
+
+
+def test_reproduce_resume_never_uses_a_staging_folder_it_did_not_make(
+    tmp_path, fake_registry, cli_main
+):
+    """A user's folder at the staging name (issue 20: names never make a path ours)
+    is refused in one line and left as it was, its files included."""
+    out = tmp_path / "rep"
+    stage = tmp_path / ".rep.resume"
+    (stage / "fake-plateau").mkdir(parents=True)
+    (stage / "fake-plateau" / "notes.txt").write_text("mine")
+    code, err = cli_main("reproduce", "--quick", "--resume", "--out", str(out))
+    assert code == 2 and err.count("\n") == 1 and "not made by condensation" in err, err
+    assert (stage / "fake-plateau" / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".rep.resume"]
 
 
 def test_gd_experiments_take_data_keys(tmp_path):

@@ -29,6 +29,7 @@ from condensation.report.html import write_report
 from condensation.report.schema import check_experiment
 from condensation.store import (
     check_out_dir,
+    claim_staging,
     put_in_place,
     reserve,
     resolve_out,
@@ -177,8 +178,7 @@ def reproduce(
         # an earlier finished run in ``out`` is reused and then replaced (only if it
         # holds nothing but its own files); a killed --resume run's staging is kept
         with reserve(out, overwrite=True):
-            stage = out.parent / f".{out.name}.resume"
-            stage.mkdir(parents=True, exist_ok=True)
+            stage = claim_staging(out, "resume")
             with _staged(out, stage) as tmp:
                 return _reproduce_into(tmp, reg, chosen, params, quick, progress, workers, out)
     check_out_dir(out, overwrite)

@@ -857,6 +857,35 @@ def new_partial(out: str | Path) -> Path:
     return tmp
 
 
+def claim_staging(out: str | Path, kind: str) -> Path:
+    """The fixed hidden staging directory ``.DIR.KIND`` beside ``out`` that a resumable
+    command keeps across its runs (e.g. ``reproduce --resume``), made now with this
+    process's owner record in its marker, or an earlier one whose marker proves this
+    tool made it.  Anything else at that name (a folder without the marker, a file, a
+    link) is refused in one line and left alone.  Call it while holding the lock of
+    ``out`` (:func:`reserve`), so no other live run is using it."""
+    stage = hidden_sibling(out, kind)
+    if not os.path.lexists(stage):
+        os.mkdir(stage)  # mode 0777 less the umask
+        try:
+            owner = owner_record()
+            _write_marker_dict(stage, {"tool": "condensation", "files": [], "owner": owner})
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+        return stage
+    m = None if stage.is_symlink() or not stage.is_dir() else read_marker(stage)
+    if m is None or valid_owner(m.get("owner")) is None:
+        raise InputError(
+            "--out",
+            str(out),
+            f"its staging folder {stage.name} exists but was not made by condensation (no "
+            f"{MARKER} marker with an owner); nothing was changed",
+            f"move {stage} away, or choose another --out",
+        )
+    return stage
+
+
 @contextmanager
 def run_directory(
     out: str | Path, overwrite: bool = False, *, key: str | None = None
