@@ -594,18 +594,52 @@ def predicted_t_star(params0, z, activation: Activation) -> list[float | None]:
     return [None if p is None else p[0] for p in t_star_predictions(params0, z, activation)]
 
 
-def t_star_lower_bound(params0, z, activation: Activation) -> np.ndarray | None:
-    """(E,) ``sqrt(3) / (|z_eff| sqrt(rho_0))``, a lower bound on each member's T*
-    (THEORY §4, three layers; no solve), or None outside depth 3 / the theory."""
-    if len(params0) != 3 or activation.why_not_effective() is not None:
+def _rho(params0) -> np.ndarray:
+    """(E,) ``rho_0 = |theta_0|^2``, each member's squared norm over every layer."""
+    return sum(np.sum(np.asarray(p, dtype=np.float64) ** 2, axis=tuple(range(1, np.ndim(p))))
+               for p in params0)  # fmt: skip
+
+
+def log10_t_star_lower_bound(params0, z, activation: Activation) -> np.ndarray | None:
+    """(E,) ``log10`` of a lower bound on each member's T*, no solve needed, finite
+    where the bound itself is beyond float64; None below depth 3, outside the
+    theory, or for ``z = 0``.
+
+    The effective energy ``E`` is multilinear in the ``L`` layers, so
+    ``|dE/dW_k| <= |z_eff| prod_(j != k) |W_j|`` and, by Maclaurin's inequality,
+    ``|grad E| <= |z_eff| sqrt(L) (rho / L)^((L-1)/2)``: the norm ``r = |theta|``
+    grows at most like ``r' = |z_eff| L^((2-L)/2) r^(L-1)``, which blows up at
+
+        T* >= L^((L-2)/2) / ((L-2) |z_eff| r_0^(L-2)),
+
+    for ``L = 3`` the ``sqrt(3) / (|z| sqrt(rho_0))`` of THEORY §4.
+    """
+    depth = len(params0)
+    if depth < 3 or activation.why_not_effective() is not None:
         return None
-    z_eff = activation.slope_at_zero**2 * float(np.linalg.norm(z))
+    z_eff = abs(activation.slope_at_zero) ** (depth - 1) * float(np.linalg.norm(z))
     if not z_eff > 0:
         return None
-    rho = sum(np.sum(np.asarray(p, dtype=np.float64) ** 2, axis=tuple(range(1, np.ndim(p))))
-              for p in params0)  # fmt: skip
-    with np.errstate(divide="ignore", over="ignore"):  # rho underflowing to 0: T* >= inf
-        return math.sqrt(3.0) / (z_eff * np.sqrt(rho))
+    k = depth - 2
+    with np.errstate(divide="ignore"):  # rho underflowing to 0: T* >= inf
+        log_rho = np.log10(_rho(params0))
+    return 0.5 * k * math.log10(depth) - math.log10(k) - math.log10(z_eff) - 0.5 * k * log_rho
+
+
+def t_star_lower_bound(params0, z, activation: Activation) -> np.ndarray | None:
+    """(E,) a lower bound on each member's T* (no solve;
+    :func:`log10_t_star_lower_bound`), ``inf`` where it is beyond float64: for three
+    layers ``sqrt(3) / (|z_eff| sqrt(rho_0))`` (THEORY §4).  None below depth 3,
+    outside the theory, or for ``z = 0``."""
+    logs = log10_t_star_lower_bound(params0, z, activation)
+    if logs is None:
+        return None
+    if len(params0) == 3:  # the closed form, as it always was computed
+        z_eff = activation.slope_at_zero**2 * float(np.linalg.norm(z))
+        with np.errstate(divide="ignore", over="ignore"):
+            return math.sqrt(3.0) / (z_eff * np.sqrt(_rho(params0)))
+    with np.errstate(over="ignore"):
+        return np.power(10.0, logs)
 
 
 def plan(

@@ -177,16 +177,24 @@ def horizon_notes(cfg: Config, data: Dataset, spec: NetworkSpec, ens: Ensemble, 
         return []
     kappa = cfg.model.output_scale
     z = data.z * kappa  # the field of f = kappa g is kappa times g's
-    lower = _fastforward().t_star_lower_bound(ens.params, z, spec.activation)
+    ff = _fastforward()
+    lower = ff.t_star_lower_bound(ens.params, z, spec.activation)
     logs: list = [None] * ens.size  # log10 T*, where T* itself overflows float64
     if plan is not None and all(m.t_star is None or math.isfinite(m.t_star) for m in plan.members):
         # solved already, in the time of g (t kappa^2)
         t_stars = [None if m.t_star is None else m.t_star / kappa**2 for m in plan.members]
         what = "T* = {}"
     elif lower is not None and all(horizon < lower[i] for i in missing):
-        t_stars, what = list(lower), "T* >= {} (THEORY §4 lower bound)"
+        # no solve needed (a deep network at a tiny init: T* >= 10^300 in microseconds)
+        t_stars = list(lower)
+        logs = list(ff.log10_t_star_lower_bound(ens.params, z, spec.activation))
+        what = (
+            "T* >= {} (THEORY §4 lower bound)"
+            if spec.depth == 3
+            else "T* >= {} (lower bound: |theta| grows at most like |z| L^(1-L/2) |theta|^(L-1))"
+        )
     else:
-        predictions = _fastforward().t_star_predictions(ens.params, z, spec.activation)
+        predictions = ff.t_star_predictions(ens.params, z, spec.activation)
         t_stars = [None if p is None else p[0] for p in predictions]
         logs = [None if p is None else p[1] for p in predictions]
         what = "T* = {}"
