@@ -15,6 +15,48 @@ from condensation.errors import NumericalError
 CRITERION_BLOWS_UP = "blows up"
 CRITERION_CANNOT_TELL = "cannot tell"
 
+LOG_FLOAT_MAX = math.log(np.finfo(np.float64).max)  # about 709.78
+# a blow-up solve whose time unit |y0|^-(k-1) exceeds e^LOG_UNIT_LIMIT is converted to
+# time in log space (its times would overflow float64 or come within a factor 1e58 of it)
+LOG_UNIT_LIMIT = math.log(1e250)
+
+
+# ---- times in log space (T* ~ |y0|^-(k-1) overflows float64 for deep, tiny inits) ----
+def log_time_unit(n0: float, degree: int) -> float:
+    """``log(|y0|^-(degree-1))``: the natural log of a blow-up solve's time unit
+    (:mod:`condensation.blowup`), finite for every ``n0 > 0`` where the power itself
+    may overflow (depth 16, ``|y0| = 4e-25``: ``10^340``).
+
+    >>> round(log_time_unit(1e-3, 3) / math.log(10), 9)
+    6.0
+    """
+    return -(degree - 1) * math.log(n0)
+
+
+def exp_or_inf(x: float) -> float:
+    """``exp(x)``, ``inf`` where it exceeds float64 (``math.exp`` raises there).
+
+    >>> exp_or_inf(0.0), exp_or_inf(1e4)
+    (1.0, inf)
+    """
+    return math.exp(x) if x < LOG_FLOAT_MAX else math.inf
+
+
+def format_time(t: float | None, log10: float | None = None, spec: str = ".6g") -> str:
+    """A predicted time for a one-line message: ``format(t, spec)`` when finite;
+    beyond float64, ``10^<log10>`` when its base-10 log is known, else ``> 1.8e308``.
+
+    >>> format_time(12.5), format_time(math.inf, 353.21), format_time(math.inf)
+    ('12.5', '10^353.2 (beyond float64)', '> 1.8e+308 (beyond float64)')
+    """
+    if t is None or math.isnan(t):
+        return "unknown"
+    if math.isfinite(t):
+        return format(t, spec)
+    if log10 is not None and math.isfinite(log10):
+        return f"10^{log10:.1f} (beyond float64)"
+    return f"> {np.finfo(np.float64).max:.2g} (beyond float64)"
+
 
 def energy_ratio_limit(z_norm: float) -> float:
     """The limit (and upper bound) of ``E / rho^(3/2)``: ``|z| 3^(-3/2)``."""

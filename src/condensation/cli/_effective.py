@@ -22,7 +22,7 @@ from condensation.cli._common import (
 )
 from condensation.config import load_config
 from condensation.errors import InputError
-from condensation.runs.train import output_bytes
+from condensation.runs.train import check_drive, load_checked_data, output_bytes
 from condensation.store import FIGURE_BYTES, run_directory
 
 
@@ -70,6 +70,8 @@ def effective_cmd(
         raise InputError("--form", form, "unknown form", f"use one of {', '.join(FORMS)}")
     if not 0 < rtol < 1e-3:
         raise InputError("--rtol", rtol, "must be in (0, 1e-3)", "use e.g. --rtol 1e-12")
+    if compare_gd:  # z = 0: nothing to train against, refused before anything is written
+        check_drive(cfg, load_checked_data(cfg))
     key = run_key("effective", cfg.to_dict(), form, compare_gd, rtol)
     if already_done(out, key, resume):
         return

@@ -16,8 +16,9 @@ from condensation.cli._common import (
     guarded_run,
     progress_bar,
 )
-from condensation.matrix import load_matrix_config
+from condensation.matrix import init_ensemble, load_matrix_config
 from condensation.runs.matrix import (
+    check_fast_forward_scales,
     load_checked_problem,
     output_bytes,
     run_matrix,
@@ -46,6 +47,8 @@ def matrix_cmd(
     if already_done(out, key, resume):
         return
     problem = load_checked_problem(cfg)  # bad files and sizes fail here, before anything runs
+    if cfg.train.fast_forward:  # a time unit beyond float64: refused before anything runs
+        check_fast_forward_scales(init_ensemble(cfg, problem.shape), cfg.model.depth)
     need = output_bytes(cfg, problem)
     with guarded_run(out, key, overwrite=overwrite, resume=resume, need_bytes=need) as ck:
         with progress_bar(cfg.train.steps, "GD steps") as update:

@@ -19,7 +19,14 @@ from condensation.cli._common import (
     progress_bar,
 )
 from condensation.config import load_config
-from condensation.runs.train import output_bytes, resolve_steps, run_training, write_train_run
+from condensation.runs.train import (
+    check_drive,
+    load_checked_data,
+    output_bytes,
+    resolve_steps,
+    run_training,
+    write_train_run,
+)
 from condensation.store import run_directory
 
 
@@ -44,6 +51,7 @@ def train_cmd(
     """
     extra = ["train.fast_forward=true"] if fast_forward else []
     cfg, auto_note = resolve_steps(load_config(config, [*(set_ or []), *extra]))
+    check_drive(cfg, load_checked_data(cfg))  # z = 0: refused before anything is written
     key = run_key("train", cfg.to_dict())
     if already_done(out, key, resume):
         return

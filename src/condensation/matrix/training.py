@@ -354,7 +354,9 @@ def effective_blowup(factors, m_o):
 
     ``factors`` ``(W1, ..., WL)`` with L >= 3 (the field has degree L - 1 >= 2);
     returns the integrator's result (``.blew_up``, ``.T_star``,
-    ``.T_star_rel_error``), in the GD time ``t = step * lr``.
+    ``.T_star_rel_error``), in the GD time ``t = step * lr``; ``T_star`` is ``inf``
+    where it is beyond float64 (a deep factorisation at a tiny init), its log10 given
+    by :func:`condensation.fastforward.log10_t_star`.
     """
     depth = len(factors)
     if depth < 3:
@@ -364,7 +366,14 @@ def effective_blowup(factors, m_o):
 
 
 def _blowup(fld, y0, degree, args):
-    """The project's blow-up integrator, ``blowup(field, y0, degree, args)``."""
-    from condensation.blowup import blowup
+    """The project's blow-up integrator on ``y' = fld(y, args)``, homogeneous of
+    ``degree``, with its times taken in log space where they would overflow
+    (:func:`condensation.fastforward.solve_blowups`)."""
+    from condensation.blowup import polar_problem, solve_polar
+    from condensation.fastforward import solve_blowups
+    from condensation.theory import LOG_UNIT_LIMIT
 
-    return blowup(fld, y0, degree, args)
+    prob = polar_problem(fld, y0, degree, args)
+    if -(degree - 1) * prob.r0 <= LOG_UNIT_LIMIT:  # r0 = log |y0|: the time unit is finite
+        return solve_polar(prob)  # = blowup(fld, y0, degree, args)
+    return solve_blowups([prob])[0]

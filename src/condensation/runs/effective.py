@@ -26,7 +26,15 @@ from condensation.effective import (
 )
 from condensation.models import Ensemble, NetworkSpec
 from condensation.report import figures
-from condensation.runs.train import TrainRun, optimizer_of, optimizer_summary, prepare, run_training
+from condensation.runs.train import (
+    TrainRun,
+    check_drive,
+    has_drive,
+    optimizer_of,
+    optimizer_summary,
+    prepare,
+    run_training,
+)
 from condensation.store import save_arrays, write_json, write_toml
 from condensation.theory import (
     blowup_criterion,
@@ -37,7 +45,6 @@ from condensation.theory import (
 )
 
 CONDENSED_COS = 0.999  # min_j |cos(b_j, z)| at the end above this: condensed
-NO_DRIVE_RTOL = 1e-12  # |z| below this x rms(y) rms(|x|): z = 0, no effective drive
 
 
 @dataclass(frozen=True)
@@ -63,11 +70,12 @@ def run_effective(
     """The effective solve of every member (and with ``compare_gd`` the GD run,
     checkpointed by ``checkpoint``; the solves are recomputed on a resume)."""
     data, spec, ens = prepare(cfg)
+    if compare_gd:  # z = 0: the solves are all "no-drive", the training is refused
+        check_drive(cfg, data)
     kappa = cfg.model.output_scale
     inputs.check_effective_scales(ens.scales, spec.depth, kappa * float(np.linalg.norm(data.z)))
     z = data.z
-    scale = np.sqrt(np.mean(data.y**2) * np.mean(np.sum(data.x**2, axis=1)))
-    if np.linalg.norm(z) <= NO_DRIVE_RTOL * scale:
+    if not has_drive(data):
         # labels uncorrelated with inputs (z = 0 up to rounding): no effective drive;
         # every member is reported as "no-drive" instead of being integrated forever
         form, z = "full", np.zeros_like(z)

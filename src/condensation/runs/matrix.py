@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from condensation import inputs
+from condensation import inputs, theory
 from condensation import matrix as mx
 from condensation.checkpoint import Checkpoint
+from condensation.errors import InputError
 from condensation.report import figures
 from condensation.store import FIGURE_BYTES, save_arrays, write_json, write_toml
 from condensation.train import snapshot_steps
@@ -56,6 +57,7 @@ def load_checked_problem(cfg: mx.MatrixConfig) -> mx.Problem:
         inputs.check_matrix_memory(cfg, p.n, p.cols if p.cols is not None else p.n, p.observed)
     problem = mx.load_problem(p)
     inputs.check_matrix_memory(cfg, *problem.shape, problem.n_observed)
+    check_drive(problem, "problem.path" if p.path is not None else "problem")
     inputs.check_scales(
         "init.scales" if cfg.init.scales is not None else "init.scale",
         cfg.scales,
@@ -63,6 +65,63 @@ def load_checked_problem(cfg: mx.MatrixConfig) -> mx.Problem:
         cfg.train.dtype,
     )
     return problem
+
+
+NO_DRIVE_RTOL = 1e-12  # |M_O| below this x the size of the terms summed into it: no drive
+
+
+def has_drive(problem: mx.Problem) -> bool:
+    """False where ``M_O`` (``P_Omega(M)``, or ``A^*(y)``), the drive of the effective
+    dynamics, is zero up to rounding: every observed entry of ``M`` is 0, or the
+    measurements cancel (``|A^*(y)| <= NO_DRIVE_RTOL sum_k |y_k| |A_k|_F``)."""
+    m_o = np.asarray(problem.m_obs, dtype=np.float64)
+    if problem.kind == "completion":
+        return bool(np.any(m_o != 0))
+    size = float(np.sum(np.abs(problem.y) * np.linalg.norm(problem.a, axis=(1, 2))))
+    return bool(np.linalg.norm(m_o) > NO_DRIVE_RTOL * size)
+
+
+def check_drive(problem: mx.Problem, field: str = "problem") -> None:
+    """Refuse a problem without drive (:func:`has_drive`) before anything is computed:
+    from a small init GD has nothing to fit (``X`` stays at 0), and the run's
+    measures (escape, ``T*``, alignment with the top singular vector of ``M_O``) do
+    not exist."""
+    if has_drive(problem):
+        return
+    what = (
+        "every observed entry of M is 0 (M_O = P(M) = 0)"
+        if problem.kind == "completion"
+        else "the measurements give A^*(y) = 0"
+    )
+    raise InputError(
+        field,
+        problem.name,
+        f"{what}: the effective dynamics has no drive, so X stays at 0 and there is no "
+        "escape, no T* and no singular direction to align with",
+        "give a target with nonzero observed entries"
+        if problem.kind == "completion"
+        else "give measurements y that correlate with the sensing matrices A",
+    )
+
+
+def check_fast_forward_scales(ens: mx.MatrixEnsemble, depth: int) -> None:
+    """Refuse ``train.fast_forward`` where a member's effective solve would run in a
+    time unit ``|W(0)|^-(L-2)`` beyond float64 (a deep factorisation at a tiny init):
+    its T* is beyond any GD horizon, and the hand-off cannot be placed on the grid."""
+    if depth < 3:
+        return
+    for i in range(ens.size):
+        n0 = math.sqrt(sum(float(np.sum(np.asarray(p[i], np.float64) ** 2)) for p in ens.params))
+        log_unit = theory.log_time_unit(n0, depth - 1) if n0 > 0 else math.inf
+        if log_unit > theory.LOG_UNIT_LIMIT:
+            raise InputError(
+                "train.fast_forward",
+                True,
+                f"member {i} (eps {ens.scales[i]:.3g}): the effective time unit "
+                f"|W(0)|^-{depth - 2} = 10^{log_unit / math.log(10):.0f} is beyond float64, "
+                "so T* is beyond any horizon and there is no hand-off to fast-forward to",
+                "raise the init scale, or set train.fast_forward = false",
+            )
 
 
 def run_matrix(
@@ -84,6 +143,8 @@ def run_matrix(
     plan = None
     if t.fast_forward:
         from condensation.matrix.fastforward import plan as plan_handoffs
+
+        check_fast_forward_scales(ens, cfg.model.depth)
 
         plan = plan_handoffs(
             problem, ens.params, lr=t.lr, steps=t.steps, snapshots=snaps, delta=t.handoff
@@ -198,6 +259,21 @@ def run_v1(run: MatrixRun) -> np.ndarray:
     return mx.top_singular_pair(run.problem.m_obs)[2]
 
 
+def t_star_notes(run: MatrixRun) -> list[str]:
+    """One line per member whose effective T* is beyond float64 (summary ``null``)."""
+    if run.blowups is None:
+        return []
+    from condensation.fastforward import log10_t_star
+
+    return [
+        f"member {i} (seed {run.ensemble.seeds[i]}, eps {run.ensemble.scales[i]:.3g}): "
+        f"effective T* = {theory.format_time(b.T_star, log10_t_star(b))}, "
+        "recorded as null in T_star_effective"
+        for i, b in enumerate(run.blowups)
+        if b.blew_up and not math.isfinite(b.T_star)
+    ]
+
+
 def summary(run: MatrixRun) -> dict:
     cfg, pb = run.config, run.problem
     s_obs = np.linalg.svd(pb.m_obs, compute_uv=False)
@@ -220,7 +296,7 @@ def summary(run: MatrixRun) -> dict:
         "dtype": cfg.train.dtype,
         "fast_forward": cfg.train.fast_forward,
         "handoff": cfg.train.handoff if cfg.train.fast_forward else None,
-        "notes": [] if run.plan is None else run.plan.notes,
+        "notes": [*([] if run.plan is None else run.plan.notes), *t_star_notes(run)],
         "members": member_summaries(run),
     }
     if run.baseline is not None:

@@ -34,6 +34,7 @@ from condensation.optimizers import Optimizer, from_train_config
 from condensation.report import figures
 from condensation.snapshots import kept_indices, network_layer_bytes, stored_bytes
 from condensation.store import FIGURE_BYTES, save_arrays, write_json, write_toml
+from condensation.theory import format_time
 from condensation.train import TrainResult, snapshot_steps, train
 
 # one compiled program per shape (op by op it compiled ~10 tiny programs, 0.25 s a run)
@@ -64,17 +65,54 @@ class TrainRun:
     steps_auto: bool = False  # train.steps was "auto" (config.train.steps is the result)
 
 
-def prepare(cfg: Config) -> tuple[Dataset, NetworkSpec, Ensemble]:
-    """Data, network spec and initial ensemble of a config (all validated)."""
+def load_checked_data(cfg: Config) -> Dataset:
+    """The config's data set, its size checked against memory before it is built (a
+    generated one) and after (both)."""
     d = cfg.data
     if d.path is None:  # sizes are known before the data is built
         d_in = (d.d if d.dataset == "teacher" else 1) + int(d.bias)
         inputs.check_train_memory(cfg, d.n, d_in)
     data = load_dataset(d)
     inputs.check_train_memory(cfg, data.x.shape[0], data.d_in)
+    return data
+
+
+def prepare(cfg: Config) -> tuple[Dataset, NetworkSpec, Ensemble]:
+    """Data, network spec and initial ensemble of a config (all validated)."""
+    data = load_checked_data(cfg)
     inputs.check_scales(scale_field(cfg.init), cfg.scales, cfg.model.depth, cfg.train.dtype)
     spec = NetworkSpec.from_config(cfg.model, data.d_in)
     return data, spec, init_ensemble(cfg, spec)
+
+
+NO_DRIVE_RTOL = 1e-12  # |z| below this x rms(y) rms(|x|): z = 0, no effective drive
+
+
+def has_drive(data: Dataset) -> bool:
+    """False where ``z = mean(y x)`` is zero up to rounding (``|z| <= NO_DRIVE_RTOL
+    rms(y) rms|x|``; labels uncorrelated with the inputs, or y = 0): the effective
+    dynamics has no drive."""
+    scale = np.sqrt(np.mean(data.y**2) * np.mean(np.sum(data.x**2, axis=1)))
+    return bool(np.linalg.norm(data.z) > NO_DRIVE_RTOL * scale)
+
+
+def check_drive(cfg: Config, data: Dataset) -> None:
+    """Refuse data with ``z = 0`` (:func:`has_drive`), before anything is computed:
+    a training run's every measure is relative to ``z`` (escape from the plateau
+    along it, alignment of the neurons with it, the predicted T*), and from a small
+    init GD has nothing to escape along."""
+    if has_drive(data):
+        return
+    field, value = ("data.path", cfg.data.path) if cfg.data.path else ("data.dataset", data.name)
+    raise InputError(
+        field,
+        value,
+        f"z = mean(y x) = 0 (|z| = {float(np.linalg.norm(data.z)):.2g}): labels uncorrelated "
+        "with the inputs give no effective drive, so there is no escape, no T* and no "
+        "direction to condense along",
+        "use labels that correlate with the inputs (mean(y x) != 0); "
+        "condensation effective reports such data as no-drive",
+    )
 
 
 def optimizer_of(cfg: Config, data: Dataset) -> Optimizer:
@@ -90,9 +128,12 @@ def resolve_steps(cfg: Config) -> tuple[Config, tuple[str, ...]]:
         return cfg, ()
     probe = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=1))
     data, spec, ens = prepare(probe)
+    check_drive(cfg, data)
     z = data.z * cfg.model.output_scale  # the field of f = kappa g is kappa times g's
-    t_stars = _fastforward().predicted_t_star(ens.params, z, spec.activation)
-    steps = _fastforward().auto_steps(t_stars, float(np.linalg.norm(z)), cfg.train.lr)
+    ff = _fastforward()
+    predictions = ff.t_star_predictions(ens.params, z, spec.activation)
+    t_stars = [None if p is None else p[0] for p in predictions]
+    steps = ff.auto_steps(t_stars, float(np.linalg.norm(z)), cfg.train.lr)
     if steps is None:
         why = spec.activation.why_not_effective() or (
             "depth 2 has no blow-up" if spec.depth == 2 else "no member's dynamics blows up"
@@ -100,12 +141,26 @@ def resolve_steps(cfg: Config) -> tuple[Config, tuple[str, ...]]:
         raise InputError(
             "train.steps", AUTO, f"needs a predicted T* ({why})", "give train.steps = <integer>"
         )
-    steps = int(min(steps, inputs.MAX_STEPS))
-    known = max(t for t in t_stars if t is not None)
+    latest = max(
+        (p for p in predictions if p is not None),
+        key=lambda p: -math.inf if p[1] is None else p[1],
+    )
+    known = format_time(*latest)
+    if steps > inputs.MAX_STEPS:
+        raise InputError(
+            "train.steps",
+            AUTO,
+            f"the largest predicted T* = {known} needs a horizon of "
+            f"{format_time(float(steps), spec='.3g')} steps at lr = {cfg.train.lr:g}, over the "
+            f"limit of {inputs.MAX_STEPS:.0e} (fast-forward does not lift it: train.steps "
+            "counts the plateau it skips)",
+            f"raise the init scale (T* grows like 1/eps^{max(spec.depth - 2, 1)}) or train.lr "
+            "until T*/lr is below the limit, or give train.steps = <integer> for a horizon "
+            "that ends before the escape",
+        )
     note = (
         f'train.steps = "auto": {steps} steps (t = {steps * cfg.train.lr:.6g}) from the '
-        f"largest predicted T* = {known:.6g} x {_fastforward().AUTO_FACTOR} + "
-        f"{_fastforward().AUTO_ROOM:g}/|z|"
+        f"largest predicted T* = {known} x {ff.AUTO_FACTOR} + {ff.AUTO_ROOM:g}/|z|"
     )
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=steps)), (note,)
 
@@ -118,26 +173,46 @@ def horizon_notes(cfg: Config, data: Dataset, spec: NetworkSpec, ens: Ensemble, 
     if missing.size == 0 or spec.depth < 3 or spec.activation.why_not_effective() is not None:
         return []
     # depth 3, no solve needed: T* >= sqrt(3) / (|z| sqrt(rho_0)) (THEORY §4)
+    if not has_drive(data):  # no T* to predict (run_training refuses such data)
+        return []
     kappa = cfg.model.output_scale
     z = data.z * kappa  # the field of f = kappa g is kappa times g's
-    lower = _fastforward().t_star_lower_bound(ens.params, z, spec.activation)
-    if plan is not None:  # solved already, in the time of g (t kappa^2)
+    ff = _fastforward()
+    lower = ff.t_star_lower_bound(ens.params, z, spec.activation)
+    logs: list = [None] * ens.size  # log10 T*, where T* itself overflows float64
+    if plan is not None and all(m.t_star is None or math.isfinite(m.t_star) for m in plan.members):
+        # solved already, in the time of g (t kappa^2)
         t_stars = [None if m.t_star is None else m.t_star / kappa**2 for m in plan.members]
-        what = "T* = {:.6g}"
+        what = "T* = {}"
     elif lower is not None and all(horizon < lower[i] for i in missing):
-        t_stars, what = list(lower), "T* >= {:.6g} (THEORY §4 lower bound)"
+        # no solve needed (a deep network at a tiny init: T* >= 10^300 in microseconds)
+        t_stars = list(lower)
+        logs = list(ff.log10_t_star_lower_bound(ens.params, z, spec.activation))
+        what = (
+            "T* >= {} (THEORY §4 lower bound)"
+            if spec.depth == 3
+            else "T* >= {} (lower bound: |theta| grows at most like |z| L^(1-L/2) |theta|^(L-1))"
+        )
     else:
-        t_stars = _fastforward().predicted_t_star(ens.params, z, spec.activation)
-        what = "T* = {:.6g}"
+        predictions = ff.t_star_predictions(ens.params, z, spec.activation)
+        t_stars = [None if p is None else p[0] for p in predictions]
+        logs = [None if p is None else p[1] for p in predictions]
+        what = "T* = {}"
     out = []
     for i in missing:
         t = t_stars[i]
         if t is not None and horizon < t:
+            need = t / cfg.train.lr  # steps (a float: inf or huge where T* is)
+            fix = (
+                f"raise train.steps above {math.ceil(need)} or use \"auto\""
+                if need < inputs.MAX_STEPS
+                else f"no train.steps within the limit {inputs.MAX_STEPS:.0e} reaches it at "
+                f"lr = {cfg.train.lr:g}: raise the init scale or train.lr"
+            )
             out.append(
                 f"warning: member {i} (seed {ens.seeds[i]}, eps {ens.scales[i]:.3g}): the horizon "
                 f"t = {horizon:.6g} (train.steps = {cfg.train.steps}) ends before its predicted "
-                f"{what.format(t)}; raise train.steps above {math.ceil(t / cfg.train.lr)} "
-                'or use "auto"'
+                f"{what.format(format_time(t, logs[i]))}; {fix}"
             )
     return out
 
@@ -181,6 +256,7 @@ def run_training(
     notes = notes or tuple(auto_note)
     steps_auto = bool(notes)
     data, spec, ens = prepare(cfg)
+    check_drive(cfg, data)  # before anything is computed
     t = cfg.train
     opt = optimizer_of(cfg, data)
     kappa = cfg.model.output_scale
