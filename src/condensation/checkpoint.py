@@ -49,21 +49,25 @@ import numpy as np
 
 from condensation.errors import InputError
 from condensation.store import (
-    _jsonable,
     hidden_sibling,
     inside,
     is_this_process,
+    jsonable,
     note_left_alone,
     owner_gone,
     owner_record,
     read_owner,
+    signals_deferred,
 )
 
 EVERY_ENV = "CONDENSATION_CHECKPOINT_EVERY"
 DEFAULT_EVERY_S = 30.0
 META = "meta.json"
 OWNER = ".condensation-checkpoint"  # the owner record, written first
-_FILE_RE = re.compile(r"^(carry-[0-9]+|records-[0-9]+-[0-9]+)\.npz$")
+# a file of a checkpoint carries the token of the run that wrote it (the token of the
+# directory's owner record): a file left by a save cut off by SIGKILL is then provably
+# this tool's, and a later save or discard may replace or remove it
+_FILE_RE = re.compile(r"^(carry-[0-9]+|records-[0-9]+-[0-9]+)\.([0-9a-f]{16})\.npz$")
 # what a damaged file raises while it is read
 _UNREADABLE = (
     OSError,
@@ -88,7 +92,7 @@ def checkpoint_dir(out: str | Path) -> Path:
 
 def run_key(*parts) -> str:
     """A short hash of what determines a run (command, resolved config, options)."""
-    text = json.dumps(_jsonable(parts), sort_keys=True, default=str)
+    text = json.dumps(jsonable(parts), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -122,10 +126,12 @@ def _refuse(directory: Path, problem: str) -> InputError:
     return InputError("--resume", str(directory), problem, "rerun without --resume to start over")
 
 
-def _our_name(directory: Path, name) -> Path | None:
-    """``directory/name`` for a file name of ours (``carry-I.npz``, ``records-A-B.npz``)
-    that stays inside ``directory``; else None."""
-    if not isinstance(name, str) or not _FILE_RE.match(name):
+def _our_name(directory: Path, name, token: str | None) -> Path | None:
+    """``directory/name`` for a file name of ours with this ``token``
+    (``carry-I.TOKEN.npz``, ``records-A-B.TOKEN.npz``) that stays inside ``directory``;
+    else None."""
+    m = _FILE_RE.match(name) if isinstance(name, str) else None
+    if m is None or token is None or m.group(2) != token:
         return None
     return inside(directory, name)
 
@@ -276,11 +282,11 @@ class Checkpoint:
         index, chunks_, treedef_s = meta.get("index"), meta.get("chunks"), meta.get("treedef")
         if not _int(index) or not isinstance(chunks_, list) or not isinstance(treedef_s, str):
             raise _refuse(self.dir, f"its {META} is malformed (index, chunks or treedef)")
-        carry_path = _our_name(self.dir, meta.get("carry"))
+        carry_path = _our_name(self.dir, meta.get("carry"), rec["token"])
         paths = []
         at = 0
         for c in chunks_:
-            f = _our_name(self.dir, c.get("file")) if isinstance(c, dict) else None
+            f = _our_name(self.dir, c.get("file"), rec["token"]) if isinstance(c, dict) else None
             if f is None and isinstance(c, dict) and isinstance(c.get("file"), str):
                 raise _refuse(
                     self.dir, f"its {META} names a file that is not one of its own ({c['file']!r})"
@@ -337,23 +343,21 @@ class Checkpoint:
         return index, jax.tree_util.tree_unflatten(treedef, placed)
 
     # ---- save ------------------------------------------------------------------------
-    def _write_npz(self, name: str, arrays: dict[str, np.ndarray]) -> bool:
-        """Write ``name`` atomically (a temporary file of this token, then a rename).
-        False (nothing written) if a file of that name is there and not ours."""
+    def _write_npz(self, name: str, arrays: dict[str, np.ndarray], written: list[Path]) -> None:
+        """Write ``name`` (it carries this run's token) atomically: a temporary file of
+        this token, then a rename; ``name`` is added to ``written``.  A file already at
+        that name is this run's own, left by a save cut off by SIGKILL."""
         final = self.dir / name
-        listed = self._listed(self._meta)
-        if os.path.lexists(final) and final not in listed:
-            self._leave_alone(f"{name} in it was not written by condensation")
-            return False
         tmp = self.dir / f".{name}.{self._token}.tmp"
+        tmp.unlink(missing_ok=True)  # this run's own, if a save was killed while writing it
         try:
             with open(tmp, "xb") as f:
                 np.savez(f, **arrays)
+            written.append(final)
             os.replace(tmp, final)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        return True
 
     def save(self, index: int, carry, records: dict[str, list], force: bool = False) -> None:
         """Checkpoint after ``index`` intervals (``records`` hold ``index + 1`` entries);
@@ -365,6 +369,21 @@ class Checkpoint:
             return
         if self._token is None and not self._claim():
             return
+        written: list[Path] = []  # this save's files: removed again if it is cut off
+        try:
+            self._save(index, carry, records, written)
+        except BaseException:
+            # an interrupt (or an error) between the files and the commit of meta.json
+            # leaves files no meta lists; they are this process's, so they go now (a
+            # flush() after the interrupt then writes them again, not refusing them as
+            # foreign)
+            listed = self._listed(self._meta)
+            for f in written:
+                if f not in listed:
+                    f.unlink(missing_ok=True)
+            raise
+
+    def _save(self, index: int, carry, records: dict[str, list], written: list[Path]) -> None:
         meta = self._meta or {
             "tool": "condensation",
             "key": self.key,
@@ -372,22 +391,19 @@ class Checkpoint:
             "chunks": [],
         }
         start = self._saved_index + 1
-        chunk = f"records-{start}-{index + 1}.npz"
+        chunk = f"records-{start}-{index + 1}.{self._token}.npz"
         arrays = {
             f"{name}:{j}": np.asarray(lst[j])
             for name, lst in records.items()
             for j in range(start, index + 1)
         }
-        if not self._write_npz(chunk, arrays):
-            return
+        self._write_npz(chunk, arrays, written)
         leaves, treedef = jax.tree_util.tree_flatten(carry)
-        carry_file = f"carry-{index}.npz"
-        if not self._write_npz(
-            carry_file, {f"leaf{i}": np.asarray(x) for i, x in enumerate(leaves)}
-        ):
-            (self.dir / chunk).unlink(missing_ok=True)
-            return
-        old_carry = _our_name(self.dir, meta.get("carry"))
+        carry_file = f"carry-{index}.{self._token}.npz"
+        self._write_npz(
+            carry_file, {f"leaf{i}": np.asarray(x) for i, x in enumerate(leaves)}, written
+        )
+        old_carry = _our_name(self.dir, meta.get("carry"), self._token)
         meta = {
             **meta,
             "index": index,
@@ -398,13 +414,14 @@ class Checkpoint:
         tmp = self.dir / f".{META}.{self._token}.tmp"
         try:
             tmp.write_text(json.dumps(meta, indent=1))
-            os.replace(tmp, self.dir / META)  # the commit
+            with signals_deferred():  # the commit and what this object knows of it: together
+                os.replace(tmp, self.dir / META)
+                self._meta, self._saved_index, self._last = meta, index, time.monotonic()
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
         if old_carry is not None and old_carry.name != carry_file:
             old_carry.unlink(missing_ok=True)
-        self._meta, self._saved_index, self._last = meta, index, time.monotonic()
 
     def flush(self) -> None:
         """Save the last boundary reached if a throttled save skipped it (on an interrupt:
@@ -421,7 +438,8 @@ class Checkpoint:
         chunks_ = meta.get("chunks")
         if isinstance(chunks_, list):
             names += [c.get("file") for c in chunks_ if isinstance(c, dict)]
-        return {p for p in (_our_name(self.dir, n) for n in names) if p is not None}
+        token = meta.get("token")
+        return {p for p in (_our_name(self.dir, n, token) for n in names) if p is not None}
 
     def discard(self) -> None:
         """Remove the checkpoint, if it is provably this tool's: the files its meta lists,
@@ -440,9 +458,12 @@ class Checkpoint:
                 self._leave_alone("it holds files condensation did not write")
             return
         token = rec["token"]
-        ours = self._listed(self._raw_meta(token)) | {self.dir / META}
         tmp = re.compile(rf"^\..*\.{token}\.tmp$")
-        ours |= {self.dir / n for n in os.listdir(self.dir) if tmp.match(n)}
+        ours = {self.dir / META} | {
+            self.dir / n
+            for n in os.listdir(self.dir)
+            if tmp.match(n) or _our_name(self.dir, n, token) is not None
+        }
         for p in sorted(ours):
             if p.is_file() and not p.is_symlink():
                 p.unlink(missing_ok=True)

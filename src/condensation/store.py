@@ -72,13 +72,13 @@ FIGURE_BYTES = 4_000_000  # a run's figures and small files, for the free-space 
 log = logging.getLogger("condensation")
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
+        return jsonable(obj.tolist())
     if isinstance(obj, (np.bool_,)):
         return bool(obj)
     if isinstance(obj, np.integer):
@@ -91,7 +91,7 @@ def _jsonable(obj: Any) -> Any:
 
 def write_json(path: Path, obj: Any) -> None:
     """JSON with NaN/inf written as null and numpy types as plain ones."""
-    path.write_text(json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n")
+    path.write_text(json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n")
 
 
 def write_toml(path: Path, obj: dict) -> None:
@@ -307,7 +307,7 @@ def read_marker(d: str | Path) -> dict | None:
 
 
 def _write_marker_dict(d: Path, m: dict) -> None:
-    atomic_write_bytes(d / MARKER, (json.dumps(_jsonable(m), indent=2) + "\n").encode())
+    atomic_write_bytes(d / MARKER, (json.dumps(jsonable(m), indent=2) + "\n").encode())
 
 
 def write_marker(d: Path, key: str | None = None) -> None:
@@ -829,7 +829,7 @@ def reserve(
 
 
 @contextmanager
-def _signals_deferred() -> Iterator[None]:
+def signals_deferred() -> Iterator[None]:
     """SIGINT/SIGTERM held back for a few renames (main thread only)."""
     sigs = {signal.SIGINT, signal.SIGTERM}
     try:
@@ -918,7 +918,7 @@ def put_in_place(src: Path, out: Path) -> None:
     finish the job with proof (:func:`clean_stale`): killed before ``src`` is in
     place, ``out`` is restored; after, the moved-aside run is removed."""
     src, out = Path(src), Path(out)
-    with _signals_deferred():
+    with signals_deferred():
         if not os.path.lexists(out):
             os.replace(src, out)
             return
