@@ -27,6 +27,7 @@ import csv
 import io
 import math
 import os
+import re
 import warnings
 import zipfile
 from collections.abc import Iterable, Sequence
@@ -189,20 +190,83 @@ def load_npz(path: str | Path, field: str) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _float(cell: str) -> float | None:
-    try:
-        return float(cell)
-    except ValueError:
-        return None
+# A CSV number: decimal notation only (ASCII digits, an optional sign, point and
+# exponent).  Python's float() also takes "1_000", non-ASCII digits and "nan"/"inf":
+# none of those is read as a number here (nan/inf are recognised, then refused).
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+_NON_FINITE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.ASCII | re.IGNORECASE)
+_CSV_SPACE = " \t"  # the whitespace around a cell that is ignored
+
+
+def _numeric(cell: str) -> bool:
+    """Whether a cell is written as a number (decimal, or nan/inf: numbers, refused later)."""
+    s = cell.strip(_CSV_SPACE)
+    return bool(_DECIMAL.fullmatch(s) or _NON_FINITE.fullmatch(s))
+
+
+def _blank(cells: list[str]) -> bool:
+    """An empty line (the csv module gives [] or one whitespace-only cell)."""
+    return not cells or (len(cells) == 1 and not cells[0].strip(_CSV_SPACE))
+
+
+def csv_cell(field: str, path: str, row: int, col: int, cell: str, *, width: int = 2) -> float:
+    """One data cell of a CSV file as a float, under the same rules as
+    :func:`real_array` (finite, ``|v| <= MAX_ABS``); anything else is an
+    :class:`InputError` naming the row, the column and the cell.
+
+    Spaces and tabs around the cell are ignored; the cell must then be a decimal
+    number (``3``, ``-0.5``, ``.5``, ``1e-3``).  Refused: an empty cell, ``nan``
+    and ``inf``, hexadecimal (``0x10``), ``1_000``, non-ASCII digits, a number
+    that overflows to infinity (``1e400``) or exceeds ``MAX_ABS``.
+    """
+    s = cell.strip(_CSV_SPACE)
+    where = f"row {row}, column {col}"
+    if _DECIMAL.fullmatch(s):
+        v = float(s)
+        if not math.isfinite(v) or abs(v) > MAX_ABS:
+            raise InputError(
+                field,
+                path,
+                f"{where}: {s[:40]!r} is above {MAX_ABS:g} in magnitude",
+                "rescale the data",
+            )
+        return v
+    if _NON_FINITE.fullmatch(s):
+        raise InputError(
+            field,
+            path,
+            f"{where}: {s!r} is non-finite (NaN or infinite)",
+            "give finite values for every entry",
+        )
+    what = "an empty field" if not s else f"{s[:40]!r} is not a number"
+    if s and width == 1 and any(c in s for c in ";\t |"):
+        hint = "separate columns with commas"
+    elif row == 1:
+        hint = "give a decimal number in every field (a header row has no numeric field)"
+    else:
+        hint = "give a decimal number in every field (e.g. 3, -0.5, 1e-3)"
+    raise InputError(field, path, f"{where}: {what}", hint)
 
 
 def load_csv(path: str | Path, field: str) -> np.ndarray:
-    """A numeric CSV (comma-separated; an optional non-numeric header line) as (n, c).
+    """A numeric CSV as an ``(n, c)`` float64 array, read strictly.
 
-    Errors name the row and column (1-based, counting the header)."""
+    - UTF-8 text, comma-separated, CSV quoting (a quoted cell is read as the text
+      inside the quotes); a UTF-8 byte-order mark at the start is dropped.
+    - Empty lines are skipped anywhere; a line of empty cells (``,,``) is not.
+    - The first non-empty row is a header when every one of its cells is
+      non-numeric (an empty cell counts as non-numeric); it must have as many
+      columns as the data.  One numeric cell (``1,2,oops``, ``0x10,2,3``) makes
+      it a data row, so its other cells are errors.
+    - Every data cell is read by :func:`csv_cell` (decimal numbers only, finite,
+      ``|v| <= MAX_ABS``: the rules of :func:`real_array` for ``.npz`` files).
+
+    Every error names the row and the column (1-based, counting the header and
+    empty lines) and the cell."""
     text = read_text(path, field, "a comma-separated .csv file")
     if "\x00" in text:
         raise InputError(field, str(path), "binary data, not CSV text", "give a text CSV file")
+    text = text.removeprefix("\ufeff")  # the byte-order mark some editors write
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         rows = list(reader)
@@ -210,12 +274,21 @@ def load_csv(path: str | Path, field: str) -> np.ndarray:
         raise InputError(
             field, str(path), f"row {reader.line_num}: not CSV ({e})", "give a plain CSV file"
         ) from None
-    numbered = [(i + 1, r) for i, r in enumerate(rows) if any(c.strip() for c in r)]
-    if numbered and any(_float(c) is None for c in numbered[0][1]):
-        numbered = numbered[1:]  # a header line
+    numbered = [(i + 1, r) for i, r in enumerate(rows) if not _blank(r)]
+    header = None
+    if numbered and not any(_numeric(c) for c in numbered[0][1]):
+        header, numbered = numbered[0], numbered[1:]
     if not numbered:
         raise InputError(field, str(path), "no data rows", "give one row per sample, y last")
     width = len(numbered[0][1])
+    if header is not None and len(header[1]) != width:
+        raise InputError(
+            field,
+            str(path),
+            f"the header (row {header[0]}) has {len(header[1])} columns, "
+            f"the first data row has {width}",
+            "give the header one name per column, or remove it",
+        )
     out = np.empty((len(numbered), width))
     for j, (row, cells) in enumerate(numbered):
         if len(cells) != width:
@@ -226,20 +299,7 @@ def load_csv(path: str | Path, field: str) -> np.ndarray:
                 "give every row the same number of comma-separated columns",
             )
         for col, cell in enumerate(cells, start=1):
-            v = _float(cell)
-            if v is None:
-                what = (
-                    "an empty field"
-                    if not cell.strip()
-                    else f"{cell.strip()[:40]!r} is not a number"
-                )
-                hint = (
-                    "separate columns with commas"
-                    if any(s in cell for s in (";", "\t", " ", "|")) and width == 1
-                    else "give a number in every field"
-                )
-                raise InputError(field, str(path), f"row {row}, column {col}: {what}", hint)
-            out[j, col - 1] = v
+            out[j, col - 1] = csv_cell(field, str(path), row, col, cell, width=width)
     return out
 
 
