@@ -179,14 +179,8 @@ def _coerce(section: str, name: str, value: Any, annotation: str) -> Any:
         if isinstance(value, bool):
             return value
         raise InputError(key, value, "expected true or false", f"write {name} = true or false")
-    if base == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise InputError(key, value, "expected an integer", f"write {name} = <integer>")
-        if abs(value) > inputs.MAX_INT:
-            raise InputError(key, value, "integer too large", f"give |{name}| <= 2**53")
-        return value
+    if base == "int":  # an int, or a float only when exactly integral: one rule
+        return inputs.as_int(key, value)
     if base == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise InputError(key, value, "expected a number", f"write {name} = <number>")

@@ -64,6 +64,35 @@ def check_seed(field: str, value: object) -> int:
     return int(value)
 
 
+def as_int(field: str, value: object) -> int:
+    """The one integer rule for every integer a user writes (config keys, ``--set``,
+    experiment parameters), whatever its TOML type: an integer, or a float that is
+    exactly integral (``1e4``, ``-0.0``), and ``|v| <= MAX_INT`` either way (a float
+    as large as ``1e300`` is as much refused as the integer it stands for).  Refused:
+    booleans, strings, ``3.5``, ``nan``, ``inf``.
+
+    >>> as_int("train.steps", 1e4), as_int("data.seed", -0.0)
+    (10000, 0)
+    """
+    name = field.rsplit(".", 1)[-1]
+    if isinstance(value, (float, np.floating)) and not isinstance(value, bool):
+        if not (math.isfinite(value) and float(value).is_integer()):
+            raise InputError(
+                field,
+                value,
+                "expected an integer (not a whole number)",
+                f"write {name} = <integer>",
+            )
+        number = int(value)
+    elif isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        number = int(value)
+    else:
+        raise InputError(field, value, "expected an integer", f"write {name} = <integer>")
+    if abs(number) > MAX_INT:
+        raise InputError(field, value, "integer too large", f"give |{name}| <= 2**53")
+    return number
+
+
 def check_int(field: str, value: int, *, low: int = 0, high: int = MAX_INT) -> int:
     if not low <= value <= high:
         raise InputError(

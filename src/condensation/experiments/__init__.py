@@ -231,12 +231,10 @@ def coerce_param(key: str, value: Any, default: Any) -> Any:
         if not isinstance(value, bool):
             raise bad("true or false")
         return value
-    if isinstance(default, int):
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad("an integer")
-        return value
+    if isinstance(default, int):  # the config's one integer rule (whole floats, 2**53)
+        from condensation import inputs
+
+        return inputs.as_int(key, value)
     if isinstance(default, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad("a number")
