@@ -28,12 +28,18 @@ import io
 import math
 import os
 import re
+import sys
 import warnings
 import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 from condensation.errors import InputError
 from condensation.snapshots import SAVE_MODES, kept_indices, network_layer_bytes, stored_bytes
@@ -164,6 +170,60 @@ def real_array(field: str, name: str, a: np.ndarray) -> np.ndarray:
                 fix,
             )
     return out
+
+
+# ---- --set values --------------------------------------------------------------------
+# str.splitlines' line boundaries (a bare word holding one is refused)
+_LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+def set_value(item: str, rhs: str) -> object:
+    """The value of a ``--set`` item, ``rhs`` (the text after ``=``) read as one TOML
+    value, entirely; text that is not TOML is taken whole as a string (a bare word).
+
+    Never silently shortened: ``rhs`` must be one TOML value and nothing else (a
+    line break followed by ``key = ...`` or ``[table]`` would be read as another
+    key and dropped), must not end in a ``#`` comment (TOML drops it), and a bare
+    word must be one line.  Each of these is an :class:`InputError` naming the
+    item.  A TOML value may span lines (a multi-line array, a ``\"\"\"`` string).
+
+    >>> set_value("train.lr=0.1", "0.1"), set_value("data.dataset=sin", "sin")
+    (0.1, 'sin')
+    """
+    rhs = rhs.strip()
+    fix = "give one value (a newline inside a TOML string is written \\n, e.g. 'a\\nb')"
+    try:
+        doc = tomllib.loads(f"v = {rhs}")
+    except ValueError:  # TOMLDecodeError, or an integer too long to convert
+        if any(c in _LINE_BREAKS for c in rhs):
+            raise InputError(
+                "--set", item, "holds a line break and is not one TOML value", fix
+            ) from None
+        return rhs  # a bare word is taken as a string
+    if set(doc) != {"v"}:
+        raise InputError(
+            "--set",
+            item,
+            f"more than one TOML value ({', '.join(sorted(set(doc) - {'v'}))} after a line "
+            "break would be dropped)",
+            fix,
+        )
+    if "#" in rhs and _is_toml(f"v = {rhs}x"):  # "x" can only extend a trailing comment
+        raise InputError(
+            "--set",
+            item,
+            "ends in a TOML comment ('#' and after), which would be dropped",
+            "quote a value that holds '#' (e.g. 'a#b'), or remove the comment",
+        )
+    return doc["v"]
+
+
+def _is_toml(text: str) -> bool:
+    try:
+        tomllib.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 # ---- files ---------------------------------------------------------------------------
