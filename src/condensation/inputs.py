@@ -31,8 +31,9 @@ import re
 import sys
 import warnings
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -426,19 +427,52 @@ def _gib(b: float) -> str:
     return f"{b / 2**30:.3g} GiB"
 
 
-def check_memory(what: str, parts: dict[str, float], fix: str) -> float:
-    """Refuse a run whose estimated bytes (``parts``: name -> bytes) exceed the cap."""
+class Factor(NamedTuple):
+    """One input a memory estimate grows with: the config ``field`` to name, its
+    ``value`` as given, and the estimate's arguments with it at its smallest."""
+
+    field: str
+    value: object
+    smallest: dict[str, Any]
+    note: str = ""  # what the value stands for, when not plain (e.g. a file's rows)
+
+
+def check_memory(
+    parts_of: Callable[..., dict[str, float]],
+    args: dict[str, Any],
+    factors: Sequence[Factor],
+) -> float:
+    """Refuse a run whose estimated bytes exceed :func:`memory_limit`, naming the
+    input that makes it too large.
+
+    ``parts_of(**args)`` is the estimate (part name -> bytes).  The field named is
+    the :class:`Factor` whose reduction to its smallest value saves the most bytes
+    (the first one listed on a tie); the fix lists the other factors.  Returns the
+    estimated bytes when they fit.
+    """
+    parts = parts_of(**args)
     total = float(sum(parts.values()))
     cap = memory_limit()
-    if not total <= cap:
-        detail = ", ".join(f"{k} {_gib(v)}" for k, v in parts.items())
-        raise InputError(
-            what,
-            f"needs about {_gib(total)} ({detail})",
-            f"more than the {_gib(cap)} allowed (half the available memory, or {MEMORY_ENV})",
-            fix,
-        )
-    return total
+    if total <= cap:
+        return total
+
+    def saved(f: Factor) -> float:
+        return total - float(sum(parts_of(**{**args, **f.smallest}).values()))
+
+    worst = max(factors, key=saved)  # max keeps the first of equal savings
+    detail = ", ".join(f"{k} {_gib(v)}" for k, v in parts.items())
+    note = f" ({worst.note})" if worst.note else ""
+    others = list(dict.fromkeys(f.field for f in factors if f.field != worst.field))
+    raise InputError(
+        worst.field,
+        worst.value,
+        f"the run needs about {_gib(total)} ({detail}), more than the {_gib(cap)} allowed "
+        f"(half the available memory, or {MEMORY_ENV}); {worst.field}{note} is the "
+        "largest factor",
+        f"use a smaller {worst.field} (the estimate also grows with {', '.join(others)})"
+        if others
+        else f"use a smaller {worst.field}",
+    )
 
 
 def network_memory(
@@ -478,43 +512,148 @@ def check_save(field: str, value: str) -> str:
     return value
 
 
+def _members(cfg) -> tuple[int, list[Factor]]:
+    """An ensemble's member count (seeds x scales) and its factors, for the memory check."""
+    seeds = list(cfg.init.seeds) if cfg.init.seeds is not None else [cfg.init.seed]
+    scales = list(cfg.scales)
+    factors = []
+    if len(seeds) > 1:
+        factors.append(Factor("init.seeds", seeds, {"members": len(scales)}, f"{len(seeds)} seeds"))
+    if cfg.init.scales is not None and len(scales) > 1:
+        factors.append(
+            Factor("init.scales", scales, {"members": len(seeds)}, f"{len(scales)} scales")
+        )
+    return len(seeds) * len(scales), factors
+
+
+def _snapshot_factors(t) -> list[Factor]:
+    """The ``[train]`` snapshot counts as memory factors (each alone at its smallest)."""
+    return [
+        Factor(
+            "train.snapshots", t.snapshots, {"k": snapshot_count(t.steps, 2, t.linear_snapshots)}
+        ),
+        Factor(
+            "train.linear_snapshots",
+            t.linear_snapshots,
+            {"k": snapshot_count(t.steps, t.snapshots, 0)},
+        ),
+    ]
+
+
+def train_memory(
+    n: int, d_in: int, widths: Sequence[int], members: int, k: int, dtype: str, save: str
+) -> dict[str, float]:
+    """:func:`network_memory` with the snapshots ``save`` keeps (twice: the list and
+    the stacked arrays)."""
+    parts = network_memory(n, d_in, widths, members, k, dtype)
+    sizes = network_layer_bytes(d_in, widths, members, 4 if dtype == "float32" else 8)
+    parts["snapshots"] = 2 * stored_bytes(k, sizes, kept_indices(save, k, sizes))
+    return parts
+
+
 def check_train_memory(cfg, n: int, d_in: int) -> float:
-    """Refuse a network run (a validated ``Config``) too large for memory, before compute."""
-    t = cfg.train
-    members = len(cfg.member_seeds_scales) if cfg.init.path is None else 1
-    k = snapshot_count(t.steps, t.snapshots, t.linear_snapshots)
-    parts = network_memory(n, d_in, cfg.model.widths, members, k, t.dtype)
-    sizes = network_layer_bytes(d_in, cfg.model.widths, members, 4 if t.dtype == "float32" else 8)
-    # the stored snapshots twice (the list and the stacked arrays), as network_memory counts
-    parts["snapshots"] = 2 * stored_bytes(k, sizes, kept_indices(t.save, k, sizes))
+    """Refuse a network run (a validated ``Config``) too large for memory, before
+    compute, naming the input that makes it so: ``data.n`` / ``data.d`` (or the
+    ``data.path`` file, or the bundled ``data.dataset``), ``model.widths``,
+    ``init.seeds`` / ``init.scales`` (ensemble members) or the snapshot counts."""
+    t, d = cfg.train, cfg.data
+    if cfg.init.path is None:
+        members, member_factors = _members(cfg)
+    else:
+        members, member_factors = 1, []
+    args = {
+        "n": n,
+        "d_in": d_in,
+        "widths": tuple(cfg.model.widths),
+        "members": members,
+        "k": snapshot_count(t.steps, t.snapshots, t.linear_snapshots),
+        "dtype": t.dtype,
+        "save": t.save,
+    }
+    if d.path is not None:
+        rows = f"{n} rows of {d_in} inputs"
+        data = [
+            Factor("data.path", d.path, {"n": 1}, rows),
+            Factor("data.path", d.path, {"d_in": 1}, rows),
+        ]
+    elif d.dataset == "teacher":
+        data = [Factor("data.n", d.n, {"n": 1}), Factor("data.d", d.d, {"d_in": 1})]
+    elif d.n == n:  # a 1-D built-in of data.n points
+        data = [Factor("data.n", d.n, {"n": 1})]
+    else:  # a bundled data set of its own size
+        data = [Factor("data.dataset", d.dataset, {"n": 1, "d_in": 1}, f"{n} x {d_in}")]
+    widths = Factor(
+        "model.widths", list(cfg.model.widths), {"widths": (1,) * len(cfg.model.widths)}
+    )
     return check_memory(
-        "model.widths",
-        parts,
-        "use smaller model.widths / data.n, fewer members, or fewer train.snapshots "
-        "and train.linear_snapshots",
+        train_memory,
+        args,
+        [*data, widths, *member_factors, *_snapshot_factors(t)],
     )
 
 
-def check_matrix_memory(cfg, n1: int, n2: int, n_obs: int) -> float:
-    """Refuse a matrix run (a validated ``MatrixConfig``) too large for memory."""
-    t, m = cfg.train, cfg.model
-    h = m.width if m.width is not None else max(n1, n2)
-    item = 4 if t.dtype == "float32" else 8
-    members = len(cfg.member_seeds_scales)
-    k = snapshot_count(t.steps, t.snapshots, t.linear_snapshots)
-    dims = [n2] + [h] * (m.depth - 1) + [n1]
+def matrix_memory(
+    n1: int,
+    n2: int,
+    width: int | None,
+    depth: int,
+    n_obs: int,
+    sensing: bool,
+    members: int,
+    k: int,
+    dtype: str,
+) -> dict[str, float]:
+    """Estimated bytes of a matrix run: the problem, the working set of one GD step
+    of every member, and the snapshots kept (hidden width ``max(n1, n2)`` by default)."""
+    h = width if width is not None else max(n1, n2)
+    item = 4 if dtype == "float32" else 8
+    dims = [n2] + [h] * (depth - 1) + [n1]
     weights = sum(dims[j] * dims[j + 1] for j in range(len(dims) - 1))
-    sensing = n_obs * n1 * n2 if cfg.problem.kind == "sensing" else 0
-    parts = {
-        "problem": 8.0 * (4 * n1 * n2 + sensing),
-        "working set": float(item) * members * (6 * weights + 4 * n1 * n2 + sensing),
+    a = n_obs * n1 * n2 if sensing else 0
+    return {
+        "problem": 8.0 * (4 * n1 * n2 + a),
+        "working set": float(item) * members * (6 * weights + 4 * n1 * n2 + a),
         "snapshots": 8.0 * members * k * (3 * n1 * n2 + 2 * min(n1, n2)),
     }
+
+
+def check_matrix_memory(cfg, n1: int, n2: int, n_obs: int) -> float:
+    """Refuse a matrix run (a validated ``MatrixConfig``) too large for memory, naming
+    the input that makes it so (``problem.n`` / ``cols`` / ``observed`` or the
+    ``problem.path`` file, ``model.width``, seeds x scales, the snapshot counts)."""
+    t, m, p = cfg.train, cfg.model, cfg.problem
+    members, member_factors = _members(cfg)
+    sensing = p.kind == "sensing"
+    args = {
+        "n1": n1,
+        "n2": n2,
+        "width": m.width,
+        "depth": m.depth,
+        "n_obs": n_obs,
+        "sensing": sensing,
+        "members": members,
+        "k": snapshot_count(t.steps, t.snapshots, t.linear_snapshots),
+        "dtype": t.dtype,
+    }
+    problem: list[Factor] = []
+    if p.path is not None:
+        shape = f"a {n1} x {n2} problem" + (f" with {n_obs} measurements" if sensing else "")
+        problem.append(Factor("problem.path", p.path, {"n1": 1, "n2": 1}, shape))
+        if sensing:
+            problem.append(Factor("problem.path", p.path, {"n_obs": 1}, shape))
+    else:
+        rows = {"n1": 1} if p.cols is not None else {"n1": 1, "n2": 1}
+        problem.append(Factor("problem.n", p.n, rows))
+        if p.cols is not None:
+            problem.append(Factor("problem.cols", p.cols, {"n2": 1}))
+        if sensing:
+            problem.append(Factor("problem.observed", p.observed, {"n_obs": 1}))
+    if m.width is not None:
+        problem.append(Factor("model.width", m.width, {"width": 1}))
     return check_memory(
-        "problem.n",
-        parts,
-        "use a smaller problem (n, cols, observed), model.width, fewer seeds/scales, or "
-        "fewer train.snapshots and train.linear_snapshots",
+        matrix_memory,
+        args,
+        [*problem, *member_factors, *_snapshot_factors(t)],
     )
 
 
