@@ -342,7 +342,8 @@ def load_csv(path: str | Path, field: str) -> np.ndarray:
     """A numeric CSV as an ``(n, c)`` float64 array, read strictly.
 
     - UTF-8 text, comma-separated, CSV quoting (a quoted cell is read as the text
-      inside the quotes); a UTF-8 byte-order mark at the start is dropped.
+      inside the quotes; text after a closing quote, or a quote never closed, is
+      an error); a UTF-8 byte-order mark at the start is dropped.
     - Empty lines are skipped anywhere; a line of empty cells (``,,``) is not.
     - The first non-empty row is a header when every one of its cells is
       non-numeric (an empty cell counts as non-numeric); it must have as many
@@ -357,7 +358,7 @@ def load_csv(path: str | Path, field: str) -> np.ndarray:
     if "\x00" in text:
         raise InputError(field, str(path), "binary data, not CSV text", "give a text CSV file")
     text = text.removeprefix("\ufeff")  # the byte-order mark some editors write
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)  # "2"3 is not 23
     try:
         rows = list(reader)
     except csv.Error as e:  # e.g. a stray carriage return or an unclosed quote
@@ -429,10 +430,12 @@ def _gib(b: float) -> str:
 
 class Factor(NamedTuple):
     """One input a memory estimate grows with: the config ``field`` to name, its
-    ``value`` as given, and the estimate's arguments with it at its smallest."""
+    ``value`` as given, and the estimate's arguments with it at its default and at
+    its smallest value."""
 
     field: str
     value: object
+    default: dict[str, Any]
     smallest: dict[str, Any]
     note: str = ""  # what the value stands for, when not plain (e.g. a file's rows)
 
@@ -446,9 +449,11 @@ def check_memory(
     input that makes it too large.
 
     ``parts_of(**args)`` is the estimate (part name -> bytes).  The field named is
-    the :class:`Factor` whose reduction to its smallest value saves the most bytes
-    (the first one listed on a tie); the fix lists the other factors.  Returns the
-    estimated bytes when they fit.
+    the :class:`Factor` whose return to its default saves the most bytes (the one
+    raised furthest above what the estimate was sized for); where none saves
+    anything (every factor at or below its default), the one whose reduction to its
+    smallest value saves the most.  The first listed wins a tie; the fix lists the
+    other factors.  Returns the estimated bytes when they fit.
     """
     parts = parts_of(**args)
     total = float(sum(parts.values()))
@@ -456,10 +461,12 @@ def check_memory(
     if total <= cap:
         return total
 
-    def saved(f: Factor) -> float:
-        return total - float(sum(parts_of(**{**args, **f.smallest}).values()))
+    def saved(at: dict[str, Any]) -> float:
+        return total - float(sum(parts_of(**{**args, **at}).values()))
 
-    worst = max(factors, key=saved)  # max keeps the first of equal savings
+    worst = max(factors, key=lambda f: saved(f.default))  # max keeps the first of ties
+    if not saved(worst.default) > 0:
+        worst = max(factors, key=lambda f: saved(f.smallest))
     detail = ", ".join(f"{k} {_gib(v)}" for k, v in parts.items())
     note = f" ({worst.note})" if worst.note else ""
     others = list(dict.fromkeys(f.field for f in factors if f.field != worst.field))
@@ -518,23 +525,28 @@ def _members(cfg) -> tuple[int, list[Factor]]:
     scales = list(cfg.scales)
     factors = []
     if len(seeds) > 1:
-        factors.append(Factor("init.seeds", seeds, {"members": len(scales)}, f"{len(seeds)} seeds"))
+        one = {"members": len(scales)}
+        factors.append(Factor("init.seeds", seeds, one, one, f"{len(seeds)} seeds"))
     if cfg.init.scales is not None and len(scales) > 1:
-        factors.append(
-            Factor("init.scales", scales, {"members": len(seeds)}, f"{len(scales)} scales")
-        )
+        one = {"members": len(seeds)}
+        factors.append(Factor("init.scales", scales, one, one, f"{len(scales)} scales"))
     return len(seeds) * len(scales), factors
 
 
 def _snapshot_factors(t) -> list[Factor]:
-    """The ``[train]`` snapshot counts as memory factors (each alone at its smallest)."""
+    """The ``[train]`` snapshot counts as memory factors (defaults: the section's)."""
+    d = type(t)()
     return [
         Factor(
-            "train.snapshots", t.snapshots, {"k": snapshot_count(t.steps, 2, t.linear_snapshots)}
+            "train.snapshots",
+            t.snapshots,
+            {"k": snapshot_count(t.steps, d.snapshots, t.linear_snapshots)},
+            {"k": snapshot_count(t.steps, 2, t.linear_snapshots)},
         ),
         Factor(
             "train.linear_snapshots",
             t.linear_snapshots,
+            {"k": snapshot_count(t.steps, t.snapshots, d.linear_snapshots)},
             {"k": snapshot_count(t.steps, t.snapshots, 0)},
         ),
     ]
@@ -570,20 +582,26 @@ def check_train_memory(cfg, n: int, d_in: int) -> float:
         "dtype": t.dtype,
         "save": t.save,
     }
+    dd = type(d)()  # the [data] defaults
     if d.path is not None:
         rows = f"{n} rows of {d_in} inputs"
         data = [
-            Factor("data.path", d.path, {"n": 1}, rows),
-            Factor("data.path", d.path, {"d_in": 1}, rows),
+            Factor("data.path", d.path, {"n": dd.n}, {"n": 1}, rows),
+            Factor("data.path", d.path, {"d_in": dd.d}, {"d_in": 1}, rows),
         ]
     elif d.dataset == "teacher":
-        data = [Factor("data.n", d.n, {"n": 1}), Factor("data.d", d.d, {"d_in": 1})]
+        data = [
+            Factor("data.n", d.n, {"n": dd.n}, {"n": 1}),
+            Factor("data.d", d.d, {"d_in": dd.d}, {"d_in": 1}),
+        ]
     elif d.n == n:  # a 1-D built-in of data.n points
-        data = [Factor("data.n", d.n, {"n": 1})]
+        data = [Factor("data.n", d.n, {"n": dd.n}, {"n": 1})]
     else:  # a bundled data set of its own size
-        data = [Factor("data.dataset", d.dataset, {"n": 1, "d_in": 1}, f"{n} x {d_in}")]
+        small = {"n": 1, "d_in": 1}
+        data = [Factor("data.dataset", d.dataset, small, small, f"{n} x {d_in}")]
+    m, w0 = len(cfg.model.widths), type(cfg.model)().widths[0]  # (the default width)
     widths = Factor(
-        "model.widths", list(cfg.model.widths), {"widths": (1,) * len(cfg.model.widths)}
+        "model.widths", list(cfg.model.widths), {"widths": (w0,) * m}, {"widths": (1,) * m}
     )
     return check_memory(
         train_memory,
@@ -635,21 +653,28 @@ def check_matrix_memory(cfg, n1: int, n2: int, n_obs: int) -> float:
         "k": snapshot_count(t.steps, t.snapshots, t.linear_snapshots),
         "dtype": t.dtype,
     }
+    pd = type(p)()  # the [problem] defaults
     problem: list[Factor] = []
     if p.path is not None:
         shape = f"a {n1} x {n2} problem" + (f" with {n_obs} measurements" if sensing else "")
-        problem.append(Factor("problem.path", p.path, {"n1": 1, "n2": 1}, shape))
+        size = {"n1": pd.n, "n2": pd.n}
+        problem.append(Factor("problem.path", p.path, size, {"n1": 1, "n2": 1}, shape))
         if sensing:
-            problem.append(Factor("problem.path", p.path, {"n_obs": 1}, shape))
+            obs = Factor("problem.path", p.path, {"n_obs": pd.observed}, {"n_obs": 1}, shape)
+            problem.append(obs)
     else:
-        rows = {"n1": 1} if p.cols is not None else {"n1": 1, "n2": 1}
-        problem.append(Factor("problem.n", p.n, rows))
         if p.cols is not None:
-            problem.append(Factor("problem.cols", p.cols, {"n2": 1}))
+            problem.append(Factor("problem.n", p.n, {"n1": pd.n}, {"n1": 1}))
+            problem.append(Factor("problem.cols", p.cols, {"n2": pd.n}, {"n2": 1}))
+        else:
+            both = Factor("problem.n", p.n, {"n1": pd.n, "n2": pd.n}, {"n1": 1, "n2": 1})
+            problem.append(both)
         if sensing:
-            problem.append(Factor("problem.observed", p.observed, {"n_obs": 1}))
+            problem.append(
+                Factor("problem.observed", p.observed, {"n_obs": pd.observed}, {"n_obs": 1})
+            )
     if m.width is not None:
-        problem.append(Factor("model.width", m.width, {"width": 1}))
+        problem.append(Factor("model.width", m.width, {"width": None}, {"width": 1}))
     return check_memory(
         matrix_memory,
         args,
