@@ -6,15 +6,21 @@ naming the field, the value and the fix:
 
 - **files**: TOML configs must be UTF-8; ``.npz`` archives are opened without
   pickle (object arrays, corrupt or empty archives, a renamed ``.npy`` are
-  refused); CSV is parsed here, so an error names the row and column;
+  refused); CSV is parsed here, strictly (:func:`load_csv`: a BOM dropped, a header
+  only when its first row has no numeric cell, every other cell a finite decimal
+  number), so an error names the row, the column and the cell;
+- **``--set`` values**: one TOML value, read entirely (:func:`set_value`);
 - **arrays**: real numbers only (complex, text, object arrays refused), finite,
   and at most :data:`MAX_ABS` in magnitude, so that squares and products of
   inputs stay representable in float64;
+- **integers**: one rule whatever the TOML type (:func:`as_int`: a float only when
+  exactly integral, ``|v| <= MAX_INT`` either way);
 - **seeds**: one rule everywhere, an integer in ``[0, 2**32)`` (:func:`check_seed`);
 - **sizes**: integers are bounded (:data:`MAX_INT`) and a run's memory (its
   working set plus the snapshots it keeps) is estimated before compute and
   refused above :func:`memory_limit` (half the available memory, or
-  ``CONDENSATION_MEMORY_LIMIT`` bytes, e.g. ``8e9``) with the estimate and the fix;
+  ``CONDENSATION_MEMORY_LIMIT`` bytes, e.g. ``8e9``) with the estimate, naming the
+  input that makes it too large (:func:`check_memory`);
 - **scales**: an init scale below the square root of the training dtype's
   smallest normal number is refused (squared norms would underflow to 0); one
   whose layer product falls below the dtype's smallest normal number (XLA
