@@ -179,14 +179,8 @@ def _coerce(section: str, name: str, value: Any, annotation: str) -> Any:
         if isinstance(value, bool):
             return value
         raise InputError(key, value, "expected true or false", f"write {name} = true or false")
-    if base == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise InputError(key, value, "expected an integer", f"write {name} = <integer>")
-        if abs(value) > inputs.MAX_INT:
-            raise InputError(key, value, "integer too large", f"give |{name}| <= 2**53")
-        return value
+    if base == "int":  # an int, or a float only when exactly integral: one rule
+        return inputs.as_int(key, value)
     if base == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise InputError(key, value, "expected a number", f"write {name} = <number>")
@@ -454,17 +448,16 @@ def validate_fast_forward(t) -> None:
 
 
 def parse_override(item: str) -> tuple[str, str, Any]:
-    """``section.key=value`` → (section, key, value); value parsed as TOML."""
+    """``section.key=value`` → (section, key, value); value parsed as TOML
+    (:func:`condensation.inputs.set_value`: a line break or a trailing comment is
+    refused, not dropped)."""
     if "=" not in item or "." not in item.split("=", 1)[0]:
         raise InputError(
             "--set", item, "expected section.key=value", "write e.g. --set train.lr=0.01"
         )
     lhs, rhs = item.split("=", 1)
+    value = inputs.set_value(item, rhs)  # TOML, else a bare word; never cut short
     section, key = lhs.strip().split(".", 1)
-    try:
-        value = tomllib.loads(f"v = {rhs.strip()}")["v"]
-    except ValueError:  # TOMLDecodeError, or an integer too long to convert
-        value = rhs.strip()  # a bare word is taken as a string
     return section, key, value
 
 

@@ -10,7 +10,9 @@ Built-ins (``[data] dataset = ...``):
   with its provenance in :mod:`condensation.datasets` (``n``, ``d`` ignored).
 
 User data: ``.npz`` with arrays ``x`` (n, d) and ``y`` (n,), or ``.csv`` whose
-last column is y (a header line is skipped if it is not numeric).
+last column is y, read strictly by :func:`condensation.inputs.load_csv` (an optional
+header is a first row whose cells are all non-numeric; every other cell a finite
+decimal number).
 """
 
 from __future__ import annotations

@@ -6,15 +6,21 @@ naming the field, the value and the fix:
 
 - **files**: TOML configs must be UTF-8; ``.npz`` archives are opened without
   pickle (object arrays, corrupt or empty archives, a renamed ``.npy`` are
-  refused); CSV is parsed here, so an error names the row and column;
+  refused); CSV is parsed here, strictly (:func:`load_csv`: a BOM dropped, a header
+  only when its first row has no numeric cell, every other cell a finite decimal
+  number), so an error names the row, the column and the cell;
+- **``--set`` values**: one TOML value, read entirely (:func:`set_value`);
 - **arrays**: real numbers only (complex, text, object arrays refused), finite,
   and at most :data:`MAX_ABS` in magnitude, so that squares and products of
   inputs stay representable in float64;
+- **integers**: one rule whatever the TOML type (:func:`as_int`: a float only when
+  exactly integral, ``|v| <= MAX_INT`` either way);
 - **seeds**: one rule everywhere, an integer in ``[0, 2**32)`` (:func:`check_seed`);
 - **sizes**: integers are bounded (:data:`MAX_INT`) and a run's memory (its
   working set plus the snapshots it keeps) is estimated before compute and
   refused above :func:`memory_limit` (half the available memory, or
-  ``CONDENSATION_MEMORY_LIMIT`` bytes, e.g. ``8e9``) with the estimate and the fix;
+  ``CONDENSATION_MEMORY_LIMIT`` bytes, e.g. ``8e9``) with the estimate, naming the
+  input that makes it too large (:func:`check_memory`);
 - **scales**: an init scale below the square root of the training dtype's
   smallest normal number is refused (squared norms would underflow to 0); one
   whose layer product falls below the dtype's smallest normal number (XLA
@@ -27,12 +33,20 @@ import csv
 import io
 import math
 import os
+import re
+import sys
 import warnings
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 from condensation.errors import InputError
 from condensation.snapshots import SAVE_MODES, kept_indices, network_layer_bytes, stored_bytes
@@ -61,6 +75,35 @@ def check_seed(field: str, value: object) -> int:
             field, value, f"a seed must be in [0, {SEED_LIMIT})", "give a seed in [0, 2**32)"
         )
     return int(value)
+
+
+def as_int(field: str, value: object) -> int:
+    """The one integer rule for every integer a user writes (config keys, ``--set``,
+    experiment parameters), whatever its TOML type: an integer, or a float that is
+    exactly integral (``1e4``, ``-0.0``), and ``|v| <= MAX_INT`` either way (a float
+    as large as ``1e300`` is as much refused as the integer it stands for).  Refused:
+    booleans, strings, ``3.5``, ``nan``, ``inf``.
+
+    >>> as_int("train.steps", 1e4), as_int("data.seed", -0.0)
+    (10000, 0)
+    """
+    name = field.rsplit(".", 1)[-1]
+    if isinstance(value, (float, np.floating)) and not isinstance(value, bool):
+        if not (math.isfinite(value) and float(value).is_integer()):
+            raise InputError(
+                field,
+                value,
+                "expected an integer (not a whole number)",
+                f"write {name} = <integer>",
+            )
+        number = int(value)
+    elif isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        number = int(value)
+    else:
+        raise InputError(field, value, "expected an integer", f"write {name} = <integer>")
+    if abs(number) > MAX_INT:
+        raise InputError(field, value, "integer too large", f"give |{name}| <= 2**53")
+    return number
 
 
 def check_int(field: str, value: int, *, low: int = 0, high: int = MAX_INT) -> int:
@@ -136,6 +179,60 @@ def real_array(field: str, name: str, a: np.ndarray) -> np.ndarray:
     return out
 
 
+# ---- --set values --------------------------------------------------------------------
+# str.splitlines' line boundaries (a bare word holding one is refused)
+_LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+def set_value(item: str, rhs: str) -> object:
+    """The value of a ``--set`` item, ``rhs`` (the text after ``=``) read as one TOML
+    value, entirely; text that is not TOML is taken whole as a string (a bare word).
+
+    Never silently shortened: ``rhs`` must be one TOML value and nothing else (a
+    line break followed by ``key = ...`` or ``[table]`` would be read as another
+    key and dropped), must not end in a ``#`` comment (TOML drops it), and a bare
+    word must be one line.  Each of these is an :class:`InputError` naming the
+    item.  A TOML value may span lines (a multi-line array, a ``\"\"\"`` string).
+
+    >>> set_value("train.lr=0.1", "0.1"), set_value("data.dataset=sin", "sin")
+    (0.1, 'sin')
+    """
+    rhs = rhs.strip()
+    fix = "give one value (a newline inside a TOML string is written \\n, e.g. 'a\\nb')"
+    try:
+        doc = tomllib.loads(f"v = {rhs}")
+    except ValueError:  # TOMLDecodeError, or an integer too long to convert
+        if any(c in _LINE_BREAKS for c in rhs):
+            raise InputError(
+                "--set", item, "holds a line break and is not one TOML value", fix
+            ) from None
+        return rhs  # a bare word is taken as a string
+    if set(doc) != {"v"}:
+        raise InputError(
+            "--set",
+            item,
+            f"more than one TOML value ({', '.join(sorted(set(doc) - {'v'}))} after a line "
+            "break would be dropped)",
+            fix,
+        )
+    if "#" in rhs and _is_toml(f"v = {rhs}x"):  # "x" can only extend a trailing comment
+        raise InputError(
+            "--set",
+            item,
+            "ends in a TOML comment ('#' and after), which would be dropped",
+            "quote a value that holds '#' (e.g. 'a#b'), or remove the comment",
+        )
+    return doc["v"]
+
+
+def _is_toml(text: str) -> bool:
+    try:
+        tomllib.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
 # ---- files ---------------------------------------------------------------------------
 def read_text(path: str | Path, field: str, what: str) -> str:
     """A text file as UTF-8 (a missing file, a directory, bytes that are not UTF-8: one line)."""
@@ -189,33 +286,106 @@ def load_npz(path: str | Path, field: str) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _float(cell: str) -> float | None:
-    try:
-        return float(cell)
-    except ValueError:
-        return None
+# A CSV number: decimal notation only (ASCII digits, an optional sign, point and
+# exponent).  Python's float() also takes "1_000", non-ASCII digits and "nan"/"inf":
+# none of those is read as a number here (nan/inf are recognised, then refused).
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+_NON_FINITE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.ASCII | re.IGNORECASE)
+_CSV_SPACE = " \t"  # the whitespace around a cell that is ignored
+
+
+def _numeric(cell: str) -> bool:
+    """Whether a cell is written as a number (decimal, or nan/inf: numbers, refused later)."""
+    s = cell.strip(_CSV_SPACE)
+    return bool(_DECIMAL.fullmatch(s) or _NON_FINITE.fullmatch(s))
+
+
+def _blank(cells: list[str]) -> bool:
+    """An empty line (the csv module gives [] or one whitespace-only cell)."""
+    return not cells or (len(cells) == 1 and not cells[0].strip(_CSV_SPACE))
+
+
+def csv_cell(field: str, path: str, row: int, col: int, cell: str, *, width: int = 2) -> float:
+    """One data cell of a CSV file as a float, under the same rules as
+    :func:`real_array` (finite, ``|v| <= MAX_ABS``); anything else is an
+    :class:`InputError` naming the row, the column and the cell.
+
+    Spaces and tabs around the cell are ignored; the cell must then be a decimal
+    number (``3``, ``-0.5``, ``.5``, ``1e-3``).  Refused: an empty cell, ``nan``
+    and ``inf``, hexadecimal (``0x10``), ``1_000``, non-ASCII digits, a number
+    that overflows to infinity (``1e400``) or exceeds ``MAX_ABS``.
+    """
+    s = cell.strip(_CSV_SPACE)
+    where = f"row {row}, column {col}"
+    if _DECIMAL.fullmatch(s):
+        v = float(s)
+        if not math.isfinite(v) or abs(v) > MAX_ABS:
+            raise InputError(
+                field,
+                path,
+                f"{where}: {s[:40]!r} is above {MAX_ABS:g} in magnitude",
+                "rescale the data",
+            )
+        return v
+    if _NON_FINITE.fullmatch(s):
+        raise InputError(
+            field,
+            path,
+            f"{where}: {s!r} is non-finite (NaN or infinite)",
+            "give finite values for every entry",
+        )
+    what = "an empty field" if not s else f"{s[:40]!r} is not a number"
+    if s and width == 1 and any(c in s for c in ";\t |"):
+        hint = "separate columns with commas"
+    elif row == 1:
+        hint = "give a decimal number in every field (a header row has no numeric field)"
+    else:
+        hint = "give a decimal number in every field (e.g. 3, -0.5, 1e-3)"
+    raise InputError(field, path, f"{where}: {what}", hint)
 
 
 def load_csv(path: str | Path, field: str) -> np.ndarray:
-    """A numeric CSV (comma-separated; an optional non-numeric header line) as (n, c).
+    """A numeric CSV as an ``(n, c)`` float64 array, read strictly.
 
-    Errors name the row and column (1-based, counting the header)."""
+    - UTF-8 text, comma-separated, CSV quoting (a quoted cell is read as the text
+      inside the quotes; text after a closing quote, or a quote never closed, is
+      an error); a UTF-8 byte-order mark at the start is dropped.
+    - Empty lines are skipped anywhere; a line of empty cells (``,,``) is not.
+    - The first non-empty row is a header when every one of its cells is
+      non-numeric (an empty cell counts as non-numeric); it must have as many
+      columns as the data.  One numeric cell (``1,2,oops``, ``0x10,2,3``) makes
+      it a data row, so its other cells are errors.
+    - Every data cell is read by :func:`csv_cell` (decimal numbers only, finite,
+      ``|v| <= MAX_ABS``: the rules of :func:`real_array` for ``.npz`` files).
+
+    Every error names the row and the column (1-based, counting the header and
+    empty lines) and the cell."""
     text = read_text(path, field, "a comma-separated .csv file")
     if "\x00" in text:
         raise InputError(field, str(path), "binary data, not CSV text", "give a text CSV file")
-    reader = csv.reader(io.StringIO(text, newline=""))
+    text = text.removeprefix("\ufeff")  # the byte-order mark some editors write
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)  # "2"3 is not 23
     try:
         rows = list(reader)
     except csv.Error as e:  # e.g. a stray carriage return or an unclosed quote
         raise InputError(
             field, str(path), f"row {reader.line_num}: not CSV ({e})", "give a plain CSV file"
         ) from None
-    numbered = [(i + 1, r) for i, r in enumerate(rows) if any(c.strip() for c in r)]
-    if numbered and any(_float(c) is None for c in numbered[0][1]):
-        numbered = numbered[1:]  # a header line
+    numbered = [(i + 1, r) for i, r in enumerate(rows) if not _blank(r)]
+    header = None
+    if numbered and not any(_numeric(c) for c in numbered[0][1]):
+        header, numbered = numbered[0], numbered[1:]
     if not numbered:
         raise InputError(field, str(path), "no data rows", "give one row per sample, y last")
     width = len(numbered[0][1])
+    if header is not None and len(header[1]) != width:
+        raise InputError(
+            field,
+            str(path),
+            f"the header (row {header[0]}) has {len(header[1])} columns, "
+            f"the first data row has {width}",
+            "give the header one name per column, or remove it",
+        )
     out = np.empty((len(numbered), width))
     for j, (row, cells) in enumerate(numbered):
         if len(cells) != width:
@@ -226,20 +396,7 @@ def load_csv(path: str | Path, field: str) -> np.ndarray:
                 "give every row the same number of comma-separated columns",
             )
         for col, cell in enumerate(cells, start=1):
-            v = _float(cell)
-            if v is None:
-                what = (
-                    "an empty field"
-                    if not cell.strip()
-                    else f"{cell.strip()[:40]!r} is not a number"
-                )
-                hint = (
-                    "separate columns with commas"
-                    if any(s in cell for s in (";", "\t", " ", "|")) and width == 1
-                    else "give a number in every field"
-                )
-                raise InputError(field, str(path), f"row {row}, column {col}: {what}", hint)
-            out[j, col - 1] = v
+            out[j, col - 1] = csv_cell(field, str(path), row, col, cell, width=width)
     return out
 
 
@@ -277,19 +434,58 @@ def _gib(b: float) -> str:
     return f"{b / 2**30:.3g} GiB"
 
 
-def check_memory(what: str, parts: dict[str, float], fix: str) -> float:
-    """Refuse a run whose estimated bytes (``parts``: name -> bytes) exceed the cap."""
+class Factor(NamedTuple):
+    """One input a memory estimate grows with: the config ``field`` to name, its
+    ``value`` as given, and the estimate's arguments with it at its default and at
+    its smallest value."""
+
+    field: str
+    value: object
+    default: dict[str, Any]
+    smallest: dict[str, Any]
+    note: str = ""  # what the value stands for, when not plain (e.g. a file's rows)
+
+
+def check_memory(
+    parts_of: Callable[..., dict[str, float]],
+    args: dict[str, Any],
+    factors: Sequence[Factor],
+) -> float:
+    """Refuse a run whose estimated bytes exceed :func:`memory_limit`, naming the
+    input that makes it too large.
+
+    ``parts_of(**args)`` is the estimate (part name -> bytes).  The field named is
+    the :class:`Factor` whose return to its default saves the most bytes (the one
+    raised furthest above what the estimate was sized for); where none saves
+    anything (every factor at or below its default), the one whose reduction to its
+    smallest value saves the most.  The first listed wins a tie; the fix lists the
+    other factors.  Returns the estimated bytes when they fit.
+    """
+    parts = parts_of(**args)
     total = float(sum(parts.values()))
     cap = memory_limit()
-    if not total <= cap:
-        detail = ", ".join(f"{k} {_gib(v)}" for k, v in parts.items())
-        raise InputError(
-            what,
-            f"needs about {_gib(total)} ({detail})",
-            f"more than the {_gib(cap)} allowed (half the available memory, or {MEMORY_ENV})",
-            fix,
-        )
-    return total
+    if total <= cap:
+        return total
+
+    def saved(at: dict[str, Any]) -> float:
+        return total - float(sum(parts_of(**{**args, **at}).values()))
+
+    worst = max(factors, key=lambda f: saved(f.default))  # max keeps the first of ties
+    if not saved(worst.default) > 0:
+        worst = max(factors, key=lambda f: saved(f.smallest))
+    detail = ", ".join(f"{k} {_gib(v)}" for k, v in parts.items())
+    note = f" ({worst.note})" if worst.note else ""
+    others = list(dict.fromkeys(f.field for f in factors if f.field != worst.field))
+    raise InputError(
+        worst.field,
+        worst.value,
+        f"the run needs about {_gib(total)} ({detail}), more than the {_gib(cap)} allowed "
+        f"(half the available memory, or {MEMORY_ENV}); {worst.field}{note} is the "
+        "largest factor",
+        f"use a smaller {worst.field} (the estimate also grows with {', '.join(others)})"
+        if others
+        else f"use a smaller {worst.field}",
+    )
 
 
 def network_memory(
@@ -329,43 +525,166 @@ def check_save(field: str, value: str) -> str:
     return value
 
 
+def _members(cfg) -> tuple[int, list[Factor]]:
+    """An ensemble's member count (seeds x scales) and its factors, for the memory check."""
+    seeds = list(cfg.init.seeds) if cfg.init.seeds is not None else [cfg.init.seed]
+    scales = list(cfg.scales)
+    factors = []
+    if len(seeds) > 1:
+        one = {"members": len(scales)}
+        factors.append(Factor("init.seeds", seeds, one, one, f"{len(seeds)} seeds"))
+    if cfg.init.scales is not None and len(scales) > 1:
+        one = {"members": len(seeds)}
+        factors.append(Factor("init.scales", scales, one, one, f"{len(scales)} scales"))
+    return len(seeds) * len(scales), factors
+
+
+def _snapshot_factors(t) -> list[Factor]:
+    """The ``[train]`` snapshot counts as memory factors (defaults: the section's)."""
+    d = type(t)()
+    return [
+        Factor(
+            "train.snapshots",
+            t.snapshots,
+            {"k": snapshot_count(t.steps, d.snapshots, t.linear_snapshots)},
+            {"k": snapshot_count(t.steps, 2, t.linear_snapshots)},
+        ),
+        Factor(
+            "train.linear_snapshots",
+            t.linear_snapshots,
+            {"k": snapshot_count(t.steps, t.snapshots, d.linear_snapshots)},
+            {"k": snapshot_count(t.steps, t.snapshots, 0)},
+        ),
+    ]
+
+
+def train_memory(
+    n: int, d_in: int, widths: Sequence[int], members: int, k: int, dtype: str, save: str
+) -> dict[str, float]:
+    """:func:`network_memory` with the snapshots ``save`` keeps (twice: the list and
+    the stacked arrays)."""
+    parts = network_memory(n, d_in, widths, members, k, dtype)
+    sizes = network_layer_bytes(d_in, widths, members, 4 if dtype == "float32" else 8)
+    parts["snapshots"] = 2 * stored_bytes(k, sizes, kept_indices(save, k, sizes))
+    return parts
+
+
 def check_train_memory(cfg, n: int, d_in: int) -> float:
-    """Refuse a network run (a validated ``Config``) too large for memory, before compute."""
-    t = cfg.train
-    members = len(cfg.member_seeds_scales) if cfg.init.path is None else 1
-    k = snapshot_count(t.steps, t.snapshots, t.linear_snapshots)
-    parts = network_memory(n, d_in, cfg.model.widths, members, k, t.dtype)
-    sizes = network_layer_bytes(d_in, cfg.model.widths, members, 4 if t.dtype == "float32" else 8)
-    # the stored snapshots twice (the list and the stacked arrays), as network_memory counts
-    parts["snapshots"] = 2 * stored_bytes(k, sizes, kept_indices(t.save, k, sizes))
+    """Refuse a network run (a validated ``Config``) too large for memory, before
+    compute, naming the input that makes it so: ``data.n`` / ``data.d`` (or the
+    ``data.path`` file, or the bundled ``data.dataset``), ``model.widths``,
+    ``init.seeds`` / ``init.scales`` (ensemble members) or the snapshot counts."""
+    t, d = cfg.train, cfg.data
+    if cfg.init.path is None:
+        members, member_factors = _members(cfg)
+    else:
+        members, member_factors = 1, []
+    args = {
+        "n": n,
+        "d_in": d_in,
+        "widths": tuple(cfg.model.widths),
+        "members": members,
+        "k": snapshot_count(t.steps, t.snapshots, t.linear_snapshots),
+        "dtype": t.dtype,
+        "save": t.save,
+    }
+    dd = type(d)()  # the [data] defaults
+    if d.path is not None:
+        rows = f"{n} rows of {d_in} inputs"
+        data = [
+            Factor("data.path", d.path, {"n": dd.n}, {"n": 1}, rows),
+            Factor("data.path", d.path, {"d_in": dd.d}, {"d_in": 1}, rows),
+        ]
+    elif d.dataset == "teacher":
+        data = [
+            Factor("data.n", d.n, {"n": dd.n}, {"n": 1}),
+            Factor("data.d", d.d, {"d_in": dd.d}, {"d_in": 1}),
+        ]
+    elif d.n == n:  # a 1-D built-in of data.n points
+        data = [Factor("data.n", d.n, {"n": dd.n}, {"n": 1})]
+    else:  # a bundled data set of its own size
+        small = {"n": 1, "d_in": 1}
+        data = [Factor("data.dataset", d.dataset, small, small, f"{n} x {d_in}")]
+    m, w0 = len(cfg.model.widths), type(cfg.model)().widths[0]  # (the default width)
+    widths = Factor(
+        "model.widths", list(cfg.model.widths), {"widths": (w0,) * m}, {"widths": (1,) * m}
+    )
     return check_memory(
-        "model.widths",
-        parts,
-        "use smaller model.widths / data.n, fewer members, or fewer train.snapshots "
-        "and train.linear_snapshots",
+        train_memory,
+        args,
+        [*data, widths, *member_factors, *_snapshot_factors(t)],
     )
 
 
-def check_matrix_memory(cfg, n1: int, n2: int, n_obs: int) -> float:
-    """Refuse a matrix run (a validated ``MatrixConfig``) too large for memory."""
-    t, m = cfg.train, cfg.model
-    h = m.width if m.width is not None else max(n1, n2)
-    item = 4 if t.dtype == "float32" else 8
-    members = len(cfg.member_seeds_scales)
-    k = snapshot_count(t.steps, t.snapshots, t.linear_snapshots)
-    dims = [n2] + [h] * (m.depth - 1) + [n1]
+def matrix_memory(
+    n1: int,
+    n2: int,
+    width: int | None,
+    depth: int,
+    n_obs: int,
+    sensing: bool,
+    members: int,
+    k: int,
+    dtype: str,
+) -> dict[str, float]:
+    """Estimated bytes of a matrix run: the problem, the working set of one GD step
+    of every member, and the snapshots kept (hidden width ``max(n1, n2)`` by default)."""
+    h = width if width is not None else max(n1, n2)
+    item = 4 if dtype == "float32" else 8
+    dims = [n2] + [h] * (depth - 1) + [n1]
     weights = sum(dims[j] * dims[j + 1] for j in range(len(dims) - 1))
-    sensing = n_obs * n1 * n2 if cfg.problem.kind == "sensing" else 0
-    parts = {
-        "problem": 8.0 * (4 * n1 * n2 + sensing),
-        "working set": float(item) * members * (6 * weights + 4 * n1 * n2 + sensing),
+    a = n_obs * n1 * n2 if sensing else 0
+    return {
+        "problem": 8.0 * (4 * n1 * n2 + a),
+        "working set": float(item) * members * (6 * weights + 4 * n1 * n2 + a),
         "snapshots": 8.0 * members * k * (3 * n1 * n2 + 2 * min(n1, n2)),
     }
+
+
+def check_matrix_memory(cfg, n1: int, n2: int, n_obs: int) -> float:
+    """Refuse a matrix run (a validated ``MatrixConfig``) too large for memory, naming
+    the input that makes it so (``problem.n`` / ``cols`` / ``observed`` or the
+    ``problem.path`` file, ``model.width``, seeds x scales, the snapshot counts)."""
+    t, m, p = cfg.train, cfg.model, cfg.problem
+    members, member_factors = _members(cfg)
+    sensing = p.kind == "sensing"
+    args = {
+        "n1": n1,
+        "n2": n2,
+        "width": m.width,
+        "depth": m.depth,
+        "n_obs": n_obs,
+        "sensing": sensing,
+        "members": members,
+        "k": snapshot_count(t.steps, t.snapshots, t.linear_snapshots),
+        "dtype": t.dtype,
+    }
+    pd = type(p)()  # the [problem] defaults
+    problem: list[Factor] = []
+    if p.path is not None:
+        shape = f"a {n1} x {n2} problem" + (f" with {n_obs} measurements" if sensing else "")
+        size = {"n1": pd.n, "n2": pd.n}
+        problem.append(Factor("problem.path", p.path, size, {"n1": 1, "n2": 1}, shape))
+        if sensing:
+            obs = Factor("problem.path", p.path, {"n_obs": pd.observed}, {"n_obs": 1}, shape)
+            problem.append(obs)
+    else:
+        if p.cols is not None:
+            problem.append(Factor("problem.n", p.n, {"n1": pd.n}, {"n1": 1}))
+            problem.append(Factor("problem.cols", p.cols, {"n2": pd.n}, {"n2": 1}))
+        else:
+            both = Factor("problem.n", p.n, {"n1": pd.n, "n2": pd.n}, {"n1": 1, "n2": 1})
+            problem.append(both)
+        if sensing:
+            problem.append(
+                Factor("problem.observed", p.observed, {"n_obs": pd.observed}, {"n_obs": 1})
+            )
+    if m.width is not None:
+        problem.append(Factor("model.width", m.width, {"width": None}, {"width": 1}))
     return check_memory(
-        "problem.n",
-        parts,
-        "use a smaller problem (n, cols, observed), model.width, fewer seeds/scales, or "
-        "fewer train.snapshots and train.linear_snapshots",
+        matrix_memory,
+        args,
+        [*problem, *member_factors, *_snapshot_factors(t)],
     )
 
 

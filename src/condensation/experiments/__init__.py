@@ -63,17 +63,11 @@ from __future__ import annotations
 
 import importlib
 import math
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 from condensation.errors import InputError
 
@@ -208,17 +202,17 @@ def _scalar(name: str, key: str, v: Any) -> float | int | bool | None:
 
 
 def parse_set(item: str) -> tuple[str, Any]:
-    """``key=value`` → (key, value); the value is parsed as TOML (a bare word is a string)."""
+    """``key=value`` → (key, value); the value is parsed as TOML (a bare word is a
+    string; a line break or a trailing comment is refused: see
+    :func:`condensation.inputs.set_value`)."""
     if "=" not in item:
         raise InputError("--set", item, "expected key=value", "write e.g. --set eps_min=1e-4")
     key, rhs = (s.strip() for s in item.split("=", 1))
     if not key:
         raise InputError("--set", item, "empty parameter name", "write e.g. --set eps_min=1e-4")
-    try:
-        value = tomllib.loads(f"v = {rhs}")["v"]
-    except ValueError:  # TOMLDecodeError, or an integer too long to convert
-        value = rhs
-    return key, value
+    from condensation import inputs
+
+    return key, inputs.set_value(item, rhs)  # TOML, else a bare word; never cut short
 
 
 def coerce_param(key: str, value: Any, default: Any) -> Any:
@@ -231,12 +225,10 @@ def coerce_param(key: str, value: Any, default: Any) -> Any:
         if not isinstance(value, bool):
             raise bad("true or false")
         return value
-    if isinstance(default, int):
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad("an integer")
-        return value
+    if isinstance(default, int):  # the config's one integer rule (whole floats, 2**53)
+        from condensation import inputs
+
+        return inputs.as_int(key, value)
     if isinstance(default, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad("a number")
