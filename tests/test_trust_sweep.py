@@ -174,6 +174,26 @@ def test_sweep_writes_its_marker_and_continues_only_its_own(tmp_path, cli, fake_
     assert code == 2 and len(fake_cells) == 3
 
 
+def test_a_linked_cells_folder_is_refused(tmp_path, cli, fake_cells):
+    """A sweep reads and writes only under its own DIR: cells/ made a link to a folder
+    elsewhere is refused, and that folder is left as it was."""
+    spec = write_spec(tmp_path)
+    out = tmp_path / "out"
+    code, _, err = cli("sweep", str(spec), "--out", str(out), "--workers", "0")
+    assert code == 0, err
+    elsewhere = tmp_path / "elsewhere"
+    (out / "cells").rename(elsewhere)
+    (out / "cells").symlink_to(elsewhere)
+    for cell in list(elsewhere.iterdir())[:1]:
+        import shutil
+
+        shutil.rmtree(cell)  # so a sweep that followed the link would write there
+    before = _snapshot(elsewhere)
+    code, _, err = cli("sweep", str(spec), "--out", str(out), "--workers", "0")
+    assert code == 2 and "link" in _one_error_line(err, "--out")
+    assert _snapshot(elsewhere) == before and len(fake_cells) == 3
+
+
 # ---- 2. one lock per output; a duplicate cell id -----------------------------------------
 def _hold_lock(out: Path) -> subprocess.Popen:
     """Another process holding ``out``'s lock as store.out_lock does (flock, its pid)."""

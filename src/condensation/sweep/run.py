@@ -71,6 +71,13 @@ def check_sweep_dir(out: Path) -> bool:
         raise _not_writable(out, e) from None
     if empty:
         return False
+    if (out / "cells").is_symlink():  # the sweep made a folder there, never a link
+        raise InputError(
+            "--out",
+            str(out),
+            "its cells/ is a link, not the folder the sweep made; nothing was changed",
+            "choose a new directory",
+        )
     if read_sweep_marker(out) is None:
         raise InputError(
             "--out",
