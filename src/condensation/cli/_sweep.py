@@ -14,7 +14,7 @@ EXIT_CELLS_FAILED = 4  # the table is written, but some cells failed (listed on 
 
 
 def sweep_cmd(
-    spec: Annotated[Path, typer.Argument(help="Sweep spec (TOML with a [sweep] table).")],
+    spec: Annotated[Path, typer.Argument(help="Sweep spec (TOML with a \\[sweep] table).")],
     out: Annotated[Path, typer.Option("--out", help="Sweep directory (rerun to continue).")],
     workers: Annotated[
         Optional[int],  # noqa: UP045 (typer needs Optional on 3.10)
