@@ -15,7 +15,9 @@ arguments) and yields an :class:`Outcome` for each as soon as it completes
   before JAX starts there), unless the user set the variable.
 - Failures: a task that raises is reported as a failed outcome with a
   one-line error and the others go on; a task whose worker process dies is
-  resubmitted up to ``retries`` times (then it fails with "worker died").
+  resubmitted up to ``retries`` times (then it fails with "worker died").  On
+  the local cluster at most one task per worker is out at a time, so a dying
+  worker takes only the task it was running with it.
 - Lifetime: the local cluster is closed when the engine's block ends, also
   on Ctrl-C and SIGTERM (turned into ``KeyboardInterrupt`` while the engine
   is open, unless the caller has its own SIGTERM handler); worker processes
@@ -219,7 +221,16 @@ class Engine:
             by_future[fut] = t
             return fut
 
-        pending = as_completed([submit(t) for t in tasks])
+        # On the local cluster, at most one task per worker is submitted at a time:
+        # Dask sends every submitted task to a worker at once (a few independent
+        # tasks are not queued at the scheduler), and a worker that dies fails
+        # every task it holds, so a killed worker also spent the retries of the
+        # tasks waiting behind the one it ran.  (A cluster started elsewhere may
+        # grow while the tasks run: all are submitted.)
+        limit = self.workers if self.cluster is not None else len(tasks)
+        waiting = tasks[max(limit, 1) :]
+        waiting.reverse()
+        pending = as_completed([submit(t) for t in tasks[: max(limit, 1)]])
         for fut in pending:
             t = by_future.pop(fut)
             try:
@@ -232,6 +243,8 @@ class Engine:
                 ok, value = False, (f"{why} ({one_line(e)})", None)
             finally:
                 fut.release()
+            if waiting:  # the next task goes out before this outcome is handled
+                pending.add(submit(waiting.pop()))
             yield _outcome(t.key, ok, value, attempts[t.key])
 
 

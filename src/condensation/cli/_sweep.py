@@ -8,11 +8,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from condensation.cli._common import console
+from condensation.cli._common import console, print_literal, set_interrupt_note
+
+EXIT_CELLS_FAILED = 4  # the table is written, but some cells failed (listed on stderr)
 
 
 def sweep_cmd(
-    spec: Annotated[Path, typer.Argument(help="Sweep spec (TOML with a [sweep] table).")],
+    spec: Annotated[Path, typer.Argument(help="Sweep spec (TOML with a \\[sweep] table).")],
     out: Annotated[Path, typer.Option("--out", help="Sweep directory (rerun to continue).")],
     workers: Annotated[
         Optional[int],  # noqa: UP045 (typer needs Optional on 3.10)
@@ -37,6 +39,12 @@ def sweep_cmd(
 
     Writes DIR/cells/<id>/ (one run directory per cell), DIR/results.parquet and
     DIR/results.csv (one row per member), DIR/summary.json. Rerun to continue.
+    DIR must be new, empty, or an earlier sweep (its .condensation-sweep marker);
+    one sweep at a time per DIR.
+
+    Exit status: 0 every cell complete; 2 bad input (one line, nothing written);
+    4 the table is written but some cells failed (each named on stderr; rerun to
+    retry them); 130 / 143 interrupted (the line says what was written).
 
     Example: condensation sweep configs/sweep_scales.toml --out runs/sweep --workers 2
     """
@@ -47,27 +55,58 @@ def sweep_cmd(
         raise InputError("--plot", plot, "--plot and --y go together", "give both, or neither")
     if hue is not None and plot is None:
         raise InputError("--hue", hue, "only with --plot", "add --plot AXIS --y METRIC")
-    parsed = parse_spec(spec)  # a bad spec fails here: nothing is written
+    parsed = parse_spec(spec, stream=sys.stderr)  # a bad spec fails here: nothing is written
     if plot is not None:
         cols = {*parsed.axes, "cell", "status"}
         for opt, name in (("--plot", plot), ("--hue", hue)):
             if name is not None and name not in cols:
                 raise InputError(opt, name, "not an axis", f"use one of: {', '.join(parsed.axes)}")
-    try:
-        s = run_sweep(parsed, out, workers=workers, scheduler=scheduler, retries=retries)
-    except KeyboardInterrupt:
-        console.print(f"interrupted: complete cells are kept in {out}; rerun to continue")
-        sys.exit(130)
-    console.print(
-        f"{s['cells']} cells ({s['members']} members): {s['cells_done']} computed, "
-        f"{s['cells_reused']} reused, {s['cells_failed']} failed, {s['wall_s']:.1f} s",
-        highlight=False,
+    written: dict = {}
+    set_interrupt_note(lambda: interrupt_note(out, written))
+    s = run_sweep(
+        parsed,
+        out,
+        workers=workers,
+        scheduler=scheduler,
+        retries=retries,
+        on_written=written.update,
     )
-    for cell, err in s["failed"].items():
-        console.print(f"  cell {cell}: {err}", highlight=False, markup=False)
+    console.print(f"{counts_line(s)}, {s['wall_s']:.1f} s", highlight=False)
     if plot is not None:
         console.print(f"wrote {plot_sweep(out, plot, y, hue)}")
     console.print(f"wrote {out}/results.parquet and results.csv")
+    if s["failed"]:
+        for cell, err in s["failed"].items():
+            print_literal("failed:", f"cell {cell}: {err}")
+        print_literal(
+            "error:",
+            f"{s['cells_failed']} of {s['cells']} cells failed (their rows are `failed` in "
+            f"{out}/results.csv); rerun the same command to retry them",
+        )
+        sys.exit(EXIT_CELLS_FAILED)
+
+
+def counts_line(s: dict) -> str:
+    """``N cells (M members): a computed, b reused, c failed, d not run``."""
+    return (
+        f"{s['cells']} cells ({s['members']} members): {s['cells_done']} computed, "
+        f"{s['cells_reused']} reused, {s['cells_failed']} failed, {s['cells_not_run']} not run"
+    )
+
+
+def interrupt_note(out: Path, written: dict) -> str:
+    """What an interrupted sweep wrote, from what :func:`run_sweep` reported."""
+    if "kind" in written:
+        return (
+            f"wrote the table of what is complete to {out} (results.csv, summary.json): "
+            f"{counts_line(written)}; rerun the same command to continue"
+        )
+    if written.get("claimed"):
+        return (
+            f"the table was not written (complete cells are kept in {out}/cells); "
+            "rerun the same command to continue"
+        )
+    return f"nothing was written to {out}"
 
 
 def register(app: typer.Typer) -> None:

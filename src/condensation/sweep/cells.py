@@ -49,6 +49,6 @@ def read_cell(out_dir: Path) -> dict | None:
     """The summary of a complete cell directory, else None."""
     import json
 
-    if not is_run_dir(out_dir):
+    if out_dir.is_symlink() or not is_run_dir(out_dir):  # a cell is never a link
         return None
     return json.loads((out_dir / SUMMARY).read_text())

@@ -1,8 +1,10 @@
 """The sweep's results table: one row per ensemble member of every cell.
 
 Columns: one per axis (named as the axis key; list values as JSON text), ``cell``
-(the cell id), ``status`` (the member's own status, or ``failed``), ``error``
-(the cell's one-line error), then every scalar field of the member's summary.
+(the cell id), ``status`` (the member's own status; ``failed`` when its cell
+failed, ``not_run`` when its cell was not run, e.g. the sweep was interrupted),
+``error`` (the cell's one-line error), then every scalar field of the member's
+summary.
 Written as Parquet (pyarrow) and CSV, each atomically.
 """
 
@@ -18,6 +20,7 @@ from condensation.store import atomic_write_bytes
 from condensation.sweep.spec import Cell
 
 FAILED = "failed"
+NOT_RUN = "not_run"
 
 
 def _cell_value(v: Any) -> Any:
@@ -41,10 +44,13 @@ def member_row(cell: Cell, member: dict, cell_id: str | None = None) -> dict:
     return row
 
 
-def failed_row(cell: Cell, member: tuple, cell_id: str, error: str) -> dict:
-    """The row of a member whose cell failed (or did not run)."""
+def failed_row(
+    cell: Cell, member: tuple, cell_id: str, error: str | None, status: str = FAILED
+) -> dict:
+    """The row of a member whose cell failed (``status`` ``failed``, with its error)
+    or did not run (``not_run``, no error)."""
     row = {k: _cell_value(v) for k, v in cell.member_axes(*member).items()}
-    return {**row, "cell": cell_id, "status": FAILED, "error": error}
+    return {**row, "cell": cell_id, "status": status, "error": error}
 
 
 def _normalise(rows: list[dict]) -> tuple[list[str], list[dict]]:
