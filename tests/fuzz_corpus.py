@@ -469,26 +469,32 @@ CK_SETS = ["--set", "model.widths=[4, 4]", "--set", "train.steps=60",
 CK_ENV = {"CONDENSATION_CHECKPOINT_EVERY": "0"}
 
 
-def interrupted_train(tmp: Path, argv: list[str] | None = None) -> list[str]:
-    """Run ``train CK_SETS --out {tmp}/out`` in-process, Ctrl-C at step 20 (exit 130):
-    the files of the checkpoint it leaves in ``{tmp}/.out.checkpoint``, relative to ``tmp``."""
+def ctrl_c_train(out: Path, argv: list[str] | None = None, at_step: int = 20):
+    """``train ARGV --out OUT`` in-process (``ARGV`` default :data:`CK_SETS`), Ctrl-C
+    at step ``at_step``: ``(exit status, stderr, exception)`` as :func:`call_cli`."""
     from condensation.cli import _train
 
     @contextlib.contextmanager
-    def ctrl_c_at_20(total, description):
+    def ctrl_c(total, description):
         def update(done):
-            if done >= 20:
+            if done >= at_step:
                 raise KeyboardInterrupt
 
         yield update
 
     saved = _train.progress_bar
-    _train.progress_bar = ctrl_c_at_20
+    _train.progress_bar = ctrl_c
     try:
         with _environ(CK_ENV):
-            code, text, exc = call_cli(["train", *(argv or CK_SETS), "--out", str(tmp / "out")])
+            return call_cli(["train", *(argv or CK_SETS), "--out", str(out)])
     finally:
         _train.progress_bar = saved
+
+
+def interrupted_train(tmp: Path) -> list[str]:
+    """A setup: :func:`ctrl_c_train` on ``{tmp}/out`` (exit 130); the files of the
+    checkpoint it leaves in ``{tmp}/.out.checkpoint``, relative to ``tmp`` (the tool's)."""
+    code, text, exc = ctrl_c_train(tmp / "out")
     ck = tmp / ".out.checkpoint"
     if exc is not None or code != 130 or not (ck / "meta.json").is_file():
         raise RuntimeError(f"no checkpoint (exit {code}, {exc!r}, {text[-200:]!r})")
