@@ -297,11 +297,12 @@ def run_case(case: Case, tmp: Path, timeout: float = CASE_TIMEOUT) -> Outcome:
         if problem:
             unexpected, detail = True, problem
     if case.expect is not None and kind in ("ok", "error"):
-        unexpected = (
+        wrong = (
             kind != case.expect if case.expect in ("ok", "error")
             else kind != "error" or not detail.startswith(f"error: {case.expect}")
         )  # fmt: skip
-        if unexpected:
+        unexpected = unexpected or wrong
+        if wrong:
             detail = f"expected {case.expect!r}, got {kind}: {detail}"[:300]
     return Outcome(case.name, kind, partial, detail, foreign, unexpected)
 
