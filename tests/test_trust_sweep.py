@@ -174,6 +174,26 @@ def test_sweep_writes_its_marker_and_continues_only_its_own(tmp_path, cli, fake_
     assert code == 2 and len(fake_cells) == 3
 
 
+def test_missing_parents_are_made_and_removed_again_on_a_refusal(tmp_path, cli, fake_cells):
+    """``--out runs/sweep`` with no ``runs/`` works, as for ``train``; a sweep refused
+    after the parents were made (here: disk full at the marker) leaves none of them."""
+    spec = write_spec(tmp_path / "spec")
+    out = tmp_path / "runs" / "deep" / "sweep"
+    code, _, err = cli("sweep", str(spec), "--out", str(out), "--workers", "0")
+    assert code == 0, err
+    assert (out / ".condensation-sweep").is_file() and len(fake_cells) == 3
+    import condensation.sweep.run as sweep_run
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device", str(tmp_path / "new"))
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sweep_run, "_claim", full)
+        code, _, err = cli("sweep", str(spec), "--out", str(tmp_path / "new" / "a" / "sw"))
+    assert code == 2 and "No space left" in _one_error_line(err, "--out")
+    assert not (tmp_path / "new").exists()
+
+
 def test_a_linked_cells_folder_is_refused(tmp_path, cli, fake_cells):
     """A sweep reads and writes only under its own DIR: cells/ made a link to a folder
     elsewhere is refused, and that folder is left as it was."""

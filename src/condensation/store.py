@@ -794,28 +794,21 @@ def clean_stale(out: str | Path) -> list[Path]:
 
 # ---- the run directory ---------------------------------------------------------------
 @contextmanager
-def reserve(
-    out: str | Path, overwrite: bool = False, need_bytes: float = FIGURE_BYTES
-) -> Iterator[Path]:
-    """Everything checked before any compute and before anything is created: ``out``
-    may be written (see :func:`check_out_dir`; names within the system's limits), its
-    disk has room for ``need_bytes``, its parent can be written.  Then its missing
-    parents are made and it is locked against other runs until the block ends.  A
-    file-system error in the block (disk full, no permission) becomes a one-line
+def claim(out: str | Path) -> Iterator[Path]:
+    """Lock ``out`` for this process until the block ends, creating only what the lock
+    needs: first the checks that create nothing (names within the system's limits, a
+    writable parent), then the missing parents of ``out``, then the lock.  A file-system
+    error in the block (disk full, no permission) becomes a one-line
     :class:`InputError`; the folders made here are removed again if the block fails
-    and they are empty.  Yields the absolute path."""
+    and they are empty.  Re-entrant within one process.  Yields the absolute path."""
     held = lock_path(out) in _held
-    check_out_dir(out, overwrite)
-    check_free_space(out, need_bytes)
     made: list[Path] = []
     if not held:
+        check_names(out)
         check_writable(out)
         made = _make_parents(out)
     try:
         with out_lock(out):
-            if not held:
-                clean_stale(out)
-                check_out_dir(out, overwrite)  # again: a cut-off replacement may be restored
             yield resolve_out(out)
     except OSError as e:
         _remove_made(made)
@@ -826,6 +819,26 @@ def reserve(
     except BaseException:
         _remove_made(made)
         raise
+
+
+@contextmanager
+def reserve(
+    out: str | Path, overwrite: bool = False, need_bytes: float = FIGURE_BYTES
+) -> Iterator[Path]:
+    """Everything checked before any compute and before anything is created: ``out``
+    may be written (see :func:`check_out_dir`; names within the system's limits), its
+    disk has room for ``need_bytes``, its parent can be written.  Then it is claimed
+    (:func:`claim`: missing parents made, locked against other runs until the block
+    ends), and leftovers of earlier runs of it are cleaned (:func:`clean_stale`).
+    Yields the absolute path."""
+    held = lock_path(out) in _held
+    check_out_dir(out, overwrite)
+    check_free_space(out, need_bytes)
+    with claim(out) as path:
+        if not held:
+            clean_stale(out)
+            check_out_dir(out, overwrite)  # again: a cut-off replacement may be restored
+        yield path
 
 
 @contextmanager

@@ -11,7 +11,7 @@ are computed.
 Never touching what is not ours: ``DIR`` must be new, empty, or carry the sweep
 marker; anything else (a folder that merely holds ``cells/``, an earlier run of
 another command) is refused before anything is written.  The sweep holds the
-lock of ``DIR`` (:func:`condensation.store.out_lock`) from before it reads
+lock of ``DIR`` (:func:`condensation.store.claim`) from before it reads
 ``DIR`` until the table is written, so a second sweep (or run) on the same
 ``DIR`` is refused naming the first's pid.  Nothing is written before the
 engine has started (an unreachable ``--scheduler`` leaves ``DIR`` as it was).
@@ -32,7 +32,7 @@ from typing import IO
 from condensation.engine import Engine, Task, check_options
 from condensation.errors import InputError
 from condensation.progress import Progress
-from condensation.store import atomic_write_bytes, out_lock, write_json
+from condensation.store import atomic_write_bytes, claim, write_json
 from condensation.sweep.cells import read_cell, run_cell
 from condensation.sweep.spec import (
     Cell,
@@ -144,7 +144,7 @@ def run_sweep(
     spec = spec if isinstance(spec, Spec) else parse_spec(spec)
     check_options(workers, scheduler, retries)
     out = Path(out)
-    with out_lock(out):
+    with claim(out):  # missing parents made, locked
         owned = check_sweep_dir(out)
         cells_dir = out / "cells"
         summaries: dict[str, dict] = {}  # cell id -> summary (reused or computed now)
