@@ -45,6 +45,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -215,9 +216,18 @@ def _control(text: str) -> bool:
     return any(ord(c) < 32 and c != "\t" or 127 <= ord(c) < 160 for c in text)
 
 
+# a progress line of a batch log ("gd steps 3/20 done, eta 1 s"): a run that failed
+# while writing its output (disk full) has progressed first; its error is still one line
+_PROGRESS = re.compile(r"^\S.* \d+/\d+ done(, .*)?$")
+
+
 def classify(code: int | None, text: str, out: Path | None) -> tuple[str, str]:
     """``(kind, detail)`` of a finished CLI call (exit ``code``, stderr ``text``)."""
-    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("warning:")]
+    lines = [
+        ln
+        for ln in text.splitlines()
+        if ln.strip() and not ln.startswith("warning:") and not _PROGRESS.match(ln)
+    ]
     if code == 0:
         if out is not None and not (out / "summary.json").is_file():
             return "traceback", "exit 0 without summary.json"
