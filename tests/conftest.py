@@ -93,8 +93,9 @@ def trained_and_reference():
 
 
 @pytest.fixture
-def cli_main(monkeypatch, capsys):
-    """Run the CLI in-process (no interpreter start-up): ``(*args) -> (exit status, stderr)``."""
+def cli_streams(monkeypatch, capsys):
+    """Run the CLI in-process (no interpreter start-up):
+    ``(*args) -> (exit status, stdout, stderr)``."""
     import sys
 
     from condensation.cli import main
@@ -107,7 +108,19 @@ def cli_main(monkeypatch, capsys):
             code = 0
         except SystemExit as e:
             code = e.code
-        return code, capsys.readouterr().err
+        got = capsys.readouterr()
+        return code, got.out, got.err
+
+    return run
+
+
+@pytest.fixture
+def cli_main(cli_streams):
+    """Run the CLI in-process (no interpreter start-up): ``(*args) -> (exit status, stderr)``."""
+
+    def run(*args):
+        code, _, err = cli_streams(*args)
+        return code, err
 
     return run
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import ctrl_c_in_train
 
 from condensation import store
 from condensation.errors import InputError
@@ -198,24 +199,12 @@ def test_config_paths_resolve_against_the_config_file(tmp_path, monkeypatch, rng
 
 # ---- items 3, 4, 9 through the CLI ---------------------------------------------------
 def test_cli_ctrl_c_exits_130_keeps_checkpoint_then_resume(tmp_path, cli_main, monkeypatch):
-    from contextlib import contextmanager
-
     from condensation import load_run
-    from condensation.cli import _train
 
     monkeypatch.setenv("CONDENSATION_CHECKPOINT_EVERY", "0")
     out = tmp_path / "run"
 
-    @contextmanager
-    def ctrl_c_after_two(total, description):
-        def update(done):
-            if done >= 20:
-                raise KeyboardInterrupt
-
-        yield update
-
-    with monkeypatch.context() as m:
-        m.setattr(_train, "progress_bar", ctrl_c_after_two)
+    with ctrl_c_in_train(monkeypatch, at_step=20):
         code, err = cli_main("train", *_sets(TINY), "--out", str(out))
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert code == 130 and len(lines) == 1 and "--resume" in lines[0], err

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import ctrl_c_in_train
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -257,23 +258,10 @@ def test_checkpoint_naming_a_file_outside_is_refused(tmp_path, where):
 def test_cli_resume_of_a_tampered_checkpoint_is_one_line(tmp_path, cli_main, monkeypatch):
     """Ctrl-C keeps the checkpoint; its carry redirected outside: ``--resume`` is one
     line (exit 2, the fix), the outside file neither read into the run nor deleted."""
-    from contextlib import contextmanager
-
-    from condensation.cli import _train
-
     monkeypatch.setenv("CONDENSATION_CHECKPOINT_EVERY", "0")
     out = tmp_path / "run"
 
-    @contextmanager
-    def ctrl_c_after_two(total, description):
-        def update(done):
-            if done >= 20:
-                raise KeyboardInterrupt
-
-        yield update
-
-    with monkeypatch.context() as m:
-        m.setattr(_train, "progress_bar", ctrl_c_after_two)
+    with ctrl_c_in_train(monkeypatch, at_step=20):
         code, err = cli_main("train", *_sets(TINY), "--out", str(out))
     assert code == 130, err
     d = checkpoint_dir(out)

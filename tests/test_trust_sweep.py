@@ -61,22 +61,9 @@ def write_spec(d: Path, spec: str = THREE, base: str = BASE) -> Path:
 
 
 @pytest.fixture
-def cli(monkeypatch, capsys):
+def cli(cli_streams):
     """The CLI in this process: ``(*args) -> (exit status, stdout, stderr)``."""
-    from condensation.cli import main
-
-    def run(*args):
-        capsys.readouterr()
-        monkeypatch.setattr(sys, "argv", ["condensation", *args])
-        try:
-            main()
-            code = 0
-        except SystemExit as e:
-            code = e.code
-        got = capsys.readouterr()
-        return code, got.out, got.err
-
-    return run
+    return cli_streams
 
 
 def _fake_cell(command, config, out_dir):
@@ -189,7 +176,8 @@ def test_missing_parents_are_made_and_removed_again_on_a_refusal(tmp_path, cli, 
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(sweep_run, "_claim", full)
-        code, _, err = cli("sweep", str(spec), "--out", str(tmp_path / "new" / "a" / "sw"))
+        new = tmp_path / "new" / "a" / "sw"
+        code, _, err = cli("sweep", str(spec), "--out", str(new), "--workers", "0")
     assert code == 2 and "No space left" in _one_error_line(err, "--out")
     assert not (tmp_path / "new").exists()
 
