@@ -821,6 +821,18 @@ def _exp(**changes) -> str:
     return json.dumps({**_EXPERIMENT, **changes})
 
 
+def _marked(*files: str) -> Callable[[Path], list[str]]:
+    """A setup giving ``{tmp}/rep`` the run marker condensation writes, listing
+    ``files`` (so ``report`` may write there): the marker is the tool's own."""
+
+    def setup(tmp: Path) -> list[str]:
+        marker = {"tool": "condensation", "files": sorted(files)}
+        (tmp / "rep" / ".condensation-run").write_text(json.dumps(marker))
+        return ["rep/.condensation-run"]
+
+    return setup
+
+
 def _without(*keys: str) -> str:
     return json.dumps({k: v for k, v in _EXPERIMENT.items() if k not in keys})
 
@@ -973,7 +985,8 @@ def edge_cases() -> list[Case]:
         files = {"rep/summary.json": summary, "rep/fig.png": _PNG, **secret_png, **exp_dir}
         expect = "ok" if name == "valid" else None
         cases.append(Case(f"report summary.json {name}", report, files, out=False,
-                          outputs=("rep/report.html",), expect=expect))  # fmt: skip
+                          outputs=("rep/report.html",), expect=expect,
+                          setup=_marked("summary.json", "fig.png")))  # fmt: skip
     cases += [
         Case("report figure a symbolic link outside", report,
              {"rep/summary.json": _exp(), **secret_png}, out=False,
@@ -981,7 +994,8 @@ def edge_cases() -> list[Case]:
         Case("report report.html a folder", report, {**exp_ok, "rep/report.html/": b""},
              out=False, expect="error"),
         Case("report report.html a user's file", report,
-             {**exp_ok, "rep/report.html": "my page {secret}"}, out=False),
+             {**exp_ok, "rep/report.html": "my page {secret}"}, out=False,
+             setup=_marked("summary.json", "fig.png"), expect="error"),
         Case("report summary.json a folder", report, {"rep/summary.json/": b""}, out=False,
              expect="error"),
     ]  # fmt: skip

@@ -163,7 +163,7 @@ def test_sweep_writes_its_marker_and_continues_only_its_own(tmp_path, cli, fake_
 
 def test_missing_parents_are_made_and_removed_again_on_a_refusal(tmp_path, cli, fake_cells):
     """``--out runs/sweep`` with no ``runs/`` works, as for ``train``; a sweep refused
-    after the parents were made (here: disk full at the marker) leaves none of them."""
+    after the parents and DIR were made (here: disk full at the marker) leaves none."""
     spec = write_spec(tmp_path / "spec")
     out = tmp_path / "runs" / "deep" / "sweep"
     code, _, err = cli("sweep", str(spec), "--out", str(out), "--workers", "0")
@@ -175,7 +175,7 @@ def test_missing_parents_are_made_and_removed_again_on_a_refusal(tmp_path, cli, 
         raise OSError(28, "No space left on device", str(tmp_path / "new"))
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sweep_run, "_claim", full)
+        mp.setattr(sweep_run, "atomic_write_bytes", full)  # the marker, the first file
         new = tmp_path / "new" / "a" / "sw"
         code, _, err = cli("sweep", str(spec), "--out", str(new), "--workers", "0")
     assert code == 2 and "No space left" in _one_error_line(err, "--out")

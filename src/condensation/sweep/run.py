@@ -102,6 +102,7 @@ def _claim(out: Path, owned: bool, spec: Spec) -> None:
     """Make ``out`` this sweep's: the marker first (a new or empty directory), then
     ``cells/`` and the copy of the spec."""
     if not owned:
+        made = not os.path.lexists(out)
         out.mkdir(parents=True, exist_ok=True)
         marker = {
             "tool": "condensation",
@@ -110,7 +111,12 @@ def _claim(out: Path, owned: bool, spec: Spec) -> None:
             "pid": os.getpid(),
             "token": secrets.token_hex(16),
         }
-        atomic_write_bytes(out / SWEEP_MARKER, (json.dumps(marker, indent=2) + "\n").encode())
+        try:
+            atomic_write_bytes(out / SWEEP_MARKER, (json.dumps(marker, indent=2) + "\n").encode())
+        except BaseException:
+            if made:  # a refusal leaves nothing: the directory this sweep just made goes
+                os.rmdir(out)
+            raise
     (out / "cells").mkdir(exist_ok=True)
     source = spec.source if spec.source is not None else spec.path.read_bytes()
     atomic_write_bytes(out / "spec.toml", source)
