@@ -39,7 +39,7 @@ from condensation.blowup import (
     solve_polar_batch,
     states_at,
 )
-from condensation.core.activations import Activation
+from condensation.core.activations import Activation, activation_fn, get_activation
 from condensation.core.effective import energy, full_field, reduced_energy, reduced_field
 from condensation.core.final_stage import angle_matrix, inner_product_margins
 from condensation.core.invariants import neuron_balances
@@ -279,7 +279,7 @@ def build_system(
     params,
     z,
     *,
-    activation: Activation | None = None,
+    activation: str | Activation | None = None,
     form: str = "full",
     output_scale: float = 1.0,
 ) -> EffectiveSystem:
@@ -289,9 +289,25 @@ def build_system(
     ``sigma'(0) = 0`` (or not smooth at 0, like ReLU) are refused.  ``output_scale``
     kappa (``f = kappa W_L sigma(...)``) multiplies the field (THEORY §8): the drive
     is ``kappa g^(L-1) z``.
+
+    Args:
+        params: the weight matrices ``[W1, ..., WL]`` (L >= 2), ``W1`` of shape
+            ``(m1, d)``, ``WL`` of shape ``(1, m_{L-1})``.
+        z: ``mean(y x)`` of the data, shape ``(d,)``.
+        activation: a name (``"tanh"``, ``"sin"``, ``"linear"``, ...; see
+            :data:`condensation.core.activations.ACTIVATIONS`) or an
+            :class:`~condensation.core.activations.Activation`; None means
+            ``g = 1`` (a linear network).  An unknown name is an ``InputError``
+            listing the known ones.
+        form: ``"full"`` (any depth), ``"reduced"`` or ``"spectral"`` (depth 3).
+        output_scale: kappa, the output multiplier of the network.
+
+    Returns:
+        The :class:`EffectiveSystem`; integrate it with :func:`solve`.
     """
+    act = None if activation is None else get_activation(activation)
     z = output_scale * np.asarray(z, dtype=np.float64)
-    system = _build_system(params, z, activation, form)
+    system = _build_system(params, z, act, form)
     return dataclasses.replace(system, initial_params=tuple(_check_params(params)))
 
 
@@ -356,13 +372,25 @@ def _build_system(params, z, activation, form) -> EffectiveSystem:
 
 
 def regime_ratio(params, x, y, act, output_scale: float = 1.0) -> float:
-    """``rms f(x) / rms y`` at the initial parameters: small in the effective regime."""
-    f = output_scale * np.asarray(forward([jnp.asarray(p) for p in params], jnp.asarray(x), act))
+    """``rms f(x) / rms y`` at the initial parameters: small in the effective regime.
+
+    Args:
+        params: the weight matrices ``[W1, ..., WL]``.
+        x: inputs, shape ``(n, d)``; y: targets, shape ``(n,)``.
+        act: the activation: a name (``"tanh"``), an ``Activation`` or a callable.
+        output_scale: kappa, the output multiplier.
+
+    Returns:
+        The ratio (a float).
+    """
+    fn = activation_fn(act)
+    f = output_scale * np.asarray(forward([jnp.asarray(p) for p in params], jnp.asarray(x), fn))
     return float(np.sqrt(np.mean(f**2)) / max(np.sqrt(np.mean(np.asarray(y) ** 2)), 1e-300))
 
 
 def warn_if_large(params, x, y, act) -> float:
-    """:func:`regime_ratio`, with a :class:`RegimeWarning` when it is too large."""
+    """:func:`regime_ratio`, with a :class:`RegimeWarning` when it is too large
+    (``act``: a name, an ``Activation`` or a callable).  Returns the ratio."""
     ratio = regime_ratio(params, x, y, act)
     warn_regime(ratio)
     return ratio

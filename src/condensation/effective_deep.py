@@ -74,11 +74,21 @@ def _field(y, args):
 _compiled_polar = jax.jit(homogeneous_polar(_field))
 
 
-def build_deep_system(params, z, *, activation: Activation | None = None) -> EffectiveSystem:
+def build_deep_system(params, z, *, activation: str | Activation | None = None) -> EffectiveSystem:
     """The full-form effective system of ``params`` (W1..WL, L >= 3) with the depth-L
     diagnostics of :func:`deep_diag`; solve it with :func:`condensation.effective.solve`
     or ``solve_batch`` (systems of one depth and shape share one compilation).  Its
-    polar problem is the full form's, with the vector field compiled."""
+    polar problem is the full form's, with the vector field compiled.
+
+    Args:
+        params: the weight matrices ``[W1, ..., WL]``.
+        z: ``mean(y x)``, shape ``(d,)``.
+        activation: a name (``"tanh"``) or an ``Activation``, as in
+            :func:`condensation.effective.build_system`; None: ``g = 1``.
+
+    Returns:
+        The :class:`~condensation.effective.EffectiveSystem`.
+    """
     system = build_system(params, z, activation=activation, form="full")
     prob = dataclasses.replace(system.problem(), polar=_compiled_polar)
     return dataclasses.replace(system, diag=deep_diag(system.depth), polar=prob)

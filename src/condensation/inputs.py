@@ -507,8 +507,12 @@ def network_memory(
     }
 
 
-def snapshot_count(steps: int, snapshots: int, linear: int) -> int:
-    """An upper bound on the number of snapshots a ``[train]`` section keeps."""
+def snapshot_count(steps: int | str, snapshots: int, linear: int) -> int:
+    """An upper bound on the number of snapshots a ``[train]`` section keeps.
+    ``steps = "auto"`` (a horizon not resolved yet, e.g. ``effective`` without
+    ``--compare-gd``, which trains nothing): the bound the snapshot counts give."""
+    if not isinstance(steps, int):  # "auto": no horizon to cap the count
+        return snapshots + linear + 2
     return min(snapshots + linear + 2, steps + 1)
 
 

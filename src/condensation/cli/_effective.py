@@ -20,9 +20,15 @@ from condensation.cli._common import (
     guarded_run,
     print_literal,
 )
+from condensation.cli._train import member_label, num
 from condensation.config import load_config
 from condensation.errors import InputError
-from condensation.runs.train import check_drive, load_checked_data, output_bytes
+from condensation.runs.train import (
+    check_drive,
+    load_checked_data,
+    output_bytes,
+    resolve_steps,
+)
 from condensation.store import FIGURE_BYTES, run_directory
 
 
@@ -66,11 +72,17 @@ def effective_cmd(
     from condensation.runs.effective import run_effective, write_effective_run
 
     cfg = load_config(config, set_ or [])
+    auto_note: tuple[str, ...] = ()
     if form not in FORMS:
         raise InputError("--form", form, "unknown form", f"use one of {', '.join(FORMS)}")
     if not 0 < rtol < 1e-3:
         raise InputError("--rtol", rtol, "must be in (0, 1e-3)", "use e.g. --rtol 1e-12")
-    if compare_gd:  # z = 0: nothing to train against, refused before anything is written
+    if compare_gd:
+        # train.steps is the horizon of the training alone: "auto" resolved as train
+        # resolves it, before anything is sized or keyed (without --compare-gd the
+        # solves run through the blow-up on their own clock and do not read it)
+        cfg, auto_note = resolve_steps(cfg)
+        # z = 0: nothing to train against, refused before anything is written
         check_drive(cfg, load_checked_data(cfg))
     key = run_key("effective", cfg.to_dict(), form, compare_gd, rtol)
     if already_done(out, key, resume):
@@ -88,37 +100,80 @@ def effective_cmd(
                     compare_gd=compare_gd,
                     tol=Tolerances(rtol=rtol, atol=rtol * 1e-2),
                     checkpoint=ck,
+                    auto_note=auto_note,
                 )
         for w in caught:
             if issubclass(w.category, RegimeWarning):
                 print_literal("warning:", w.message, "yellow")
         with run_directory(out, overwrite, key=key) as tmp:
             s = write_effective_run(run, tmp)
-    for m in s["members"]:
-        line = f"seed {m['seed']} eps {m['scale']:.3g}: {m['status']}"
-        if m["status"] == "no-drive":
-            line += " (z = mean(y x) = 0: the labels are uncorrelated with the inputs)"
-        if m.get("T_star") is not None:
-            line += (
-                f", T* = {_fmt(m['T_star'], '.10g')} (rel. error "
-                f"{_fmt(m.get('T_star_rel_error'), '.1e')}, bounds "
-                f"[{_fmt(m.get('T_star_lower'), '.6g')}, {_fmt(m.get('T_star_upper'), '.6g')}])"
-            )
-        if m.get("growth_rate") is not None:
-            line += (
-                f", growth rate {_fmt(m['growth_rate'], '.6g')}, "
-                f"time to 1e6x norm {_fmt(m.get('time_to_norm'), '.6g')}"
-            )
-        if "gd_escape_time" in m:
-            line += f", GD escape {m['gd_escape_time']}"
-        if "trained_escape_time" in m:
-            c = s["comparison"]
-            reach = c["effective_prediction"].split(":")[0]
-            line += f", {c['name']} escape {m['trained_escape_time']} ({reach} for {c['name']})"
-        if m.get("final_stage_entry_time") is not None:
-            line += f", final stage from t = {m['final_stage_entry_time']:.6g}"
-        console.print(line, highlight=False)
-    console.print(f"wrote {out}")
+    for line in run.gd.notes if run.gd is not None else ():
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    for i, m in enumerate(s["members"]):
+        console.print(
+            member_line(m, member_label(m["seed"], m["scale"], i, cfg.init.path), s),
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    note = angle_note(s)
+    if note:
+        console.print(note, markup=False, highlight=False, soft_wrap=True)
+    console.print(f"wrote {out}", markup=False, highlight=False, soft_wrap=True)
+
+
+def member_line(m: dict, label: str, s: dict) -> str:
+    """One member of an effective summary ``s`` on one console line (numbers to at
+    most 6 significant digits)."""
+    line = f"{label}: {m['status']}"
+    if m["status"] == "no-drive":
+        line += " (z = mean(y x) = 0: the labels are uncorrelated with the inputs)"
+    if m.get("T_star") is not None:
+        line += (
+            f", T* = {num(m['T_star'], '-')} (rel. error "
+            f"{_fmt(m.get('T_star_rel_error'), '.1e')}, bounds "
+            f"[{num(m.get('T_star_lower'), '-')}, {num(m.get('T_star_upper'), '-')}])"
+        )
+    if m.get("growth_rate") is not None:
+        line += (
+            f", growth rate {num(m['growth_rate'], '-')}, "
+            f"time to 1e6x norm {num(m.get('time_to_norm'), '-')}"
+        )
+    if "gd_escape_time" in m:
+        line += f", GD escape {num(m['gd_escape_time'])}"
+    if "trained_escape_time" in m:
+        c = s["comparison"]
+        reach = c["effective_prediction"].split(":")[0]
+        line += f", {c['name']} escape {num(m['trained_escape_time'])} ({reach} for {c['name']})"
+    if m.get("final_stage_entry_time") is not None:
+        line += f", final stage from t = {num(m['final_stage_entry_time'])}"
+    return line
+
+
+def angle_note(s: dict) -> str | None:
+    """The line saying that the final-stage entry times of summary ``s`` ignore the
+    angle constraint (``final_stage_angle_checked = false``), or None."""
+    unchecked = [
+        m
+        for m in s["members"]
+        if m.get("final_stage_angle_checked") is False
+        and m.get("final_stage_entry_time") is not None
+    ]
+    if not unchecked:
+        return None
+    if s["form"] == "spectral":
+        return (
+            "note: the spectral form's final-stage entry times ignore the angle constraint "
+            "(it tracks c, not W; final_stage_angle_checked = false in summary.json); "
+            "use --form full for the checked entry"
+        )
+    from condensation.effective import MATRIX_LAW_MAX_WIDTH
+
+    return (
+        "note: the final-stage entry times above ignore the angle constraint (not checked "
+        f"at hidden widths above {MATRIX_LAW_MAX_WIDTH}; final_stage_angle_checked = false "
+        "in summary.json)"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -16,6 +16,7 @@ from condensation.cli._common import (
     guarded_run,
     progress_bar,
 )
+from condensation.cli._train import member_label
 from condensation.matrix import init_ensemble, load_matrix_config
 from condensation.runs.matrix import (
     check_fast_forward_scales,
@@ -55,11 +56,15 @@ def matrix_cmd(
             run = run_matrix(cfg, progress=update, problem=problem, checkpoint=ck)
         with run_directory(out, overwrite, key=key) as tmp:
             s = write_matrix_run(run, tmp)
-    for m in s["members"]:
+    for i, m in enumerate(s["members"]):  # matrix members are generated: named by seed
         console.print(
-            f"depth {m['depth']} seed {m['seed']} eps {m['scale']:.3g}: {m['status']}, "
+            f"depth {m['depth']} {member_label(m['seed'], m['scale'], i, None)}: {m['status']}, "
             f"test RMSE {_fmt(m['test_rmse'])}, effective rank {_fmt(m['effective_rank'], '.4g')}, "
-            f"escape t = {_fmt(m['escape_time'], '.5g')}, T* = {_fmt(m['T_star_effective'], '.5g')}"
+            f"escape t = {_fmt(m['escape_time'], '.5g')}, "
+            f"T* = {_fmt(m['T_star_effective'], '.5g')}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
         )
     for line in s.get("notes", []):
         console.print(line, markup=False, highlight=False)

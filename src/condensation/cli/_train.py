@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -19,6 +20,7 @@ from condensation.cli._common import (
     progress_bar,
 )
 from condensation.config import load_config
+from condensation.errors import printable
 from condensation.runs.train import (
     check_drive,
     load_checked_data,
@@ -63,20 +65,50 @@ def train_cmd(
         with run_directory(out, overwrite, key=key) as tmp:
             s = write_train_run(run, tmp)
     for line in run.notes:
-        console.print(line, markup=False, highlight=False)
-    for m in s["members"]:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    for i, m in enumerate(s["members"]):
         console.print(
-            f"seed {m['seed']} eps {m['scale']:.3g}: {m['status']}, escape t = {m['escape_time']}, "
-            f"|cos|>0.95: {m['frac_abs_cos_above_0_95']}, sigma2/sigma1(W): {m['w_sigma_ratio']}; "
-            f"plateau exit t = {m['plateau_exit_time']}, median |cos| there "
+            f"{member_label(m['seed'], m['scale'], i, cfg.init.path)}: {m['status']}, "
+            f"escape t = {num(m['escape_time'])}, "
+            f"|cos|>0.95: {num(m['frac_abs_cos_above_0_95'])}, "
+            f"sigma2/sigma1(W): {num(m['w_sigma_ratio'])}; "
+            f"plateau exit t = {num(m['plateau_exit_time'])}, median |cos| there "
             f"{_fmt(m['median_abs_cos_at_plateau_exit'])}, peak {_fmt(m['peak_median_abs_cos'])} "
-            f"at t = {m['peak_median_abs_cos_time']}"
+            f"at t = {num(m['peak_median_abs_cos_time'])}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
         )
-    console.print(f"wrote {out}")
+    console.print(f"wrote {out}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _fmt(v) -> str:
     return "None" if v is None else f"{v:.4f}"
+
+
+def num(v, none: str = "None") -> str:
+    """A number for the console: at most 6 significant digits (``367.95000000000005``
+    prints ``367.95``); ``none`` where it is not defined (None)."""
+    return none if v is None else format(v, ".6g")
+
+
+def member_label(seed: int | None, scale: float, index: int, init_path: str | None) -> str:
+    """How the console names an ensemble member, by its origin: ``seed 3 eps 0.001``,
+    or for parameters loaded from ``init.path`` the file's name and the member's
+    index, with the rms of its weights (``w0.npz member 0, rms 0.00102``).
+
+    Args:
+        seed: the member's init seed (None: loaded from ``init.path``).
+        scale: its init scale (for a loaded member, the rms of its weights).
+        index: its index in the ensemble (and in the file).
+        init_path: the config's ``init.path`` (None: generated members).
+
+    Returns:
+        One printable label.
+    """
+    if seed is not None or init_path is None:
+        return f"seed {seed} eps {scale:.3g}"
+    return f"{printable(Path(init_path).name)} member {index}, rms {scale:.3g}"
 
 
 def register(app: typer.Typer) -> None:

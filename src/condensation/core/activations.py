@@ -4,6 +4,10 @@ The effective dynamics (THEORY §2) Taylor-expands the network at zero weights,
 so it needs ``sigma(0) = 0`` and a non-zero, finite ``sigma'(0)``; it scales the
 drive by ``sigma'(0) ** (depth - 1)``.  ReLU and ``x * tanh(x)`` are here as
 contrasts: the first is not smooth at 0, the second has ``sigma'(0) = 0``.
+
+:func:`get_activation` is the one resolver from a name to an :class:`Activation`
+(it imports :class:`condensation.errors.InputError`, a leaf module, for its
+one-line refusal of an unknown name).
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import jax.numpy as jnp
+
+from condensation.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -75,11 +81,52 @@ ACTIVATIONS: dict[str, Activation] = {
 }
 
 
-def get_activation(name: str) -> Activation:
-    """Look an activation up by name; KeyError lists the known ones."""
-    try:
-        return ACTIVATIONS[name]
-    except KeyError:
-        raise KeyError(
-            f"unknown activation {name!r}; known: {', '.join(sorted(ACTIVATIONS))}"
-        ) from None
+def get_activation(activation: str | Activation) -> Activation:
+    """The one resolver of activations: a name (``"tanh"``) or an :class:`Activation`.
+
+    Every public function that takes an activation passes it through here, so a
+    name works wherever an object does.
+
+    Args:
+        activation: a key of :data:`ACTIVATIONS` (``"tanh"``, ``"sin"``,
+            ``"linear"``, ``"xtanh"``, ``"relu"``) or an :class:`Activation`
+            (returned as given).
+
+    Returns:
+        The :class:`Activation`.
+
+    Raises:
+        InputError: an unknown name, or neither a name nor an Activation (one
+            line listing the known names).
+
+    >>> get_activation("tanh").slope_at_zero
+    1.0
+    """
+    if isinstance(activation, Activation):
+        return activation
+    if isinstance(activation, str) and activation in ACTIVATIONS:
+        return ACTIVATIONS[activation]
+    problem = (
+        "unknown activation"
+        if isinstance(activation, str)
+        else f"expected an activation name or an Activation, got {type(activation).__name__}"
+    )
+    raise InputError(
+        "activation", activation, problem, f"use one of {', '.join(sorted(ACTIVATIONS))}"
+    )
+
+
+def activation_fn(activation: str | Activation | Callable) -> Callable:
+    """The function ``sigma`` of an activation given by name, as an
+    :class:`Activation` (resolved by :func:`get_activation`), or as a plain callable
+    (returned as given).
+
+    Args:
+        activation: ``"tanh"``, an :class:`Activation`, or a callable ``sigma``.
+
+    Returns:
+        The callable ``sigma``.
+    """
+    if callable(activation) and not isinstance(activation, Activation):
+        return activation
+    return get_activation(activation).fn

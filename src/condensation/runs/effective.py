@@ -33,6 +33,7 @@ from condensation.runs.train import (
     optimizer_of,
     optimizer_summary,
     prepare,
+    resolve_steps,
     run_training,
 )
 from condensation.store import save_arrays, write_json, write_toml
@@ -66,9 +67,32 @@ def run_effective(
     compare_gd: bool = False,
     tol: Tolerances = Tolerances(),
     checkpoint: Checkpoint | None = None,
+    auto_note: tuple[str, ...] = (),
 ) -> EffectiveRun:
     """The effective solve of every member (and with ``compare_gd`` the GD run,
-    checkpointed by ``checkpoint``; the solves are recomputed on a resume)."""
+    checkpointed by ``checkpoint``; the solves are recomputed on a resume).
+
+    ``train.steps`` is the horizon of the ``compare_gd`` training alone (the solves
+    run through the blow-up on their own clock): with ``compare_gd``, ``"auto"`` is
+    resolved as ``train`` resolves it (:func:`condensation.runs.train.resolve_steps`)
+    and the returned run's config holds the number of steps; without, it is unused.
+
+    Args:
+        cfg: a validated network config.
+        form: ``"full"``, ``"reduced"`` or ``"spectral"``.
+        compare_gd: also train from the same initialisation.
+        tol: the solver's tolerances.
+        checkpoint: the training's checkpoint (``compare_gd``).
+        auto_note: the note of a caller that already resolved ``"auto"`` (as in
+            :func:`condensation.runs.train.run_training`).
+
+    Returns:
+        The :class:`EffectiveRun`.
+    """
+    notes: tuple[str, ...] = ()
+    if compare_gd:
+        cfg, notes = resolve_steps(cfg)
+        notes = notes or tuple(auto_note)
     data, spec, ens = prepare(cfg)
     if compare_gd:  # z = 0: the solves are all "no-drive", the training is refused
         check_drive(cfg, data)
@@ -88,7 +112,11 @@ def run_effective(
     warn_regime(max(ratios))  # the worst member
     sols = solve_batch(systems, tol)
     # every snapshot of every layer: the comparison uses rho = sum of squared norms over them all
-    gd = run_training(cfg, checkpoint=checkpoint, save="full") if compare_gd else None
+    gd = (
+        run_training(cfg, checkpoint=checkpoint, save="full", auto_note=notes)
+        if compare_gd
+        else None
+    )
     return EffectiveRun(cfg, data, spec, ens, systems, sols, ratios, gd)
 
 
