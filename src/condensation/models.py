@@ -15,7 +15,7 @@ import numpy as np
 from condensation import inputs
 from condensation.config import Config, ModelConfig
 from condensation.core.activations import Activation, get_activation
-from condensation.errors import InputError
+from condensation.errors import InputError, printable
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,25 @@ class Ensemble:
     @property
     def size(self) -> int:
         return self.params[0].shape[0]
+
+
+def member_label(seed: int | None, scale: float, index: int, init_path: str | None) -> str:
+    """How the console names an ensemble member, by its origin: ``seed 3 eps 0.001``,
+    or for parameters loaded from ``init.path`` the file's name and the member's
+    index, with the rms of its weights (``w0.npz member 0, rms 0.00102``).
+
+    Args:
+        seed: the member's init seed (None: loaded from ``init.path``).
+        scale: its init scale (for a loaded member, the rms of its weights).
+        index: its index in the ensemble (and in the file).
+        init_path: the config's ``init.path`` (None: generated members).
+
+    Returns:
+        One printable label.
+    """
+    if seed is not None or init_path is None:
+        return f"seed {seed} eps {scale:.3g}"
+    return f"{printable(Path(init_path).name)} member {index}, rms {scale:.3g}"
 
 
 def init_ensemble(cfg: Config, spec: NetworkSpec) -> Ensemble:

@@ -28,6 +28,12 @@ def print_literal(prefix: str, message: object, style: str = "bold red") -> None
     )
 
 
+def num(v, none: str = "None") -> str:
+    """A number for the console: at most 6 significant digits (``367.95000000000005``
+    prints ``367.95``); ``none`` where it is not defined (None)."""
+    return none if v is None else format(v, ".6g")
+
+
 def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """``warnings.showwarning`` for the CLI: one literal line, no source location."""
     print_literal("warning:", message, "yellow")

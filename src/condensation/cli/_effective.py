@@ -18,11 +18,12 @@ from condensation.cli._common import (
     console,
     console_err,
     guarded_run,
+    num,
     print_literal,
 )
-from condensation.cli._train import member_label, num
 from condensation.config import load_config
 from condensation.errors import InputError
+from condensation.models import member_label
 from condensation.runs.train import (
     check_drive,
     load_checked_data,

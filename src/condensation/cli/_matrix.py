@@ -16,8 +16,8 @@ from condensation.cli._common import (
     guarded_run,
     progress_bar,
 )
-from condensation.cli._train import member_label
 from condensation.matrix import init_ensemble, load_matrix_config
+from condensation.models import member_label
 from condensation.runs.matrix import (
     check_fast_forward_scales,
     load_checked_problem,

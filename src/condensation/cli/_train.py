@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -17,10 +16,11 @@ from condensation.cli._common import (
     already_done,
     console,
     guarded_run,
+    num,
     progress_bar,
 )
 from condensation.config import load_config
-from condensation.errors import printable
+from condensation.models import member_label
 from condensation.runs.train import (
     check_drive,
     load_checked_data,
@@ -84,31 +84,6 @@ def train_cmd(
 
 def _fmt(v) -> str:
     return "None" if v is None else f"{v:.4f}"
-
-
-def num(v, none: str = "None") -> str:
-    """A number for the console: at most 6 significant digits (``367.95000000000005``
-    prints ``367.95``); ``none`` where it is not defined (None)."""
-    return none if v is None else format(v, ".6g")
-
-
-def member_label(seed: int | None, scale: float, index: int, init_path: str | None) -> str:
-    """How the console names an ensemble member, by its origin: ``seed 3 eps 0.001``,
-    or for parameters loaded from ``init.path`` the file's name and the member's
-    index, with the rms of its weights (``w0.npz member 0, rms 0.00102``).
-
-    Args:
-        seed: the member's init seed (None: loaded from ``init.path``).
-        scale: its init scale (for a loaded member, the rms of its weights).
-        index: its index in the ensemble (and in the file).
-        init_path: the config's ``init.path`` (None: generated members).
-
-    Returns:
-        One printable label.
-    """
-    if seed is not None or init_path is None:
-        return f"seed {seed} eps {scale:.3g}"
-    return f"{printable(Path(init_path).name)} member {index}, rms {scale:.3g}"
 
 
 def register(app: typer.Typer) -> None:

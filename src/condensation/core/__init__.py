@@ -1,7 +1,9 @@
 """Pure array mathematics: networks, losses, effective vector fields, invariants.
 
-Nothing in here imports any other part of :mod:`condensation`; every function
-takes arrays (and plain callables) and returns arrays.
+Nothing in here imports any other part of :mod:`condensation` except
+:mod:`condensation.errors` (which imports nothing itself: an activation asked for by
+an unknown name is an ``InputError``); every function takes arrays (and plain
+callables or activation names) and returns arrays.
 """
 
 from condensation.core.activations import ACTIVATIONS, Activation, get_activation

@@ -24,7 +24,7 @@ from condensation.effective import (
     solve_batch,
     warn_regime,
 )
-from condensation.models import Ensemble, NetworkSpec
+from condensation.models import Ensemble, NetworkSpec, member_label
 from condensation.report import figures
 from condensation.runs.train import (
     TrainRun,
@@ -242,7 +242,10 @@ def plot_effective_run(run: EffectiveRun, s: dict, fig_dir: Path) -> None:
     if not sols:
         return
     z_norm = run.systems[0].z_norm
-    label = [f"seed {m['seed']}, eps {m['scale']:.1e}" for m in s["members"]]
+    label = [
+        member_label(m["seed"], m["scale"], i, run.config.init.path)
+        for i, m in enumerate(s["members"])
+    ]
     if run.spec.depth == 2:
         fig, ax = figures.subplots(figsize=(6, 4))
         for i, sol in sols:

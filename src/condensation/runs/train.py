@@ -29,7 +29,7 @@ from condensation.metrics import (
     sigma_ratios,
     top_direction_alignment,
 )
-from condensation.models import Ensemble, NetworkSpec, init_ensemble
+from condensation.models import Ensemble, NetworkSpec, init_ensemble, member_label
 from condensation.optimizers import Optimizer, from_train_config
 from condensation.report import figures
 from condensation.snapshots import kept_indices, network_layer_bytes, stored_bytes
@@ -209,8 +209,9 @@ def horizon_notes(cfg: Config, data: Dataset, spec: NetworkSpec, ens: Ensemble, 
                 else f"no train.steps within the limit {inputs.MAX_STEPS:.0e} reaches it at "
                 f"lr = {cfg.train.lr:g}: raise the init scale or train.lr"
             )
+            who = member_label(ens.seeds[i], ens.scales[i], i, cfg.init.path)
             out.append(
-                f"warning: member {i} (seed {ens.seeds[i]}, eps {ens.scales[i]:.3g}): the horizon "
+                f"warning: member {i} ({who}): the horizon "
                 f"t = {horizon:.6g} (train.steps = {cfg.train.steps}) ends before its predicted "
                 f"{what.format(format_time(t, logs[i]))}; {fix}"
             )
@@ -572,7 +573,10 @@ def _heatmap_states(r: TrainResult, member: int, layers: list[int]) -> list[tupl
 def plot_train_run(run: TrainRun, met: dict, fig_dir: Path) -> None:
     r = run.result
     t = r.snapshot_times
-    labels = [f"seed {s}, eps {e:.1e}" for s, e in zip(run.ensemble.seeds, run.ensemble.scales)]
+    labels = [
+        member_label(s, e, i, run.config.init.path)
+        for i, (s, e) in enumerate(zip(run.ensemble.seeds, run.ensemble.scales))
+    ]
     show = range(min(run.ensemble.size, 8))
 
     fig, ax = figures.subplots(figsize=(6, 4))
