@@ -31,7 +31,7 @@ teacher data the GD escape time sits next to T*, and the deviation between the G
 and effective trajectories stays small until just before the escape.
 """
 
-DATA = True  # accepts data.* (e.g. data.path: a user's own data set)
+DATA_DEFAULT = {"dataset": "teacher"}  # data.* overrides it (e.g. data.path)
 DEFAULTS = {
     "seeds": [0, 1, 2],
     "scales": [1e-3, 3e-4],
@@ -122,7 +122,7 @@ def run(params: dict, out_dir: Path, progress: Progress) -> dict:
     _check(p)
     cfg = config_from_dict(
         {
-            "data": data_section(p, {"dataset": "teacher"}),
+            "data": data_section(p, DATA_DEFAULT),
             "model": {"depth": 3, "widths": [p["width"]] * 2},
             "init": {"seeds": p["seeds"], "scales": p["scales"]},
             "train": {"lr": p["lr"]},
