@@ -46,9 +46,11 @@ def _one_line(msg: str) -> str:
     return lines[0]
 
 
-def test_every_registered_experiment_is_classified():
+def test_every_registered_experiment_takes_data_exactly_when_it_trains_on_data():
     """A new experiment must decide: it takes data.* or refuses them."""
-    assert set(X.registry()) == TRAINS_ON_DATA | NO_DATA_SET
+    reg = X.registry()
+    assert set(reg) == TRAINS_ON_DATA | NO_DATA_SET
+    assert {n for n, e in reg.items() if e.uses_data} == TRAINS_ON_DATA
 
 
 @pytest.mark.parametrize("name", sorted(TRAINS_ON_DATA))
@@ -70,13 +72,13 @@ def test_data_experiment_takes_data_path_and_records_it(name, user_data):
 @pytest.mark.parametrize("name", sorted(NO_DATA_SET))
 def test_experiment_without_data_refuses_data_keys_in_one_line(name, user_data):
     exp = X.get(name)
-    assert exp.data_used(exp.params(quick=True)) is None
     for key in (f"data.path={user_data[0]}", "data.dataset=sin"):
         with pytest.raises(InputError) as e:
             exp.params([key], quick=True)
         msg = _one_line(str(e.value))
         field = key.split("=")[0]
         assert msg.startswith(f"{field} = ") and name in msg and "no data set" in msg, msg
+    assert exp.data_used(exp.params(quick=True)) is None  # its summary: data null
 
 
 def test_run_cli_refuses_data_for_an_experiment_without_data(tmp_path, user_data, cli_main):
@@ -85,7 +87,8 @@ def test_run_cli_refuses_data_for_an_experiment_without_data(tmp_path, user_data
         "run", "blowup-rates", "--quick", "--set", f"data.path={user_data[0]}", "--out", str(out)
     )
     line = _one_line(err)
-    assert code == 2 and "data.path" in line and "blowup-rates" in line, err
+    assert code == 2 and "blowup-rates" in line and "no data set" in line, err
+    assert line.startswith("error: data.path = ")
     assert not out.exists()  # refused before any compute
 
 
@@ -150,6 +153,16 @@ def test_reproduce_names_experiments_the_data_do_not_reach(
 
     path, _ = user_data
     out = tmp_path / "rep"
+    # no chosen experiment takes data: refused in one line, as before
+    monkeypatch.setattr(sys, "argv", ["condensation", "reproduce", "--quick", "--only",
+                                      "fake-nodata", "--out", str(out), "--set",
+                                      f"data.path={path}"])  # fmt: skip
+    with pytest.raises(SystemExit) as e:
+        main()
+    got = capsys.readouterr()
+    assert e.value.code == 2 and "no chosen experiment takes data" in _one_line(got.err)
+    assert not out.exists()
+    # otherwise they go to every experiment that takes data, and the rest are named
     monkeypatch.setattr(sys, "argv", ["condensation", "reproduce", "--quick", "--workers", "1",
                                       "--out", str(out), "--set", f"data.path={path}"])  # fmt: skip
     capsys.readouterr()
@@ -174,19 +187,8 @@ def test_reproduce_refuses_a_malformed_data_file_before_compute(tmp_path, fake_p
     np.savez(bad, x=np.zeros((3, 2)))  # no y
     out = tmp_path / "rep"
     code, err = cli_main("reproduce", "--quick", "--out", str(out), "--set", f"data.path={bad}")
-    assert code == 2 and "data.path" in _one_line(err) and "y" in err, err
-    assert not out.exists()
-
-
-def test_reproduce_refuses_data_when_no_chosen_experiment_takes_them(
-    tmp_path, user_data, fake_pair, cli_main
-):
-    out = tmp_path / "rep"
-    code, err = cli_main(
-        "reproduce", "--quick", "--only", "fake-nodata", "--out", str(out),
-        "--set", f"data.path={user_data[0]}",
-    )  # fmt: skip
-    assert code == 2 and "no chosen experiment takes data" in _one_line(err), err
+    line = _one_line(err)
+    assert code == 2 and line.startswith("error: data.path = ") and "missing array" in line, err
     assert not out.exists()
 
 
