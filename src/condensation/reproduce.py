@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -46,7 +46,9 @@ def run_into(
     progress: X.Progress = X.null_progress,
     quick: bool = False,
 ) -> dict:
-    """Run ``exp`` into the existing directory ``out_dir``; write its summary.json."""
+    """Run ``exp`` into the existing directory ``out_dir``; write its summary.json
+    (with ``data``: what it trained on, :meth:`Experiment.data_used`, or None)."""
+    data = exp.data_used(params)  # a malformed data.path is refused before compute
     t0, c0 = time.perf_counter(), time.process_time()
     headline = exp.run(params, out_dir, lambda d, k, n: progress(f"{exp.name}: {d}", k, n))
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -59,6 +61,7 @@ def run_into(
         "story": exp.story,
         "quick": quick,
         "params": params,
+        "data": data,
         "headline": headline,
         "figures": [
             {
@@ -139,6 +142,7 @@ def reproduce(
     overwrite: bool = False,
     resume: bool = False,
     overrides: Sequence[str] = (),
+    notice: Callable[[str], None] = lambda line: None,
 ) -> dict:
     """Run every registered experiment (or those in ``only``) into ``out/<name>/``,
     then write ``out/summary.json`` and ``out/report.html``; all or nothing.
@@ -147,10 +151,13 @@ def reproduce(
     ``workers > 1`` they run side by side in worker processes (results do not
     depend on it: each experiment is deterministic and writes only its own
     directory).  ``overrides`` (``data.KEY=VALUE``) go to every experiment that
-    takes data.  With ``resume``, an experiment already finished with the same
-    parameters (in ``out`` or in the staging directory a killed or failed
-    ``--resume`` run left beside it) is reused, and the staging directory is
-    kept when this run fails, so the next ``--resume`` continues from there."""
+    trains on data; the chosen experiments without a data set are named in one
+    line to ``notice`` before anything is computed (none taking data: InputError),
+    and the data of every experiment are loaded (checked) first.  With ``resume``,
+    an experiment already finished with the same parameters (in ``out`` or in the
+    staging directory a killed or failed ``--resume`` run left beside it) is reused,
+    and the staging directory is kept when this run fails, so the next ``--resume``
+    continues from there."""
     reg = X.registry()
     chosen = list(reg)
     if only:
@@ -166,12 +173,18 @@ def reproduce(
                 "reproduce takes only data.KEY=VALUE",
                 "write e.g. --set data.path=my.npz",
             )
+    if overrides and not any(reg[n].uses_data for n in chosen):
+        raise InputError("--set", overrides[0], "no chosen experiment takes data", "drop --set")
     params = {
         n: reg[n].params(overrides if reg[n].uses_data else (), quick=quick, reproduce=True)
         for n in chosen
     }
-    if overrides and not any(reg[n].uses_data for n in chosen):
-        raise InputError("--set", overrides[0], "no chosen experiment takes data", "drop --set")
+    if overrides:
+        for n in chosen:
+            reg[n].data_used(params[n])  # every data set loaded (checked) before compute
+        without = [n for n in chosen if not reg[n].uses_data]
+        if without:
+            notice(data_not_used_line(overrides, without))
     out = Path(out)
     workers = default_workers() if workers is None else workers
     if resume:
@@ -184,6 +197,13 @@ def reproduce(
     check_out_dir(out, overwrite)
     with run_directory(out, overwrite) as tmp:
         return _reproduce_into(tmp, reg, chosen, params, quick, progress, workers, None)
+
+
+def data_not_used_line(overrides: Sequence[str], names: Sequence[str]) -> str:
+    """The one console line naming the experiments that ``data.*`` overrides do not
+    reach (they train on no data set)."""
+    keys = ", ".join(dict.fromkeys(item.split("=", 1)[0].strip() for item in overrides))
+    return f"{keys}: not used by {', '.join(names)} (they train on no data set)"
 
 
 @contextmanager
@@ -241,6 +261,8 @@ def _reproduce_into(tmp, reg, chosen, params, quick, progress, workers, earlier)
         # None for a run reused from before this field existed
         "cpu_s": {n: summaries[n].get("cpu_s") for n in chosen},
         "reused": sorted(set(chosen) - set(todo)),
+        # what each experiment trained on (None: no data set; absent: an older run)
+        "data": {n: summaries[n].get("data") for n in chosen},
     }
     write_json(tmp / "summary.json", top)
     write_report(tmp)

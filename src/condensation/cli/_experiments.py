@@ -40,9 +40,7 @@ def run_cmd(
     exp = experiments.get(name)
     exp.params(set_ or [], quick=quick)  # bad --set values fail before any work
     with phase_progress() as update:
-        s = run_experiment(
-            name, out, set_ or [], quick=quick, progress=update, overwrite=overwrite
-        )
+        s = run_experiment(name, out, set_ or [], quick=quick, progress=update, overwrite=overwrite)
     _print_headline(s["headline"])
     console.print(f"wrote {out} ({s['elapsed_s']:.1f} s)")
 
@@ -69,7 +67,11 @@ def reproduce_cmd(
     ] = False,
     set_: Annotated[
         Optional[list[str]],  # noqa: UP045
-        typer.Option("--set", help="data.KEY=VALUE for every experiment on data (repeatable)."),
+        typer.Option(
+            "--set",
+            help="data.KEY=VALUE for every experiment that trains on data (repeatable); "
+            "the others are named on one line.",
+        ),
     ] = None,
 ) -> None:
     """Run every registered experiment and write one self-contained report.
@@ -106,6 +108,7 @@ def reproduce_cmd(
             resume=resume,
             overwrite=overwrite,
             overrides=set_ or [],
+            notice=lambda line: console.print(line, markup=False, highlight=False),
         )
     finally:
         if bar is not None:

@@ -39,10 +39,18 @@ The rules:
   as ``escape_scaling.three_layer_slope``.  Non-finite floats are stored as null.
 - ``Figure.numbers`` lists unprefixed headline names to print beside the figure;
   every declared figure file must exist after ``run``.
-- An experiment that trains on a data set sets ``DATA = True`` and builds its
-  ``[data]`` section with :func:`data_section`; it then accepts every key of
-  the config's ``[data]`` as ``--set data.KEY=VALUE`` (``data.path`` for a
-  user's own ``.npz``/CSV file), so its figures can be remade on any data.
+- An experiment that trains on a data set declares ``DATA_DEFAULT``: its own
+  ``[data]`` section (a dict, or a function of ``params`` returning one, e.g.
+  ``lambda p: {"dataset": "teacher", "seed": p["data_seed"]}``), and builds its
+  data with :func:`data_config` (``load_dataset(data_config(p, DATA_DEFAULT))``)
+  or :func:`data_section` (the dict, for ``config_from_dict``).  It then accepts
+  every key of the config's ``[data]`` as ``--set data.KEY=VALUE`` (``data.path``
+  for a user's own ``.npz``/CSV file), applied to every network it trains on
+  data, so its figures can be remade on any data; its ``summary.json`` records
+  the data it used (:meth:`Experiment.data_used`).
+- An experiment without a data set (effective dynamics drawn at ``|z| = 1``,
+  random matrices) says why in ``NO_DATA`` (a clause, e.g. ``"draws its
+  effective states at |z| = 1"``); ``data.*`` keys are refused for it in one line.
 - ``REPRODUCE`` (optional, keys of DEFAULTS): overrides of DEFAULTS for the full
   ``reproduce`` only, for an experiment whose standalone default (``condensation run
   NAME``) is larger than what the full ``reproduce`` can afford; ``--quick`` still
@@ -131,6 +139,9 @@ class Experiment:
     figures: tuple[Figure, ...]
     run_fn: Callable[[dict, Path, Progress], dict]
     uses_data: bool = False  # accepts data.* parameters (the config's [data] keys)
+    # the experiment's own [data] section as a function of its params (uses_data)
+    data_default: Callable[[dict], dict] | None = None
+    no_data: str = "trains on no data set"  # why data.* is refused (not uses_data)
     seconds: tuple[float, float] = (1.0, 1.0)  # rough wall time (quick, default): task order
     reproduce: Mapping[str, Any] | None = None  # overrides of defaults in the full reproduce
 
@@ -154,6 +165,14 @@ class Experiment:
             if key.startswith("data.") and self.uses_data:
                 p["data"] = check_data({**p.get("data", {}), key[len("data.") :]: value})
                 continue
+            if key.startswith("data."):
+                raise InputError(
+                    key,
+                    value,
+                    f"unknown parameter of experiment {self.name}: it {self.no_data}, "
+                    "so data.* keys do not apply",
+                    f"drop {key} (data.* keys go to the experiments that train on data)",
+                )
             if key not in self.defaults:
                 raise InputError(
                     key,
@@ -165,6 +184,29 @@ class Experiment:
             p[key] = coerce_param(key, value, self.defaults[key])
             check_param_range(key, p[key], self.defaults[key])
         return p
+
+    def data_config(self, params: dict[str, Any]):
+        """The :class:`~condensation.config.DataConfig` this experiment trains on with
+        ``params`` (its ``DATA_DEFAULT`` updated by ``data.*``); None without data."""
+        if not self.uses_data:
+            return None
+        return data_config(params, self._data_default(params))
+
+    def _data_default(self, params: dict[str, Any]) -> dict[str, Any]:
+        return dict(self.data_default(params)) if self.data_default else {}
+
+    def data_used(self, params: dict[str, Any]) -> dict[str, Any] | None:
+        """What the experiment trains on with ``params``, as its summary records it
+        (:func:`describe_data`; the data are loaded, so a malformed ``data.path`` is
+        an InputError here, before any compute); None for an experiment without a
+        data set."""
+        if not self.uses_data:
+            return None
+        from condensation.data import load_dataset
+
+        cfg = self.data_config(params)
+        own = data_config({}, self._data_default(params))
+        return describe_data(cfg, load_dataset(cfg), own)
 
     def run(self, params: dict[str, Any], out_dir: Path, progress: Progress) -> Headline:
         """Run into ``out_dir`` (exists; ``arrays/`` and ``figures/`` are created).
@@ -318,6 +360,53 @@ def data_section(params: dict[str, Any], default: dict[str, Any]) -> dict[str, A
     return {**default, **params.get("data", {})}
 
 
+def data_config(params: dict[str, Any], default: dict[str, Any]):
+    """The :class:`~condensation.config.DataConfig` of :func:`data_section`, built
+    and coerced as the config's ``[data]`` (InputError naming ``data.KEY``)."""
+    from condensation.config import SECTIONS, build_sections
+
+    section = data_section(params, default)
+    _, built = build_sections({"data": section}, [], {"data": SECTIONS["data"]})
+    return built["data"]
+
+
+def describe_data(cfg, data, own_default=None) -> dict[str, Any]:
+    """What a summary records about the data an experiment used.
+
+    Args:
+        cfg: the :class:`~condensation.config.DataConfig` it was built from.
+        data: the :class:`~condensation.data.Dataset` itself.
+        own_default: the experiment's own default ``DataConfig`` (None: unknown).
+
+    Returns:
+        ``{"name", "path", "n", "d", "teacher", "default", "default_teacher",
+        "section"}``: the set's name (a built-in's, or the file's name), the path
+        as given (None for a built-in set), the number of samples, the input
+        dimension (a bias column included), whether it is the built-in teacher set,
+        whether it is the experiment's own default data, whether both, and the
+        ``[data]`` keys that made these data (a file: ``path`` and ``bias``; a
+        built-in set: every key but ``path``).
+    """
+    import dataclasses
+
+    teacher = cfg.path is None and cfg.dataset == "teacher"
+    default = own_default is not None and cfg == own_default
+    keys = ("path", "bias") if cfg.path is not None else None
+    section = {
+        k: v for k, v in dataclasses.asdict(cfg).items() if (k in keys if keys else k != "path")
+    }
+    return {
+        "name": data.name,
+        "path": cfg.path,
+        "n": int(data.x.shape[0]),
+        "d": int(data.d_in),
+        "teacher": teacher,
+        "default": default,
+        "default_teacher": teacher and default,
+        "section": section,
+    }
+
+
 _REQUIRED = ("NAME", "TITLE", "SECTION", "STORY", "DEFAULTS", "QUICK", "FIGURES", "run")
 
 
@@ -341,10 +430,25 @@ def from_module(mod: ModuleType) -> Experiment:
         quick=dict(mod.QUICK),
         figures=tuple(mod.FIGURES),
         run_fn=mod.run,
-        uses_data=bool(getattr(mod, "DATA", False)),
+        uses_data=hasattr(mod, "DATA_DEFAULT") or bool(getattr(mod, "DATA", False)),
+        data_default=_data_default_of(mod),
+        no_data=" ".join(getattr(mod, "NO_DATA", "trains on no data set").split()),
         seconds=tuple(float(v) for v in getattr(mod, "SECONDS", (1.0, 1.0))),
         reproduce=dict(getattr(mod, "REPRODUCE", {})) or None,
     )
+
+
+def _data_default_of(mod: ModuleType) -> Callable[[dict], dict] | None:
+    """``DATA_DEFAULT`` as a function of params (a dict is the same for all params)."""
+    default = getattr(mod, "DATA_DEFAULT", None)
+    if default is None:
+        return None
+    if callable(default):
+        return default
+    if not isinstance(default, Mapping):
+        raise TypeError(f"{mod.__name__}: DATA_DEFAULT must be a dict or a function of params")
+    fixed = dict(default)
+    return lambda params: dict(fixed)
 
 
 def registry() -> dict[str, Experiment]:

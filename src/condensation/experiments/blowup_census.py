@@ -75,6 +75,8 @@ DEFAULTS = {
     "c_slice": 1.0,
 }
 QUICK = {"per_family": 8, "grid": 7}
+# data.* keys are refused in one line, saying why
+NO_DATA = "draws its effective states at scale one with |z| = 1 (no data set)"
 SECONDS = (6, 19)  # quick: CPU s cold, one device (bench_reproduce 2026-12-05); default: earlier
 
 FAMILIES = ("equal", "unequal", "near-balanced", "near-criterion", "near-line")

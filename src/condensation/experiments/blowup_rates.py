@@ -48,6 +48,8 @@ drawn, not a proof of a lower bound.
 
 DEFAULTS = {"n_trajectories": 256, "width": 6, "d": 4, "seed": 2}
 QUICK = {"n_trajectories": 32}
+# data.* keys are refused in one line, saying why
+NO_DATA = "draws its effective states with |z| = 1 (no data set)"
 SECONDS = (6, 5)  # quick: CPU s cold, one device (bench_reproduce 2026-12-05); default: earlier
 
 FIGURES = (

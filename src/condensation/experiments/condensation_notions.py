@@ -53,6 +53,8 @@ conditions), not a proof of an ordering.
 DEFAULTS = {"n_trajectories": 64, "width": 6, "d": 4, "seed": 1, "n_samples": 33,
             "q_min": 1e-8}  # fmt: skip
 QUICK = {"n_trajectories": 8}
+# data.* keys are refused in one line, saying why
+NO_DATA = "draws its effective states with |z| = 1 (no data set)"
 SECONDS = (8, 12)  # quick: CPU s cold, one device (bench_reproduce 2026-12-05); default: earlier
 
 NOTIONS = ("pointwise", "min_cos", "rank", "one_cluster", "sigma_ratio")

@@ -32,7 +32,12 @@ fits the rest of the target and part of the alignment is undone: compare the
 numbers at the escape with the final ones, and the last heatmap columns.
 """
 
-DATA = True  # accepts data.* (e.g. data.path: a user's own data set)
+
+def DATA_DEFAULT(p: dict) -> dict:  # noqa: N802 (the protocol's name)
+    """The teacher set of ``n`` points in ``d`` dimensions (data.* overrides it)."""
+    return {"dataset": "teacher", "n": p["n"], "d": p["d"], "seed": p["data_seed"]}
+
+
 DEFAULTS = {
     "scale": 1e-3,  # init eps
     "seed": 0,  # init seed
@@ -93,9 +98,7 @@ FIGURES = (
 def _config(p: dict):
     return config_from_dict(
         {
-            "data": data_section(
-                p, {"dataset": "teacher", "n": p["n"], "d": p["d"], "seed": p["data_seed"]}
-            ),
+            "data": data_section(p, DATA_DEFAULT(p)),
             "model": {"depth": 3, "widths": p["widths"], "activation": p["activation"]},
             "init": {"scale": p["scale"], "seed": p["seed"]},
             "train": {

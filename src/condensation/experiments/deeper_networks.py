@@ -1,8 +1,8 @@
 """``deeper-networks``: depth 4 and 5 (THEORY §7's "deeper networks" question).
 
-Per depth L (``depths``), on the default teacher data (|z| = 0.4565), tanh,
-all hidden widths ``width``, every layer ``eps G`` (``G`` standard normal, one
-draw per seed (numpy), the same for every eps):
+Per depth L (``depths``), on the default teacher data (|z| = 0.4565; ``data.*``
+for another set), tanh, all hidden widths ``width``, every layer ``eps G`` (``G``
+standard normal, one draw per seed (numpy), the same for every eps):
 
 - *Escape law.*  The effective field is homogeneous of degree L - 1, so the
   effective blow-up time is ``T*(eps) = T*(1) eps^-(L-2)`` (exactly, by scaling);
@@ -38,7 +38,6 @@ from pathlib import Path
 import numpy as np
 from matplotlib.patches import Patch
 
-from condensation.config import DataConfig
 from condensation.core.activations import ACTIVATIONS
 from condensation.data import load_dataset
 from condensation.effective_deep import (
@@ -50,6 +49,7 @@ from condensation.errors import InputError, NumericalError
 from condensation.experiments import (
     Figure,
     Progress,
+    data_config,
     require_counts,
     require_eps_range,
     require_positive,
@@ -101,6 +101,13 @@ DEFAULTS = {
     "n_effective": 54,
     "condensed_cos": 0.999,
 }
+
+
+def DATA_DEFAULT(p: dict) -> dict:  # noqa: N802 (the protocol's name)
+    """The teacher set drawn from ``data_seed`` (data.* overrides it, for every depth)."""
+    return {"dataset": "teacher", "seed": p["data_seed"]}
+
+
 # quick: depth 4 only (each depth costs one cold compilation of the blow-up solver)
 QUICK = {"depths": [4], "n_effective": 29, "gd_seeds": [0], "n_gd_eps": 3, "gd_time_max": 200.0,
          "n_eps": 3}  # fmt: skip
@@ -357,7 +364,7 @@ def _depth(depth: int, p: dict, data, progress: Progress) -> tuple[dict, dict, d
 def run(params: dict, out_dir: Path, progress: Progress) -> dict:
     p = params
     _check(p)
-    data = load_dataset(DataConfig(dataset="teacher", seed=p["data_seed"]))
+    data = load_dataset(data_config(p, DATA_DEFAULT(p)))
     head: dict = {"z_norm": float(np.linalg.norm(data.z)), "width": p["width"]}
     per_depth = {}
     for depth in p["depths"]:

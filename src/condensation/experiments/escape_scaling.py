@@ -51,7 +51,12 @@ the hand-off, then GD), down to eps = 1e-8; the escape step is the first step
 at which the loss has halved.
 """
 
-DATA = True  # accepts data.* (e.g. data.path: a user's own data set)
+
+def DATA_DEFAULT(p: dict) -> dict:  # noqa: N802 (the protocol's name)
+    """The teacher set drawn from ``data_seed`` (data.* overrides it)."""
+    return {"dataset": "teacher", "seed": p["data_seed"]}
+
+
 DEFAULTS = {
     "eps_min": 1e-8,  # six decades: fast-forward makes the plateau's length free
     "eps_max": 1e-2,
@@ -131,7 +136,7 @@ def _check(p: dict) -> None:
 def _prepare(p: dict, depth: int, eps: np.ndarray, lr: float):
     cfg = config_from_dict(
         {
-            "data": data_section(p, {"dataset": "teacher", "seed": p["data_seed"]}),
+            "data": data_section(p, DATA_DEFAULT(p)),
             "model": {
                 "depth": depth,
                 "widths": [p["width"]] * (depth - 1),

@@ -17,7 +17,8 @@ would contradict its forward invariance; exits of a reduced set say that the
 other constraint is needed.  Checks are at the solver's steps (about a hundred
 per trajectory), so a brief excursion between two steps is not seen.
 
-GD part: three-layer tanh networks on the default teacher data, widths x eps x
+GD part: three-layer tanh networks on the default teacher data (``data.*`` for
+another set; the effective part has none), widths x eps x
 seeds, trained with the plateau exit tracked inside the compiled loop; at the
 plateau exit the per-constraint violation counts are those of
 :func:`condensation.core.final_stage.final_stage_counts`.
@@ -33,7 +34,13 @@ import numpy as np
 from condensation.config import config_from_dict
 from condensation.core.final_stage import final_stage_counts
 from condensation.errors import InputError
-from condensation.experiments import Figure, Progress, require_counts, require_positive
+from condensation.experiments import (
+    Figure,
+    Progress,
+    data_section,
+    require_counts,
+    require_positive,
+)
 from condensation.experiments._batch import solve_chunked, standard_normal_systems
 from condensation.report import figures
 from condensation.runs.train import prepare
@@ -71,6 +78,8 @@ DEFAULTS = {
     "gd_lr": 0.2,
     "gd_steps_factor": 2.0,  # steps = factor / (eps_min * lr), escape at about 0.6 / eps
 }
+# the GD part's data: the config's default teacher set (data.* overrides it)
+DATA_DEFAULT: dict = {}
 QUICK = {"n_effective": 32, "gd_widths": [10], "gd_eps": [1e-2, 5e-3], "gd_seeds": [0]}
 SECONDS = (9, 32)  # quick: CPU s cold, one device (bench_reproduce 2026-12-05); default: earlier
 
@@ -179,6 +188,7 @@ def _gd(p: dict, progress: Progress) -> tuple[dict, list[dict]]:
     steps = math.ceil(p["gd_steps_factor"] / (min(eps_list) * p["gd_lr"]))
     for width in p["gd_widths"]:
         cfg = config_from_dict({
+            "data": data_section(p, DATA_DEFAULT),
             "model": {"depth": 3, "widths": [width, width]},
             "init": {"scales": eps_list, "seeds": list(p["gd_seeds"])},
             "train": {"lr": p["gd_lr"]},

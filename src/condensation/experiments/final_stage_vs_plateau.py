@@ -31,7 +31,7 @@ teacher data the GD escape time sits next to T*, and the deviation between the G
 and effective trajectories stays small until just before the escape.
 """
 
-DATA = True  # accepts data.* (e.g. data.path: a user's own data set)
+DATA_DEFAULT = {"dataset": "teacher"}  # data.* overrides it (e.g. data.path)
 DEFAULTS = {
     "seeds": [0, 1, 2],
     "scales": [1e-3, 3e-4],
@@ -117,12 +117,19 @@ def _pad(net, m):
     return out
 
 
+def _finite_stat(stat, values) -> float:
+    """``stat`` (a nan-ignoring reduction) of ``values``; NaN (stored as null) when no
+    value is finite, e.g. no GD member entering the final stage on a user's data."""
+    values = np.asarray(values, dtype=float)
+    return float(stat(values)) if np.any(np.isfinite(values)) else float("nan")
+
+
 def run(params: dict, out_dir: Path, progress: Progress) -> dict:
     p = params
     _check(p)
     cfg = config_from_dict(
         {
-            "data": data_section(p, {"dataset": "teacher"}),
+            "data": data_section(p, DATA_DEFAULT),
             "model": {"depth": 3, "widths": [p["width"]] * 2},
             "init": {"seeds": p["seeds"], "scales": p["scales"]},
             "train": {"lr": p["lr"]},
@@ -232,12 +239,12 @@ def run(params: dict, out_dir: Path, progress: Progress) -> dict:
         ),
         "random_ic_all_condensed": bool(all(f["condensed"] for f in fs)),
         "random_ic_min_abs_cos_final_min": float(min(f["min_abs_cos_final"] for f in fs)),
-        "random_ic_entry_fraction_before_T_star_max": float(np.nanmax(frac_before)),
-        "random_ic_entry_fraction_before_T_star_median": float(np.nanmedian(frac_before)),
+        "random_ic_entry_fraction_before_T_star_max": _finite_stat(np.nanmax, frac_before),
+        "random_ic_entry_fraction_before_T_star_median": _finite_stat(np.nanmedian, frac_before),
         "gd_escape_over_T_star_mean": float(np.mean(t_gd / t_eff)),
         "gd_escape_over_T_star_max_deviation": float(np.max(np.abs(t_gd / t_eff - 1))),
-        "effective_entry_over_T_star_mean": float(np.nanmean(e_eff / t_eff)),
-        "gd_final_stage_entry_over_escape_mean": float(np.nanmean(fs_gd / t_gd)),
+        "effective_entry_over_T_star_mean": _finite_stat(np.nanmean, e_eff / t_eff),
+        "gd_final_stage_entry_over_escape_mean": _finite_stat(np.nanmean, fs_gd / t_gd),
         "condensed_min_abs_cos_at_1e-6": float(cond["min_abs_cos"][-1]),
         "condensed_w_sigma_ratio_at_1e-6": float(cond["w_sigma_ratio"][-1]),
         "condensed_log_bound_min_ratio": cond["log_bound_min_ratio"],

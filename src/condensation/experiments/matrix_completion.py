@@ -23,6 +23,8 @@ error on the unobserved entries.
 
 DEFAULTS = dict(EXPERIMENT_DEFAULTS)
 QUICK = dict(EXPERIMENT_QUICK)
+# data.* keys are refused in one line, saying why
+NO_DATA = "completes random low-rank matrices (no data set)"
 SECONDS = (8, 185)  # quick: CPU s cold, one device (bench_reproduce 2026-12-05); default: earlier
 
 FIGURES = (

@@ -1,7 +1,8 @@
 """``optimizers``: does the plateau survive SGD noise, momentum and Adam?
 
-The three-layer tanh network on teacher data, trained from the same initial
-parameters by gd, sgd at batch sizes n / f for each f in ``batch_fractions``,
+The three-layer tanh network on teacher data (``data.*`` for another set), trained
+from the same initial parameters by gd, sgd at batch sizes n / f for each f in
+``batch_fractions``,
 heavy-ball momentum and Adam.  For each optimizer and each eps in
 ``[eps_min, eps_max]``: the escape time (first step with the full-batch loss
 halved, times lr), a log-log fit of escape time vs eps (slope -1 is the 1/eps
@@ -29,7 +30,13 @@ import numpy as np
 
 from condensation.config import config_from_dict
 from condensation.errors import InputError
-from condensation.experiments import Figure, Progress, require_eps_range, require_positive
+from condensation.experiments import (
+    Figure,
+    Progress,
+    data_section,
+    require_eps_range,
+    require_positive,
+)
 from condensation.metrics import abs_cos_to
 from condensation.optimizers import Optimizer
 from condensation.report import figures
@@ -70,6 +77,14 @@ DEFAULTS = {
     "loss_curve_eps": 1e-3,  # the member whose loss curves are drawn (nearest eps)
     "margin": 1.3,
 }
+
+
+def DATA_DEFAULT(p: dict) -> dict:  # noqa: N802 (the protocol's name)
+    """The teacher set of ``n`` points drawn from ``data_seed``; data.* overrides it
+    (the batch sizes are then fractions of that data set's own n)."""
+    return {"dataset": "teacher", "seed": p["data_seed"], "n": p["n"]}
+
+
 QUICK = {"eps_min": 3e-3, "n_eps": 2, "optimizers": ["gd", "sgd", "adam"], "batch_fractions": [4]}
 SECONDS = (7, 24)  # quick: CPU s cold, one device (bench_reproduce 2026-12-05); default: earlier
 
@@ -94,7 +109,9 @@ FIGURES = (
 )
 
 
-def _check(p: dict) -> None:
+def _check(p: dict, n: int | None = None) -> None:
+    """The parameters; the batch fractions against the data's ``n`` (default ``p["n"]``)."""
+    n = p["n"] if n is None else n
     require_eps_range(p)
     require_positive(p, ("lr", "adam_lr", "margin", "width", "n"))
     if not 0 <= p["momentum"] < 1:
@@ -108,24 +125,26 @@ def _check(p: dict) -> None:
             'use e.g. optimizers=["gd", "sgd", "adam"]',
         )
     for f in p["batch_fractions"]:
-        if not 1 <= f <= p["n"]:
+        if not 1 <= f <= n:
             raise InputError(
                 "batch_fractions",
                 p["batch_fractions"],
-                f"each in [1, n = {p['n']}]",
+                f"each in [1, n = {n}]",
                 "use e.g. batch_fractions=[1, 4, 16]",
             )
 
 
-def contenders(p: dict) -> list[tuple[str, Optimizer, float]]:
-    """(label, optimizer, lr) for each run, gd first."""
+def contenders(p: dict, n: int | None = None) -> list[tuple[str, Optimizer, float]]:
+    """(label, optimizer, lr) for each run, gd first; sgd batches are ``n // f`` of the
+    data's ``n`` (default ``p["n"]``, the teacher set's)."""
+    n = p["n"] if n is None else n
     out = []
     for name in p["optimizers"]:
         if name == "gd":
             out.append(("gd", Optimizer("gd"), p["lr"]))
         elif name == "sgd":
             for f in p["batch_fractions"]:
-                b = max(1, p["n"] // f)
+                b = max(1, n // f)
                 out.append((f"sgd_b{b}", Optimizer("sgd", batch_size=b), p["lr"]))
         elif name == "momentum":
             out.append(("momentum", Optimizer("momentum", momentum=p["momentum"]), p["lr"]))
@@ -162,15 +181,17 @@ def run(params: dict, out_dir: Path, progress: Progress) -> dict:
     eps = np.geomspace(p["eps_min"], p["eps_max"], p["n_eps"])
     cfg = config_from_dict(
         {
-            "data": {"dataset": "teacher", "seed": p["data_seed"], "n": p["n"]},
+            "data": data_section(p, DATA_DEFAULT(p)),
             "model": {"depth": 3, "widths": [p["width"]] * 2},
             "init": {"scales": [float(e) for e in eps], "seed": p["seed"]},
         }
     )
     data, spec, ens = prepare(cfg)
+    n = int(data.x.shape[0])  # p["n"] for the default teacher set
+    _check(p, n)
     z = data.z
     curve_i = int(np.argmin(np.abs(np.log(eps) - math.log(p["loss_curve_eps"]))))
-    runs = contenders(p)
+    runs = contenders(p, n)
     t_esc = np.full((len(runs), eps.size), np.nan)
     cos_esc = np.full((len(runs), eps.size), np.nan)
     diverged = np.zeros((len(runs), eps.size), bool)
@@ -240,7 +261,7 @@ def run(params: dict, out_dir: Path, progress: Progress) -> dict:
         "lr": p["lr"],
         "adam_lr": p["adam_lr"],
         "width": p["width"],
-        "n": p["n"],
+        "n": n,
         "loss_curve_eps": float(eps[curve_i]),
         "z_norm": float(np.linalg.norm(z)),
     }

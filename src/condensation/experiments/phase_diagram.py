@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 
-from condensation.config import DataConfig
 from condensation.core.activations import get_activation
 from condensation.core.init_scales import (
     boundary_distance,
@@ -40,7 +39,7 @@ from condensation.core.regime import classify, width_slope
 from condensation.data import load_dataset
 from condensation.engine import Engine, Task
 from condensation.errors import InputError
-from condensation.experiments import Figure, Progress, data_section, require_counts
+from condensation.experiments import Figure, Progress, data_config, require_counts
 from condensation.models import NetworkSpec, antisymmetric
 from condensation.report import figures
 from condensation.store import save_arrays
@@ -90,7 +89,6 @@ DEFAULTS = {
     "far": 0.3,  # depth 2: agreement reported on cells at least this far from the boundary
     "workers": 2,  # engine workers for the cells (0: in this process)
 }
-DATA = True
 # three points of x^3 - 0.5 x on [-1, 1] (values on a line: every regime can fit them)
 DATA_DEFAULT = {"dataset": "cubic", "n": 3, "bias": True}
 QUICK = {
@@ -193,7 +191,7 @@ def run_cell(cell: dict, p: dict) -> dict:
     Every width is zero-padded to the largest one (zero neurons get zero gradients
     and stay zero, since sigma(0) = 0; norms, the tangent kernel and RD are those of
     the unpadded network), so one compiled loop serves every width and every cell."""
-    data = load_dataset(DataConfig(**data_section(p, DATA_DEFAULT)))
+    data = load_dataset(data_config(p, DATA_DEFAULT))
     act = get_activation(p["activation"])
     slope = act.slope_at_zero if math.isfinite(act.slope_at_zero) else 1.0  # ReLU: 1 for x > 0
     depth = p["depth"]

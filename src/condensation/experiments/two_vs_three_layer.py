@@ -27,7 +27,7 @@ then diverges at a finite T*, with rho ~ (T* - t)^-2 and E ~ (T* - t)^-3. The GD
 loss of each network leaves its plateau where its effective dynamics says.
 """
 
-DATA = True  # accepts data.* (e.g. data.path: a user's own data set)
+DATA_DEFAULT = {"dataset": "teacher"}  # data.* overrides it (e.g. data.path)
 DEFAULTS = {"eps": 1e-3, "width": 50, "seed": 0, "lr": 0.05}
 QUICK: dict = {}
 SECONDS = (10, 44)  # quick: CPU s cold, one device (bench_reproduce 2026-12-05); default: earlier
@@ -69,7 +69,7 @@ def run(params: dict, out_dir: Path, progress: Progress) -> dict:
         progress(f"depth {depth}", depth - 2, 2)
         cfg = config_from_dict(
             {
-                "data": data_section(p, {"dataset": "teacher"}),
+                "data": data_section(p, DATA_DEFAULT),
                 "model": {"depth": depth, "widths": [p["width"]] * (depth - 1)},
                 "init": {"scale": p["eps"], "seed": p["seed"]},
                 "train": {"lr": p["lr"]},

@@ -48,9 +48,12 @@ _SETUP = """
 are trained by full-batch gradient descent on <code>R = (1/2n) &Sigma;<sub>i</sub>
 (f(x<sub>i</sub>) &minus; y<sub>i</sub>)<sup>2</sup></code> from i.i.d.
 <code>N(0, eps<sup>2</sup>)</code> weights with small <code>eps</code>. Time is
-<code>t = step &times; lr</code>. The data are the default teacher set:
-<code>n = 100</code> points <code>x ~ U[-1, 1]<sup>5</sup></code>,
-<code>y = tanh(w*&middot;x) + 0.3 sin(3 x<sub>1</sub>)</code>. The target direction is
+<code>t = step &times; lr</code>. The <em>teacher set</em> has <code>n</code> points
+<code>x ~ U[-1, 1]<sup>d</sup></code>, <code>y = tanh(w*&middot;x) + 0.3 sin(3
+x<sub>1</sub>)</code> (by default <code>n = 100</code>, <code>d = 5</code>); each
+experiment names the data it used below its story, and the table of data lists them
+all (an experiment without a data set draws its effective states itself). The target
+direction is
 <code>z = (1/n) &Sigma;<sub>i</sub> y<sub>i</sub> x<sub>i</sub></code>; while all weights
 are small, training follows the <em>effective dynamics</em>, gradient ascent of
 <code>E = a<sup>T</sup> W B z</code>, which grows exponentially for two layers and blows
@@ -165,11 +168,57 @@ def _short(v: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def _count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def data_text(s: dict) -> str:
+    """The data an experiment used, in words, from its summary's ``data`` (see
+    :func:`condensation.experiments.describe_data`): None is no data set; a summary
+    without it (or with one the report cannot read) says so."""
+    if "data" not in s:
+        return "not recorded (a run from before summaries recorded their data)"
+    d = s["data"]
+    if d is None:
+        return "none (this experiment trains on no data set)"
+    ok = (
+        isinstance(d, dict)
+        and isinstance(d.get("name"), str)
+        and _count(d.get("n"))
+        and _count(d.get("d"))
+        and isinstance(d.get("path"), (str, type(None)))
+        and isinstance(d.get("teacher"), bool)
+        and isinstance(d.get("default"), bool)
+    )
+    if not ok:
+        return "not recorded (the summary's data entry is malformed)"
+    if d["teacher"]:
+        label = "the teacher set"
+    elif d["path"] is not None:
+        label = f"{d['name']} (data.path = {d['path']})"
+    else:
+        label = f"the built-in set {d['name']}"
+    tail = (
+        "this experiment's default data"
+        if d["default"]
+        else "given with data.* (the story describes the default data)"
+    )
+    return f"{label}, n = {d['n']}, d = {d['d']}; {tail}"
+
+
+def _data_html(exps: list[tuple[Path, dict]]) -> str:
+    rows = "".join(
+        f"<tr><td>{_esc(s['name'])}</td><td>{_esc(data_text(s))}</td></tr>" for _, s in exps
+    )
+    return "<table><tr><th>experiment</th><th>data</th></tr>" + rows + "</table>" if exps else ""
+
+
 def _experiment_html(exp_dir: Path, s: dict) -> str:
     parts = [
         f'<h3 id="{_esc(s["name"])}">{_esc(s["title"])} '
         f'<span class="note">({_esc(s["name"])})</span></h3>',
         f'<p class="story">{_esc(s["story"])}</p>',
+        f'<p class="note">Data: {_esc(data_text(s))}.</p>',
     ]
     head = s["headline"]
     for f in s["figures"]:
@@ -225,6 +274,7 @@ def render_html(top: dict, exps: list[tuple[Path, dict]]) -> str:
     out.append(f"<ul>{toc}</ul>")
     out.append(f'<h2 id="setup">{_esc(SECTIONS["setup"])}</h2>')
     out.append(_SETUP)
+    out.append(_data_html(exps))
     out.append(_params_html(exps))
     for key, section_title in SECTIONS.items():
         members = [(d, s) for d, s in exps if s.get("section") == key]
