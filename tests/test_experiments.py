@@ -367,6 +367,10 @@ def test_gd_experiments_take_data_keys(tmp_path):
         "final-stage-vs-plateau",
         "escape-scaling",
         "phase-diagram",
+        "optimizers",
+        "small-layers",
+        "deeper-networks",
+        "final-stage-necessity",
     }
     p = reg["escape-scaling"].params(["data.dataset=sin", "data.noise=0.1"])
     assert p["data"] == {"dataset": "sin", "noise": 0.1}
