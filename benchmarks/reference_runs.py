@@ -25,8 +25,8 @@ to record another checkout).  DIR must be new or empty.  The child processes get
 fixed environment: ``CONDENSATION_CPU_DEVICES=2``; the compilation cache in a fresh
 temporary directory (``--cache temp``, shared by the runs of one record, removed
 afterwards) or off (``--cache off``); every other ``CONDENSATION_*``, ``JAX_*`` and
-``XLA_*`` variable removed.  The whole set takes about 2-3 minutes on an idle
-2-core machine (8 minutes under a load of 8); ``reproduce --quick`` is most of it.
+``XLA_*`` variable removed.  The whole set took 458-520 s on a shared 2-core
+machine at a load of 6-10, ``reproduce --quick`` about 285 s of it (faster when idle).
 Exit status 0 when every command exited 0, 1 otherwise (the files of the commands
 that ran are kept), 2 on bad arguments.
 
