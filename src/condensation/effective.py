@@ -40,8 +40,15 @@ from condensation.blowup import (
     states_at,
 )
 from condensation.core.activations import Activation, activation_fn, get_activation
+from condensation.core.alignment import abs_cos_reduced, abs_cos_to
 from condensation.core.effective import energy, full_field, reduced_energy, reduced_field
-from condensation.core.final_stage import angle_matrix, inner_product_margins
+from condensation.core.final_stage import (
+    angle_matrix,
+    count_angle_violations,
+    count_inner_violations,
+    inner_product_margins,
+    sign_margins,
+)
 from condensation.core.invariants import neuron_balances
 from condensation.core.network import forward
 from condensation.errors import InputError
@@ -78,10 +85,10 @@ def _laws_drift(q, q0):
 
 def _three_layer_extras(a, w, c, min_abs_cos, with_angles):
     # counts as floats: the solver's unused save slots are filled with inf
-    inner = jnp.sum(inner_product_margins(a, w, c) <= 0).astype(jnp.float64)
+    inner = count_inner_violations(inner_product_margins(a, w, c)).astype(jnp.float64)
     out = {"fs_inner_violations": inner, "min_abs_cos": min_abs_cos}
     if with_angles:
-        angles = jnp.sum(jnp.triu(angle_matrix(w, c) < 0, k=1))
+        angles = count_angle_violations(angle_matrix(w, c))
         out["fs_angle_violations"] = angles.astype(jnp.float64)
     return out
 
@@ -109,7 +116,7 @@ def full_diag(depth: int, with_matrix: bool):
         if depth == 3:
             b, w, a = y
             c = b @ z
-            cos = jnp.abs(c) / (jnp.linalg.norm(b, axis=1) * jnp.linalg.norm(z))
+            cos = abs_cos_to(b, z, dot=c)
             out.update(_three_layer_extras(a[0], w, c, jnp.min(cos), with_matrix))
         return out
 
@@ -140,13 +147,13 @@ def reduced_diag(with_matrix: bool):
             mats = [jnp.outer(a, a) - w @ w.T, w.T @ w - jnp.outer(c, c) / zz]
             num = jnp.max(jnp.stack([jnp.linalg.norm(m - m0) for m, m0 in zip(mats, big_q0)]))
             out["matrix_law_drift"] = num / rho
-        cos = jnp.abs(c) / jnp.sqrt(c * c + zz * bperp2)
-        inner = jnp.sum(act1 & (inner_product_margins(a, w, c) <= 0)).astype(jnp.float64)
+        cos = abs_cos_reduced(c, zz, bperp2)
+        inner = count_inner_violations(inner_product_margins(a, w, c), act1).astype(jnp.float64)
         out["fs_inner_violations"] = inner
         out["min_abs_cos"] = jnp.min(jnp.where(act1, cos, jnp.inf))
         if with_matrix:
-            pairs = act1[:, None] & act1[None, :] & (angle_matrix(w, c) < 0)
-            out["fs_angle_violations"] = jnp.sum(jnp.triu(pairs, k=1)).astype(jnp.float64)
+            pairs = count_angle_violations(angle_matrix(w, c), act1)
+            out["fs_angle_violations"] = pairs.astype(jnp.float64)
         return out
 
     return diag
@@ -178,12 +185,13 @@ def _spectral_diag(y, args):
     lam, kappa, zz, r0, vecs, bperp2, rho_const = args
     c_hat, p_hat = y
     c, p = vecs @ c_hat, vecs @ p_hat
-    inner = jnp.sum(jnp.sign(c) * p <= 0).astype(jnp.float64)  # v = W^T a = c' / |z|^2
+    # v = W^T a = c' / |z|^2: p is a positive multiple of v
+    inner = count_inner_violations(sign_margins(p, c)).astype(jnp.float64)
     return {
         "E": (c_hat @ p_hat) / zz,
         "rho": 3.0 * (c_hat @ c_hat) / zz + rho_const,
         "fs_inner_violations": inner,
-        "min_abs_cos": jnp.min(jnp.abs(c) / jnp.sqrt(c * c + zz * bperp2)),
+        "min_abs_cos": jnp.min(abs_cos_reduced(c, zz, bperp2)),
     }
 
 

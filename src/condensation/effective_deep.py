@@ -23,6 +23,7 @@ import numpy as np
 
 from condensation.blowup import homogeneous_polar
 from condensation.core.activations import Activation
+from condensation.core.alignment import abs_cos_to
 from condensation.core.chain import chain_counts
 from condensation.core.effective import full_field
 from condensation.effective import EffectiveSystem, build_system, full_diag
@@ -51,9 +52,7 @@ def deep_diag(depth: int):
         out = dict(base(y, args))
         z = args[0]
         n_inner, pairs = chain_counts(y, z)
-        c = y[0] @ z
-        nrm = jnp.linalg.norm(y[0], axis=1) * jnp.linalg.norm(z)
-        cos = jnp.abs(c) / jnp.where(nrm > 0, nrm, 1.0)
+        cos = abs_cos_to(y[0], z)
         out["min_abs_cos"] = jnp.min(cos)
         out["median_abs_cos"] = jnp.median(cos)
         out["fs_inner_violations"] = n_inner.astype(jnp.float64)

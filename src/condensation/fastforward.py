@@ -65,6 +65,7 @@ import numpy as np
 from condensation import theory
 from condensation.blowup import Blowup, PolarProblem, Tolerances, solve_polar_batch, states_at
 from condensation.core.activations import Activation
+from condensation.core.final_stage import final_stage_holds
 from condensation.core.second_order import (
     Moments,
     data_moments,
@@ -788,21 +789,11 @@ def build_plan(
     return Plan(delta, out, handoff)
 
 
-def final_stage_np(a, w, c) -> bool:
-    """:func:`condensation.core.final_stage.final_stage_holds` of one state, in numpy."""
-    s = np.sign(c)
-    inner = bool(np.all(s * (w.T @ a) > 0))
-    return inner and not bool(np.any((s[:, None] * s[None, :]) * (w.T @ w) < 0))
-
-
 def _holds(ws, z) -> np.ndarray:
     """The final-stage condition (:func:`condensation.core.final_stage.final_stage_holds`)
     at states W_k (T, ...), vectorised over T: (T,) bool."""
     b, w, a = ws
-    s = np.sign(b @ z)  # (T, m1)
-    inner = np.all(s * np.einsum("tij,ti->tj", w, a[:, 0]) > 0, axis=-1)
-    gram = np.einsum("tij,tik->tjk", w, w) * s[:, :, None] * s[:, None, :]
-    return inner & ~np.any(gram < 0, axis=(-2, -1))
+    return final_stage_holds(a[:, 0], w, b @ z, xp=np)
 
 
 def _final_stage_entry(traj, ws, before, k_h: int, holds) -> int:

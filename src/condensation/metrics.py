@@ -11,6 +11,8 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.linalg import eigh
 from scipy.spatial.distance import squareform
 
+from condensation.core import alignment
+
 ALIGNED = 0.95  # |cos| above which a neuron counts as aligned / in one cluster
 COVER = 0.9  # clusters are counted until they hold this share of the neurons
 
@@ -31,10 +33,10 @@ def _extreme(big: np.ndarray) -> np.ndarray:
 
 
 def abs_cos_to(rows: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """``|cos(b_j, z)|`` for each row ``b_j`` of ``rows`` (..., m, d) → (..., m)."""
-    rows = _unit_scale(rows)
-    nr = np.linalg.norm(rows, axis=-1) * np.linalg.norm(z)
-    return np.abs(rows @ z) / np.where(nr > 0, nr, 1.0)
+    """``|cos(b_j, z)|`` for each row ``b_j`` of ``rows`` (..., m, d) → (..., m): the
+    core's :func:`condensation.core.alignment.abs_cos_to` in numpy, on rows first
+    rescaled (non-finite entries 0, huge or tiny rows by their largest entry)."""
+    return alignment.abs_cos_to(_unit_scale(rows), z, xp=np)
 
 
 def cosine_matrix(rows: np.ndarray) -> np.ndarray:

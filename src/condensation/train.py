@@ -55,6 +55,7 @@ import numpy as np
 import optax
 
 from condensation.checkpoint import Checkpoint, chunk_steps, chunks
+from condensation.core.alignment import median_abs_cos
 from condensation.core.final_stage import final_stage_holds
 from condensation.core.network import loss as loss_fn
 from condensation.devices import member_mesh, on_host, over_members, place_members
@@ -188,12 +189,6 @@ class PlateauTrack(NamedTuple):
     params: tuple  # the parameters at that step
     peak: jnp.ndarray  # running max of the median |cos(b_j, z)|
     peak_step: jnp.ndarray  # step of that max
-
-
-def median_abs_cos(b, z) -> jnp.ndarray:
-    """Median over the rows ``b_j`` of ``b`` (m1, d) of ``|cos(b_j, z)|``."""
-    nrm = jnp.linalg.norm(b, axis=1) * jnp.linalg.norm(z)
-    return jnp.median(jnp.abs(b @ z) / jnp.where(nrm > 0, nrm, 1.0))
 
 
 def _track_plateau(track: PlateauTrack, k, loss, params, z) -> PlateauTrack:

@@ -1,8 +1,13 @@
-"""The final-stage condition of THEORY §5 on a three-layer state ``(a, W, c)``.
+"""The final-stage condition of THEORY §5 on a three-layer state ``(a, W, c)``:
+the one implementation every check of it calls.
 
 ``v = W^T a``, ``s = sign(c)``.  (1) inner-product constraint ``s_j v_j > 0``
 for every first-layer neuron j; (2) angle constraint: sign-corrected columns of
 ``W`` pairwise at most 90 degrees apart, ``s_i s_j <W_:,i, W_:,j> >= 0``.
+
+Every function takes an array namespace ``xp`` (``jax.numpy``, the default, usable
+under jit / vmap; ``numpy`` for post-hoc callers) and states either single
+(``a`` (m2,), ``W`` (m2, m1), ``c`` (m1,)) or, with numpy, stacked over leading axes.
 """
 
 from __future__ import annotations
@@ -11,31 +16,102 @@ import jax
 import jax.numpy as jnp
 
 
-def inner_product_margins(a, w, c):
-    """``s_j v_j`` per neuron, (m1,); the constraint is that all are > 0."""
-    return jnp.sign(c) * (w.T @ a)
+def _wt_a(w, a, xp):
+    """``W^T a``: (m1,) for one state, (..., m1) for stacked states."""
+    return w.T @ a if w.ndim == 2 else xp.einsum("...ij,...i->...j", w, a)
 
 
-def angle_matrix(w, c):
-    """``s_i s_j <W_:,i, W_:,j>`` (m1, m1); the constraint is that all are >= 0."""
-    s = jnp.sign(c)
-    return (s[:, None] * s[None, :]) * (w.T @ w)
+def _gram(w, xp):
+    """``W^T W``: (m1, m1) for one state, (..., m1, m1) for stacked states."""
+    return w.T @ w if w.ndim == 2 else xp.einsum("...ij,...ik->...jk", w, w)
 
 
-def final_stage_counts(a, w, c):
-    """(number of neurons violating (1), number of unordered pairs violating (2))."""
-    n_inner = jnp.sum(inner_product_margins(a, w, c) <= 0)
-    bad = angle_matrix(w, c) < 0
-    n_pairs = jnp.sum(jnp.triu(bad, k=1))
-    return n_inner, n_pairs
+def sign_margins(v, c, xp=jnp):
+    """``s_j v_j`` with ``s = sign(c)``: the margins of constraint (1) given ``v``.
+
+    Args:
+        v: ``W^T a`` (or any positive multiple of it), shape (..., m1).
+        c: ``B z``, shape (..., m1).
+        xp: array namespace.
+
+    Returns:
+        (..., m1) margins; the constraint is that all are > 0.
+    """
+    return xp.sign(c) * v
 
 
-def final_stage_holds(a, w, c):
-    """True when both constraints hold (same verdict as :func:`final_stage_counts`).
+def inner_product_margins(a, w, c, xp=jnp):
+    """``s_j v_j`` per neuron, (..., m1); the constraint is that all are > 0."""
+    return sign_margins(_wt_a(w, a, xp), c, xp)
 
-    The (m1 x m1) Gram matrix of the angle constraint is formed only when the
-    inner-product constraint holds (a real branch unless vmapped); the diagonal
-    ``|W_:,j|^2`` never violates, so "no entry < 0" is "no pair < 0"."""
-    inner_ok = jnp.all(inner_product_margins(a, w, c) > 0)
+
+def angle_matrix(w, c, xp=jnp):
+    """``s_i s_j <W_:,i, W_:,j>`` (..., m1, m1); the constraint is that all are >= 0."""
+    s = xp.sign(c)
+    return (s[..., :, None] * s[..., None, :]) * _gram(w, xp)
+
+
+def inner_violated(margins):
+    """Where constraint (1) fails: ``margins <= 0`` (a NaN margin is not counted)."""
+    return margins <= 0
+
+
+def angle_violated(angles):
+    """Where constraint (2) fails: ``angles < 0``."""
+    return angles < 0
+
+
+def count_inner_violations(margins, active=None, xp=jnp):
+    """Number of neurons violating (1), over the last axis; ``active`` (m1,) bool
+    leaves out inactive (zero-padded) neurons."""
+    bad = inner_violated(margins)
+    return xp.sum(bad if active is None else active & bad, axis=-1)
+
+
+def count_angle_violations(angles, active=None, xp=jnp):
+    """Number of unordered pairs violating (2), over the last two axes; ``active``
+    (m1,) bool leaves out pairs with an inactive neuron."""
+    bad = angle_violated(angles)
+    if active is not None:
+        bad = active[:, None] & active[None, :] & bad
+    return xp.sum(xp.triu(bad, k=1), axis=(-2, -1))
+
+
+def final_stage_counts(a, w, c, xp=jnp):
+    """(number of neurons violating (1), number of unordered pairs violating (2)).
+
+    Args:
+        a, w, c: the state (``a`` (m2,), ``W`` (m2, m1), ``c = B z`` (m1,)).
+        xp: array namespace.
+
+    Returns:
+        The two counts (integer scalars).
+    """
+    n_inner = count_inner_violations(inner_product_margins(a, w, c, xp), xp=xp)
+    return n_inner, count_angle_violations(angle_matrix(w, c, xp), xp=xp)
+
+
+def final_stage_holds(a, w, c, xp=jnp):
+    """True when both constraints hold (same verdict as :func:`final_stage_counts`
+    on finite states).
+
+    With ``jax.numpy`` the (m1 x m1) Gram matrix of the angle constraint is formed
+    only when the inner-product constraint holds (a real branch unless vmapped);
+    the diagonal ``|W_:,j|^2`` never violates, so "no entry < 0" is "no pair < 0".
+    With ``numpy`` the states may be stacked over leading axes (→ (...) bool).
+
+    Args:
+        a, w, c: the state (or, with numpy, stacked states).
+        xp: array namespace.
+
+    Returns:
+        A boolean scalar (or array over the stacked states).
+    """
+    margins = inner_product_margins(a, w, c, xp)
+    inner_ok = xp.all(margins > 0, axis=-1)
+    if xp is not jnp:
+        return inner_ok & ~xp.any(angle_violated(angle_matrix(w, c, xp)), axis=(-2, -1))
     # the false branch returns inner_ok (False there): it keeps shard_map's typing
-    return jax.lax.cond(inner_ok, lambda: ~jnp.any(angle_matrix(w, c) < 0), lambda: inner_ok)
+    return jax.lax.cond(
+        inner_ok, lambda: ~jnp.any(angle_violated(angle_matrix(w, c))), lambda: inner_ok
+    )

@@ -19,6 +19,7 @@ import numpy as np
 from condensation import fastforward as ff
 from condensation.blowup import Tolerances, polar_problem, solve_polar_batch
 from condensation.core import matrix as cm
+from condensation.core.final_stage import final_stage_holds
 from condensation.matrix.config import PLATEAU_EXIT
 from condensation.matrix.problems import Problem
 from condensation.matrix.training import _effective_field_args, top_singular_pair
@@ -112,7 +113,7 @@ def plan(
         out = []
         for t in range(ws[0].shape[0]):
             a, w, c = cm.reduced_triple([wk[t] for wk in ws], u1, v1)
-            out.append(ff.final_stage_np(np.asarray(a), np.asarray(w), np.asarray(c)))
+            out.append(final_stage_holds(np.asarray(a), np.asarray(w), np.asarray(c), xp=np))
         return np.array(out)
 
     return ff.build_plan(
