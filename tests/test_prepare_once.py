@@ -51,9 +51,12 @@ def calls(monkeypatch):
     [
         ("train", ["train.steps=30"]),
         ("train", ["train.steps=auto"]),
-        ("train", ["train.steps=30", "train.fast_forward=true"]),
-        ("effective", ["train.steps=30"]),
         ("effective", ["train.steps=auto"]),
+        # the same preparation; slow for their compiles (fast-forward, a second solve)
+        pytest.param(
+            "train", ["train.steps=30", "train.fast_forward=true"], marks=pytest.mark.slow
+        ),
+        pytest.param("effective", ["train.steps=30"], marks=pytest.mark.slow),
     ],
 )
 def test_one_call_prepares_once(cli_main, calls, tmp_path, command, extra):
