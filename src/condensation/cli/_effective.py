@@ -24,13 +24,7 @@ from condensation.cli._common import (
 from condensation.config import load_config
 from condensation.errors import InputError
 from condensation.models import member_label
-from condensation.runs.train import (
-    check_drive,
-    load_checked_data,
-    output_bytes,
-    resolve_steps,
-)
-from condensation.store import FIGURE_BYTES, run_directory
+from condensation.store import run_directory
 
 
 def _fmt(v, spec: str) -> str:
@@ -70,38 +64,38 @@ def effective_cmd(
     # other command (and a sweep's worker, which imports this CLI) does without
     from condensation.blowup import Tolerances
     from condensation.effective import FORMS, RegimeWarning
-    from condensation.runs.effective import run_effective, write_effective_run
+    from condensation.runs.effective import (
+        output_bytes,
+        prepare_effective,
+        run_effective,
+        write_effective_run,
+    )
 
     cfg = load_config(config, set_ or [])
-    auto_note: tuple[str, ...] = ()
     if form not in FORMS:
         raise InputError("--form", form, "unknown form", f"use one of {', '.join(FORMS)}")
     if not 0 < rtol < 1e-3:
         raise InputError("--rtol", rtol, "must be in (0, 1e-3)", "use e.g. --rtol 1e-12")
-    if compare_gd:
-        # train.steps is the horizon of the training alone: "auto" resolved as train
-        # resolves it, before anything is sized or keyed (without --compare-gd the
-        # solves run through the blow-up on their own clock and do not read it)
-        cfg, auto_note = resolve_steps(cfg)
-        # z = 0: nothing to train against, refused before anything is written
-        check_drive(cfg, load_checked_data(cfg))
+    # prepared once: with --compare-gd, z = 0 is refused and train.steps = "auto"
+    # (the horizon of the training alone) resolved as train resolves it, before
+    # anything is sized, keyed or written (without, the solves run through the
+    # blow-up on their own clock and do not read it)
+    prep = prepare_effective(cfg, compare_gd=compare_gd)
+    cfg = prep.config
     key = run_key("effective", cfg.to_dict(), form, compare_gd, rtol)
     if already_done(out, key, resume):
         return
-    need = FIGURE_BYTES * (1 + len(cfg.member_seeds_scales)) + (
-        output_bytes(cfg) if compare_gd else 0
-    )
+    need = output_bytes(prep, compare_gd=compare_gd)
     with guarded_run(out, key, overwrite=overwrite, resume=resume, need_bytes=need) as ck:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RegimeWarning)
             with console_err.status("integrating the effective dynamics"):
                 run = run_effective(
-                    cfg,
+                    prep,
                     form=form,
                     compare_gd=compare_gd,
                     tol=Tolerances(rtol=rtol, atol=rtol * 1e-2),
                     checkpoint=ck,
-                    auto_note=auto_note,
                 )
         for w in caught:
             if issubclass(w.category, RegimeWarning):

@@ -21,14 +21,7 @@ from condensation.cli._common import (
 )
 from condensation.config import load_config
 from condensation.models import member_label
-from condensation.runs.train import (
-    check_drive,
-    load_checked_data,
-    output_bytes,
-    resolve_steps,
-    run_training,
-    write_train_run,
-)
+from condensation.runs.train import output_bytes, prepare_run, run_training, write_train_run
 from condensation.store import run_directory
 
 
@@ -52,16 +45,18 @@ def train_cmd(
     Example: condensation train configs/default.toml --set init.scale=1e-4 --out runs/eps1e-4
     """
     extra = ["train.fast_forward=true"] if fast_forward else []
-    cfg, auto_note = resolve_steps(load_config(config, [*(set_ or []), *extra]))
-    check_drive(cfg, load_checked_data(cfg))  # z = 0: refused before anything is written
+    # load -> prepare once (data, checks, ensemble, "auto" resolved) -> run -> write:
+    # the size estimate, the run key and the run all use the same prepared objects
+    prep = prepare_run(load_config(config, [*(set_ or []), *extra]))
+    cfg = prep.config
     key = run_key("train", cfg.to_dict())
     if already_done(out, key, resume):
         return
     with guarded_run(
-        out, key, overwrite=overwrite, resume=resume, need_bytes=output_bytes(cfg)
+        out, key, overwrite=overwrite, resume=resume, need_bytes=output_bytes(prep)
     ) as ck:
         with progress_bar(cfg.train.steps, f"{cfg.train.optimizer} steps") as update:
-            run = run_training(cfg, progress=update, checkpoint=ck, auto_note=auto_note)
+            run = run_training(prep, progress=update, checkpoint=ck)
         with run_directory(out, overwrite, key=key) as tmp:
             s = write_train_run(run, tmp)
     for line in run.notes:

@@ -27,16 +27,16 @@ from condensation.effective import (
 from condensation.models import Ensemble, NetworkSpec, member_label
 from condensation.report import figures
 from condensation.runs.train import (
+    Prepared,
     TrainRun,
-    check_drive,
     has_drive,
     optimizer_of,
     optimizer_summary,
-    prepare,
-    resolve_steps,
+    prepare_run,
     run_training,
 )
-from condensation.store import save_arrays, write_json, write_toml
+from condensation.runs.train import output_bytes as train_output_bytes
+from condensation.store import FIGURE_BYTES, save_arrays, write_json, write_toml
 from condensation.theory import (
     blowup_criterion,
     bounds_from_steps,
@@ -60,42 +60,51 @@ class EffectiveRun:
     gd: TrainRun | None = None
 
 
+def prepare_effective(cfg: Config, *, compare_gd: bool = False) -> Prepared:
+    """Load, check and build what an effective run of ``cfg`` needs, once
+    (:func:`condensation.runs.train.prepare_run`; with ``compare_gd`` prepared to
+    train: ``z = 0`` refused, ``train.steps = "auto"`` resolved)."""
+    return prepare_run(cfg, train=compare_gd)
+
+
+def output_bytes(run: Prepared, *, compare_gd: bool = False) -> float:
+    """About how many bytes an effective run directory of a prepared run takes: a
+    figure per member and one more, and with ``compare_gd`` the training's output
+    (:func:`condensation.runs.train.output_bytes`)."""
+    figs = FIGURE_BYTES * (1 + len(run.config.member_seeds_scales))
+    return figs + (train_output_bytes(run) if compare_gd else 0)
+
+
 def run_effective(
-    cfg: Config,
+    cfg: Config | Prepared,
     *,
     form: str = "full",
     compare_gd: bool = False,
     tol: Tolerances = Tolerances(),
     checkpoint: Checkpoint | None = None,
-    auto_note: tuple[str, ...] = (),
 ) -> EffectiveRun:
     """The effective solve of every member (and with ``compare_gd`` the GD run,
     checkpointed by ``checkpoint``; the solves are recomputed on a resume).
 
     ``train.steps`` is the horizon of the ``compare_gd`` training alone (the solves
     run through the blow-up on their own clock): with ``compare_gd``, ``"auto"`` is
-    resolved as ``train`` resolves it (:func:`condensation.runs.train.resolve_steps`)
+    resolved as ``train`` resolves it (:func:`condensation.runs.train.prepare_run`)
     and the returned run's config holds the number of steps; without, it is unused.
+    The solves and the training start from the same prepared data and ensemble.
 
     Args:
-        cfg: a validated network config.
+        cfg: a validated network config, or a run prepared by
+            :func:`prepare_effective` with the same ``compare_gd``.
         form: ``"full"``, ``"reduced"`` or ``"spectral"``.
         compare_gd: also train from the same initialisation.
         tol: the solver's tolerances.
         checkpoint: the training's checkpoint (``compare_gd``).
-        auto_note: the note of a caller that already resolved ``"auto"`` (as in
-            :func:`condensation.runs.train.run_training`).
 
     Returns:
         The :class:`EffectiveRun`.
     """
-    notes: tuple[str, ...] = ()
-    if compare_gd:
-        cfg, notes = resolve_steps(cfg)
-        notes = notes or tuple(auto_note)
-    data, spec, ens = prepare(cfg)
-    if compare_gd:  # z = 0: the solves are all "no-drive", the training is refused
-        check_drive(cfg, data)
+    prep = cfg if isinstance(cfg, Prepared) else prepare_effective(cfg, compare_gd=compare_gd)
+    cfg, data, spec, ens = prep.config, prep.data, prep.spec, prep.ensemble
     kappa = cfg.model.output_scale
     inputs.check_effective_scales(ens.scales, spec.depth, kappa * float(np.linalg.norm(data.z)))
     z = data.z
@@ -112,11 +121,7 @@ def run_effective(
     warn_regime(max(ratios))  # the worst member
     sols = solve_batch(systems, tol)
     # every snapshot of every layer: the comparison uses rho = sum of squared norms over them all
-    gd = (
-        run_training(cfg, checkpoint=checkpoint, save="full", auto_note=notes)
-        if compare_gd
-        else None
-    )
+    gd = run_training(prep, checkpoint=checkpoint, save="full") if compare_gd else None
     return EffectiveRun(cfg, data, spec, ens, systems, sols, ratios, gd)
 
 

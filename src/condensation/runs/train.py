@@ -68,21 +68,92 @@ class TrainRun:
 def load_checked_data(cfg: Config) -> Dataset:
     """The config's data set, its size checked against memory before it is built (a
     generated one) and after (both)."""
-    d = cfg.data
-    if d.path is None:  # sizes are known before the data is built
-        d_in = (d.d if d.dataset == "teacher" else 1) + int(d.bias)
-        inputs.check_train_memory(cfg, d.n, d_in)
-    data = load_dataset(d)
+    _check_memory_before(cfg)
+    data = load_dataset(cfg.data)
     inputs.check_train_memory(cfg, data.x.shape[0], data.d_in)
     return data
 
 
-def prepare(cfg: Config) -> tuple[Dataset, NetworkSpec, Ensemble]:
-    """Data, network spec and initial ensemble of a config (all validated)."""
-    data = load_checked_data(cfg)
+def _check_memory_before(cfg: Config) -> None:
+    """The memory check of a generated data set, whose sizes are known before it is built."""
+    d = cfg.data
+    if d.path is None:
+        d_in = (d.d if d.dataset == "teacher" else 1) + int(d.bias)
+        inputs.check_train_memory(cfg, d.n, d_in)
+
+
+def _network(cfg: Config, data: Dataset) -> tuple[NetworkSpec, Ensemble]:
+    """The network spec and initial ensemble of a config on ``data`` (scales checked)."""
     inputs.check_scales(scale_field(cfg.init), cfg.scales, cfg.model.depth, cfg.train.dtype)
     spec = NetworkSpec.from_config(cfg.model, data.d_in)
-    return data, spec, init_ensemble(cfg, spec)
+    return spec, init_ensemble(cfg, spec)
+
+
+def prepare(cfg: Config) -> tuple[Dataset, NetworkSpec, Ensemble]:
+    """Data, network spec and initial ensemble of a config (all validated).
+
+    A training run prepares through :func:`prepare_run` instead, which also checks
+    the drive and resolves ``train.steps = "auto"`` from the same objects."""
+    data = load_checked_data(cfg)
+    return (data, *_network(cfg, data))
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A network config made ready to run, once per command call: its data set,
+    network spec and initial ensemble, built and checked by :func:`prepare_run` and
+    passed on to the size estimate (:func:`output_bytes`), the run key (``config``)
+    and the run (:func:`run_training`, :func:`condensation.runs.effective.run_effective`).
+
+    Attributes:
+        config: the config, ``train.steps`` resolved when it was ``"auto"`` (and the
+            run trains).
+        data: the data set (memory checked).
+        spec: the network spec.
+        ensemble: the initial ensemble (scales checked).
+        notes: the note saying what ``"auto"`` chose, else empty.
+        steps_auto: ``train.steps`` was ``"auto"`` and is resolved in ``config``.
+    """
+
+    config: Config
+    data: Dataset
+    spec: NetworkSpec
+    ensemble: Ensemble
+    notes: tuple[str, ...] = ()
+    steps_auto: bool = False
+
+
+def prepare_run(cfg: Config, *, train: bool = True) -> Prepared:
+    """Load, check and build everything a run of ``cfg`` needs, once.
+
+    With ``train`` (a run that trains): data with ``z = 0`` is refused
+    (:func:`check_drive`) and ``train.steps = "auto"`` is resolved from the
+    members' predicted T* (:func:`resolve_steps`), the memory checked again at the
+    chosen horizon.  Without (``effective`` without ``--compare-gd``), the config
+    is kept as it is.
+
+    Args:
+        cfg: a validated network config.
+        train: whether the run trains.
+
+    Returns:
+        The :class:`Prepared` run.
+    """
+    if not train:
+        return Prepared(cfg, *prepare(cfg))
+    auto = cfg.train.steps == AUTO
+    # until "auto" is resolved, the memory is checked at one step (as its probe)
+    sized = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=1)) if auto else cfg
+    data = load_checked_data(sized)
+    check_drive(cfg, data)  # z = 0: refused before anything is computed
+    spec, ens = _network(sized, data)
+    if not auto:
+        return Prepared(cfg, data, spec, ens)
+    steps, note = _auto_steps(cfg, data, spec, ens)
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=steps))
+    _check_memory_before(cfg)  # at the chosen horizon, as the data were checked
+    inputs.check_train_memory(cfg, data.x.shape[0], data.d_in)
+    return Prepared(cfg, data, spec, ens, (note,), True)
 
 
 NO_DRIVE_RTOL = 1e-12  # |z| below this x rms(y) rms(|x|): z = 0, no effective drive
@@ -123,12 +194,18 @@ def optimizer_of(cfg: Config, data: Dataset) -> Optimizer:
 def resolve_steps(cfg: Config) -> tuple[Config, tuple[str, ...]]:
     """``train.steps = "auto"`` replaced by the horizon from the members' predicted
     T* (:func:`condensation.fastforward.auto_steps`); other configs unchanged.
-    Returns the config and a note saying what was chosen."""
+    Returns the config and a note saying what was chosen.  (A run prepares
+    through :func:`prepare_run`, which resolves it from the objects it runs.)"""
     if cfg.train.steps != AUTO:
         return cfg, ()
-    probe = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=1))
-    data, spec, ens = prepare(probe)
-    check_drive(cfg, data)
+    p = prepare_run(cfg)
+    return p.config, p.notes
+
+
+def _auto_steps(cfg: Config, data: Dataset, spec: NetworkSpec, ens: Ensemble) -> tuple[int, str]:
+    """The number of steps ``train.steps = "auto"`` stands for, and the note saying
+    why, from the members' predicted T* (refused in one line where there is none,
+    or where it is over the step limit)."""
     z = data.z * cfg.model.output_scale  # the field of f = kappa g is kappa times g's
     ff = _fastforward()
     predictions = ff.t_star_predictions(ens.params, z, spec.activation)
@@ -162,7 +239,7 @@ def resolve_steps(cfg: Config) -> tuple[Config, tuple[str, ...]]:
         f'train.steps = "auto": {steps} steps (t = {steps * cfg.train.lr:.6g}) from the '
         f"largest predicted T* = {known} x {ff.AUTO_FACTOR} + {ff.AUTO_ROOM:g}/|z|"
     )
-    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=steps)), (note,)
+    return steps, note
 
 
 def horizon_notes(cfg: Config, data: Dataset, spec: NetworkSpec, ens: Ensemble, r, plan) -> list:
@@ -241,23 +318,22 @@ def measure_snapshot(params: list[np.ndarray], z: np.ndarray) -> dict[str, np.nd
 
 
 def run_training(
-    cfg: Config,
+    cfg: Config | Prepared,
     progress: Callable[[int], None] | None = None,
     checkpoint: Checkpoint | None = None,
-    auto_note: tuple[str, ...] = (),
     save: str | None = None,
 ) -> TrainRun:
     """Train a config's ensemble (fast-forwarded when ``train.fast_forward``).
 
-    ``train.steps = "auto"`` is resolved here (:func:`resolve_steps`) unless the
-    caller already did and passes its note as ``auto_note``.  ``save`` (default
-    ``cfg.train.save``): which parameter snapshots to keep; callers that need every
-    snapshot pass ``"full"``."""
-    cfg, notes = resolve_steps(cfg)
-    notes = notes or tuple(auto_note)
-    steps_auto = bool(notes)
-    data, spec, ens = prepare(cfg)
-    check_drive(cfg, data)  # before anything is computed
+    ``cfg``: a config, prepared here (:func:`prepare_run`: ``train.steps = "auto"``
+    resolved), or a run a caller prepared already, trained from its very data and
+    ensemble.  ``save`` (default ``cfg.train.save``): which parameter snapshots to keep;
+    callers that need every snapshot pass ``"full"``."""
+    p = cfg if isinstance(cfg, Prepared) else prepare_run(cfg)
+    if p.config.train.steps == AUTO:
+        raise ValueError("run_training needs a run prepared to train (prepare_run(cfg))")
+    cfg, data, spec, ens = p.config, p.data, p.spec, p.ensemble
+    notes, steps_auto = p.notes, p.steps_auto
     t = cfg.train
     opt = optimizer_of(cfg, data)
     kappa = cfg.model.output_scale
@@ -310,9 +386,11 @@ def with_output_scale(result: TrainResult, lr: float, kappa: float) -> TrainResu
     return dataclasses.replace(result, lr=float(lr), snapshot_loss=result.snapshot_loss * kappa**2)
 
 
-def output_bytes(cfg: Config) -> float:
-    """About how many bytes a train run directory takes (uncompressed arrays, figures)."""
-    data, spec, ens = prepare(cfg)
+def output_bytes(run: Prepared | Config) -> float:
+    """About how many bytes a train run directory takes (uncompressed arrays, figures),
+    for a prepared run (a config is prepared here)."""
+    p = run if isinstance(run, Prepared) else prepare_run(run)
+    cfg, data, ens = p.config, p.data, p.ensemble
     t = cfg.train
     steps, _, stored = snapshot_plan(cfg, data.d_in, ens.size)
     n_weights = sum(int(np.prod(np.shape(p)[1:])) for p in ens.params)
