@@ -266,7 +266,7 @@ def modified_polar(fld: Callable):
     return polar
 
 
-class _Flow(_Trajectory):
+class Flow(_Trajectory):
     """Depth >= 3: GD's modified effective flow, queried through
     :func:`condensation.blowup.states_at` (the blow-up solve ``sol`` of the plain
     flow maps times to the solver's variable; Newton's method absorbs the difference)."""
@@ -462,7 +462,7 @@ def _first_true(traj: _Trajectory, pred, lo: int, hi: int) -> tuple[int, list[np
 
 
 # ---- planning --------------------------------------------------------------------
-def _plain(reason: str, t_star: float | None = None, evals: int = 0) -> MemberPlan:
+def plain_gd_member(reason: str, t_star: float | None = None, evals: int = 0) -> MemberPlan:
     return MemberPlan(PLAIN, reason, 0, 0.0, None, evals, t_star)
 
 
@@ -671,7 +671,7 @@ def plan(
     states: list[list[np.ndarray] | None] = [None] * e
     why = activation.why_not_effective()
     if why is not None:
-        members = [_plain(f"outside the theory: {why}")] * e
+        members = [plain_gd_member(f"outside the theory: {why}")] * e
     else:
         power = activation_power(activation)
         gain = activation.slope_at_zero ** (depth - 1)
@@ -692,10 +692,12 @@ def plan(
                 return (est >= delta) | (loss <= (1 - plateau_drop) * loss0)
 
             if not np.linalg.norm(z) > 0:
-                members.append(_plain("no effective drive (z = 0)"))
+                members.append(plain_gd_member("no effective drive (z = 0)"))
                 continue
             if est0 >= delta:
-                members.append(_plain(f"error estimate {est0:.3g} >= handoff {delta:g} at t = 0"))
+                members.append(
+                    plain_gd_member(f"error estimate {est0:.3g} >= handoff {delta:g} at t = 0")
+                )
                 continue
             if depth == 2:
                 traj: _Trajectory = _SecondOrderMap(p_i, moments, lr)
@@ -708,13 +710,15 @@ def plan(
                 sol = sols[i]
                 if not sol.blew_up:
                     members.append(
-                        _plain(f"the effective dynamics does not blow up ({sol.status})")
+                        plain_gd_member(f"the effective dynamics does not blow up ({sol.status})")
                     )
                     continue
                 if beyond_step_grid(sol, lr):
                     when = theory.format_time(sol.T_star, log10_t_star(sol))
                     members.append(
-                        _plain(f"the effective T* = {when} is beyond any GD step count", sol.T_star)
+                        plain_gd_member(
+                            f"the effective T* = {when} is beyond any GD step count", sol.T_star
+                        )
                     )
                     continue
                 traj = _SecondOrderFlow(p_i, moments, lr, tol)
@@ -722,7 +726,7 @@ def plan(
                 try:
                     k_h, state = flow_handoff(traj, sol, pred, lr, steps)
                 except _SolveFailed as err:
-                    members.append(_plain(str(err), t_star, traj.evaluations))
+                    members.append(plain_gd_member(str(err), t_star, traj.evaluations))
                     continue
             est_h = float(error_estimate([w[None] for w in state], x, y, act, power)[0])
             trajs[i], states[i] = traj, state
@@ -740,9 +744,7 @@ def plan(
     )
 
 
-def build_plan(
-    members, trajs, states, params0, snapshots, delta, *, loss, peak=None, holds=None
-):
+def build_plan(members, trajs, states, params0, snapshots, delta, *, loss, peak=None, holds=None):
     """The :class:`Plan` of per-member hand-offs: start states, pre-hand-off snapshots,
     and, read off the effective trajectory before the hand-off, the peak of
     ``peak(ws) -> (T,)`` at the snapshots and the first grid step where

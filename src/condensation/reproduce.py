@@ -232,7 +232,7 @@ def _reproduce_into(tmp, reg, chosen, params, quick, progress, workers, earlier)
     # the report keeps the registry's order
     todo.sort(key=lambda n: -reg[n].seconds[0 if quick else 1])
     # a worker process sees only experiments it can import (the registered modules)
-    importable = all(reg[n].run_fn.__module__ in X._MODULES for n in todo)
+    importable = all(reg[n].run_fn.__module__ in X.MODULES for n in todo)
     inline = workers <= 1 or len(todo) <= 1 or not importable
     tasks = [
         Task(

@@ -1,4 +1,4 @@
-"""Named experiments: one module each, registered by one line in ``_MODULES``.
+"""Named experiments: one module each, registered by one line in ``MODULES``.
 
 ``condensation run NAME`` runs one of them into a directory, ``condensation
 reproduce`` runs all of them and writes one HTML report (see
@@ -23,7 +23,7 @@ Write ``src/condensation/experiments/my_thing.py`` defining::
         ...  # into out_dir / "figures" (PNG, matplotlib Agg); both folders exist
         return {"thing_time": 1.0, "thing_slope": -1.0}
 
-and add its module name to ``_MODULES`` below.  That is all: the CLI, reproduce
+and add its module name to ``MODULES`` below.  That is all: the CLI, reproduce
 and the report pick it up.
 
 The rules:
@@ -92,7 +92,7 @@ SECTIONS: dict[str, str] = {
 }
 
 # The registry: one line per experiment module (order within a section = order here).
-_MODULES: tuple[str, ...] = (
+MODULES: tuple[str, ...] = (
     "condensation.experiments.condensation_three_layer",
     "condensation.experiments.two_vs_three_layer",
     "condensation.experiments.final_stage_vs_plateau",
@@ -453,7 +453,7 @@ def _data_default_of(mod: ModuleType) -> Callable[[dict], dict] | None:
 
 def registry() -> dict[str, Experiment]:
     """Every registered experiment by name, in story order (section, then registry line)."""
-    exps = [from_module(importlib.import_module(m)) for m in _MODULES]
+    exps = [from_module(importlib.import_module(m)) for m in MODULES]
     order = list(SECTIONS)
     exps.sort(key=lambda e: order.index(e.section))  # stable: registry order within a section
     out: dict[str, Experiment] = {}

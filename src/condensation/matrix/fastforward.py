@@ -22,7 +22,7 @@ from condensation.core import matrix as cm
 from condensation.core.final_stage import final_stage_holds
 from condensation.matrix.config import PLATEAU_EXIT
 from condensation.matrix.problems import Problem
-from condensation.matrix.training import _effective_field_args, top_singular_pair
+from condensation.matrix.training import effective_field_args, top_singular_pair
 
 
 def _measured(problem: Problem, xs: np.ndarray) -> np.ndarray:
@@ -72,11 +72,13 @@ def plan(
     trajs: list = [None] * e
     states: list = [None] * e
     if depth < 3:
-        members = [ff._plain(f"depth {depth}: no blow-up to fast-forward to; plain GD")] * e
+        members = [
+            ff.plain_gd_member(f"depth {depth}: no blow-up to fast-forward to; plain GD")
+        ] * e
     else:
         probs = [
             polar_problem(
-                _effective_field_args,
+                effective_field_args,
                 tuple(jnp.asarray(p[i]) for p in params0),
                 depth - 1,
                 jnp.asarray(m_o),
@@ -98,12 +100,14 @@ def plan(
 
             sol = sols[i]
             if float(est(p_i)[0]) >= delta:
-                members.append(ff._plain(f"error estimate >= handoff {delta:g} at t = 0"))
+                members.append(ff.plain_gd_member(f"error estimate >= handoff {delta:g} at t = 0"))
                 continue
             if not sol.blew_up:
-                members.append(ff._plain(f"the effective dynamics does not blow up ({sol.status})"))
+                members.append(
+                    ff.plain_gd_member(f"the effective dynamics does not blow up ({sol.status})")
+                )
                 continue
-            traj = ff._Flow(probs[i], _effective_field_args, jnp.asarray(m_o), list, sol, lr, tol)
+            traj = ff.Flow(probs[i], effective_field_args, jnp.asarray(m_o), list, sol, lr, tol)
             k_h, state = ff.flow_handoff(traj, sol, pred, lr, steps)
             e_h = float(est([w[None] for w in state])[0])
             trajs[i], states[i] = traj, state

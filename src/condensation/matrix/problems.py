@@ -66,13 +66,13 @@ def low_rank_matrix(
 ) -> np.ndarray:
     """A rank-``rank`` (n1, n2) matrix with ``|M|_F^2 = n1 n2`` (see the module docstring)."""
     if spectrum == "flat":
-        u, v = _haar_columns(n1, rank, rng), _haar_columns(n2, rank, rng)
+        u, v = haar_columns(n1, rank, rng), haar_columns(n2, rank, rng)
         return math.sqrt(n1 * n2 / rank) * (u @ v.T)
     m = rng.standard_normal((n1, rank)) @ rng.standard_normal((n2, rank)).T
     return m * (math.sqrt(n1 * n2) / np.linalg.norm(m))
 
 
-def _haar_columns(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
+def haar_columns(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
     """(n, k) with orthonormal columns, Haar distributed (QR with the sign fix)."""
     q, r = np.linalg.qr(rng.standard_normal((n, k)))
     return q * np.where(np.diag(r) < 0, -1.0, 1.0)

@@ -16,7 +16,7 @@ from condensation.core import matrix as cm
 from condensation.core.final_stage import final_stage_holds
 from condensation.devices import member_mesh, on_host, over_members, place_members
 from condensation.matrix.config import ALIGNED, PLATEAU_EXIT, MatrixConfig
-from condensation.matrix.problems import Problem, _haar_columns, effective_rank_np
+from condensation.matrix.problems import Problem, effective_rank_np, haar_columns
 from condensation.train import Handoff, all_finite, snapshot_steps
 
 
@@ -42,9 +42,9 @@ def init_factors(
     h = shapes[0][0] if depth > 1 else max(n1, n2)
     r0 = min(n1, n2, h)
     c = eps * math.sqrt(h)
-    frames = [_haar_columns(n2, r0, rng)]  # V, O1, ..., O_{L-1}, U
-    frames += [_haar_columns(h, r0, rng) for _ in range(depth - 1)]
-    frames.append(_haar_columns(n1, r0, rng))
+    frames = [haar_columns(n2, r0, rng)]  # V, O1, ..., O_{L-1}, U
+    frames += [haar_columns(h, r0, rng) for _ in range(depth - 1)]
+    frames.append(haar_columns(n1, r0, rng))
     return [c * frames[k + 1] @ frames[k].T for k in range(depth)]
 
 
@@ -345,7 +345,7 @@ def longest_stretch_below(times: np.ndarray, values: np.ndarray, level: float):
     return best
 
 
-def _effective_field_args(factors, m_o):
+def effective_field_args(factors, m_o):
     return cm.effective_field(factors, m_o)
 
 
@@ -362,7 +362,7 @@ def effective_blowup(factors, m_o):
     if depth < 3:
         raise ValueError(f"the effective dynamics blows up only for depth >= 3, got {depth}")
     y0 = tuple(jnp.asarray(w, jnp.float64) for w in factors)
-    return _blowup(_effective_field_args, y0, depth - 1, jnp.asarray(m_o, jnp.float64))
+    return _blowup(effective_field_args, y0, depth - 1, jnp.asarray(m_o, jnp.float64))
 
 
 def _blowup(fld, y0, degree, args):
