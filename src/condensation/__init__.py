@@ -28,17 +28,70 @@ from condensation.train import TrainResult, train  # noqa: E402
 
 __version__ = "0.1.0"
 
+# The rest of the public API is imported on first use (PEP 562), so that
+# ``import condensation`` stays light (no diffrax, Dask or matplotlib until needed):
+# name -> the module that defines it.
+_LAZY = {
+    "get_activation": "condensation.core.activations",
+    "Prepared": "condensation.runs.train",
+    "prepare": "condensation.runs.train",
+    "prepare_run": "condensation.runs.train",
+    "run_training": "condensation.runs.train",
+    "build_system": "condensation.effective",
+    "solve": "condensation.effective",
+    "trajectory": "condensation.effective",
+    "run_effective": "condensation.runs.effective",
+    "load_matrix_config": "condensation.matrix.config",
+    "run_matrix": "condensation.runs.matrix",
+    "parse_spec": "condensation.sweep",
+    "run_sweep": "condensation.sweep",
+    "run_experiment": "condensation.reproduce",
+    "reproduce": "condensation.reproduce",
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'condensation' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+# every public name, those imported above and the lazy ones (_LAZY)
 __all__ = [
     "Config",
     "Dataset",
     "InputError",
     "NetworkSpec",
     "NumericalError",
+    "Prepared",
     "Run",
     "TrainResult",
+    "build_system",
+    "get_activation",
     "init_ensemble",
     "load_config",
     "load_dataset",
+    "load_matrix_config",
     "load_run",
+    "parse_spec",
+    "prepare",
+    "prepare_run",
+    "reproduce",
+    "run_effective",
+    "run_experiment",
+    "run_matrix",
+    "run_sweep",
+    "run_training",
+    "solve",
     "train",
+    "trajectory",
 ]

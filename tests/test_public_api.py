@@ -1,0 +1,44 @@
+"""The public API: ``import condensation as C`` (issue 21 item 6)."""
+
+import subprocess
+import sys
+
+import condensation as C
+
+
+def test_every_public_name_resolves_and_is_documented():
+    assert len(set(C.__all__)) == len(C.__all__)
+    assert set(C._LAZY) <= set(C.__all__)
+    for name in C.__all__:
+        obj = getattr(C, name)
+        assert obj.__doc__ and obj.__doc__.strip(), name
+    assert set(C.__all__) <= set(dir(C))
+
+
+def test_unknown_name_is_an_attribute_error():
+    try:
+        C.no_such_thing  # noqa: B018
+    except AttributeError as e:
+        assert "no_such_thing" in str(e)
+    else:
+        raise AssertionError("no AttributeError")
+
+
+def test_import_stays_light():
+    """``import condensation`` loads neither diffrax, Dask nor matplotlib: the heavy
+    parts of the API are imported on first use."""
+    code = (
+        "import sys, condensation; "
+        "print(sorted(m for m in ('diffrax', 'distributed', 'matplotlib') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_effective_dynamics_from_the_top_level_with_an_activation_name():
+    cfg = C.load_config(None, ["model.widths=[6, 6]", "data.n=20", "data.d=3"])
+    data, spec, ens = C.prepare(cfg)
+    system = C.build_system([w[0] for w in ens.params], data.z, activation="tanh")
+    same = C.build_system([w[0] for w in ens.params], data.z, activation=spec.activation)
+    a, b = C.solve(system), C.solve(same)
+    assert a.blew_up and a.T_star == b.T_star
