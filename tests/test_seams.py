@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import textwrap
 
 import numpy as np
@@ -43,22 +42,9 @@ TINY = textwrap.dedent(
 
 
 @pytest.fixture
-def cli(monkeypatch, capsys):
+def cli(cli_streams):
     """The CLI in this process: ``(*args) -> (exit status, stdout, stderr)``."""
-    from condensation.cli import main
-
-    def run(*args):
-        capsys.readouterr()
-        monkeypatch.setattr(sys, "argv", ["condensation", *map(str, args)])
-        try:
-            main()
-            code = 0
-        except SystemExit as e:
-            code = e.code
-        got = capsys.readouterr()
-        return code, got.out, got.err
-
-    return run
+    return lambda *args: cli_streams(*map(str, args))
 
 
 @pytest.fixture
