@@ -59,6 +59,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from helpers import ctrl_c_in_train
 
 CASE_TIMEOUT = 120  # seconds; a case that takes longer counts as a hang
 
@@ -483,23 +484,8 @@ CK_ENV = {"CONDENSATION_CHECKPOINT_EVERY": "0"}
 def ctrl_c_train(out: Path, argv: list[str] | None = None, at_step: int = 20):
     """``train ARGV --out OUT`` in-process (``ARGV`` default :data:`CK_SETS`), Ctrl-C
     at step ``at_step``: ``(exit status, stderr, exception)`` as :func:`call_cli`."""
-    from condensation.cli import _train
-
-    @contextlib.contextmanager
-    def ctrl_c(total, description):
-        def update(done):
-            if done >= at_step:
-                raise KeyboardInterrupt
-
-        yield update
-
-    saved = _train.progress_bar
-    _train.progress_bar = ctrl_c
-    try:
-        with _environ(CK_ENV):
-            return call_cli(["train", *(argv or CK_SETS), "--out", str(out)])
-    finally:
-        _train.progress_bar = saved
+    with ctrl_c_in_train(at_step), _environ(CK_ENV):
+        return call_cli(["train", *(argv or CK_SETS), "--out", str(out)])
 
 
 def interrupted_train(tmp: Path) -> list[str]:

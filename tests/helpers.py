@@ -12,9 +12,10 @@ def sets(items: list[str]) -> list[str]:
 
 
 @contextlib.contextmanager
-def ctrl_c_in_train(monkeypatch, at_step: int = 20):
+def ctrl_c_in_train(at_step: int = 20):
     """Within the block, an in-process ``condensation train`` is interrupted as by
-    Ctrl-C once its progress reaches ``at_step`` steps."""
+    Ctrl-C once its progress reaches ``at_step`` steps (no pytest fixture needed: the
+    fuzz runner uses it outside pytest)."""
     from condensation.cli import _train
 
     @contextlib.contextmanager
@@ -25,6 +26,9 @@ def ctrl_c_in_train(monkeypatch, at_step: int = 20):
 
         yield update
 
-    with monkeypatch.context() as m:
-        m.setattr(_train, "progress_bar", ctrl_c)
+    saved = _train.progress_bar
+    _train.progress_bar = ctrl_c
+    try:
         yield
+    finally:
+        _train.progress_bar = saved

@@ -204,7 +204,7 @@ def test_cli_ctrl_c_exits_130_keeps_checkpoint_then_resume(tmp_path, cli_main, m
     monkeypatch.setenv("CONDENSATION_CHECKPOINT_EVERY", "0")
     out = tmp_path / "run"
 
-    with ctrl_c_in_train(monkeypatch, at_step=20):
+    with ctrl_c_in_train(at_step=20):
         code, err = cli_main("train", *_sets(TINY), "--out", str(out))
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert code == 130 and len(lines) == 1 and "--resume" in lines[0], err

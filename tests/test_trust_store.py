@@ -261,7 +261,7 @@ def test_cli_resume_of_a_tampered_checkpoint_is_one_line(tmp_path, cli_main, mon
     monkeypatch.setenv("CONDENSATION_CHECKPOINT_EVERY", "0")
     out = tmp_path / "run"
 
-    with ctrl_c_in_train(monkeypatch, at_step=20):
+    with ctrl_c_in_train(at_step=20):
         code, err = cli_main("train", *_sets(TINY), "--out", str(out))
     assert code == 130, err
     d = checkpoint_dir(out)
