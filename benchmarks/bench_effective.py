@@ -25,8 +25,8 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 import condensation  # noqa: F401  (float64)
-from condensation.blowup import Tolerances
-from condensation.effective import build_system, solve, solve_batch
+from condensation.effective.blowup import Tolerances
+from condensation.effective.system import build_system, solve, solve_batch
 
 
 def random_net(rng, m1, m2, d, eps):

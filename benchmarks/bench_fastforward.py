@@ -1,13 +1,13 @@
 #!/usr/bin/env python
-"""Plain GD against fast-forward (:mod:`condensation.fastforward`), side by side.
+"""Plain GD against fast-forward (:mod:`condensation.training.fastforward`), side by side.
 
 On the default example (``configs/default.toml``; ``--dataset`` swaps the data
 set) at each ``--eps`` (default 1e-3, 1e-4, 1e-5), in one process:
 
 - the horizon is the ``train.steps = "auto"`` one (the largest predicted T*
   times 1.02 plus room after the escape), the same for both;
-- plain GD (``condensation.train.train``) and fast-forward
-  (``condensation.fastforward.fast_forward_train``) run on the same members;
+- plain GD (``condensation.training.network.train``) and fast-forward
+  (``condensation.training.fastforward.fast_forward_train``) run on the same members;
 - reported per eps: both escape times and their relative difference, the
   largest relative difference of the loss at EVERY step from the hand-off to
   twice the escape time (or the horizon, if earlier), gradient evaluations to
@@ -54,7 +54,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from condensation import fastforward as ff  # noqa: E402
 from condensation import load_config, load_dataset  # noqa: E402
 from condensation.models import NetworkSpec, init_ensemble  # noqa: E402
-from condensation.train import Handoff, snapshot_steps, train  # noqa: E402
+from condensation.training.network import Handoff, snapshot_steps, train  # noqa: E402
 
 
 def setup(eps: float, dataset: str | None):

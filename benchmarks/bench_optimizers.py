@@ -2,7 +2,7 @@
 """Cost of an ensemble step under each optimizer, side by side with a gd step.
 
 The same ensemble (three-layer tanh, d = 5, n = 100, widths 100/100, 16
-members, float64 by default) is trained by ``condensation.train.train`` with
+members, float64 by default) is trained by ``condensation.training.network.train`` with
 ``optimizer`` gd, sgd (batch n and n/4), momentum and adam, each compiled
 beforehand (``track_final_stage=False``, snapshots at 0 and ``steps`` only).
 Contenders are timed in turn within each repeat (the machine is shared and
@@ -27,8 +27,8 @@ import numpy as np
 
 import condensation  # noqa: F401  (jax_enable_x64, one device per core)
 from condensation.core.activations import ACTIVATIONS
-from condensation.optimizers import Optimizer
-from condensation.train import train
+from condensation.training.network import train
+from condensation.training.optimizers import Optimizer
 
 N, D = 100, 5
 TARGET = 1.5

@@ -6,7 +6,7 @@ contender is timed in turn within each repeat (interleaved), ratios are taken
 between timings of the same repeat, and medians over repeats are reported.
 
 A. m = 100 (three-layer tanh, d = 5, n = 100, widths 100/100, 64 members),
-   float64 and float32: network-steps per second of ``condensation.train.train``
+   float64 and float32: network-steps per second of ``condensation.training.network.train``
    (``track_final_stage=False``, snapshots only at 0 and ``steps``, compiled
    beforehand) against a plain PyTorch-eager loop over the 64 networks (manual
    forward, ``loss.backward()``, in-place SGD under ``torch.no_grad``, CPU, same
@@ -48,8 +48,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import condensation  # noqa: F401  (turns on jax_enable_x64, one device per core)
-from condensation.devices import member_mesh, over_members, place_members
-from condensation.train import feature_major_loss, train
+from condensation.training.devices import member_mesh, over_members, place_members
+from condensation.training.network import feature_major_loss, train
 
 try:
     import torch

@@ -20,7 +20,7 @@ SEED = int(os.environ.get("CONDENSATION_TEST_SEED", "0"))
 @pytest.fixture
 def spread_always(monkeypatch):
     """Trainers spread members over the devices however small the job."""
-    from condensation import devices
+    from condensation.training import devices
 
     monkeypatch.setattr(devices, "SPREAD_MIN_FLOPS", 0.0)
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from condensation.config import DataConfig
+from condensation.config.network import DataConfig
 from condensation.core.activations import ACTIVATIONS
 from condensation.core.chain import (
     chain_counts,
@@ -23,16 +23,16 @@ from condensation.core.chain import (
 from condensation.core.effective import full_field
 from condensation.core.final_stage import final_stage_counts
 from condensation.data import load_dataset
-from condensation.effective import solve
-from condensation.effective_deep import (
+from condensation.effective.deep import (
     build_deep_system,
     sign_condition_counts,
     sign_condition_sets,
 )
+from condensation.effective.system import solve
 from condensation.errors import InputError
 from condensation.experiments import get
 from condensation.experiments.deeper_networks import _check, fit_slope, set_statistics
-from condensation.train import train
+from condensation.training.network import train
 
 
 def _chain_net(rng, depth, widths, d):

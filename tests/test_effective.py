@@ -5,10 +5,16 @@ import pytest
 from scipy.integrate import solve_ivp
 
 from condensation import InputError
-from condensation.blowup import Tolerances, blowup
 from condensation.core.activations import ACTIVATIONS
-from condensation.effective import RegimeWarning, build_system, solve, solve_batch, trajectory
-from condensation.theory import CRITERION_CANNOT_TELL, blowup_criterion, bounds_from_steps
+from condensation.effective.blowup import Tolerances, blowup
+from condensation.effective.system import (
+    RegimeWarning,
+    build_system,
+    solve,
+    solve_batch,
+    trajectory,
+)
+from condensation.effective.theory import CRITERION_CANNOT_TELL, blowup_criterion, bounds_from_steps
 
 TANH = ACTIVATIONS["tanh"]
 
@@ -148,7 +154,7 @@ def test_bad_input_refused():
 
 
 def test_regime_warning():
-    from condensation.effective import warn_if_large
+    from condensation.effective.system import warn_if_large
 
     x = np.linspace(-1, 1, 10)[:, None]
     with pytest.warns(RegimeWarning, match="x the targets"):
@@ -166,7 +172,7 @@ def test_blowup_x_squared_generic():
 
 def test_uncorrelated_labels_are_reported_as_no_drive():
     from condensation import load_config
-    from condensation.runs.effective import run_effective, summary
+    from condensation.commands.effective import run_effective, summary
 
     # an even target on a symmetric grid: z = mean(y x) = 0 up to rounding
     run = run_effective(load_config(None, ["data.dataset='gauss'", "model.widths=[4, 3]"]))

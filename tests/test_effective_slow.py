@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from condensation import load_config
-from condensation.blowup import blowup_batch
-from condensation.effective import build_system
-from condensation.runs.effective import run_effective
-from condensation.runs.train import run_training
-from condensation.theory import bounds_from_steps
+from condensation.commands.effective import run_effective
+from condensation.commands.train import run_training
+from condensation.effective.blowup import blowup_batch
+from condensation.effective.system import build_system
+from condensation.effective.theory import bounds_from_steps
 
 pytestmark = pytest.mark.slow
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from condensation import fastforward as ff
-from condensation.config import DEFAULT_HANDOFF
-from condensation.train import Handoff, snapshot_steps, train
+from condensation.config.network import DEFAULT_HANDOFF
+from condensation.training import fastforward as ff
+from condensation.training.network import Handoff, snapshot_steps, train
 
 # three layers, widths 10/10, eps 1e-2 on the teacher data: T* ~ 40, ~800 GD steps
 SMALL3 = ["model.widths=[10, 10]", "init.scale=1e-2", "train.lr=0.05"]
@@ -181,8 +181,8 @@ def test_a_failed_second_order_solve_runs_plain_gd_and_says_why(network_setup, m
 
 
 def test_outside_the_theory_runs_plain_gd_and_says_why(tmp_path):
-    from condensation.config import load_config
-    from condensation.runs.train import run_training, summary
+    from condensation.commands.train import run_training, summary
+    from condensation.config.network import load_config
 
     quick = ["train.steps=20", "train.snapshots=2", "train.linear_snapshots=1"]
     cfg = load_config(None, [*SMALL3, "model.activation=relu", "train.fast_forward=true", *quick])
@@ -195,8 +195,8 @@ def test_outside_the_theory_runs_plain_gd_and_says_why(tmp_path):
 
 
 def test_steps_auto_and_the_short_horizon_warning():
-    from condensation.config import load_config
-    from condensation.runs.train import resolve_steps, run_training
+    from condensation.commands.train import resolve_steps, run_training
+    from condensation.config.network import load_config
 
     quick = ["train.snapshots=2", "train.linear_snapshots=1"]
     cfg, notes = resolve_steps(load_config(None, [*SMALL3, "train.steps=auto", *quick]))
@@ -216,7 +216,7 @@ def test_steps_auto_and_the_short_horizon_warning():
 def _params_z_act(cfg):
     import dataclasses
 
-    from condensation.runs.train import prepare
+    from condensation.commands.train import prepare
 
     probe = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=1))
     data, spec, ens = prepare(probe)
@@ -227,8 +227,8 @@ def _params_z_act(cfg):
 def test_matrix_completion_depth3_fast_forward_recovers_as_gd():
     from pathlib import Path
 
-    from condensation.matrix.config import load_matrix_config
-    from condensation.runs.matrix import run_matrix
+    from condensation.commands.matrix import run_matrix
+    from condensation.config.matrix import load_matrix_config
 
     path = Path(__file__).resolve().parents[1] / "configs" / "matrix_completion.toml"
     over = ["init.seeds=[0]", "train.steps=30000"]
@@ -248,8 +248,8 @@ def test_matrix_completion_depth3_fast_forward_recovers_as_gd():
 def test_fast_forward_with_an_output_scale_escapes_as_plain_gd():
     """``f = kappa g``: the plan runs in g's time (targets y/kappa, lr kappa^2); the
     escape, and the hand-off time and T* reported in real time, must read as plain GD's."""
-    from condensation.config import load_config
-    from condensation.runs.train import run_training, summary
+    from condensation.commands.train import run_training, summary
+    from condensation.config.network import load_config
 
     base = [*SMALL3, "model.output_scale=2", "train.steps=1200", "train.snapshots=8"]
     plain = summary(run_training(load_config(None, base)))["members"][0]

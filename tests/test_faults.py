@@ -70,7 +70,7 @@ def test_figures_leave_out_undrawable_values(tmp_path):
 
 
 def test_metrics_of_huge_finite_weights_are_finite():
-    from condensation.metrics import condensation_metrics, cosine_matrix
+    from condensation.core.metrics import condensation_metrics, cosine_matrix
 
     rng = np.random.default_rng(0)
     w = [rng.standard_normal((5, 3)) * 1e200, rng.standard_normal((4, 5)) * 1e200, np.ones((1, 4))]

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from condensation.condensed import condensed_report
+from condensation.commands.effective import final_stage_summary
 from condensation.core.final_stage import final_stage_counts, final_stage_holds
-from condensation.effective import build_system, solve_batch
-from condensation.runs.effective import final_stage_summary
+from condensation.effective.condensed import condensed_report
+from condensation.effective.system import build_system, solve_batch
 
 
 def test_counts_on_hand_made_states():

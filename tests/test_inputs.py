@@ -13,12 +13,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from condensation import InputError, inputs, load_config, load_dataset
+from condensation import InputError, load_config, load_dataset
+from condensation.commands.train import prepare
+from condensation.config import checks as inputs
+from condensation.config.matrix import ProblemConfig
 from condensation.matrix import load_matrix_config
-from condensation.matrix.config import ProblemConfig
 from condensation.matrix.problems import load_problem
 from condensation.models import NetworkSpec, load_params
-from condensation.runs.train import prepare
 
 
 def _one_line(e: InputError, field: str) -> None:

@@ -15,7 +15,7 @@ from condensation.core.init_scales import (
 )
 from condensation.core.network import forward, loss
 from condensation.core.regime import classify, rd_over_snapshots, relative_distance, width_slope
-from condensation.effective import build_system, solve, trajectory
+from condensation.effective.system import build_system, solve, trajectory
 
 TANH = ACTIVATIONS["tanh"]
 SMALL = ["model.widths=[6, 6]", "data.n=12", "data.d=3"]
@@ -23,7 +23,7 @@ SMALL = ["model.widths=[6, 6]", "data.n=12", "data.d=3"]
 
 def test_effective_T_star_from_unequal_layer_scales_matches_gd():
     # per-layer stds <= 1e-3, kappa != 1: GD's escape (loss halved) within 2 % of T*
-    from condensation.runs.effective import run_effective, summary
+    from condensation.commands.effective import run_effective, summary
 
     cfg = load_config(
         None,
@@ -72,7 +72,7 @@ def test_output_scale_two_layer_cosh_sinh(rng):
 
 def test_output_scale_training_is_gd_on_kappa_f():
     # run_training with kappa equals plain GD on R = 1/2n sum (kappa f - y)^2, step by step
-    from condensation.runs.train import run_training
+    from condensation.commands.train import run_training
 
     kappa, lr, steps = 1.7, 0.3, 25
     cfg = load_config(
@@ -157,7 +157,7 @@ def test_layer_scales_and_scale_in_one_file_refused(cli_main, tmp_path):
 
 
 def test_rd_closed_form_and_train_summary():
-    from condensation.runs.train import member_summaries, run_training
+    from condensation.commands.train import member_summaries, run_training
 
     w0 = np.ones((1, 2, 3))
     np.testing.assert_allclose(relative_distance(3 * w0, w0), [2.0])

@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 
 from condensation import matrix as mx
+from condensation.commands.matrix import member_summaries, run_experiment, run_matrix
 from condensation.core import matrix as cm
 from condensation.core.effective import full_field
 from condensation.errors import InputError
-from condensation.runs.matrix import member_summaries, run_experiment, run_matrix
-from condensation.train import snapshot_steps
+from condensation.training.network import snapshot_steps
 
 SEED = int(os.environ.get("CONDENSATION_TEST_SEED", "0"))  # as in conftest.py
 
@@ -391,8 +391,8 @@ def test_two_by_two_unobserved_entry_diverges():
 
 def test_one_row_T_star_equals_network_T_star(rng):
     """``M_O = z^T``: the deep-factorisation T* is the three-layer network's effective T*
-    (:mod:`condensation.effective`) to 1e-10."""
-    from condensation.effective import build_system, solve
+    (:mod:`condensation.effective.system`) to 1e-10."""
+    from condensation.effective.system import build_system, solve
 
     d, m1, m2 = 4, 6, 5
     params = tuple(1e-3 * rng.standard_normal(s) for s in ((m1, d), (m2, m1), (1, m2)))
@@ -442,7 +442,7 @@ def run_hundred() -> dict:
 
 @pytest.mark.slow
 def test_experiment_quick(tmp_path):
-    from condensation.runs.matrix import EXPERIMENT_DEFAULTS, EXPERIMENT_QUICK
+    from condensation.commands.matrix import EXPERIMENT_DEFAULTS, EXPERIMENT_QUICK
 
     head = run_experiment({**EXPERIMENT_DEFAULTS, **EXPERIMENT_QUICK}, tmp_path)
     assert (tmp_path / "figures" / "matrix_sweep.png").is_file()

@@ -1,6 +1,12 @@
 import numpy as np
 
-from condensation.metrics import abs_cos_to, cosine_matrix, count_clusters, eigen_order, sigma_ratio
+from condensation.core.metrics import (
+    abs_cos_to,
+    cosine_matrix,
+    count_clusters,
+    eigen_order,
+    sigma_ratio,
+)
 
 
 def test_count_clusters_sees_two_orientations(rng):

@@ -6,13 +6,13 @@ import json
 import numpy as np
 import pytest
 
+from condensation.effective.theory import CRITERION_BLOWS_UP, blowup_criterion
 from condensation.experiments.blowup_census import family_states, pad_scalar
 from condensation.experiments.blowup_rates import bound_ratio
 from condensation.experiments.condensation_notions import notions_at
 from condensation.experiments.final_stage_necessity import entry_and_exits
 from condensation.experiments.small_layers import initial_params
 from condensation.reproduce import reproduce, run_experiment
-from condensation.theory import CRITERION_BLOWS_UP, blowup_criterion
 
 
 def test_entry_and_exits_counts_leaving_after_first_entry():

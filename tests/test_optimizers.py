@@ -11,7 +11,7 @@ import optax
 import pytest
 
 from condensation import train
-from condensation.optimizers import Optimizer, batch_indices
+from condensation.training.optimizers import Optimizer, batch_indices
 
 OVERRIDES = ["model.widths=[6, 5]", "init.seeds=[0, 1]", "init.scale=0.3", "data.n=24"]
 STEPS = 12
@@ -76,7 +76,7 @@ def test_first_steps_match_numpy_reference(network_setup, monkeypatch, opt, lr, 
     steps (an error in any step would show in both).  Heavy-ball momentum: the
     divergence test below; sgd with b > 2n/3 (one weighted pass): sgd(b = n) vs gd."""
     if spread:
-        from condensation import devices
+        from condensation.training import devices
 
         monkeypatch.setattr(devices, "SPREAD_MIN_FLOPS", 0.0)
     _, data, spec, ens = network_setup(OVERRIDES)
@@ -255,8 +255,8 @@ def test_effective_comparison_is_labelled(name, prefix, reach):
     """effective --compare-gd names a non-GD run's keys trained_* and says what the
     effective prediction is for its optimizer (a theorem only for gd)."""
     from condensation import load_config, load_dataset
-    from condensation.runs.effective import trained_label
-    from condensation.runs.train import optimizer_of, optimizer_summary
+    from condensation.commands.effective import trained_label
+    from condensation.commands.train import optimizer_of, optimizer_summary
 
     cfg = load_config(None, [f"train.optimizer='{name}'"])
     data = load_dataset(cfg.data)

@@ -11,7 +11,7 @@ import pytest
 from condensation import experiments as X
 from condensation.core.activations import ACTIVATIONS
 from condensation.core.network import loss
-from condensation.train_tolerance import _forward_backward, train_to_tolerance
+from condensation.training.tolerance import _forward_backward, train_to_tolerance
 
 X3 = np.array([[-1.0, 1.0], [0.0, 1.0], [1.0, 1.0]])  # three 1-D points with a bias input
 Y3 = np.array([-0.5, 0.0, 0.5])

@@ -7,12 +7,12 @@ import jax
 import numpy as np
 
 from condensation import load_config, train
+from condensation.commands.train import member_summaries, run_training
 from condensation.core import loss
 from condensation.core.final_stage import angle_matrix, inner_product_margins
+from condensation.core.metrics import abs_cos_to, top_direction_alignment
 from condensation.data import load_dataset
 from condensation.datasets import bundled_path
-from condensation.metrics import abs_cos_to, top_direction_alignment
-from condensation.runs.train import member_summaries, run_training
 
 
 def _reference_history(params, x, y, act, lr, steps, z):

@@ -11,9 +11,9 @@ from collections import Counter
 
 import pytest
 
+import condensation.commands.train
 import condensation.data
 import condensation.models
-import condensation.runs.train
 
 SMALL = [
     "model.widths=[10, 10]",
@@ -39,9 +39,9 @@ def calls(monkeypatch):
 
     load = counting("load_dataset", condensation.data.load_dataset)
     init = counting("init_ensemble", condensation.models.init_ensemble)
-    for module in (condensation.data, condensation.runs.train):
+    for module in (condensation.data, condensation.commands.train):
         monkeypatch.setattr(module, "load_dataset", load)
-    for module in (condensation.models, condensation.runs.train):
+    for module in (condensation.models, condensation.commands.train):
         monkeypatch.setattr(module, "init_ensemble", init)
     return counts
 
@@ -99,7 +99,7 @@ def test_effective_cli_does_not_import_the_train_cli():
         "sys.modules['condensation.cli'] = pkg\n"
         "import condensation.cli._effective as e\n"
         "e.effective_cmd  # the command itself\n"
-        "from condensation.runs.effective import output_bytes, prepare_effective\n"
+        "from condensation.commands.effective import output_bytes, prepare_effective\n"
         "print(sorted(m for m in sys.modules if m.startswith('condensation.cli')))\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 import condensation as C
 
 
@@ -42,3 +44,18 @@ def test_effective_dynamics_from_the_top_level_with_an_activation_name():
     same = C.build_system([w[0] for w in ens.params], data.z, activation=spec.activation)
     a, b = C.solve(system), C.solve(same)
     assert a.blew_up and a.T_star == b.T_star
+
+
+@pytest.mark.parametrize("module", ["train", "effective", "matrix"])
+def test_old_runs_paths_still_import_with_a_deprecation_warning(module):
+    """The README once imported ``condensation.runs.train``: it keeps working for one
+    release, warning where the code went."""
+    import importlib
+    import sys
+
+    sys.modules.pop(f"condensation.runs.{module}", None)
+    with pytest.warns(DeprecationWarning, match=f"condensation.commands.{module}"):
+        old = importlib.import_module(f"condensation.runs.{module}")
+    new = importlib.import_module(f"condensation.commands.{module}")
+    public = [n for n in vars(new) if not n.startswith("_") and callable(getattr(new, n))]
+    assert public and all(getattr(old, n) is getattr(new, n) for n in public)

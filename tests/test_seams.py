@@ -74,8 +74,8 @@ def test_effective_compare_gd_resolves_auto_steps_as_train_does(cli, tiny, tmp_p
     """With --compare-gd, train.steps is the training's horizon: "auto" is resolved
     by train's own rule (runs.train.resolve_steps), recorded in config.toml and said
     on the console; before, a TypeError traceback from inputs.snapshot_count."""
-    from condensation.config import load_config
-    from condensation.runs.train import resolve_steps
+    from condensation.commands.train import resolve_steps
+    from condensation.config.network import load_config
 
     out = tmp_path / "eff"
     code, stdout, err = cli("effective", tiny, "--set", "train.steps=auto", "--compare-gd",
@@ -115,7 +115,7 @@ def test_effective_compare_gd_auto_without_t_star_is_one_line(cli, tiny, tmp_pat
 
 def test_snapshot_count_of_an_unresolved_horizon():
     """The memory check before a horizon is known: the snapshot counts' own bound."""
-    from condensation.inputs import snapshot_count
+    from condensation.config.checks import snapshot_count
 
     assert snapshot_count("auto", 60, 0) == 62
     assert snapshot_count(10, 60, 0) == 11
@@ -133,7 +133,7 @@ def test_build_system_takes_an_activation_by_name(rng):
     """build_system(..., activation="tanh") is the system of the Activation object
     (before: AttributeError 'str' object has no attribute 'why_not_effective')."""
     from condensation.core.activations import ACTIVATIONS
-    from condensation.effective import build_system
+    from condensation.effective.system import build_system
 
     ps, z = _three_layers(rng)
     for name in ("tanh", "sin", "linear", "xtanh"):
@@ -155,8 +155,8 @@ def test_build_system_takes_an_activation_by_name(rng):
 
 def test_every_public_activation_parameter_takes_a_name(rng):
     from condensation.core.activations import ACTIVATIONS, get_activation
-    from condensation.effective import regime_ratio, warn_if_large
-    from condensation.effective_deep import build_deep_system
+    from condensation.effective.deep import build_deep_system
+    from condensation.effective.system import regime_ratio, warn_if_large
 
     ps, z = _three_layers(rng)
     tanh = ACTIVATIONS["tanh"]
@@ -172,7 +172,7 @@ def test_every_public_activation_parameter_takes_a_name(rng):
 @pytest.mark.parametrize("bad", ["tahn", 3])
 def test_unknown_activation_is_one_input_error_naming_the_known(rng, bad):
     from condensation.core.activations import ACTIVATIONS, get_activation
-    from condensation.effective import build_system
+    from condensation.effective.system import build_system
     from condensation.errors import InputError
 
     ps, z = _three_layers(rng)
@@ -185,7 +185,7 @@ def test_unknown_activation_is_one_input_error_naming_the_known(rng, bad):
 
 
 def test_build_system_documents_activation_names():
-    from condensation.effective import build_system
+    from condensation.effective.system import build_system
 
     doc = build_system.__doc__
     assert "Args:" in doc and "Returns:" in doc and '"tanh"' in doc
@@ -222,9 +222,9 @@ def test_spectral_console_says_the_angle_constraint_is_not_checked(cli, tiny, tm
 @pytest.fixture
 def from_file(tiny, tmp_path):
     """The tiny config with its one member loaded from ``w0.npz``."""
-    from condensation.config import load_config
+    from condensation.commands.train import prepare
+    from condensation.config.network import load_config
     from condensation.models import save_params
-    from condensation.runs.train import prepare
 
     _, _, ens = prepare(load_config(tiny))
     save_params(tmp_path / "w0.npz", [w[0] for w in ens.params])

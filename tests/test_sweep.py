@@ -95,8 +95,8 @@ def test_sweep_rows_equal_single_train_runs(swept, cli_main, tmp_path):
         cfg = (out / "cells" / cid / "config.toml").read_text()
         assert "seeds = [" in cfg and "scales = [" in cfg
         assert len({m["model.widths"] for m in members}) == 1
-    from condensation.config import load_config
-    from condensation.runs.train import member_summaries, run_training
+    from condensation.commands.train import member_summaries, run_training
+    from condensation.config.network import load_config
 
     escaped = 0
     for i, r in enumerate(rows):
@@ -158,8 +158,8 @@ def test_rerun_reuses_and_new_axis_value_computes_only_new_cells(swept):
     assert rows[:9] == before[:9] and rows[12:21] == before[9:]
     new = rows[9:12] + rows[21:]
     assert [r["init.seed"] for r in new] == [3] * 6 and len({r["cell"] for r in new}) == 2
-    from condensation.config import load_config
-    from condensation.runs.train import member_summaries, run_training
+    from condensation.commands.train import member_summaries, run_training
+    from condensation.config.network import load_config
 
     r = new[1]
     sets = [f"init.scale={r['init.scale']}", "init.seed=3", "model.widths=[6, 6]"]

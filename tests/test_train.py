@@ -8,8 +8,8 @@ import pytest
 
 from condensation import load_config, train
 from condensation._jax_setup import cpu_device_count
-from condensation.runs.train import member_summaries, run_training
-from condensation.train import snapshot_steps
+from condensation.commands.train import member_summaries, run_training
+from condensation.training.network import snapshot_steps
 
 
 def test_ensemble_equals_separate_runs(network_setup):
@@ -62,7 +62,7 @@ def test_divergence_marks_one_member_only(network_setup):
 def test_members_spread_over_devices_equal_one_device(monkeypatch, spread_always, network_setup):
     """Three members (one diverging) padded onto two devices give what one device
     gives: the same snapshots, escape, divergence and final-stage steps."""
-    T = importlib.import_module("condensation.train")  # the module, not the function
+    T = importlib.import_module("condensation.training.network")  # the module, not the function
     assert len(jax.devices()) >= 2  # conftest asks for two CPU devices
     assert T.member_mesh(3).size == 2 and T.member_mesh(1) is None
     cfg, data, spec, ens = network_setup(
@@ -87,7 +87,7 @@ def test_members_spread_over_devices_equal_one_device(monkeypatch, spread_always
 
 
 def test_small_jobs_stay_on_one_device():
-    from condensation.devices import SPREAD_MIN_FLOPS, member_mesh
+    from condensation.training.devices import SPREAD_MIN_FLOPS, member_mesh
 
     assert member_mesh(3, flops=0.5 * SPREAD_MIN_FLOPS) is None
     assert member_mesh(3, flops=2 * SPREAD_MIN_FLOPS).size == 2

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from helpers import ctrl_c_in_train
 
-from condensation import store
 from condensation.errors import InputError
+from condensation.store import rundir as store
 
 TINY = ["model.widths=[4, 4]", "train.steps=60", "train.snapshots=4", "train.linear_snapshots=3"]
 
@@ -35,7 +35,7 @@ def partial_by_child(out):
     """A partial directory made by ``store.new_partial`` in a child process that is
     still running: ``(path, the child)``."""
     code = (
-        "import sys, time; from condensation import store; "
+        "import sys, time; from condensation.store import rundir as store; "
         "print(store.new_partial(sys.argv[1]), flush=True); time.sleep(120)"
     )
     child = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE)
@@ -308,8 +308,8 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, cli_main, monkeypatc
 def test_matrix_trainer_resumes_bit_identical(tmp_path):
     """The matrix trainer's carry and series survive an interrupt and a resume."""
     from condensation import matrix as mx
-    from condensation.checkpoint import Checkpoint
-    from condensation.train import snapshot_steps
+    from condensation.store.checkpoint import Checkpoint
+    from condensation.training.network import snapshot_steps
 
     cfg = mx.matrix_config_from_dict(
         {"problem": {"n": 6, "rank": 2, "observed": 24}, "model": {"depth": 3}}
@@ -341,7 +341,7 @@ def test_matrix_trainer_resumes_bit_identical(tmp_path):
 
 
 def test_checkpoint_chunks_cover_the_interval():
-    from condensation.checkpoint import chunks
+    from condensation.store.checkpoint import chunks
 
     assert list(chunks(3, 10, 4)) == [(3, 7), (7, 10)]
     assert list(chunks(0, 2, 0)) == [(0, 1), (1, 2)]

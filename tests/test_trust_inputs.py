@@ -15,14 +15,15 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from condensation import InputError, inputs, load_config, load_dataset
-from condensation.config import SECTIONS as NETWORK_SECTIONS
-from condensation.config import DataConfig, config_from_dict, parse_override
+from condensation import InputError, load_config, load_dataset
+from condensation.config import checks as inputs
+from condensation.config.matrix import SECTIONS as MATRIX_SECTIONS
+from condensation.config.matrix import matrix_config_from_dict
+from condensation.config.network import SECTIONS as NETWORK_SECTIONS
+from condensation.config.network import DataConfig, config_from_dict, parse_override
 from condensation.experiments import get as get_experiment
 from condensation.experiments import parse_set
 from condensation.matrix import load_matrix_config
-from condensation.matrix.config import SECTIONS as MATRIX_SECTIONS
-from condensation.matrix.config import matrix_config_from_dict
 
 QUICK = settings(
     max_examples=50,

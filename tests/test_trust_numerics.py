@@ -39,7 +39,7 @@ def no_gd(monkeypatch):
     def spy(*args, **kwargs):
         raise ComputeStarted
 
-    monkeypatch.setattr("condensation.runs.train.train", spy)
+    monkeypatch.setattr("condensation.commands.train.train", spy)
     monkeypatch.setattr("condensation.matrix.train_factorisation", spy)
 
 
@@ -122,10 +122,10 @@ def test_matrix_fast_forward_with_a_time_unit_beyond_float64_is_refused(cli_main
 def test_unit_scale_solve_gives_the_direct_solve_s_t_star(monkeypatch):
     """The log-space path (a solve at unit scale, times converted by the unit) is
     the same solve: where both are finite they agree to rounding."""
-    from condensation import fastforward as ff
-    from condensation import theory
-    from condensation.config import load_config
-    from condensation.runs.train import prepare
+    from condensation.commands.train import prepare
+    from condensation.config.network import load_config
+    from condensation.effective import theory
+    from condensation.training import fastforward as ff
 
     cfg = load_config(None, [*DEEP, "init.scale=1e-3"])  # T* ~ 1e45: finite either way
     data, spec, ens = prepare(cfg)
@@ -146,9 +146,9 @@ def test_unit_scale_solve_gives_the_direct_solve_s_t_star(monkeypatch):
 @pytest.mark.slow  # three compiled solves (~15 s); depth 16 is checked in the default suite above
 def test_t_star_lower_bound_holds_at_every_depth():
     """``L^((L-2)/2) / ((L-2) |z| r0^(L-2))`` <= the solved T* (depth 3: THEORY §4)."""
-    from condensation import fastforward as ff
-    from condensation.config import load_config
-    from condensation.runs.train import prepare
+    from condensation.commands.train import prepare
+    from condensation.config.network import load_config
+    from condensation.training import fastforward as ff
 
     for depth in (3, 4, 5):
         widths = ",".join(["3"] * (depth - 1))

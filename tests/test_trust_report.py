@@ -24,9 +24,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from condensation import load_run, store
+from condensation import load_run
 from condensation.errors import InputError
 from condensation.report.html import render_report
+from condensation.store import rundir as store
 
 SECRET = b"TOP-SECRET-d41d8cd98f00b204e980"
 

@@ -17,9 +17,9 @@ from helpers import ctrl_c_in_train
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from condensation import store
-from condensation.checkpoint import Checkpoint, checkpoint_dir
 from condensation.errors import InputError
+from condensation.store import rundir as store
+from condensation.store.checkpoint import Checkpoint, checkpoint_dir
 
 TINY = ["model.widths=[4, 4]", "train.steps=60", "train.snapshots=4", "train.linear_snapshots=3"]
 
@@ -145,7 +145,7 @@ def test_a_checkpoint_folder_without_our_marker_is_never_deleted(tmp_path):
 def test_partial_of_a_reused_pid_is_removed_of_a_live_run_kept(tmp_path):
     out = tmp_path / "run"
     code = (
-        "import sys, time; from condensation import store; "
+        "import sys, time; from condensation.store import rundir as store; "
         "print(store.new_partial(sys.argv[1]), flush=True); time.sleep(120)"
     )
     child = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE)
@@ -394,8 +394,8 @@ def test_disk_full_while_writing_is_one_line_and_leaves_nothing(tmp_path):
 
 
 def test_disk_full_while_checkpointing_leaves_nothing(tmp_path, monkeypatch):
-    from condensation import checkpoint
     from condensation.cli._common import guarded_run
+    from condensation.store import checkpoint
 
     real = np.savez
 

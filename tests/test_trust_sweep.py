@@ -69,7 +69,7 @@ def cli(cli_streams):
 def _fake_cell(command, config, out_dir):
     """Stand-in for sweep.cells.run_cell: a run directory whose summary has one
     member per (seed, scale) of the config, loss_final = lr * (seed + 1)."""
-    from condensation.store import run_directory, write_json
+    from condensation.store.rundir import run_directory, write_json
     from condensation.sweep.spec import load_command_config
 
     cfg = load_command_config(command, config)
@@ -205,7 +205,7 @@ def test_a_linked_cells_folder_is_refused(tmp_path, cli, fake_cells):
 # ---- 2. one lock per output; a duplicate cell id -----------------------------------------
 def _hold_lock(out: Path) -> subprocess.Popen:
     """Another process holding ``out``'s lock as store.out_lock does (flock, its pid)."""
-    from condensation.store import lock_path
+    from condensation.store.rundir import lock_path
 
     code = textwrap.dedent(
         f"""

@@ -12,9 +12,10 @@ import pytest
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 
-from condensation import load_run, snapshots
-from condensation import metrics as M
-from condensation.runs import train as runs_train
+from condensation import load_run
+from condensation.commands import train as runs_train
+from condensation.core import metrics as M
+from condensation.training import snapshots
 
 SMALL = ["model.widths=[3, 12]", "train.steps=80", "train.snapshots=6", "train.linear_snapshots=8"]
 
@@ -129,9 +130,9 @@ def thin(monkeypatch):
 def test_bounded_equals_full_on_what_it_keeps_full_round_trips_thinned_resumes(
     tmp_path, cli_main, monkeypatch, thin
 ):
-    from condensation.checkpoint import Checkpoint
-    from condensation.config import load_config
+    from condensation.config.network import load_config
     from condensation.models import NetworkSpec, init_ensemble
+    from condensation.store.checkpoint import Checkpoint
 
     full, bounded = tmp_path / "full", tmp_path / "bounded"
     assert cli_main("train", *_sets([*SMALL, "train.save='full'"]), "--out", str(full))[0] == 0

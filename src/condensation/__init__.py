@@ -19,12 +19,12 @@ from condensation._jax_setup import configure as _configure  # noqa: E402
 
 _configure()
 
-from condensation.config import Config, load_config  # noqa: E402
+from condensation.config.network import Config, load_config  # noqa: E402
 from condensation.data import Dataset, load_dataset  # noqa: E402
 from condensation.errors import InputError, NumericalError  # noqa: E402
-from condensation.loading import Run, load_run  # noqa: E402
 from condensation.models import NetworkSpec, init_ensemble  # noqa: E402
-from condensation.train import TrainResult, train  # noqa: E402
+from condensation.store.load_run import Run, load_run  # noqa: E402
+from condensation.training.network import TrainResult, train  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -33,16 +33,16 @@ __version__ = "0.1.0"
 # name -> the module that defines it.
 _LAZY = {
     "get_activation": "condensation.core.activations",
-    "Prepared": "condensation.runs.train",
-    "prepare": "condensation.runs.train",
-    "prepare_run": "condensation.runs.train",
-    "run_training": "condensation.runs.train",
-    "build_system": "condensation.effective",
-    "solve": "condensation.effective",
-    "trajectory": "condensation.effective",
-    "run_effective": "condensation.runs.effective",
-    "load_matrix_config": "condensation.matrix.config",
-    "run_matrix": "condensation.runs.matrix",
+    "Prepared": "condensation.commands.train",
+    "prepare": "condensation.commands.train",
+    "prepare_run": "condensation.commands.train",
+    "run_training": "condensation.commands.train",
+    "build_system": "condensation.effective.system",
+    "solve": "condensation.effective.system",
+    "trajectory": "condensation.effective.system",
+    "run_effective": "condensation.commands.effective",
+    "load_matrix_config": "condensation.config.matrix",
+    "run_matrix": "condensation.commands.matrix",
     "parse_spec": "condensation.sweep",
     "run_sweep": "condensation.sweep",
     "run_experiment": "condensation.reproduce",

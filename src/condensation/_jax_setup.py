@@ -4,7 +4,7 @@
 - CPU devices: XLA runs one program on one core, so a process normally uses one
   core for a training loop.  Before JAX starts its CPU backend, this exposes one
   JAX device per usable core (``jax_num_cpu_devices``), and
-  :func:`condensation.train.train` spreads ensemble members over them.  The
+  :func:`condensation.training.network.train` spreads ensemble members over them.  The
   environment variable ``CONDENSATION_CPU_DEVICES`` sets the count instead
   (``1`` turns it off).  Nothing is changed when the backend has already
   started, or when ``XLA_FLAGS`` or ``jax_num_cpu_devices`` already set a count.

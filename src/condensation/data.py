@@ -10,7 +10,7 @@ Built-ins (``[data] dataset = ...``):
   with its provenance in :mod:`condensation.datasets` (``n``, ``d`` ignored).
 
 User data: ``.npz`` with arrays ``x`` (n, d) and ``y`` (n,), or ``.csv`` whose
-last column is y, read strictly by :func:`condensation.inputs.load_csv` (an optional
+last column is y, read strictly by :func:`condensation.config.checks.load_csv` (an optional
 header is a first row whose cells are all non-numeric; every other cell a finite
 decimal number).
 """
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from condensation import inputs
-from condensation.config import DataConfig
+from condensation.config import checks as inputs
+from condensation.config.network import DataConfig
 from condensation.datasets import BUNDLED, bundled_path
 from condensation.errors import InputError
 

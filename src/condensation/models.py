@@ -12,8 +12,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from condensation import inputs
-from condensation.config import Config, ModelConfig
+from condensation.config import checks as inputs
+from condensation.config.network import Config, ModelConfig
 from condensation.core.activations import Activation, get_activation
 from condensation.errors import InputError, printable
 

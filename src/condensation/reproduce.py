@@ -27,7 +27,7 @@ from condensation.engine import Engine, Task
 from condensation.errors import InputError
 from condensation.report.html import write_report
 from condensation.report.schema import check_experiment
-from condensation.store import (
+from condensation.store.rundir import (
     check_out_dir,
     claim_staging,
     put_in_place,

@@ -33,8 +33,8 @@ from condensation.cli._common import (
     print_literal,
     show_warning,
 )
+from condensation.config.checks import UnderflowWarning
 from condensation.errors import InputError, NumericalError
-from condensation.inputs import UnderflowWarning
 
 app = typer.Typer(
     add_completion=False,

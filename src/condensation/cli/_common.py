@@ -12,8 +12,8 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from condensation.checkpoint import Checkpoint, checkpoint_dir
-from condensation.store import completed_run, read_marker, reserve
+from condensation.store.checkpoint import Checkpoint, checkpoint_dir
+from condensation.store.rundir import completed_run, read_marker, reserve
 
 log = logging.getLogger("condensation")
 console = Console()

@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from condensation.checkpoint import run_key
 from condensation.cli._common import (
     ConfigArg,
     OutOpt,
@@ -21,10 +20,11 @@ from condensation.cli._common import (
     num,
     print_literal,
 )
-from condensation.config import load_config
+from condensation.config.network import load_config
 from condensation.errors import InputError
 from condensation.models import member_label
-from condensation.store import run_directory
+from condensation.store.checkpoint import run_key
+from condensation.store.rundir import run_directory
 
 
 def _fmt(v, spec: str) -> str:
@@ -62,14 +62,14 @@ def effective_cmd(
     """
     # imported here, not at the top: they bring in diffrax (~0.4 s), which every
     # other command (and a sweep's worker, which imports this CLI) does without
-    from condensation.blowup import Tolerances
-    from condensation.effective import FORMS, RegimeWarning
-    from condensation.runs.effective import (
+    from condensation.commands.effective import (
         output_bytes,
         prepare_effective,
         run_effective,
         write_effective_run,
     )
+    from condensation.effective.blowup import Tolerances
+    from condensation.effective.system import FORMS, RegimeWarning
 
     cfg = load_config(config, set_ or [])
     if form not in FORMS:
@@ -162,7 +162,7 @@ def angle_note(s: dict) -> str | None:
             "(it tracks c, not W; final_stage_angle_checked = false in summary.json); "
             "use --form full for the checked entry"
         )
-    from condensation.effective import MATRIX_LAW_MAX_WIDTH
+    from condensation.effective.system import MATRIX_LAW_MAX_WIDTH
 
     return (
         "note: the final-stage entry times above ignore the angle constraint (not checked "

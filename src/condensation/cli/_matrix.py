@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from condensation.checkpoint import run_key
 from condensation.cli._common import (
     ConfigArg,
     OutOpt,
@@ -16,16 +15,17 @@ from condensation.cli._common import (
     guarded_run,
     progress_bar,
 )
-from condensation.matrix import init_ensemble, load_matrix_config
-from condensation.models import member_label
-from condensation.runs.matrix import (
+from condensation.commands.matrix import (
     check_fast_forward_scales,
     load_checked_problem,
     output_bytes,
     run_matrix,
     write_matrix_run,
 )
-from condensation.store import run_directory
+from condensation.matrix import init_ensemble, load_matrix_config
+from condensation.models import member_label
+from condensation.store.checkpoint import run_key
+from condensation.store.rundir import run_directory
 
 
 def _fmt(v, spec: str = ".3g") -> str:

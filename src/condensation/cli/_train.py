@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from condensation.checkpoint import run_key
 from condensation.cli._common import (
     ConfigArg,
     OutOpt,
@@ -19,10 +18,11 @@ from condensation.cli._common import (
     num,
     progress_bar,
 )
-from condensation.config import load_config
+from condensation.commands.train import output_bytes, prepare_run, run_training, write_train_run
+from condensation.config.network import load_config
 from condensation.models import member_label
-from condensation.runs.train import output_bytes, prepare_run, run_training, write_train_run
-from condensation.store import run_directory
+from condensation.store.checkpoint import run_key
+from condensation.store.rundir import run_directory
 
 
 def train_cmd(

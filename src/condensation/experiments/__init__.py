@@ -186,7 +186,7 @@ class Experiment:
         return p
 
     def data_config(self, params: dict[str, Any]):
-        """The :class:`~condensation.config.DataConfig` this experiment trains on with
+        """The :class:`~condensation.config.network.DataConfig` this experiment trains on with
         ``params`` (its ``DATA_DEFAULT`` updated by ``data.*``); None without data."""
         if not self.uses_data:
             return None
@@ -246,13 +246,13 @@ def _scalar(name: str, key: str, v: Any) -> float | int | bool | None:
 def parse_set(item: str) -> tuple[str, Any]:
     """``key=value`` → (key, value); the value is parsed as TOML (a bare word is a
     string; a line break or a trailing comment is refused: see
-    :func:`condensation.inputs.set_value`)."""
+    :func:`condensation.config.checks.set_value`)."""
     if "=" not in item:
         raise InputError("--set", item, "expected key=value", "write e.g. --set eps_min=1e-4")
     key, rhs = (s.strip() for s in item.split("=", 1))
     if not key:
         raise InputError("--set", item, "empty parameter name", "write e.g. --set eps_min=1e-4")
-    from condensation import inputs
+    from condensation.config import checks as inputs
 
     return key, inputs.set_value(item, rhs)  # TOML, else a bare word; never cut short
 
@@ -268,7 +268,7 @@ def coerce_param(key: str, value: Any, default: Any) -> Any:
             raise bad("true or false")
         return value
     if isinstance(default, int):  # the config's one integer rule (whole floats, 2**53)
-        from condensation import inputs
+        from condensation.config import checks as inputs
 
         return inputs.as_int(key, value)
     if isinstance(default, float):
@@ -297,7 +297,7 @@ def check_param_range(key: str, value: Any, default: Any) -> None:
     the one seed rule; a number keeps the sign of its default (> 0 where the default
     is positive, >= 0 where it is 0) and stays representable (|v| <= 1e100, ints
     <= 2**53)."""
-    from condensation import inputs
+    from condensation.config import checks as inputs
 
     if isinstance(value, list):
         for v in value:  # every entry against the first default entry, as coerce_param
@@ -346,7 +346,7 @@ def require_eps_range(p: dict[str, Any]) -> None:
 
 def check_data(body: dict[str, Any]) -> dict[str, Any]:
     """``data.*`` parameters checked as the config's ``[data]`` section (InputError)."""
-    from condensation.config import SECTIONS, build_sections
+    from condensation.config.network import SECTIONS, build_sections
 
     _, built = build_sections({"data": body}, [], {"data": SECTIONS["data"]})
     path = built["data"].path
@@ -361,9 +361,9 @@ def data_section(params: dict[str, Any], default: dict[str, Any]) -> dict[str, A
 
 
 def data_config(params: dict[str, Any], default: dict[str, Any]):
-    """The :class:`~condensation.config.DataConfig` of :func:`data_section`, built
+    """The :class:`~condensation.config.network.DataConfig` of :func:`data_section`, built
     and coerced as the config's ``[data]`` (InputError naming ``data.KEY``)."""
-    from condensation.config import SECTIONS, build_sections
+    from condensation.config.network import SECTIONS, build_sections
 
     section = data_section(params, default)
     _, built = build_sections({"data": section}, [], {"data": SECTIONS["data"]})
@@ -374,7 +374,7 @@ def describe_data(cfg, data, own_default=None) -> dict[str, Any]:
     """What a summary records about the data an experiment used.
 
     Args:
-        cfg: the :class:`~condensation.config.DataConfig` it was built from.
+        cfg: the :class:`~condensation.config.network.DataConfig` it was built from.
         data: the :class:`~condensation.data.Dataset` itself.
         own_default: the experiment's own default ``DataConfig`` (None: unknown).
 

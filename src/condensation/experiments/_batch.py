@@ -1,7 +1,7 @@
 """Many effective solves in fixed-size compiled batches (shared by the open-question
 experiments).
 
-:func:`condensation.effective.solve_batch` compiles once per batch size and
+:func:`condensation.effective.system.solve_batch` compiles once per batch size and
 shape; solving in chunks of ``CHUNK`` members (the last one padded with copies
 of its first member, dropped afterwards) makes every call of one shape reuse one
 compilation, whatever the number of trajectories, in quick and default runs and
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from condensation.blowup import Blowup
-from condensation.effective import EffectiveSystem, build_system, solve_batch
+from condensation.effective.blowup import Blowup
+from condensation.effective.system import EffectiveSystem, build_system, solve_batch
 
 CHUNK = 32
 

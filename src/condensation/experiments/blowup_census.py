@@ -39,13 +39,13 @@ from pathlib import Path
 
 import numpy as np
 
-from condensation.effective import build_system
+from condensation.effective.system import build_system
+from condensation.effective.theory import CRITERION_BLOWS_UP, blowup_criterion
 from condensation.errors import InputError
 from condensation.experiments import Figure, Progress, require_counts
 from condensation.experiments._batch import solve_chunked
 from condensation.report import figures
-from condensation.store import save_arrays
-from condensation.theory import CRITERION_BLOWS_UP, blowup_criterion
+from condensation.store.rundir import save_arrays
 
 NAME = "blowup-census"
 TITLE = "Blow-up census: how many trajectories blow up, how many the criterion certifies"

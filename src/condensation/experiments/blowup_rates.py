@@ -30,7 +30,7 @@ import numpy as np
 from condensation.experiments import Figure, Progress, require_counts
 from condensation.experiments._batch import solve_chunked, standard_normal_systems
 from condensation.report import figures
-from condensation.store import save_arrays
+from condensation.store.rundir import save_arrays
 
 NAME = "blowup-rates"
 TITLE = "Blow-up rates: rho (T*-t)^2 and E (T*-t)^3, and how tight the energy bound is"

@@ -12,7 +12,7 @@ taken at the first sample where it holds (``lead`` = ``q`` there):
 - ``rank``: effective rank of ``B`` (exp of the entropy of its normalised singular
   values) below 1.1;
 - ``one_cluster``: one orientation cluster holds 90 % of the first-layer neurons
-  (:func:`condensation.metrics.count_clusters`);
+  (:func:`condensation.core.metrics.count_clusters`);
 - ``sigma_ratio``: ``sigma2/sigma1(W) < 0.01``.
 
 "Lost" counts trajectories where a notion holds at some sample and fails at a later
@@ -26,14 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
-from condensation.effective import trajectory
+from condensation.core.metrics import abs_cos_to, count_clusters, sigma_ratio
+from condensation.effective.system import trajectory
 from condensation.errors import InputError
 from condensation.experiments import Figure, Progress, require_counts
 from condensation.experiments._batch import solve_chunked, standard_normal_systems
 from condensation.matrix.problems import effective_rank_np
-from condensation.metrics import abs_cos_to, count_clusters, sigma_ratio
 from condensation.report import figures
-from condensation.store import save_arrays
+from condensation.store.rundir import save_arrays
 
 NAME = "condensation-notions"
 TITLE = "Notions of condensation: which is reached first before T*, which can fail"

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from condensation.config import config_from_dict
+from condensation.commands.train import member_summaries, run_training
+from condensation.config.network import config_from_dict
+from condensation.core.metrics import abs_cos_to, snapshot_metrics
 from condensation.experiments import Figure, Progress, data_section
-from condensation.metrics import abs_cos_to, snapshot_metrics
 from condensation.report import figures
-from condensation.runs.train import member_summaries, run_training
-from condensation.store import save_arrays
+from condensation.store.rundir import save_arrays
 
 NAME = "condensation-three-layer"
 TITLE = "A three-layer network condenses during its loss plateau"

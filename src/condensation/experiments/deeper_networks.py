@@ -6,7 +6,7 @@ standard normal, one draw per seed (numpy), the same for every eps):
 
 - *Escape law.*  The effective field is homogeneous of degree L - 1, so the
   effective blow-up time is ``T*(eps) = T*(1) eps^-(L-2)`` (exactly, by scaling);
-  it is solved (full form, :mod:`condensation.effective_deep`) over the wide range
+  it is solved (full form, :mod:`condensation.effective.deep`) over the wide range
   ``[eps_min, eps_max]`` and fitted.  GD's escape (loss halved) needs
   ``~T*/lr`` steps, i.e. ``~eps^-(L-2)`` steps, so GD is run only where it is
   affordable: the ``n_gd_eps`` values of eps at which the seed's own ``T*`` spans
@@ -39,8 +39,9 @@ import numpy as np
 from matplotlib.patches import Patch
 
 from condensation.core.activations import ACTIVATIONS
+from condensation.core.metrics import abs_cos_to, top_direction_alignment
 from condensation.data import load_dataset
-from condensation.effective_deep import (
+from condensation.effective.deep import (
     build_deep_system,
     sign_condition_counts,
     sign_condition_sets,
@@ -56,11 +57,10 @@ from condensation.experiments import (
 )
 from condensation.experiments._batch import solve_chunked
 from condensation.experiments.final_stage_necessity import entry_and_exits
-from condensation.metrics import abs_cos_to, top_direction_alignment
 from condensation.models import NetworkSpec
 from condensation.report import figures
-from condensation.store import save_arrays
-from condensation.train import snapshot_steps, train
+from condensation.store.rundir import save_arrays
+from condensation.training.network import snapshot_steps, train
 
 NAME = "deeper-networks"
 TITLE = "Deeper networks: escape ~ eps^-(L-2), first-layer condensation, chain sign conditions"

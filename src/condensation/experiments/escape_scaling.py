@@ -1,10 +1,10 @@
 """``escape-scaling``: GD escape time vs init scale eps, two layers vs three.
 
-Both depths run with fast-forward (:mod:`condensation.fastforward`): the
+Both depths run with fast-forward (:mod:`condensation.training.fastforward`): the
 effective dynamics up to the hand-off (tolerance ``handoff``), then GD, so a
 plateau of ~1/eps costs the same at eps = 1e-8 as at 1e-2.  Depth 3: each scale
 runs on its own horizon, its predicted T* plus room after the escape
-(:func:`condensation.fastforward.auto_steps`, unless ``three_layer_steps`` is
+(:func:`condensation.training.fastforward.auto_steps`, unless ``three_layer_steps`` is
 given), one compiled program for all of them.  Depth 2: all scales in one
 ensemble call up to ``margin x (log(1/eps_min) + 3)/|z|``.
 
@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from condensation.config import config_from_dict
+from condensation.commands.train import prepare
+from condensation.config.network import config_from_dict
 from condensation.data import Dataset
 from condensation.errors import InputError, NumericalError
 from condensation.experiments import (
@@ -30,11 +31,10 @@ from condensation.experiments import (
     require_eps_range,
     require_positive,
 )
-from condensation.fastforward import auto_steps, fast_forward_train, predicted_t_star
 from condensation.report import figures
-from condensation.runs.train import prepare
-from condensation.store import save_arrays
-from condensation.train import snapshot_steps
+from condensation.store.rundir import save_arrays
+from condensation.training.fastforward import auto_steps, fast_forward_train, predicted_t_star
+from condensation.training.network import snapshot_steps
 
 NAME = "escape-scaling"
 TITLE = "Escape time vs initial scale: log(1/eps) for two layers, 1/eps for three"
@@ -114,7 +114,7 @@ def effective_depth4_prediction(
     """Predicted escape times of a four-layer network: the blow-up time T* of its
     effective dynamics (full form, degree 3), for the same teacher data and init
     seed, every eps in one batched solve.  By homogeneity ``T* ∝ eps^-2``."""
-    from condensation.fastforward import blowups, effective_systems
+    from condensation.training.fastforward import blowups, effective_systems
 
     _, spec, ens = _prepare(params, 4, eps, 1.0)
     sols = blowups(effective_systems(ens.params, data.z, spec.activation))

@@ -31,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from condensation.config import config_from_dict
+from condensation.commands.train import prepare
+from condensation.config.network import config_from_dict
 from condensation.core.final_stage import final_stage_counts
 from condensation.errors import InputError
 from condensation.experiments import (
@@ -43,9 +44,8 @@ from condensation.experiments import (
 )
 from condensation.experiments._batch import solve_chunked, standard_normal_systems
 from condensation.report import figures
-from condensation.runs.train import prepare
-from condensation.store import save_arrays
-from condensation.train import train
+from condensation.store.rundir import save_arrays
+from condensation.training.network import train
 
 NAME = "final-stage-necessity"
 TITLE = "Final-stage condition: entered before T*? Each constraint invariant alone? GD's violations"

@@ -6,16 +6,16 @@ from pathlib import Path
 
 import numpy as np
 
-from condensation.condensed import condensed_report
-from condensation.config import config_from_dict
-from condensation.effective import build_system, solve_batch, trajectory
+from condensation.commands.effective import final_stage_summary
+from condensation.commands.train import prepare
+from condensation.config.network import config_from_dict
+from condensation.effective.condensed import condensed_report
+from condensation.effective.system import build_system, solve_batch, trajectory
 from condensation.errors import InputError
 from condensation.experiments import Figure, Progress, data_section, require_positive
 from condensation.report import figures
-from condensation.runs.effective import final_stage_summary
-from condensation.runs.train import prepare
-from condensation.store import save_arrays
-from condensation.train import snapshot_steps, train
+from condensation.store.rundir import save_arrays
+from condensation.training.network import snapshot_steps, train
 
 NAME = "final-stage-vs-plateau"
 TITLE = "The final-stage condition is entered at the very end of the plateau"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from condensation.commands.matrix import EXPERIMENT_DEFAULTS, EXPERIMENT_QUICK, run_experiment
 from condensation.experiments import Figure, Progress
-from condensation.runs.matrix import EXPERIMENT_DEFAULTS, EXPERIMENT_QUICK, run_experiment
 
 NAME = "matrix-completion"
 TITLE = "Deep matrix completion: depth 3 learns rank-one components one after another"

@@ -28,7 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from condensation.config import config_from_dict
+from condensation.commands.train import prepare
+from condensation.config.network import config_from_dict
+from condensation.core.metrics import abs_cos_to
 from condensation.errors import InputError
 from condensation.experiments import (
     Figure,
@@ -37,12 +39,10 @@ from condensation.experiments import (
     require_eps_range,
     require_positive,
 )
-from condensation.metrics import abs_cos_to
-from condensation.optimizers import Optimizer
 from condensation.report import figures
-from condensation.runs.train import prepare
-from condensation.store import save_arrays
-from condensation.train import TrainResult, snapshot_steps, train
+from condensation.store.rundir import save_arrays
+from condensation.training.network import TrainResult, snapshot_steps, train
+from condensation.training.optimizers import Optimizer
 
 NAME = "optimizers"
 TITLE = "Beyond gradient descent: the plateau under SGD, momentum and Adam"

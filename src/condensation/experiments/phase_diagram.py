@@ -1,7 +1,7 @@
 """``phase-diagram``: regime maps of condensation over init exponents (THEORY §8).
 
 Every grid cell trains networks at several widths ``m`` and seeds to a loss
-tolerance or a step budget (:mod:`condensation.train_tolerance`: learning rate
+tolerance or a step budget (:mod:`condensation.training.tolerance`: learning rate
 scaled with the init), measures each layer's ``RD_k = |W_k(T) - W_k(0)|_F /
 |W_k(0)|_F`` and fits the slope ``S_k = d log RD_k / d log m``
 (:mod:`condensation.core.regime`: ``S < -0.1`` linear, ``S > 0.1`` condensed,
@@ -42,9 +42,9 @@ from condensation.errors import InputError
 from condensation.experiments import Figure, Progress, data_config, require_counts
 from condensation.models import NetworkSpec, antisymmetric
 from condensation.report import figures
-from condensation.store import save_arrays
+from condensation.store.rundir import save_arrays
 from condensation.sweep.table import write_table
-from condensation.train_tolerance import train_to_tolerance
+from condensation.training.tolerance import train_to_tolerance
 
 NAME = "phase-diagram"
 TITLE = "Phase diagrams: linear, critical and condensed regimes over init exponents"

@@ -35,15 +35,15 @@ from pathlib import Path
 
 import numpy as np
 
-from condensation.blowup import solve_polar_batch
 from condensation.core.activations import ACTIVATIONS
 from condensation.data import load_dataset
-from condensation.effective import build_system
+from condensation.effective.blowup import solve_polar_batch
+from condensation.effective.system import build_system
 from condensation.errors import InputError
 from condensation.experiments import Figure, Progress, data_config, require_positive
 from condensation.report import figures
-from condensation.store import save_arrays
-from condensation.train import snapshot_steps, train
+from condensation.store.rundir import save_arrays
+from condensation.training.network import snapshot_steps, train
 
 NAME = "small-layers"
 TITLE = "Which layers start small: 1/eps when all do, log(1/eps) when one is O(1)"

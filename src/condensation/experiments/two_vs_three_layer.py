@@ -6,14 +6,14 @@ from pathlib import Path
 
 import numpy as np
 
-from condensation.blowup import solve_polar
-from condensation.config import config_from_dict
-from condensation.effective import build_system
+from condensation.commands.train import prepare
+from condensation.config.network import config_from_dict
+from condensation.effective.blowup import solve_polar
+from condensation.effective.system import build_system
 from condensation.experiments import Figure, Progress, data_section, require_positive
 from condensation.report import figures
-from condensation.runs.train import prepare
-from condensation.store import save_arrays
-from condensation.train import snapshot_steps, train
+from condensation.store.rundir import save_arrays
+from condensation.training.network import snapshot_steps, train
 
 NAME = "two-vs-three-layer"
 TITLE = "Two layers grow exponentially; three layers blow up in finite time"

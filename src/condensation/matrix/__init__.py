@@ -19,7 +19,7 @@ Model and training
     ``X = W_L ... W_1`` (orientation and losses: :mod:`condensation.core.matrix`),
     full-batch GD on ``1/2 |P_Omega(X - M)|_F^2`` (a sum, not a mean), time
     ``t = step * lr``, compiled (``jit`` + ``fori_loop``) and vmapped over an
-    ensemble of seeds x init scales, like :mod:`condensation.train`.
+    ensemble of seeds x init scales, like :mod:`condensation.training.network`.
 
 Measurements
     train loss, test RMSE over the unobserved entries (sensing: over all
@@ -38,11 +38,7 @@ Baseline
     singular value thresholding (numpy only).
 """
 
-from condensation.matrix.baseline import (
-    NuclearResult,
-    min_nuclear_norm,
-)
-from condensation.matrix.config import (
+from condensation.config.matrix import (
     ALIGNED,
     KINDS,
     PLATEAU_EXIT,
@@ -57,6 +53,10 @@ from condensation.matrix.config import (
     ProblemConfig,
     load_matrix_config,
     matrix_config_from_dict,
+)
+from condensation.matrix.baseline import (
+    NuclearResult,
+    min_nuclear_norm,
 )
 from condensation.matrix.problems import (
     Problem,

@@ -5,7 +5,7 @@ The effective dynamics of a factorisation is gradient ascent of
 gradient differs from it by the measured part of the product, so the error
 estimate at a state is ``|A(X)| / |A(M)|`` (completion: ``|P_Omega(X)|_F /
 |M_O|_F``).  For depth >= 3 each member's GD-modified effective flow is
-integrated (:mod:`condensation.fastforward`) up to the first step where that
+integrated (:mod:`condensation.training.fastforward`) up to the first step where that
 estimate reaches ``delta`` (or the loss has fallen by the plateau drop), and GD
 takes over there.  Depth 2 (linear, a plateau of order ``log(1/eps)``) runs
 plain GD, and the plan says so.
@@ -16,13 +16,13 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from condensation import fastforward as ff
-from condensation.blowup import Tolerances, polar_problem, solve_polar_batch
+from condensation.config.matrix import PLATEAU_EXIT
 from condensation.core import matrix as cm
 from condensation.core.final_stage import final_stage_holds
-from condensation.matrix.config import PLATEAU_EXIT
+from condensation.effective.blowup import Tolerances, polar_problem, solve_polar_batch
 from condensation.matrix.problems import Problem
 from condensation.matrix.training import effective_field_args, top_singular_pair
+from condensation.training import fastforward as ff
 
 
 def _measured(problem: Problem, xs: np.ndarray) -> np.ndarray:

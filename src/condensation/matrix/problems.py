@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from condensation import inputs
+from condensation.config import checks as inputs
+from condensation.config.matrix import ProblemConfig
 from condensation.errors import InputError
-from condensation.matrix.config import ProblemConfig
 
 
 # ---- problems ------------------------------------------------------------------------

@@ -11,13 +11,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from condensation.checkpoint import Checkpoint, chunk_steps, chunks
+from condensation.config.matrix import ALIGNED, PLATEAU_EXIT, MatrixConfig
 from condensation.core import matrix as cm
 from condensation.core.final_stage import final_stage_holds
-from condensation.devices import member_mesh, on_host, over_members, place_members
-from condensation.matrix.config import ALIGNED, PLATEAU_EXIT, MatrixConfig
 from condensation.matrix.problems import Problem, effective_rank_np, haar_columns
-from condensation.train import Handoff, all_finite, snapshot_steps
+from condensation.store.checkpoint import Checkpoint, chunk_steps, chunks
+from condensation.training.devices import member_mesh, on_host, over_members, place_members
+from condensation.training.network import Handoff, all_finite, snapshot_steps
 
 
 # ---- initialisation ------------------------------------------------------------------
@@ -180,8 +180,9 @@ def train_factorisation(
     triple ``(W3^T u1, W2, W1 v1)`` are checked at every step inside the
     compiled loop; everything else is measured at the ``snapshots`` steps
     (default: 60 log-spaced and 300 equally spaced).  ``checkpoint`` saves and
-    resumes the loop as in :func:`condensation.train.train`.  ``handoff``
-    (:class:`condensation.train.Handoff`, from :func:`condensation.matrix.fastforward.plan`):
+    resumes the loop as in :func:`condensation.training.network.train`.  ``handoff``
+    (:class:`~condensation.training.network.Handoff`, from
+    :func:`condensation.matrix.fastforward.plan`):
     each member's GD starts at its hand-off step; snapshots before it are measured
     on the effective trajectory.
     """
@@ -356,7 +357,7 @@ def effective_blowup(factors, m_o):
     returns the integrator's result (``.blew_up``, ``.T_star``,
     ``.T_star_rel_error``), in the GD time ``t = step * lr``; ``T_star`` is ``inf``
     where it is beyond float64 (a deep factorisation at a tiny init), its log10 given
-    by :func:`condensation.fastforward.log10_t_star`.
+    by :func:`condensation.training.fastforward.log10_t_star`.
     """
     depth = len(factors)
     if depth < 3:
@@ -368,10 +369,10 @@ def effective_blowup(factors, m_o):
 def _blowup(fld, y0, degree, args):
     """The project's blow-up integrator on ``y' = fld(y, args)``, homogeneous of
     ``degree``, with its times taken in log space where they would overflow
-    (:func:`condensation.fastforward.solve_blowups`)."""
-    from condensation.blowup import polar_problem, solve_polar
-    from condensation.fastforward import solve_blowups
-    from condensation.theory import LOG_UNIT_LIMIT
+    (:func:`condensation.training.fastforward.solve_blowups`)."""
+    from condensation.effective.blowup import polar_problem, solve_polar
+    from condensation.effective.theory import LOG_UNIT_LIMIT
+    from condensation.training.fastforward import solve_blowups
 
     prob = polar_problem(fld, y0, degree, args)
     if -(degree - 1) * prob.r0 <= LOG_UNIT_LIMIT:  # r0 = log |y0|: the time unit is finite

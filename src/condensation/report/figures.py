@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from condensation.metrics import cosine_matrix, eigen_order  # noqa: E402
+from condensation.core.metrics import cosine_matrix, eigen_order  # noqa: E402
 
 
 def loss_curve(ax, times, loss, *, label=None, escape=None, final_stage=None, color=None):

@@ -18,9 +18,15 @@ from typing import Any
 
 from condensation.errors import InputError
 from condensation.experiments import SECTIONS
-from condensation.loading import child, confined, read_bytes, read_json, shown
 from condensation.report.schema import check_experiment, check_reproduce
-from condensation.store import MARKER, SUMMARY, add_to_manifest, atomic_write_bytes, read_marker
+from condensation.store.load_run import child, confined, read_bytes, read_json, shown
+from condensation.store.rundir import (
+    MARKER,
+    SUMMARY,
+    add_to_manifest,
+    atomic_write_bytes,
+    read_marker,
+)
 
 REPORT = "report.html"
 

@@ -5,8 +5,8 @@ truncated or planted.  :func:`check_experiment` and :func:`check_reproduce`
 check each key the report shows (its type, its nesting) and fill in the defaults
 of the optional ones, so rendering never meets a shape it cannot print: a
 malformed summary is refused in one line naming the file and the key.  The files
-themselves are read with :func:`condensation.loading.read_json`, and every path
-they name is :func:`condensation.loading.confined` to the run.
+themselves are read with :func:`condensation.store.load_run.read_json`, and every path
+they name is :func:`condensation.store.load_run.confined` to the run.
 """
 
 from __future__ import annotations

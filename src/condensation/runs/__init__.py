@@ -1,1 +1,1 @@
-"""Runs: from a validated config to arrays, a summary and figures on disk."""
+"""Deprecated: ``condensation.runs`` moved to :mod:`condensation.commands`; kept for one release."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from condensation.store import SUMMARY, is_run_dir, run_directory
+from condensation.store.rundir import SUMMARY, is_run_dir, run_directory
 from condensation.sweep.spec import load_command_config
 
 
@@ -21,14 +21,14 @@ def run_cell(command: str, config: dict, out_dir: str) -> dict:
     cfg = load_command_config(command, config)
     out = Path(out_dir)
     if command == "train":
-        from condensation.runs.train import run_training, write_train_run
+        from condensation.commands.train import run_training, write_train_run
 
         run = run_training(cfg)
         with run_directory(out) as tmp:
             return write_train_run(run, tmp)
     if command == "effective":
-        from condensation.effective import RegimeWarning
-        from condensation.runs.effective import run_effective, write_effective_run
+        from condensation.commands.effective import run_effective, write_effective_run
+        from condensation.effective.system import RegimeWarning
 
         with warnings.catch_warnings():  # each member's regime_ratio is in the summary
             warnings.simplefilter("ignore", RegimeWarning)
@@ -36,8 +36,8 @@ def run_cell(command: str, config: dict, out_dir: str) -> dict:
         with run_directory(out) as tmp:
             return write_effective_run(run, tmp)
     if command == "matrix":
+        from condensation.commands.matrix import run_matrix, write_matrix_run
         from condensation.matrix import load_problem
-        from condensation.runs.matrix import run_matrix, write_matrix_run
 
         run = run_matrix(cfg, problem=load_problem(cfg.problem))
         with run_directory(out) as tmp:

@@ -11,7 +11,7 @@ are computed.
 Never touching what is not ours: ``DIR`` must be new, empty, or carry the sweep
 marker; anything else (a folder that merely holds ``cells/``, an earlier run of
 another command) is refused before anything is written.  The sweep holds the
-lock of ``DIR`` (:func:`condensation.store.claim`) from before it reads
+lock of ``DIR`` (:func:`condensation.store.rundir.claim`) from before it reads
 ``DIR`` until the table is written, so a second sweep (or run) on the same
 ``DIR`` is refused naming the first's pid.  Nothing is written before the
 engine has started (an unreachable ``--scheduler`` leaves ``DIR`` as it was).
@@ -32,7 +32,7 @@ from typing import IO
 from condensation.engine import Engine, Task, check_options
 from condensation.errors import InputError
 from condensation.progress import Progress
-from condensation.store import atomic_write_bytes, claim, write_json
+from condensation.store.rundir import atomic_write_bytes, claim, write_json
 from condensation.sweep.cells import read_cell, run_cell
 from condensation.sweep.spec import (
     Cell,
@@ -360,7 +360,7 @@ def _split(command: str, c: Cell, missing: list[Member]) -> list[Cell]:
 
 def _complete_cells(cells_dir: Path) -> dict[str, tuple[dict, dict]]:
     """Every complete cell directory: id -> (config, summary)."""
-    from condensation.config import read_toml
+    from condensation.config.network import read_toml
 
     out = {}
     if not cells_dir.is_dir():

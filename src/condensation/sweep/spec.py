@@ -45,9 +45,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from condensation.config import config_from_dict, read_toml
+from condensation.config.matrix import matrix_config_from_dict
+from condensation.config.network import config_from_dict, read_toml
 from condensation.errors import InputError
-from condensation.matrix.config import matrix_config_from_dict
 from condensation.progress import Progress
 
 COMMANDS = ("train", "effective", "matrix")

@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from condensation.store import atomic_write_bytes
+from condensation.store.rundir import atomic_write_bytes
 from condensation.sweep.spec import Cell
 
 FAILED = "failed"

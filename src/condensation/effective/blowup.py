@@ -35,8 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from condensation.devices import member_mesh, over_members, place_members
 from condensation.errors import NumericalError
+from condensation.training.devices import member_mesh, over_members, place_members
 
 Field = Callable  # (y, args) -> dy/dt, homogeneous of degree k in y
 Diagnostic = Callable  # (y, args) -> dict of scalars, evaluated at every step

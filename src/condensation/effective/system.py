@@ -15,7 +15,7 @@ Two forms, which must agree:
   tracks ``c`` and ``c'`` (hence E, rho, the inner-product constraint and the
   alignment with z) but not ``W``.
 
-Both are integrated by :mod:`condensation.blowup` through the singularity, with
+Both are integrated by :mod:`condensation.effective.blowup` through the singularity, with
 the theory's quantities (energy, ``rho``, conservation laws, final-stage
 condition, alignment with ``z``) evaluated at every solver step.
 """
@@ -30,15 +30,6 @@ from functools import cache
 import jax.numpy as jnp
 import numpy as np
 
-from condensation.blowup import (
-    Blowup,
-    PolarProblem,
-    Tolerances,
-    polar_problem,
-    solve_polar,
-    solve_polar_batch,
-    states_at,
-)
 from condensation.core.activations import Activation, activation_fn, get_activation
 from condensation.core.alignment import abs_cos_reduced, abs_cos_to
 from condensation.core.effective import energy, full_field, reduced_energy, reduced_field
@@ -51,6 +42,15 @@ from condensation.core.final_stage import (
 )
 from condensation.core.invariants import neuron_balances
 from condensation.core.network import forward
+from condensation.effective.blowup import (
+    Blowup,
+    PolarProblem,
+    Tolerances,
+    polar_problem,
+    solve_polar,
+    solve_polar_batch,
+    states_at,
+)
 from condensation.errors import InputError
 
 FORMS = ("full", "reduced", "spectral")
@@ -433,7 +433,7 @@ def trajectory(
 ):
     """Network parameters at the given times (before T*): ``(t_actual, [W1..WL])``.
     ``min_len``: compile the query for at least this many times
-    (:func:`condensation.blowup.states_at`; the results do not depend on it)."""
+    (:func:`condensation.effective.blowup.states_at`; the results do not depend on it)."""
     t, y = states_at(system.problem(), sol, times, tol=tol, min_len=min_len)
     return t, system.to_params(y)
 

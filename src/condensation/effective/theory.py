@@ -24,7 +24,7 @@ LOG_UNIT_LIMIT = math.log(1e250)
 # ---- times in log space (T* ~ |y0|^-(k-1) overflows float64 for deep, tiny inits) ----
 def log_time_unit(n0: float, degree: int) -> float:
     """``log(|y0|^-(degree-1))``: the natural log of a blow-up solve's time unit
-    (:mod:`condensation.blowup`), finite for every ``n0 > 0`` where the power itself
+    (:mod:`condensation.effective.blowup`), finite for every ``n0 > 0`` where the power itself
     may overflow (depth 16, ``|y0| = 4e-25``: ``10^340``).
 
     >>> round(log_time_unit(1e-3, 3) / math.log(10), 9)

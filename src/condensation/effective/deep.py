@@ -1,7 +1,7 @@
 """Effective dynamics of deep networks (depth L >= 3) with the depth-L sign
 conditions evaluated at every solver step (derived here; docs/open-questions.md).
 
-The full form of :mod:`condensation.effective` already integrates any depth
+The full form of :mod:`condensation.effective.system` already integrates any depth
 (gradient ascent of ``E = W_L ... W_1 z``, homogeneous of degree L - 1, so
 ``T* ∝ eps^-(L-2)`` exactly for initial conditions ``eps G``); its per-step
 diagnostics check THEORY §5's final-stage condition for depth 3 only.  This
@@ -21,12 +21,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from condensation.blowup import homogeneous_polar
 from condensation.core.activations import Activation
 from condensation.core.alignment import abs_cos_to
 from condensation.core.chain import chain_counts
 from condensation.core.effective import full_field
-from condensation.effective import EffectiveSystem, build_system, full_diag
+from condensation.effective.blowup import homogeneous_polar
+from condensation.effective.system import EffectiveSystem, build_system, full_diag
 
 
 def chain_keys(depth: int) -> list[str]:
@@ -75,7 +75,7 @@ _compiled_polar = jax.jit(homogeneous_polar(_field))
 
 def build_deep_system(params, z, *, activation: str | Activation | None = None) -> EffectiveSystem:
     """The full-form effective system of ``params`` (W1..WL, L >= 3) with the depth-L
-    diagnostics of :func:`deep_diag`; solve it with :func:`condensation.effective.solve`
+    diagnostics of :func:`deep_diag`; solve it with :func:`condensation.effective.system.solve`
     or ``solve_batch`` (systems of one depth and shape share one compilation).  Its
     polar problem is the full form's, with the vector field compiled.
 
@@ -83,10 +83,10 @@ def build_deep_system(params, z, *, activation: str | Activation | None = None) 
         params: the weight matrices ``[W1, ..., WL]``.
         z: ``mean(y x)``, shape ``(d,)``.
         activation: a name (``"tanh"``) or an ``Activation``, as in
-            :func:`condensation.effective.build_system`; None: ``g = 1``.
+            :func:`condensation.effective.system.build_system`; None: ``g = 1``.
 
     Returns:
-        The :class:`~condensation.effective.EffectiveSystem`.
+        The :class:`~condensation.effective.system.EffectiveSystem`.
     """
     system = build_system(params, z, activation=activation, form="full")
     prob = dataclasses.replace(system.problem(), polar=_compiled_polar)

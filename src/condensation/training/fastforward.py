@@ -35,7 +35,7 @@ activations), and the loss after the hand-off agreed with plain GD to 3e-4
   (the flow GD follows to ``O(lr^2)``), every weight (``B``'s part orthogonal to
   ``z`` moves at second order), integrated in ``t`` by Dopri8 up to the first
   time the first layer's rms pre-activation reaches 1 (past every hand-off).
-  The first-order blow-up solve (:mod:`condensation.blowup`, reduced form for
+  The first-order blow-up solve (:mod:`condensation.effective.blowup`, reduced form for
   depth 3) still gives ``T*`` and brackets the hand-off on its steps.
 
 None of these evaluates the network on the data: their evaluations are
@@ -62,20 +62,26 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from condensation import theory
-from condensation.blowup import Blowup, PolarProblem, Tolerances, solve_polar_batch, states_at
 from condensation.core.activations import Activation
 from condensation.core.final_stage import final_stage_holds
+from condensation.core.metrics import abs_cos_to
 from condensation.core.second_order import (
     Moments,
     data_moments,
     second_order_field,
     taylor_coefficients,
 )
-from condensation.effective import EffectiveSystem, build_system
+from condensation.effective import theory
+from condensation.effective.blowup import (
+    Blowup,
+    PolarProblem,
+    Tolerances,
+    solve_polar_batch,
+    states_at,
+)
+from condensation.effective.system import EffectiveSystem, build_system
 from condensation.errors import NumericalError
-from condensation.metrics import abs_cos_to
-from condensation.train import Handoff, TrainResult, train
+from condensation.training.network import Handoff, TrainResult, train
 
 DEFAULT_HANDOFF = 1e-2  # the tolerance delta of THEORY §9 (= config.DEFAULT_HANDOFF)
 STAGES = 13  # vector-field evaluations per accepted Dopri8 step (14 stages, FSAL)
@@ -119,7 +125,8 @@ class MemberPlan:
 
 @dataclass(frozen=True)
 class Plan:
-    """The hand-offs of an ensemble and the :class:`~condensation.train.Handoff` for GD."""
+    """The hand-offs of an ensemble and the GD
+    :class:`~condensation.training.network.Handoff`."""
 
     delta: float
     members: list[MemberPlan]
@@ -250,7 +257,7 @@ def modified_polar(fld: Callable):
     GD with step ``lr`` follows this flow to ``O(lr^2)`` (backward error analysis;
     for a gradient field it is the gradient of ``E - (lr/4) |grad E|^2``).  At
     ``y = e^R u``, ``F(y) / e^(kR) = F(u)`` and ``(J_F F)(y) / e^(kR) =
-    e^((k-1) R) (J_F F)(u)``, so the change of variables of :mod:`condensation.blowup`
+    e^((k-1) R) (J_F F)(u)``, so the change of variables of :mod:`condensation.effective.blowup`
     applies unchanged, with the correction growing as the state does.
     """
 
@@ -268,7 +275,7 @@ def modified_polar(fld: Callable):
 
 class Flow(_Trajectory):
     """Depth >= 3: GD's modified effective flow, queried through
-    :func:`condensation.blowup.states_at` (the blow-up solve ``sol`` of the plain
+    :func:`condensation.effective.blowup.states_at` (the blow-up solve ``sol`` of the plain
     flow maps times to the solver's variable; Newton's method absorbs the difference)."""
 
     def __init__(self, base: PolarProblem, fld, fargs, to_params, sol: Blowup, lr, tol):
@@ -484,7 +491,8 @@ def blowups(systems: list[EffectiveSystem], tol: Tolerances = Tolerances()) -> l
 
 
 def _scale_free(prob: PolarProblem) -> bool:
-    """True for the polar form of a homogeneous field (:func:`condensation.blowup.polar_problem`):
+    """True for the polar form of a homogeneous field
+    (:func:`condensation.effective.blowup.polar_problem`):
     its ``r0`` enters only the lift back to the original state, never the solve."""
     return getattr(prob.polar, "__qualname__", "") == "homogeneous_polar.<locals>.polar"
 
@@ -525,7 +533,7 @@ def _in_time_unit(sol: Blowup, log_unit: float) -> Blowup:
 
 
 def solve_blowups(probs: list[PolarProblem], tol: Tolerances = Tolerances()) -> list[Blowup]:
-    """:func:`condensation.blowup.solve_polar_batch` (no diagnostics), safe from overflow.
+    """:func:`condensation.effective.blowup.solve_polar_batch` (no diagnostics), safe from overflow.
 
     A solve runs in units of ``|y0|^-(k-1)``, which overflows float64 for a deep
     network at a tiny init (depth 16 at ``|y0| = 4e-25``: ``10^783``): a member whose
@@ -829,7 +837,7 @@ def fast_forward_train(
     plateau_drop: float = 0.1,
     **train_kw,
 ) -> tuple[TrainResult, Plan]:
-    """Plan the hand-offs, then GD from them (:func:`condensation.train.train`)."""
+    """Plan the hand-offs, then GD from them (:func:`condensation.training.network.train`)."""
     p = plan(
         params0,
         x,

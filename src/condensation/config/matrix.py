@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from condensation import inputs
-from condensation.config import (
+from condensation.config import checks as inputs
+from condensation.config.network import (
     DEFAULT_HANDOFF,
     absolute_paths,
     anchor_paths,
@@ -86,7 +86,7 @@ class MatrixTrainConfig:
     snapshots: int = 60  # log-spaced snapshot steps
     linear_snapshots: int = 300  # plus this many equally spaced ones
     fast_forward: bool = False  # effective dynamics up to the hand-off, then GD
-    handoff: float = DEFAULT_HANDOFF  # the hand-off tolerance delta (condensation.fastforward)
+    handoff: float = DEFAULT_HANDOFF  # hand-off tolerance delta (training.fastforward)
 
 
 @dataclass(frozen=True)
@@ -200,7 +200,7 @@ def load_matrix_config(
     path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()
 ) -> MatrixConfig:
     """Read a matrix TOML config (built-in defaults when ``path`` is None); file paths
-    resolve as in :func:`condensation.config.load_config`."""
+    resolve as in :func:`condensation.config.network.load_config`."""
     keys = (("problem", "path"),)
     raw = anchor_paths(read_toml(path), path, keys)
     return absolute_paths(matrix_config_from_dict(raw, overrides), keys)

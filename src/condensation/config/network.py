@@ -21,13 +21,13 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from condensation import inputs
+from condensation.config import checks as inputs
 from condensation.core.activations import ACTIVATIONS
 from condensation.core.init_scales import stds_from_gammas
 from condensation.errors import InputError
 
 DEFAULT_SCALE = 1e-3  # eps when none of scale, gamma, scales is given
-DEFAULT_HANDOFF = 1e-2  # [train] handoff: see condensation.fastforward
+DEFAULT_HANDOFF = 1e-2  # [train] handoff: see condensation.training.fastforward
 AUTO = "auto"  # [train] steps = "auto"
 BUILTIN_DATASETS = ("teacher", "sin", "cubic", "step", "gauss", "diabetes")
 
@@ -80,11 +80,11 @@ class TrainConfig:
     """``[train]``: full-batch GD (or ``optimizer``), time ``t = step * lr``.
 
     The optimizer settings (None: not given) apply to the optimizers listed in
-    :data:`condensation.optimizers.SETTINGS`; see that module for their meaning.
+    :data:`condensation.training.optimizers.SETTINGS`; see that module for their meaning.
     """
 
     lr: float = 0.05
-    steps: int | str = 12000  # or "auto": from the predicted T* (condensation.fastforward)
+    steps: int | str = 12000  # or "auto": from the predicted T* (condensation.training.fastforward)
     dtype: str = "float64"
     snapshots: int = 60  # log-spaced snapshot steps
     linear_snapshots: int = 200  # plus this many equally spaced ones
@@ -99,7 +99,7 @@ class TrainConfig:
     plateau_drop: float = 0.1  # plateau exit: first step with loss <= (1 - drop) loss_0
     fast_forward: bool = False  # effective dynamics up to the hand-off, then GD
     handoff: float = DEFAULT_HANDOFF  # the hand-off tolerance delta of THEORY §9
-    save: str = "bounded"  # parameter snapshots stored: bounded or full (condensation.snapshots)
+    save: str = "bounded"  # snapshots stored: bounded or full (training.snapshots)
 
 
 @dataclass(frozen=True)
@@ -363,7 +363,7 @@ def scale_field(i) -> str:
 def validate_optimizer(t: TrainConfig, n: int | None) -> None:
     """``[train] optimizer`` and its settings; ``n`` (None: not known yet, a data
     file) bounds ``batch_size``."""
-    from condensation.optimizers import OPTIMIZERS, SETTINGS
+    from condensation.training.optimizers import OPTIMIZERS, SETTINGS
 
     if t.optimizer not in OPTIMIZERS:
         raise InputError(
@@ -449,7 +449,7 @@ def validate_fast_forward(t) -> None:
 
 def parse_override(item: str) -> tuple[str, str, Any]:
     """``section.key=value`` → (section, key, value); value parsed as TOML
-    (:func:`condensation.inputs.set_value`: a line break or a trailing comment is
+    (:func:`condensation.config.checks.set_value`: a line break or a trailing comment is
     refused, not dropped)."""
     if "=" not in item or "." not in item.split("=", 1)[0]:
         raise InputError(

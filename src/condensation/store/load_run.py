@@ -26,7 +26,7 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
-from condensation.store import MARKER, SUMMARY, read_marker
+from condensation.store.rundir import MARKER, SUMMARY, read_marker
 
 # ---- reading a run's files without trusting them -----------------------------------
 # A run directory is data: its files may have been hand-edited, truncated or planted.

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from condensation.blowup import Blowup
-from condensation.effective import EffectiveSystem, trajectory
-from condensation.metrics import abs_cos_to, sigma_ratio
+from condensation.core.metrics import abs_cos_to, sigma_ratio
+from condensation.effective.blowup import Blowup
+from condensation.effective.system import EffectiveSystem, trajectory
 
 LEVELS = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)  # snapshots at T* - level * T*
 
@@ -27,7 +27,7 @@ def condensed_report(
     |cos(W_k,:, c)|), ``a_direction_change`` (1 - cos between successive a/|a|),
     and ``log_bound_min_ratio`` = min over j and levels of
     ``|c_j(t)| / (|c_j(t0)| log((T* - t0)/(T* - t)))`` (>= 1: the bound holds
-    without its constant).  ``min_len``: passed to :func:`condensation.effective.trajectory`
+    without its constant).  ``min_len``: passed to :func:`condensation.effective.system.trajectory`
     (a caller that also queries longer trajectories of the same system shares their
     compiled solve).
     """

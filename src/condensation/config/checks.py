@@ -49,7 +49,12 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from condensation.errors import InputError
-from condensation.snapshots import SAVE_MODES, kept_indices, network_layer_bytes, stored_bytes
+from condensation.training.snapshots import (
+    SAVE_MODES,
+    kept_indices,
+    network_layer_bytes,
+    stored_bytes,
+)
 
 MAX_ABS = 1e100  # largest magnitude of a value in a user array (squares stay finite)
 MAX_INT = 2**53  # largest integer a config key may hold (exact as a float64)
@@ -517,7 +522,7 @@ def snapshot_count(steps: int | str, snapshots: int, linear: int) -> int:
 
 
 def check_save(field: str, value: str) -> str:
-    """``[train] save``: one of :data:`condensation.snapshots.SAVE_MODES`."""
+    """``[train] save``: one of :data:`condensation.training.snapshots.SAVE_MODES`."""
     if value not in SAVE_MODES:
         raise InputError(
             field,

@@ -48,7 +48,7 @@ import jax
 import numpy as np
 
 from condensation.errors import InputError
-from condensation.store import (
+from condensation.store.rundir import (
     hidden_sibling,
     inside,
     is_this_process,
@@ -86,7 +86,7 @@ CHUNK_FLOPS = 4e9
 
 def checkpoint_dir(out: str | Path) -> Path:
     """The checkpoint directory ``.DIR.checkpoint`` beside the run directory ``out``
-    (its name within the system's limits, see :func:`condensation.store.hidden_stem`)."""
+    (its name within the system's limits, see :func:`condensation.store.rundir.hidden_stem`)."""
     return hidden_sibling(out, "checkpoint")
 
 

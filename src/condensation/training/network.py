@@ -16,7 +16,7 @@ drives the progress bar).  Inside the call, at every step, it records:
 Time conventions: ``loss_k = R(theta_k)``, ``theta_{k+1} = theta_k - lr grad R``,
 ``t = k * lr``.
 
-The update is an optax ``GradientTransformation`` (:mod:`condensation.optimizers`):
+The update is an optax ``GradientTransformation`` (:mod:`condensation.training.optimizers`):
 ``gd`` (the default) is ``theta + (-lr) g``, bit for bit the plain GD step; ``sgd``,
 ``momentum`` and ``adam`` carry their optax state and, for mini-batches, the
 epoch's sample permutation in one extra element of the loop carry
@@ -54,13 +54,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from condensation.checkpoint import Checkpoint, chunk_steps, chunks
 from condensation.core.alignment import median_abs_cos
 from condensation.core.final_stage import final_stage_holds
+from condensation.core.metrics import abs_cos_to
 from condensation.core.network import loss as loss_fn
-from condensation.devices import member_mesh, on_host, over_members, place_members
-from condensation.metrics import abs_cos_to
-from condensation.optimizers import Optimizer, epoch_permutation
+from condensation.store.checkpoint import Checkpoint, chunk_steps, chunks
+from condensation.training.devices import member_mesh, on_host, over_members, place_members
+from condensation.training.optimizers import Optimizer, epoch_permutation
 
 GD = Optimizer()
 _NOT_KEPT = np.zeros(0)  # the record of a snapshot a layer does not keep
@@ -168,7 +168,7 @@ def all_finite(arrays) -> jnp.ndarray:
 
 class Handoff(NamedTuple):
     """Where each member's GD starts when it does not start at step 0 (built by
-    :mod:`condensation.fastforward`): the loop begins member ``e`` at ``step[e]``
+    :mod:`condensation.training.fastforward`): the loop begins member ``e`` at ``step[e]``
     from ``params``; snapshots before that step are taken from ``snapshots``.
     Every array has the member axis first."""
 
@@ -323,22 +323,22 @@ def train(
     inner-product constraint already holds.  ``plateau_drop`` in (0, 1) sets
     the plateau exit, the first step with ``loss <= (1 - plateau_drop) loss_0``.
     Members are spread over
-    ``jax.devices()`` (:mod:`condensation.devices`).  ``checkpoint``
-    (:class:`condensation.checkpoint.Checkpoint`) saves the loop at snapshot
+    ``jax.devices()`` (:mod:`condensation.training.devices`).  ``checkpoint``
+    (:class:`condensation.store.checkpoint.Checkpoint`) saves the loop at snapshot
     boundaries and, when resuming, starts from its last save.  Long intervals run
     in chunks of bounded work, so an interrupt is handled within about a second.
 
-    ``optimizer`` (default gd): the update rule (:mod:`condensation.optimizers`);
+    ``optimizer`` (default gd): the update rule (:mod:`condensation.training.optimizers`);
     ``streams`` (E,) ints (default all 0): each member's mini-batch stream, folded
     into the sampling key, so members with equal streams see the same batches.
 
     ``handoff`` (:class:`Handoff`, gd only): member ``e`` starts GD at step
     ``handoff.step[e]`` from ``handoff.params``; the loss of step 0 (the escape
     and plateau levels) is still that of ``params0``, and snapshots before the
-    hand-off come from ``handoff.snapshots`` (:mod:`condensation.fastforward`).
+    hand-off come from ``handoff.snapshots`` (:mod:`condensation.training.fastforward`).
 
     ``keep`` (per layer: snapshot indices, or None for all; default all): which
-    snapshots of each layer are stored (:mod:`condensation.snapshots`); the others are
+    snapshots of each layer are stored (:mod:`condensation.training.snapshots`); the others are
     not kept on the host.  ``measure(params)`` (host arrays W_k of shape (E, ...)) is
     called at every snapshot; its arrays (E, ...) are stacked into ``measures``.
     """
@@ -500,7 +500,7 @@ def _fill_before_handoff(snaps, snap_loss, steps_k, handoff: Handoff, measured, 
     for j in np.flatnonzero(before.any(axis=0) & ~done):
         rows = before[:, j]
         for k, s in enumerate(snaps):
-            if s[j].size == 0:  # not kept (condensation.snapshots)
+            if s[j].size == 0:  # not kept (condensation.training.snapshots)
                 continue
             s[j] = np.array(s[j])
             s[j][rows] = handoff.snapshots[k][rows, j]

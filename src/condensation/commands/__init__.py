@@ -1,0 +1,1 @@
+"""Runs: from a validated config to arrays, a summary and figures on disk."""

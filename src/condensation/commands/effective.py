@@ -1,0 +1,332 @@
+"""``condensation effective``: the effective dynamics of every ensemble member.
+
+From the same config as ``train`` (hence the same initial parameters), build
+the effective system of each member, integrate it through its blow-up, check
+it against the theory, and optionally run GD beside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from condensation.commands.train import (
+    Prepared,
+    TrainRun,
+    has_drive,
+    optimizer_of,
+    optimizer_summary,
+    prepare_run,
+    run_training,
+)
+from condensation.commands.train import output_bytes as train_output_bytes
+from condensation.config import checks as inputs
+from condensation.config.network import Config
+from condensation.data import Dataset
+from condensation.effective.blowup import Blowup, Tolerances
+from condensation.effective.system import (
+    EffectiveSystem,
+    build_system,
+    regime_ratio,
+    solve_batch,
+    warn_regime,
+)
+from condensation.effective.theory import (
+    blowup_criterion,
+    bounds_from_steps,
+    check_three_layer_run,
+    energy_ratio,
+    energy_ratio_limit,
+)
+from condensation.models import Ensemble, NetworkSpec, member_label
+from condensation.report import figures
+from condensation.store.checkpoint import Checkpoint
+from condensation.store.rundir import FIGURE_BYTES, save_arrays, write_json, write_toml
+
+CONDENSED_COS = 0.999  # min_j |cos(b_j, z)| at the end above this: condensed
+
+
+@dataclass(frozen=True)
+class EffectiveRun:
+    config: Config
+    data: Dataset
+    spec: NetworkSpec
+    ensemble: Ensemble
+    systems: list[EffectiveSystem]
+    solutions: list[Blowup]
+    regime_ratios: list[float]
+    gd: TrainRun | None = None
+
+
+def prepare_effective(cfg: Config, *, compare_gd: bool = False) -> Prepared:
+    """Load, check and build what an effective run of ``cfg`` needs, once
+    (:func:`condensation.commands.train.prepare_run`; with ``compare_gd`` prepared to
+    train: ``z = 0`` refused, ``train.steps = "auto"`` resolved)."""
+    return prepare_run(cfg, train=compare_gd)
+
+
+def output_bytes(run: Prepared, *, compare_gd: bool = False) -> float:
+    """About how many bytes an effective run directory of a prepared run takes: a
+    figure per member and one more, and with ``compare_gd`` the training's output
+    (:func:`condensation.commands.train.output_bytes`)."""
+    figs = FIGURE_BYTES * (1 + len(run.config.member_seeds_scales))
+    return figs + (train_output_bytes(run) if compare_gd else 0)
+
+
+def run_effective(
+    cfg: Config | Prepared,
+    *,
+    form: str = "full",
+    compare_gd: bool = False,
+    tol: Tolerances = Tolerances(),
+    checkpoint: Checkpoint | None = None,
+) -> EffectiveRun:
+    """The effective solve of every member (and with ``compare_gd`` the GD run,
+    checkpointed by ``checkpoint``; the solves are recomputed on a resume).
+
+    ``train.steps`` is the horizon of the ``compare_gd`` training alone (the solves
+    run through the blow-up on their own clock): with ``compare_gd``, ``"auto"`` is
+    resolved as ``train`` resolves it (:func:`condensation.commands.train.prepare_run`)
+    and the returned run's config holds the number of steps; without, it is unused.
+    The solves and the training start from the same prepared data and ensemble.
+
+    Args:
+        cfg: a validated network config, or a run prepared by
+            :func:`prepare_effective` with the same ``compare_gd``.
+        form: ``"full"``, ``"reduced"`` or ``"spectral"``.
+        compare_gd: also train from the same initialisation.
+        tol: the solver's tolerances.
+        checkpoint: the training's checkpoint (``compare_gd``).
+
+    Returns:
+        The :class:`EffectiveRun`.
+    """
+    prep = cfg if isinstance(cfg, Prepared) else prepare_effective(cfg, compare_gd=compare_gd)
+    cfg, data, spec, ens = prep.config, prep.data, prep.spec, prep.ensemble
+    kappa = cfg.model.output_scale
+    inputs.check_effective_scales(ens.scales, spec.depth, kappa * float(np.linalg.norm(data.z)))
+    z = data.z
+    if not has_drive(data):
+        # labels uncorrelated with inputs (z = 0 up to rounding): no effective drive;
+        # every member is reported as "no-drive" instead of being integrated forever
+        form, z = "full", np.zeros_like(z)
+    members = [[w[i] for w in ens.params] for i in range(ens.size)]
+    systems = [
+        build_system(p, z, activation=spec.activation, form=form, output_scale=kappa)
+        for p in members
+    ]
+    ratios = [regime_ratio(p, data.x, data.y, spec.activation.fn, kappa) for p in members]
+    warn_regime(max(ratios))  # the worst member
+    sols = solve_batch(systems, tol)
+    # every snapshot of every layer: the comparison uses rho = sum of squared norms over them all
+    gd = run_training(prep, checkpoint=checkpoint, save="full") if compare_gd else None
+    return EffectiveRun(cfg, data, spec, ens, systems, sols, ratios, gd)
+
+
+def final_stage_summary(steps: dict) -> dict:
+    """Entry time, violations after entry, condensation at the end (depth 3)."""
+    if "fs_inner_violations" not in steps:
+        return {
+            "final_stage_entry_time": None,
+            "final_stage_violations_after_entry": None,
+            "condensed": None,
+            "min_abs_cos_final": None,
+        }
+    bad = steps["fs_inner_violations"] + steps.get("fs_angle_violations", 0.0)
+    inside = np.nonzero(bad == 0)[0]
+    entry = int(inside[0]) if inside.size else None
+    return {
+        "final_stage_entry_time": float(steps["t"][entry]) if entry is not None else None,
+        "final_stage_entry_resolution": (
+            float(steps["t"][entry] - steps["t"][entry - 1]) if entry else None
+        ),
+        "final_stage_violations_after_entry": (
+            int(np.count_nonzero(bad[entry:])) if entry is not None else None
+        ),
+        "final_stage_angle_checked": "fs_angle_violations" in steps,
+        "min_abs_cos_final": float(steps["min_abs_cos"][-1]),
+        "condensed": bool(steps["min_abs_cos"][-1] > CONDENSED_COS),
+    }
+
+
+def member_summary(system: EffectiveSystem, sol: Blowup) -> dict:
+    out: dict = {"status": sol.status, "blew_up": sol.blew_up, "n_steps": sol.n_steps}
+    if sol.degree == 1:
+        out.update(
+            growth_rate=sol.growth_rate,
+            time_to_norm=sol.time_to_norm,
+            growth_rate_predicted=system.z_norm,
+        )
+    out.update(
+        T_star=sol.T_star if sol.blew_up else None,
+        T_star_rel_error=sol.T_star_rel_error if sol.blew_up else None,
+    )
+    if sol.status == "no-drive":
+        return out
+    steps = sol.steps
+    drifts = [float(np.max(steps[k])) for k in ("law_drift", "matrix_law_drift") if k in steps]
+    out["max_invariant_drift"] = max(drifts) if drifts else None  # spectral: laws built in
+    out["convergence"] = sol.convergence
+    if system.depth == 3:
+        t0, lo, hi = bounds_from_steps(steps, system.z_norm)
+        out.update(T_star_lower=lo, T_star_upper=hi, bounds_taken_at=t0)
+        out["criterion"] = blowup_criterion(*_initial_awc(system), system.z_norm)
+        if sol.blew_up:
+            out.update(check_three_layer_run(steps, sol.T_star, (lo, hi), system.z_norm))
+        out.update(final_stage_summary(steps))
+    else:
+        out.update(
+            T_star_lower=None,
+            T_star_upper=None,
+            criterion="no blow-up (linear)" if system.depth == 2 else "cannot tell",
+        )
+    return out
+
+
+def _initial_awc(system: EffectiveSystem):
+    b, w, a = system.initial_params
+    return a[0], w, b @ system.z
+
+
+def trained_label(cfg: Config, data: Dataset) -> str:
+    """Prefix of the trained run's keys: ``gd`` for GD, ``trained`` for any other
+    optimizer (whose comparison is labelled by ``comparison.effective_prediction``)."""
+    return "gd" if optimizer_of(cfg, data).name == "gd" else "trained"
+
+
+def summary(run: EffectiveRun) -> dict:
+    members = []
+    pre = trained_label(run.config, run.data)
+    for i, (sysm, sol) in enumerate(zip(run.systems, run.solutions)):
+        m = {
+            "seed": run.ensemble.seeds[i],
+            "scale": run.ensemble.scales[i],
+            "regime_ratio": run.regime_ratios[i],
+            **member_summary(sysm, sol),
+        }
+        if run.gd is not None:
+            esc = run.gd.result.escape_time[i]
+            m[f"{pre}_escape_time"] = float(esc) if np.isfinite(esc) else None
+            if np.isfinite(esc) and sol.blew_up:
+                m[f"{pre}_vs_T_star_rel_diff"] = float((esc - sol.T_star) / sol.T_star)
+        members.append(m)
+    extra = {}
+    if run.gd is not None:  # what the comparison is: a theorem only for gd
+        extra["comparison"] = optimizer_summary(optimizer_of(run.config, run.data))
+    return {
+        "kind": "effective",
+        "form": run.systems[0].form,
+        "depth": run.spec.depth,
+        "widths": list(run.spec.widths),
+        "activation": run.spec.activation.name,
+        "z": run.data.z,
+        "z_norm": float(np.linalg.norm(run.data.z)),
+        "z_effective_norm": run.systems[0].z_norm,
+        "members": members,
+        **extra,
+    }
+
+
+def write_effective_run(run: EffectiveRun, out: Path) -> dict:
+    write_toml(out / "config.toml", run.config.to_dict())
+    (out / "arrays").mkdir()
+    for i, sol in enumerate(run.solutions):
+        if sol.steps:
+            save_arrays(out / "arrays" / f"member{i}_steps.npz", **sol.steps)
+    s = summary(run)
+    write_json(out / "summary.json", s)
+    (out / "figures").mkdir()
+    plot_effective_run(run, s, out / "figures")
+    return s
+
+
+def plot_effective_run(run: EffectiveRun, s: dict, fig_dir: Path) -> None:
+    sols = [(i, sol) for i, sol in enumerate(run.solutions) if sol.steps][:8]
+    if not sols:
+        return
+    z_norm = run.systems[0].z_norm
+    label = [
+        member_label(m["seed"], m["scale"], i, run.config.init.path)
+        for i, m in enumerate(s["members"])
+    ]
+    if run.spec.depth == 2:
+        fig, ax = figures.subplots(figsize=(6, 4))
+        for i, sol in sols:
+            ax.plot(sol.steps["t"], sol.steps["log_growth"], label=label[i])
+        t = sols[0][1].steps["t"]
+        ax.plot(t, z_norm * t, "k:", label=f"slope |z| = {z_norm:.3g}")
+        ax.set_xlabel("time t")
+        ax.set_ylabel("log(|theta| / |theta_0|)")
+        ax.set_title("two layers: exponential growth, no finite-time blow-up", fontsize=9)
+        ax.legend(fontsize=7)
+        figures.save(fig, fig_dir / "growth.png")
+        return
+    blown = [(i, sol) for i, sol in sols if sol.blew_up]
+    if blown:
+        fig, axs = figures.subplots(1, 2, figsize=(10, 4))
+        k = run.spec.depth - 1
+        for i, sol in blown:
+            st = sol.steps
+            rem = sol.T_star - st["t"]
+            ok = rem > sol.T_star * 1e-13
+            axs[0].loglog(rem[ok], st["rho"][ok], label=label[i])
+            axs[1].loglog(rem[ok][st["E"][ok] > 0], st["E"][ok][st["E"][ok] > 0])
+        for ax, p, name in ((axs[0], 2 / (k - 1), "rho"), (axs[1], (k + 1) / (k - 1), "E")):
+            x = np.array(ax.get_xlim())
+            y0 = ax.get_lines()[0].get_ydata()[-1] if ax.get_lines() else 1.0
+            x0 = ax.get_lines()[0].get_xdata()[-1] if ax.get_lines() else 1.0
+            ax.loglog(x, y0 * (x / x0) ** (-p), "k:", label=f"slope -{p:g} (type I)")
+            ax.set_xlabel("T* - t")
+            ax.set_ylabel(name)
+            ax.legend(fontsize=7)
+        axs[0].set_title("norm growth toward the blow-up", fontsize=9)
+        figures.save(fig, fig_dir / "norms_loglog.png")
+    if run.spec.depth == 3:
+        fig, ax = figures.subplots(figsize=(6, 4))
+        for i, sol in sols:
+            ax.plot(sol.steps["t"], energy_ratio(sol.steps), label=label[i])
+        ax.axhline(energy_ratio_limit(z_norm), color="k", ls=":", label="|z| 3^(-3/2)")
+        ax.set_xlabel("time t")
+        ax.set_ylabel("E / rho^(3/2)")
+        ax.set_title("non-decreasing, tends to its bound at blow-up", fontsize=9)
+        ax.legend(fontsize=7)
+        figures.save(fig, fig_dir / "energy_ratio.png")
+    drifting = [(i, sol) for i, sol in sols if "law_drift" in sol.steps]  # spectral: built in
+    if drifting:
+        fig, ax = figures.subplots(figsize=(6, 4))
+        for i, sol in drifting:
+            ax.semilogy(sol.steps["t"], np.maximum(sol.steps["law_drift"], 1e-18), label=label[i])
+        ax.set_xlabel("time t")
+        ax.set_ylabel("relative drift of conservation laws")
+        ax.legend(fontsize=7)
+        figures.save(fig, fig_dir / "invariant_drift.png")
+    if run.gd is not None:
+        r = run.gd.result
+        fig, axs = figures.subplots(1, 2, figsize=(10, 4))
+        for i, sol in sols[:4]:
+            rho_gd = sum(np.sum(w[i] ** 2, axis=(-2, -1)) for w in r.snapshots)
+            (line,) = axs[0].semilogy(r.snapshot_times, rho_gd, label=f"trained, {label[i]}")
+            axs[0].semilogy(
+                sol.steps["t"], sol.steps["rho"], ls="--", color=line.get_color(), label="effective"
+            )
+            axs[1].plot(r.snapshot_times, r.snapshot_loss[i], color=line.get_color())
+            if sol.blew_up:
+                for ax in axs:
+                    ax.axvline(sol.T_star, color=line.get_color(), ls=":", lw=0.8)
+        axs[0].set_ylim(
+            top=10 * max(np.max(sum(np.sum(w**2, axis=(-2, -1)) for w in r.snapshots)), 1)
+        )
+        axs[0].set_ylabel("rho = sum of squared weights")
+        axs[1].set_yscale("log")
+        axs[1].set_ylabel("GD loss")
+        for ax in axs:
+            ax.set_xlabel("time t")
+        axs[0].legend(fontsize=7)
+        opt = optimizer_of(run.config, run.data)
+        title = f"{opt.name} (solid) vs effective (dashed); dotted: T*"
+        if not opt.effective_is_theorem:
+            title += f"\n(effective prediction is {opt.theory_reach.split(':')[0]} for {opt.name})"
+        axs[0].set_title(title, fontsize=9)
+        figures.save(fig, fig_dir / "compare_gd.png")
