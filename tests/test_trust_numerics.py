@@ -124,8 +124,8 @@ def test_unit_scale_solve_gives_the_direct_solve_s_t_star(monkeypatch):
     the same solve: where both are finite they agree to rounding."""
     from condensation.commands.train import prepare
     from condensation.config.network import load_config
-    from condensation.effective import theory
     from condensation.effective import predictions as P
+    from condensation.effective import theory
 
     cfg = load_config(None, [*DEEP, "init.scale=1e-3"])  # T* ~ 1e45: finite either way
     data, spec, ens = prepare(cfg)
