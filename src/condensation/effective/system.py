@@ -265,8 +265,12 @@ def solve_batch(systems: list[EffectiveSystem], tol: Tolerances = Tolerances()) 
         One :class:`~condensation.effective.blowup.Blowup` per system, in order;
         each the same as :func:`solve` of that system alone.
 
-    >>> sols = solve_batch([build_system([[[e]], [[e]], [[e]]], [1.0]) for e in (0.1, 0.2)])
-    >>> [round(s.T_star, 9) for s in sols]   # T* = 1 / eps
+    Three scalar layers at ``eps = 0.1`` and ``0.2`` (``T* = 1 / eps``); not run as a
+    doctest (it compiles a batched solve, ~10 s: ``tests/test_effective.py::
+    test_batch_equals_loop`` checks it against :func:`solve`):
+
+    >>> systems = [build_system([[[e]], [[e]], [[e]]], [1.0]) for e in (0.1, 0.2)]
+    >>> [round(s.T_star, 9) for s in solve_batch(systems)]  # doctest: +SKIP
     [10.0, 5.0]
     """
     if len(systems) == 1:
