@@ -124,22 +124,22 @@ def test_unit_scale_solve_gives_the_direct_solve_s_t_star(monkeypatch):
     the same solve: where both are finite they agree to rounding."""
     from condensation.commands.train import prepare
     from condensation.config.network import load_config
+    from condensation.effective import predictions as P
     from condensation.effective import theory
-    from condensation.training import fastforward as ff
 
     cfg = load_config(None, [*DEEP, "init.scale=1e-3"])  # T* ~ 1e45: finite either way
     data, spec, ens = prepare(cfg)
-    probs = [s.problem() for s in ff.effective_systems(ens.params, data.z, spec.activation)]
-    (direct,) = ff.solve_blowups(probs)
+    probs = [s.problem() for s in P.effective_systems(ens.params, data.z, spec.activation)]
+    (direct,) = P.solve_blowups(probs)
     monkeypatch.setattr(theory, "LOG_UNIT_LIMIT", -math.inf)  # every member: log path
-    (logged,) = ff.solve_blowups(probs)
+    (logged,) = P.solve_blowups(probs)
     assert direct.blew_up and logged.blew_up
     # rtol: one exp/log round trip of T* and of the unit |theta_0|^-14 ~ 1e32
     assert logged.T_star == pytest.approx(direct.T_star, rel=1e-12)
-    assert ff.log10_t_star(logged) == pytest.approx(math.log10(direct.T_star), rel=1e-12)
+    assert P.log10_t_star(logged) == pytest.approx(math.log10(direct.T_star), rel=1e-12)
     np.testing.assert_allclose(logged.steps["t"], direct.steps["t"], rtol=1e-12)
     # the solve-free lower bound of the horizon warning holds, and is not vacuous
-    (bound,) = ff.t_star_lower_bound(ens.params, data.z, spec.activation)
+    (bound,) = P.t_star_lower_bound(ens.params, data.z, spec.activation)
     assert direct.T_star * 1e-8 < bound <= direct.T_star
 
 
@@ -148,14 +148,14 @@ def test_t_star_lower_bound_holds_at_every_depth():
     """``L^((L-2)/2) / ((L-2) |z| r0^(L-2))`` <= the solved T* (depth 3: THEORY §4)."""
     from condensation.commands.train import prepare
     from condensation.config.network import load_config
-    from condensation.training import fastforward as ff
+    from condensation.effective import predictions as P
 
     for depth in (3, 4, 5):
         widths = ",".join(["3"] * (depth - 1))
         cfg = load_config(None, [f"model.depth={depth}", f"model.widths=[{widths}]", "data.n=10"])
         data, spec, ens = prepare(cfg)
-        (t_star,) = ff.predicted_t_star(ens.params, data.z, spec.activation)
-        (bound,) = ff.t_star_lower_bound(ens.params, data.z, spec.activation)
+        (t_star,) = P.predicted_t_star(ens.params, data.z, spec.activation)
+        (bound,) = P.t_star_lower_bound(ens.params, data.z, spec.activation)
         assert 0 < bound <= t_star, (depth, bound, t_star)
 
 

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from condensation.core.final_stage import count_angle_violations, count_inner_violations
+
 
 def chain_products(params):
-    """``[M_3, ..., M_L]``: ``M_k = W_{k-1} ... W_2`` of shape (m_{k-1}, m1)."""
+    """``[M_3, ..., M_L]``: ``M_k = W_{k-1} ... W_2`` of shape (..., m_{k-1}, m1)."""
     out, m = [], params[1]
     for k in range(3, len(params) + 1):
         out.append(m)
@@ -27,32 +29,55 @@ def chain_products(params):
 
 
 def deep_v(params):
-    """``v = (W_L ... W_2)^T`` (m1,): ``c' = |z|^2 v`` in the effective flow."""
+    """``v = (W_L ... W_2)^T`` (..., m1): ``c' = |z|^2 v`` in the effective flow."""
     row = params[-1]
     for w in params[-2:0:-1]:
         row = row @ w
-    return row[0]
+    return row[..., 0, :]
 
 
-def deep_inner_margins(params, z):
-    """``s_j v_j`` per first-layer neuron (m1,); the condition is that all are > 0."""
-    return jnp.sign(params[0] @ z) * deep_v(params)
+def deep_inner_margins(params, z, xp=jnp):
+    """``s_j v_j`` per first-layer neuron (..., m1); the condition is that all are > 0."""
+    return xp.sign(params[0] @ z) * deep_v(params)
 
 
-def chain_sign_grams(params, z):
-    """``[S M_k^T M_k S for k = 3..L]`` (each (m1, m1)), ``S = diag(sign(W1 z))``;
+def _gram(m, xp):
+    """``M^T M``: (m1, m1) for one state, (..., m1, m1) for stacked states."""
+    return m.T @ m if m.ndim == 2 else xp.swapaxes(m, -1, -2) @ m
+
+
+def chain_sign_grams(params, z, xp=jnp):
+    """``[S M_k^T M_k S for k = 3..L]`` (each (..., m1, m1)), ``S = diag(sign(W1 z))``;
     chain condition k: every entry >= 0."""
-    s = jnp.sign(params[0] @ z)
-    ss = s[:, None] * s[None, :]
-    return [ss * (m.T @ m) for m in chain_products(params)]
+    s = xp.sign(params[0] @ z)
+    ss = s[..., :, None] * s[..., None, :]
+    return [ss * _gram(m, xp) for m in chain_products(params)]
 
 
-def chain_counts(params, z):
-    """(neurons violating the inner condition, (L-2,) pairs violating each chain
-    condition k = 3..L); pairs are unordered (i < j), the diagonal never violates."""
-    n_inner = jnp.sum(deep_inner_margins(params, z) <= 0)
-    pairs = jnp.stack([jnp.sum(jnp.triu(g < 0, k=1)) for g in chain_sign_grams(params, z)])
-    return n_inner, pairs
+def chain_counts(params, z, xp=jnp):
+    """The one count of the depth-L sign conditions, for one state or (with numpy)
+    states stacked over leading axes.
+
+    Args:
+        params: ``[W1, ..., WL]`` (L >= 3), each ``W_k`` of shape (..., *shape_k).
+        z: ``mean(y x)``, shape (d,).
+        xp: array namespace: ``jax.numpy`` (the default; usable under jit) or
+            ``numpy`` (post hoc, stacked snapshots).
+
+    Returns:
+        ``(n_inner, pairs)``: the neurons violating the inner condition, shape (...),
+        and the unordered pairs (i < j; the diagonal never violates) violating each
+        chain condition k = 3..L, shape (..., L-2).
+
+    >>> import numpy as np
+    >>> w1, w2, w3 = np.array([[1.0], [-1.0]]), np.array([[1.0, 1.0]]), np.array([[1.0]])
+    >>> n_inner, pairs = chain_counts([w1, w2, w3], np.array([1.0]), xp=np)
+    >>> int(n_inner), pairs.tolist()   # s = (+, -): neuron 2 has s v < 0, the pair a negative entry
+    (1, [1])
+    """
+    n_inner = count_inner_violations(deep_inner_margins(params, z, xp), xp=xp)
+    counts = [count_angle_violations(g, xp=xp) for g in chain_sign_grams(params, z, xp)]
+    return n_inner, xp.stack(counts, axis=-1)
 
 
 def deep_v_rate(params, z):

@@ -9,6 +9,7 @@ move), ``S_k > threshold`` condensed, in between critical.  Pure numpy.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -36,6 +37,18 @@ def rd_over_snapshots(snapshots: Sequence[np.ndarray]) -> tuple[np.ndarray, np.n
         with np.errstate(invalid="ignore"):
             maxes.append(np.nanmax(np.where(np.isfinite(rd), rd, -np.inf), axis=1))
     return np.stack(ends, axis=-1), np.stack(maxes, axis=-1)
+
+
+def geo_mean(values) -> float:
+    """The geometric mean of the finite, positive ``values`` (e.g. RD over seeds);
+    NaN when there are none.
+
+    >>> geo_mean([1.0, 4.0, float("nan"), 0.0])
+    2.0
+    """
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    return float(np.exp(np.mean(np.log(v)))) if v.size else math.nan
 
 
 def width_slope(widths: Sequence[float], rd: Sequence[float]) -> float:

@@ -110,25 +110,22 @@ def sign_condition_sets(steps: dict, depth: int) -> dict[str, np.ndarray]:
 
 def sign_condition_counts(params, z) -> dict[str, np.ndarray]:
     """The per-state counts of :func:`deep_diag` for stacked states, in numpy (post hoc,
-    no compilation): every ``W_k`` of shape (..., *shape_k) (e.g. GD snapshots
-    (E, K, ...)); returns arrays of shape (...).  Same counts as
-    :func:`condensation.core.chain.chain_counts` state by state."""
+    no compilation): :func:`condensation.core.chain.chain_counts` with ``xp = numpy``.
+
+    Args:
+        params: ``[W1, ..., WL]``, every ``W_k`` of shape (..., *shape_k) (e.g. GD
+            snapshots (E, K, ...)).
+        z: ``mean(y x)``, shape (d,).
+
+    Returns:
+        ``{"fs_inner_violations": ..., "chain3_violations": ..., ...}``, arrays of
+        shape (...).
+    """
     ps = [np.asarray(w, dtype=float) for w in params]
-    depth = len(ps)
-    z = np.asarray(z, dtype=float)
-    s = np.sign(ps[0] @ z)  # (..., m1)
-    row = ps[-1]  # (..., 1, m_{L-1}) -> v^T = W_L ... W_2
-    for w in ps[-2:0:-1]:
-        row = row @ w
-    out = {"fs_inner_violations": np.sum(s * row[..., 0, :] <= 0, axis=-1)}
-    ss = s[..., :, None] * s[..., None, :]
-    upper = np.triu(np.ones(ss.shape[-2:], dtype=bool), k=1)
-    m = ps[1]
-    for k, key in zip(range(3, depth + 1), chain_keys(depth)):
-        gram = ss * (np.swapaxes(m, -1, -2) @ m)
-        out[key] = np.sum((gram < 0) & upper, axis=(-2, -1))
-        if k < depth:
-            m = ps[k - 1] @ m
+    n_inner, pairs = chain_counts(ps, np.asarray(z, dtype=float), xp=np)
+    out = {"fs_inner_violations": n_inner}
+    for i, key in enumerate(chain_keys(len(ps))):
+        out[key] = pairs[..., i]
     return out
 
 

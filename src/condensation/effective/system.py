@@ -17,31 +17,23 @@ Two forms, which must agree:
 
 Both are integrated by :mod:`condensation.effective.blowup` through the singularity, with
 the theory's quantities (energy, ``rho``, conservation laws, final-stage
-condition, alignment with ``z``) evaluated at every solver step.
+condition, alignment with ``z``) evaluated at every solver step
+(:mod:`condensation.effective.diagnostics`).  The spectral form is built in
+:mod:`condensation.effective.spectral`; the small-initialisation check
+(:func:`regime_ratio`, :class:`RegimeWarning`) lives in
+:mod:`condensation.effective.init_regime` and is re-exported here.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from dataclasses import dataclass
-from functools import cache
 
-import jax.numpy as jnp
 import numpy as np
 
-from condensation.core.activations import Activation, activation_fn, get_activation
-from condensation.core.alignment import abs_cos_reduced, abs_cos_to
-from condensation.core.effective import energy, full_field, reduced_energy, reduced_field
-from condensation.core.final_stage import (
-    angle_matrix,
-    count_angle_violations,
-    count_inner_violations,
-    inner_product_margins,
-    sign_margins,
-)
+from condensation.core.activations import Activation, get_activation
+from condensation.core.effective import full_field, reduced_field
 from condensation.core.invariants import neuron_balances
-from condensation.core.network import forward
 from condensation.effective.blowup import (
     Blowup,
     PolarProblem,
@@ -51,15 +43,19 @@ from condensation.effective.blowup import (
     solve_polar_batch,
     states_at,
 )
+from condensation.effective.diagnostics import full_diag, reduced_diag
+from condensation.effective.init_regime import (
+    REGIME_RATIO,
+    RegimeWarning,
+    regime_ratio,
+    warn_if_large,
+    warn_regime,
+)
+from condensation.effective.spectral import spectral_diag, spectral_problem
 from condensation.errors import InputError
 
 FORMS = ("full", "reduced", "spectral")
 MATRIX_LAW_MAX_WIDTH = 256  # above this, matrix laws are checked at snapshots only
-REGIME_RATIO = 0.05  # rms(f(x)) / rms(y) above this: outside the small-init regime
-
-
-class RegimeWarning(UserWarning):
-    """The initial state is too large for the small-initialisation regime."""
 
 
 # ---- vector fields (module level: they are static arguments of compiled solves)
@@ -71,155 +67,6 @@ def _full_field(y, args):
 
 def _reduced_field(y, args):
     return reduced_field(y, args[0])
-
-
-# ---- per-step diagnostics -------------------------------------------------------
-
-
-def _laws_drift(q, q0):
-    """max |q - q0| over neurons relative to the largest per-neuron term."""
-    num = jnp.max(jnp.stack([jnp.max(jnp.abs(a - b)) for a, b in zip(q[0], q0)]))
-    den = jnp.max(jnp.stack([jnp.max(t) for t in q[1]]))
-    return num / den
-
-
-def _three_layer_extras(a, w, c, min_abs_cos, with_angles):
-    # counts as floats: the solver's unused save slots are filled with inf
-    inner = count_inner_violations(inner_product_margins(a, w, c)).astype(jnp.float64)
-    out = {"fs_inner_violations": inner, "min_abs_cos": min_abs_cos}
-    if with_angles:
-        angles = count_angle_violations(angle_matrix(w, c))
-        out["fs_angle_violations"] = angles.astype(jnp.float64)
-    return out
-
-
-@cache
-def full_diag(depth: int, with_matrix: bool):
-    """Diagnostics of the full form; args = (z, q0 list, Q0 list)."""
-
-    def diag(y, args):
-        z, q0, big_q0 = args[0], args[1], args[2]
-        rho = sum(jnp.sum(w * w) for w in y)
-        e = energy(y, z)
-        terms = [
-            jnp.sum(y[k + 1] ** 2, axis=0) + jnp.sum(y[k] ** 2, axis=1) for k in range(depth - 1)
-        ]
-        out = {
-            "E": e,
-            "rho": rho,
-            "law_drift": _laws_drift((neuron_balances(y), terms), q0),
-        }
-        if with_matrix:
-            mats = [y[k + 1].T @ y[k + 1] - y[k] @ y[k].T for k in range(depth - 1)]
-            num = jnp.max(jnp.stack([jnp.linalg.norm(m - m0) for m, m0 in zip(mats, big_q0)]))
-            out["matrix_law_drift"] = num / rho
-        if depth == 3:
-            b, w, a = y
-            c = b @ z
-            cos = abs_cos_to(b, z, dot=c)
-            out.update(_three_layer_extras(a[0], w, c, jnp.min(cos), with_matrix))
-        return out
-
-    return diag
-
-
-@cache
-def reduced_diag(with_matrix: bool):
-    """Diagnostics of the reduced form; args = (zz, q0, Q0, |b_perp_j|^2, |B_perp|^2, masks).
-
-    ``masks = (active a/W rows, active c/W columns)``: zero-padded neurons (an
-    exact invariant subspace) are left out of the per-neuron quantities.
-    """
-
-    def diag(y, args):
-        zz, q0, big_q0, bperp2, bperp_total, (act2, act1) = args
-        a, w, c = y
-        rho = jnp.sum(a * a) + jnp.sum(w * w) + jnp.sum(c * c) / zz + bperp_total
-        rows, cols = jnp.sum(w * w, axis=1), jnp.sum(w * w, axis=0)
-        q = [a * a - rows, cols - c * c / zz]
-        terms = [a * a + rows, cols + c * c / zz]
-        out = {
-            "E": reduced_energy(y),
-            "rho": rho,
-            "law_drift": _laws_drift((q, terms), q0),
-        }
-        if with_matrix:
-            mats = [jnp.outer(a, a) - w @ w.T, w.T @ w - jnp.outer(c, c) / zz]
-            num = jnp.max(jnp.stack([jnp.linalg.norm(m - m0) for m, m0 in zip(mats, big_q0)]))
-            out["matrix_law_drift"] = num / rho
-        cos = abs_cos_reduced(c, zz, bperp2)
-        inner = count_inner_violations(inner_product_margins(a, w, c), act1).astype(jnp.float64)
-        out["fs_inner_violations"] = inner
-        out["min_abs_cos"] = jnp.min(jnp.where(act1, cos, jnp.inf))
-        if with_matrix:
-            pairs = count_angle_violations(angle_matrix(w, c), act1)
-            out["fs_angle_violations"] = pairs.astype(jnp.float64)
-        return out
-
-    return diag
-
-
-# ---- the spectral form (depth 3): a closed second-order system for c alone ----
-#
-# With kappa = |c|^2 - |z|^2 |a|^2 and K0 = W^T W - c c^T / |z|^2 (both conserved),
-#     c'' = (2 |c|^2 - kappa) c + |z|^2 K0 c,
-# which is diagonal in the eigenbasis of K0.  Polar variables: c = e^R u,
-# c' = e^(2R) w, ds = e^R dt, dR/ds = <u, w>; every right-hand side costs O(m1).
-
-
-def _spectral_polar(u, r, args):
-    uc, w = u
-    lam, kappa, zz, r0 = args[0], args[1], args[2], args[3]
-    e2 = jnp.exp(-2.0 * (r0 + r))
-    rate = uc @ w
-    acc = (2.0 * (uc @ uc) - kappa * e2) * uc + zz * e2 * lam * uc
-    return (w - rate * uc, acc - 2.0 * rate * w), rate
-
-
-def _spectral_lift(u, big_r, args):
-    uc, w = u
-    return (jnp.exp(big_r) * uc, jnp.exp(2.0 * big_r) * w)
-
-
-def _spectral_diag(y, args):
-    lam, kappa, zz, r0, vecs, bperp2, rho_const = args
-    c_hat, p_hat = y
-    c, p = vecs @ c_hat, vecs @ p_hat
-    # v = W^T a = c' / |z|^2: p is a positive multiple of v
-    inner = count_inner_violations(sign_margins(p, c)).astype(jnp.float64)
-    return {
-        "E": (c_hat @ p_hat) / zz,
-        "rho": 3.0 * (c_hat @ c_hat) / zz + rho_const,
-        "fs_inner_violations": inner,
-        "min_abs_cos": jnp.min(abs_cos_reduced(c, zz, bperp2)),
-    }
-
-
-def _spectral_system(b, w, a, z_eff) -> EffectiveSystem:
-    zz = float(z_eff @ z_eff)
-    c0, a0 = b @ z_eff, a[0]
-    p0 = zz * (w.T @ a0)
-    lam, vecs = np.linalg.eigh(w.T @ w - np.outer(c0, c0) / zz)
-    kappa = float(c0 @ c0 - zz * (a0 @ a0))
-    c_hat, p_hat = vecs.T @ c0, vecs.T @ p0
-    n0 = float(np.linalg.norm(c_hat))
-    if n0 == 0:
-        raise InputError("W1", "B z = 0", "no first-layer neuron sees z", "use a random init")
-    b_perp = b - np.outer(c0, z_eff) / zz
-    bperp2 = np.sum(b_perp**2, axis=1)
-    rho_const = float(np.sum(lam) + np.sum(bperp2) - kappa / zz)  # tr K0 + |B_perp|^2 - kappa/|z|^2
-    args = (lam, kappa, zz, float(np.log(n0)), vecs, bperp2, rho_const)
-    prob = PolarProblem(
-        _spectral_polar,
-        _spectral_lift,
-        2,
-        (jnp.asarray(c_hat / n0), jnp.asarray(p_hat / n0**2)),
-        float(np.log(n0)),
-        args,
-    )
-    return EffectiveSystem(
-        "spectral", 3, z_eff, (c_hat, p_hat), args, None, _spectral_diag, b_perp, prob
-    )
 
 
 # ---- systems --------------------------------------------------------------------
@@ -312,6 +159,10 @@ def build_system(
 
     Returns:
         The :class:`EffectiveSystem`; integrate it with :func:`solve`.
+
+    >>> s = build_system([[[1.0, 0.0]], [[2.0]], [[0.5]]], [3.0, 4.0], activation="tanh")
+    >>> s.form, s.depth, s.degree, s.z_norm
+    ('full', 3, 2, 5.0)
     """
     act = None if activation is None else get_activation(activation)
     z = output_scale * np.asarray(z, dtype=np.float64)
@@ -358,7 +209,8 @@ def _build_system(params, z, activation, form) -> EffectiveSystem:
     if zz == 0:
         raise InputError("data", "z = 0", "no effective drive", "labels must correlate with inputs")
     if form == "spectral":
-        return _spectral_system(b, w, a, z_eff)
+        y0, sargs, b_perp, prob = spectral_problem(b, w, a, z_eff)
+        return EffectiveSystem("spectral", 3, z_eff, y0, sargs, None, spectral_diag, b_perp, prob)
     c = b @ z_eff
     b_perp = b - np.outer(c, z_eff) / zz
     a = a[0]
@@ -379,50 +231,48 @@ def _build_system(params, z, activation, form) -> EffectiveSystem:
     )
 
 
-def regime_ratio(params, x, y, act, output_scale: float = 1.0) -> float:
-    """``rms f(x) / rms y`` at the initial parameters: small in the effective regime.
+def solve(system: EffectiveSystem, tol: Tolerances = Tolerances()) -> Blowup:
+    """Integrate one system through its blow-up (or to an equilibrium / norm).
 
     Args:
-        params: the weight matrices ``[W1, ..., WL]``.
-        x: inputs, shape ``(n, d)``; y: targets, shape ``(n,)``.
-        act: the activation: a name (``"tanh"``), an ``Activation`` or a callable.
-        output_scale: kappa, the output multiplier.
+        system: an :class:`EffectiveSystem` (:func:`build_system`).
+        tol: the solver's :class:`~condensation.effective.blowup.Tolerances`.
 
     Returns:
-        The ratio (a float).
+        The :class:`~condensation.effective.blowup.Blowup`: ``status``, ``T_star``
+        (NaN unless it blew up), its estimated relative error, and the per-step
+        record ``steps`` (time, growth, and the system's diagnostics).
+
+    Three scalar layers at ``eps = 0.1`` with ``z = 1``: each grows as
+    ``x' = x^2``, so ``T* = 1 / eps``:
+
+    >>> sol = solve(build_system([[[0.1]], [[0.1]], [[0.1]]], [1.0]))
+    >>> sol.status, round(sol.T_star, 9)
+    ('blow-up', 10.0)
     """
-    fn = activation_fn(act)
-    f = output_scale * np.asarray(forward([jnp.asarray(p) for p in params], jnp.asarray(x), fn))
-    return float(np.sqrt(np.mean(f**2)) / max(np.sqrt(np.mean(np.asarray(y) ** 2)), 1e-300))
-
-
-def warn_if_large(params, x, y, act) -> float:
-    """:func:`regime_ratio`, with a :class:`RegimeWarning` when it is too large
-    (``act``: a name, an ``Activation`` or a callable).  Returns the ratio."""
-    ratio = regime_ratio(params, x, y, act)
-    warn_regime(ratio)
-    return ratio
-
-
-def warn_regime(ratio: float) -> None:
-    """Warn (with the ratio) when ``rms f(x) / rms y`` leaves the small-init regime."""
-    if ratio > REGIME_RATIO:
-        warnings.warn(
-            f"initial output is {ratio:.3g} x the targets' size (rms f / rms y > {REGIME_RATIO}): "
-            "outside the small-initialisation regime; the effective dynamics may not predict "
-            "training (lower init.scale)",
-            RegimeWarning,
-            stacklevel=3,
-        )
-
-
-def solve(system: EffectiveSystem, tol: Tolerances = Tolerances()) -> Blowup:
-    """Integrate one system through its blow-up (or to an equilibrium / norm)."""
     return solve_polar(system.problem(), diag=system.diag, tol=tol)
 
 
 def solve_batch(systems: list[EffectiveSystem], tol: Tolerances = Tolerances()) -> list[Blowup]:
-    """Systems of the same form and shapes (an ensemble), in one vmapped solve."""
+    """Systems of the same form and shapes (an ensemble), in one compiled solve
+    (each member with its own adaptive steps and stopping event).
+
+    Args:
+        systems: :class:`EffectiveSystem` s of one form, depth and shapes.
+        tol: the solver's :class:`~condensation.effective.blowup.Tolerances`.
+
+    Returns:
+        One :class:`~condensation.effective.blowup.Blowup` per system, in order;
+        each the same as :func:`solve` of that system alone.
+
+    Three scalar layers at ``eps = 0.1`` and ``0.2`` (``T* = 1 / eps``); not run as a
+    doctest (it compiles a batched solve, ~10 s: ``tests/test_effective.py::
+    test_batch_equals_loop`` checks it against :func:`solve`):
+
+    >>> systems = [build_system([[[e]], [[e]], [[e]]], [1.0]) for e in (0.1, 0.2)]
+    >>> [round(s.T_star, 9) for s in solve_batch(systems)]  # doctest: +SKIP
+    [10.0, 5.0]
+    """
     if len(systems) == 1:
         return [solve(systems[0], tol)]
     return solve_polar_batch([s.problem() for s in systems], diag=systems[0].diag, tol=tol)
@@ -431,9 +281,30 @@ def solve_batch(systems: list[EffectiveSystem], tol: Tolerances = Tolerances()) 
 def trajectory(
     system: EffectiveSystem, sol: Blowup, times, tol: Tolerances = Tolerances(), min_len: int = 0
 ):
-    """Network parameters at the given times (before T*): ``(t_actual, [W1..WL])``.
-    ``min_len``: compile the query for at least this many times
-    (:func:`condensation.effective.blowup.states_at`; the results do not depend on it)."""
+    """Network parameters along the effective dynamics at the given times (before T*).
+
+    Args:
+        system: the solved :class:`EffectiveSystem`.
+        sol: its :func:`solve` result.
+        times: increasing times ``t < T*``, shape (K,).
+        tol: the solver's :class:`~condensation.effective.blowup.Tolerances`.
+        min_len: compile the query for at least this many times
+            (:func:`condensation.effective.blowup.states_at`; the results do not
+            depend on it).
+
+    Returns:
+        ``(t_actual, [W1, ..., WL])``: the times reached (equal to ``times`` to about
+        1e-13 relative) and each layer's weights with a leading axis over times,
+        ``W_k`` of shape (K, *shape_k).
+
+    Three scalar layers at ``eps = 0.1``, ``z = 1``: ``x(t) = eps / (1 - eps t)``,
+    so ``x(5) = 0.2``:
+
+    >>> system = build_system([[[0.1]], [[0.1]], [[0.1]]], [1.0])
+    >>> t, (w1, w2, w3) = trajectory(system, solve(system), [5.0])
+    >>> w1.shape, round(float(w1[0, 0, 0]), 9)
+    ((1, 1, 1), 0.2)
+    """
     t, y = states_at(system.problem(), sol, times, tol=tol, min_len=min_len)
     return t, system.to_params(y)
 
@@ -441,11 +312,16 @@ def trajectory(
 __all__ = [
     "EffectiveSystem",
     "FORMS",
+    "MATRIX_LAW_MAX_WIDTH",
+    "REGIME_RATIO",
     "RegimeWarning",
     "build_system",
+    "full_diag",
+    "reduced_diag",
     "regime_ratio",
     "solve",
     "solve_batch",
     "trajectory",
     "warn_if_large",
+    "warn_regime",
 ]

@@ -58,16 +58,57 @@ def format_time(t: float | None, log10: float | None = None, spec: str = ".6g") 
     return f"> {np.finfo(np.float64).max:.2g} (beyond float64)"
 
 
+# ---- the scaling law: T*(eps G) = T*(G) eps^-(L-2) exactly (degree L-1 homogeneity) ----
+def t_star_at_unit_scale(t_star, eps, depth: int):
+    """``T*(G)`` from ``T*(eps G)``: ``T* eps^(L-2)`` (the effective field of depth L
+    is homogeneous of degree L - 1, so the law is exact).
+
+    >>> t_star_at_unit_scale(1000.0, 0.1, 5)
+    1.0000000000000002
+    """
+    return t_star * eps ** (depth - 2)
+
+
+def eps_for_t_star(t_one, t, depth: int):
+    """The init scale ``eps`` at which ``T*(eps G) = t``, given ``T*(G) = t_one``:
+    ``(t_one / t)^(1/(L-2))`` (inverse of :func:`t_star_at_unit_scale`).
+
+    >>> eps_for_t_star(1.0, 100.0, 4)
+    0.1
+    """
+    return (t_one / t) ** (1.0 / (depth - 2))
+
+
 def energy_ratio_limit(z_norm: float) -> float:
     """The limit (and upper bound) of ``E / rho^(3/2)``: ``|z| 3^(-3/2)``."""
     return z_norm * 3.0**-1.5
+
+
+def t_star_lower_bound_3(z_norm: float, rho0):
+    """``sqrt(3) / (|z| sqrt(rho0))``: a lower bound on the time to a depth-3 blow-up
+    from a state of squared norm ``rho0`` (THEORY §4), no solve needed.
+
+    Args:
+        z_norm: ``|z|`` of the effective drive (``|g^2 z|``).
+        rho0: the squared norm of the state: a float, or an array (one per member,
+            computed elementwise with ``numpy``).
+
+    Returns:
+        The bound (a float, or an array like ``rho0``).
+
+    >>> round(t_star_lower_bound_3(1.0, 3.0), 12)
+    1.0
+    """
+    if isinstance(rho0, np.ndarray):
+        return math.sqrt(3.0) / (z_norm * np.sqrt(rho0))
+    return math.sqrt(3.0) / (z_norm * math.sqrt(rho0))
 
 
 def t_star_bounds(t0: float, rho0: float, e0: float, z_norm: float) -> tuple[float, float]:
     """``t0 + sqrt(3)/(|z| sqrt(rho0)) <= T* <= t0 + rho0/(3 E0)``, valid when ``E0 > 0``."""
     if not e0 > 0:
         return float("nan"), float("nan")
-    return t0 + math.sqrt(3.0) / (z_norm * math.sqrt(rho0)), t0 + rho0 / (3.0 * e0)
+    return t0 + t_star_lower_bound_3(z_norm, rho0), t0 + rho0 / (3.0 * e0)
 
 
 def bounds_from_steps(steps: dict, z_norm: float) -> tuple[float, float, float]:

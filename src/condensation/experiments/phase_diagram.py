@@ -35,13 +35,13 @@ from condensation.core.init_scales import (
     luo_layer_exponents,
     two_layer_regime,
 )
-from condensation.core.regime import classify, width_slope
+from condensation.core.regime import classify, geo_mean, width_slope
 from condensation.data import load_dataset
 from condensation.engine import Engine, Task
 from condensation.errors import InputError
 from condensation.experiments import Figure, Progress, data_config, require_counts
+from condensation.experiments._phase_figures import plot_map, plot_rd_lines
 from condensation.models import NetworkSpec, antisymmetric
-from condensation.report import figures
 from condensation.store.rundir import save_arrays
 from condensation.sweep.table import write_table
 from condensation.training.tolerance import train_to_tolerance
@@ -241,11 +241,6 @@ def _train(members, data, act, slope, kappa, p):
     )  # fmt: skip
 
 
-def _geo_mean(v: np.ndarray) -> float:
-    v = v[np.isfinite(v) & (v > 0)]
-    return float(np.exp(np.mean(np.log(v)))) if v.size else math.nan
-
-
 def summarise_cell(cell: dict, res: dict, p: dict) -> dict:
     """The table row of one cell: coordinates, widths, per-layer slopes and regimes."""
     depth = p["depth"]
@@ -261,8 +256,8 @@ def summarise_cell(cell: dict, res: dict, p: dict) -> dict:
     row.update(width_min=min(widths), width_max=max(widths))
     rd_end, rd_max = np.asarray(res["rd_end"]), np.asarray(res["rd_max"])  # (W, seeds, L)
     for k in range(depth):
-        s_end = width_slope(widths, [_geo_mean(rd_end[w, :, k]) for w in range(len(widths))])
-        s_max = width_slope(widths, [_geo_mean(rd_max[w, :, k]) for w in range(len(widths))])
+        s_end = width_slope(widths, [geo_mean(rd_end[w, :, k]) for w in range(len(widths))])
+        s_max = width_slope(widths, [geo_mean(rd_max[w, :, k]) for w in range(len(widths))])
         row[f"rd_slope_layer{k + 1}"] = s_end
         row[f"regime_layer{k + 1}"] = (
             classify(s_end, p["slope_threshold"]) if status == "ok" else status
@@ -303,8 +298,8 @@ def run(params: dict, out_dir: Path, progress: Progress) -> dict:
         rd_end=np.array([results[i]["rd_end"] for i in range(len(cells))]),  # (C, W, S, L)
         rd_max=np.array([results[i]["rd_max"] for i in range(len(cells))]),
     )
-    _plot_map(rows, p, out_dir / "figures" / "phase_diagram.png")
-    _plot_rd_lines(cells, results, rows, p, out_dir / "figures" / "rd_vs_width.png")
+    plot_map(rows, p, out_dir / "figures" / "phase_diagram.png")
+    plot_rd_lines(cells, results, rows, p, out_dir / "figures" / "rd_vs_width.png")
     return headline(rows, p)
 
 
@@ -332,79 +327,3 @@ def headline(rows: list[dict], p: dict) -> dict:
             all(r["regime_layer1"] == "condensed" for r in small) if small else None
         )
     return out
-
-
-_LETTER = {"linear": "L", "condensed": "C", "critical": "c"}
-
-
-def _grid(rows, p, key):
-    """(x values, y values, Z[y, x]) of ``key`` over the grid's two axes."""
-    if p["depth"] == 2:
-        xs, ys, xk, yk = p["gammas"], p["gamma_primes"], "gamma", "gamma_prime"
-    else:
-        a, b = p["layer_axes"]
-        xs, ys, xk, yk = p["exponents_a"], p["exponents_b"], f"g_layer{a}", f"g_layer{b}"
-    z = np.full((len(ys), len(xs)), np.nan, dtype=object)
-    for r in rows:
-        z[ys.index(r[yk]), xs.index(r[xk])] = r[key]
-    return xs, ys, z, xk, yk
-
-
-def _edges(v):
-    v = np.asarray(v, dtype=float)
-    if v.size == 1:
-        return np.array([v[0] - 0.5, v[0] + 0.5])
-    mid = 0.5 * (v[1:] + v[:-1])
-    return np.concatenate([[2 * v[0] - mid[0]], mid, [2 * v[-1] - mid[-1]]])
-
-
-def _plot_map(rows, p, path: Path) -> None:
-    layers = [1] if p["depth"] == 2 else [1, 2, 3]
-    fig, axs = figures.subplots(1, len(layers), figsize=(4.6 * len(layers), 4), squeeze=False)
-    for ax, k in zip(axs[0], layers):
-        xs, ys, s, xk, yk = _grid(rows, p, f"rd_slope_layer{k}")
-        _, _, reg, _, _ = _grid(rows, p, f"regime_layer{k}")
-        vals = figures.drawable(s.astype(float))
-        lim = max(float(np.nanmax(np.abs(vals))) if np.isfinite(vals).any() else 1.0, 0.2)
-        mesh = ax.pcolormesh(_edges(xs), _edges(ys), vals, cmap="coolwarm", vmin=-lim, vmax=lim)
-        fig.colorbar(mesh, ax=ax, label=f"S_{k} = d log RD_{k} / d log m")
-        for i, y in enumerate(ys):
-            for j, x in enumerate(xs):
-                ax.text(x, y, _LETTER.get(reg[i, j], "x"), ha="center", va="center", fontsize=9)
-        if p["depth"] == 2:
-            g = np.linspace(_edges(xs)[0], _edges(xs)[-1], 50)
-            ax.axvline(1.0, color="k", lw=1.2)
-            ax.plot(g, g - 1.0, "k-", lw=1.2)
-            ax.set_ylim(_edges(ys)[0], _edges(ys)[-1])
-            for r in rows:
-                if not r["agrees"]:
-                    ax.plot(r["gamma"], r["gamma_prime"], "o", mfc="none", mec="k", ms=16)
-            ax.set_title(f"depth 2, {p['activation']}: input layer (theorems: black lines)")
-        else:
-            ax.set_title(f"depth 3, {p['activation']}: layer {k} (derived, empirical)", fontsize=9)
-        ax.set_xlabel(xk.replace("_", " "))
-        ax.set_ylabel(yk.replace("_", " "))
-    figures.save(fig, path)
-
-
-def _plot_rd_lines(cells, results, rows, p, path: Path) -> None:
-    """RD_1 vs width for up to six cells: the corners and the centre of the grid."""
-    n = len(cells)
-    pick = sorted({0, n - 1, n // 2, (n - 1) // 4, (3 * (n - 1)) // 4})[:6]
-    fig, ax = figures.subplots(figsize=(5.5, 4))
-    for i in pick:
-        rd = np.asarray(results[i]["rd_end"])[:, :, 0]  # (W, seeds)
-        w = results[i]["widths"]
-        gm = [_geo_mean(rd[j]) for j in range(len(w))]
-        r = rows[i]
-        lab = (
-            f"gamma={r['gamma']:g}, gamma'={r['gamma_prime']:g}"
-            if p["depth"] == 2
-            else ", ".join(f"g{k}={r[f'g_layer{k}']:g}" for k in (1, 2, 3))
-        )
-        ax.loglog(w, figures.drawable(np.asarray(gm)), "o-",
-                  label=f"{lab}: S={r['rd_slope_layer1']:.2f}")  # fmt: skip
-    ax.set_xlabel("width m")
-    ax.set_ylabel("RD of the input layer")
-    ax.legend(fontsize=7)
-    figures.save(fig, path)

@@ -34,79 +34,41 @@ result is bit-identical to an uninterrupted run on the same machine layout.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import time
-import zipfile
-import zlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import jax
 import numpy as np
 
 from condensation.errors import InputError
-from condensation.store.rundir import (
-    hidden_sibling,
-    inside,
-    is_this_process,
-    jsonable,
-    note_left_alone,
-    owner_gone,
-    owner_record,
-    read_owner,
-    signals_deferred,
+from condensation.store.checkpoint_files import (
+    META,
+    UNREADABLE,
+    load_carry,
+    load_records,
+    meta_files,
+    our_name,
+    refuse,
 )
+from condensation.store.chunking import CHUNK_FLOPS, chunk_steps, chunks
+from condensation.store.leftovers import note_left_alone
+from condensation.store.marker import run_key
+from condensation.store.names import hidden_sibling
+from condensation.store.owner import is_this_process, owner_gone, owner_record, read_owner
+from condensation.store.rundir import signals_deferred
 
 EVERY_ENV = "CONDENSATION_CHECKPOINT_EVERY"
 DEFAULT_EVERY_S = 30.0
-META = "meta.json"
 OWNER = ".condensation-checkpoint"  # the owner record, written first
-# a file of a checkpoint carries the token of the run that wrote it (the token of the
-# directory's owner record): a file left by a save cut off by SIGKILL is then provably
-# this tool's, and a later save or discard may replace or remove it
-_FILE_RE = re.compile(r"^(carry-[0-9]+|records-[0-9]+-[0-9]+)\.([0-9a-f]{16})\.npz$")
-# what a damaged file raises while it is read
-_UNREADABLE = (
-    OSError,
-    ValueError,
-    KeyError,
-    TypeError,
-    IndexError,
-    EOFError,
-    zipfile.BadZipFile,
-    zlib.error,
-)
-# an interval of the compiled loop is cut into chunks of at most this much work
-# (about a second of one core), so that a signal is handled within bounded time
-CHUNK_FLOPS = 4e9
 
 
 def checkpoint_dir(out: str | Path) -> Path:
     """The checkpoint directory ``.DIR.checkpoint`` beside the run directory ``out``
     (its name within the system's limits, see :func:`condensation.store.rundir.hidden_stem`)."""
     return hidden_sibling(out, "checkpoint")
-
-
-def run_key(*parts) -> str:
-    """A short hash of what determines a run (command, resolved config, options)."""
-    text = json.dumps(jsonable(parts), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
-
-
-def chunks(start: int, stop: int, max_steps: int) -> Iterator[tuple[int, int]]:
-    """``[start, stop)`` cut into consecutive pieces of at most ``max_steps`` steps."""
-    a = int(start)
-    while a < stop:
-        b = min(int(stop), a + max(1, int(max_steps)))
-        yield a, b
-        a = b
-
-
-def chunk_steps(flops_per_step: float) -> int:
-    return max(1, int(CHUNK_FLOPS // max(flops_per_step, 1.0)))
 
 
 def _every_s() -> float:
@@ -120,24 +82,6 @@ def _every_s() -> float:
     if not v >= 0:
         raise InputError(EVERY_ENV, raw, "must be a number of seconds >= 0", f"unset {EVERY_ENV}")
     return v
-
-
-def _refuse(directory: Path, problem: str) -> InputError:
-    return InputError("--resume", str(directory), problem, "rerun without --resume to start over")
-
-
-def _our_name(directory: Path, name, token: str | None) -> Path | None:
-    """``directory/name`` for a file name of ours with this ``token``
-    (``carry-I.TOKEN.npz``, ``records-A-B.TOKEN.npz``) that stays inside ``directory``;
-    else None."""
-    m = _FILE_RE.match(name) if isinstance(name, str) else None
-    if m is None or token is None or m.group(2) != token:
-        return None
-    return inside(directory, name)
-
-
-def _int(v) -> bool:
-    return type(v) is int and v >= 0
 
 
 class Checkpoint:
@@ -238,13 +182,13 @@ class Checkpoint:
         except InputError:
             self._keep = True
             raise
-        except _UNREADABLE as e:
+        except UNREADABLE as e:
             self._keep = True
             what = " ".join(str(e).split())[:200]
             kind = type(e).__name__
             if type(e).__module__ not in ("builtins", None):
                 kind = f"{type(e).__module__}.{kind}"
-            raise _refuse(
+            raise refuse(
                 self.dir,
                 f"the checkpoint is damaged and cannot be read ({kind}: {what})",
             ) from None
@@ -253,25 +197,25 @@ class Checkpoint:
         if not self.resume or not os.path.lexists(self.dir):
             return 0, carry
         if self.dir.is_symlink() or not self.dir.is_dir():
-            raise _refuse(self.dir, "is not a checkpoint directory condensation made")
+            raise refuse(self.dir, "is not a checkpoint directory condensation made")
         raw = read_owner(self.dir / OWNER)
         if raw is None:
             if not any(self.dir.iterdir()):
                 return 0, carry
-            raise _refuse(
+            raise refuse(
                 self.dir,
                 f"is not provably a checkpoint of condensation (no valid {OWNER}); it was left"
                 " alone",
             )
         rec = self._owner()
         if rec is None:
-            raise _refuse(self.dir, f"is in use by another live run (pid {raw['pid']})")
+            raise refuse(self.dir, f"is in use by another live run (pid {raw['pid']})")
         if not (self.dir / META).exists():  # killed before its first save: nothing to resume
             self._token = rec["token"]
             return 0, carry
         meta = self._raw_meta(rec["token"])
         if meta is None:
-            raise _refuse(self.dir, f"its {META} is unreadable or not this checkpoint's")
+            raise refuse(self.dir, f"its {META} is unreadable or not this checkpoint's")
         if meta.get("key") != self.key:
             raise InputError(
                 "--resume",
@@ -279,68 +223,15 @@ class Checkpoint:
                 "the checkpoint was made by another command, config or version",
                 "rerun the same command as before, or without --resume to start over",
             )
-        index, chunks_, treedef_s = meta.get("index"), meta.get("chunks"), meta.get("treedef")
-        if not _int(index) or not isinstance(chunks_, list) or not isinstance(treedef_s, str):
-            raise _refuse(self.dir, f"its {META} is malformed (index, chunks or treedef)")
-        carry_path = _our_name(self.dir, meta.get("carry"), rec["token"])
-        paths = []
-        at = 0
-        for c in chunks_:
-            f = _our_name(self.dir, c.get("file"), rec["token"]) if isinstance(c, dict) else None
-            if f is None and isinstance(c, dict) and isinstance(c.get("file"), str):
-                raise _refuse(
-                    self.dir, f"its {META} names a file that is not one of its own ({c['file']!r})"
-                )
-            if f is None or not _int(c.get("start")) or not _int(c.get("stop")):
-                raise _refuse(self.dir, f"its {META} is malformed (a chunk: {c!r:.80})")
-            if c["start"] != at or c["stop"] <= at:
-                raise _refuse(self.dir, f"its {META} is malformed (chunks not consecutive)")
-            at = c["stop"]
-            paths.append((f, c["start"], c["stop"]))
-        if carry_path is None:
-            raise _refuse(
-                self.dir,
-                f"its {META} names a file that is not one of its own ({meta.get('carry')!r})",
-            )
-        if at != index + 1:
-            raise _refuse(self.dir, "the checkpoint is incomplete")
-        leaves, treedef = jax.tree_util.tree_flatten(carry)
-        with open(carry_path, "rb") as fh, np.load(fh, allow_pickle=False) as f:
-            saved = [np.array(f[f"leaf{i}"]) for i in range(len(f.files))]
-        same = (
-            treedef_s == str(treedef)
-            and len(saved) == len(leaves)
-            and all(
-                s.shape == np.shape(x) and s.dtype == np.asarray(x).dtype
-                for s, x in zip(saved, leaves)
-            )
-        )
-        if not same:
-            raise InputError(
-                "--resume",
-                str(self.dir),
-                "the checkpoint's trainer state has another layout (other version or number"
-                " of devices)",
-                "resume with the same version and CONDENSATION_CPU_DEVICES, or start over",
-            )
-        loaded: dict[str, list] = {name: [] for name in records}
-        for path, start, stop in paths:
-            with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as f:
-                for name in records:
-                    loaded[name] += [np.array(f[f"{name}:{j}"]) for j in range(start, stop)]
-        for name in records:
-            if len(loaded[name]) != index + 1:
-                raise _refuse(self.dir, "the checkpoint is incomplete")
-        placed = [
-            jax.device_put(s, x.sharding) if isinstance(x, jax.Array) else s
-            for s, x in zip(saved, leaves)
-        ]
+        index, treedef_s, carry_path, paths = meta_files(self.dir, meta, rec["token"])
+        restored = load_carry(self.dir, carry_path, treedef_s, carry)
+        loaded = load_records(self.dir, paths, list(records), index)
         for name, lst in records.items():
             lst[:] = loaded[name]
         self._token = rec["token"]
         self._claim()  # the owner record now names this process
         self._meta, self._saved_index = meta, index
-        return index, jax.tree_util.tree_unflatten(treedef, placed)
+        return index, restored
 
     # ---- save ------------------------------------------------------------------------
     def _write_npz(self, name: str, arrays: dict[str, np.ndarray], written: list[Path]) -> None:
@@ -403,7 +294,7 @@ class Checkpoint:
         self._write_npz(
             carry_file, {f"leaf{i}": np.asarray(x) for i, x in enumerate(leaves)}, written
         )
-        old_carry = _our_name(self.dir, meta.get("carry"), self._token)
+        old_carry = our_name(self.dir, meta.get("carry"), self._token)
         meta = {
             **meta,
             "index": index,
@@ -439,7 +330,7 @@ class Checkpoint:
         if isinstance(chunks_, list):
             names += [c.get("file") for c in chunks_ if isinstance(c, dict)]
         token = meta.get("token")
-        return {p for p in (_our_name(self.dir, n, token) for n in names) if p is not None}
+        return {p for p in (our_name(self.dir, n, token) for n in names) if p is not None}
 
     def discard(self) -> None:
         """Remove the checkpoint, if it is provably this tool's: the files its meta lists,
@@ -462,7 +353,7 @@ class Checkpoint:
         ours = {self.dir / META} | {
             self.dir / n
             for n in os.listdir(self.dir)
-            if tmp.match(n) or _our_name(self.dir, n, token) is not None
+            if tmp.match(n) or our_name(self.dir, n, token) is not None
         }
         for p in sorted(ours):
             if p.is_file() and not p.is_symlink():
@@ -476,3 +367,17 @@ class Checkpoint:
                 pass
         if os.path.lexists(self.dir) and any(self.dir.iterdir()):
             self._leave_alone("it holds files condensation did not write")
+
+
+__all__ = [
+    "CHUNK_FLOPS",
+    "Checkpoint",
+    "DEFAULT_EVERY_S",
+    "EVERY_ENV",
+    "META",
+    "OWNER",
+    "checkpoint_dir",
+    "chunk_steps",
+    "chunks",
+    "run_key",
+]

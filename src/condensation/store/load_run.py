@@ -195,9 +195,29 @@ def load_run(directory: str | Path) -> Run:
     resolve inside it, symlinks included; a malformed file is an InputError (one
     line naming the file), never another exception.
 
-    >>> run = load_run("runs/eps1e-4")                       # doctest: +SKIP
-    >>> run.summary["members"][0]["escape_time"]             # doctest: +SKIP
-    >>> run.arrays["snapshots"]["W1"].shape  # (E, K, m1, d)   # doctest: +SKIP
+    Args:
+        directory: a run directory written by condensation (``train``,
+            ``effective``, ``matrix``, an experiment or ``reproduce``).
+
+    Returns:
+        The :class:`Run`: ``config`` (dict), ``summary`` (dict), ``arrays``
+        (:class:`LazyArrays`, ``{file stem: arrays}``), ``figures`` (paths),
+        ``marker`` and, for ``reproduce``, ``children`` (runs by name).
+
+    Raises:
+        InputError: not a run directory, a malformed file, or a path that leads
+            outside it.
+
+    >>> import json, pathlib, tempfile
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "summary.json").write_text(json.dumps({"kind": "train", "loss": 0.25}))
+    >>> run = load_run(d)
+    >>> run.kind, run.summary["loss"], len(run.arrays)
+    ('train', 0.25, 0)
+    >>> import shutil; shutil.rmtree(d)
+
+    On a real run: ``load_run("runs/eps1e-4").arrays["snapshots"]["W1"].shape`` is
+    ``(E, K, m1, d)``.
     """
     return _load(Path(directory), str(directory))
 
