@@ -280,10 +280,12 @@ UNKNOWN = {
 KEYS = {
     "train": {**NET_KEYS, **UNKNOWN},
     "effective": {**NET_KEYS, **UNKNOWN},
+    "effective-gd": {**NET_KEYS, **UNKNOWN},
     "matrix": {**MAT_KEYS, **UNKNOWN},
 }
 DATA_KEYS = {k: v for k, v in NET_KEYS.items() if k.startswith("data.")}
 BASES = {"train": NET_BASE, "effective": NET_BASE, "matrix": MAT_BASE}
+OPTIONS = {"effective-gd": ["--compare-gd"]}  # effective-gd: effective --compare-gd
 
 # Failures this test finds on the code of its commit: (command, key) -> (a literal that
 # fails, what happens).  Their cases run as xfail(strict=True): the fix turns them into
@@ -330,11 +332,12 @@ def _argv(
     """The command line of ``command`` with ``key = literal`` (and its companions)."""
     literal = literal.replace(F, str(files))
     out = work / "out"
-    if command in BASES:
-        base = work.parent / f"{command}.toml"
-        base.write_text(BASES[command])
+    if command in KEYS:
+        name = command.split("-")[0]
+        base = work.parent / f"{name}.toml"
+        base.write_text(BASES[name])
         sets = [a for s in [*companions, f"{key}={literal}"] for a in ("--set", s)]
-        return [command, base, *sets, "--out", out]
+        return [name, base, *OPTIONS.get(command, []), *sets, "--out", out]
     if command.startswith("sweep-"):
         cmd = command.removeprefix("sweep-")
         base = work.parent / f"{cmd}.toml"
@@ -395,8 +398,8 @@ def _runs_or_refuses(
     return code
 
 
-COMMANDS = ["train", "effective", "matrix"]
-SWEEPS = [f"sweep-{c}" for c in COMMANDS]
+COMMANDS = ["train", "effective", "effective-gd", "matrix"]
+SWEEPS = ["sweep-train", "sweep-effective", "sweep-matrix"]
 FAST = settings(
     max_examples=2,
     deadline=None,
@@ -406,7 +409,7 @@ FAST = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 BROAD = settings(
-    max_examples=5,
+    max_examples=3,
     deadline=None,
     derandomize=True,
     database=None,
@@ -444,7 +447,9 @@ def test_hard_values_run_or_are_refused_in_one_line(command, key, data, files):
     _runs_or_refuses(command, key, data.draw(hard, label="value"), companions, files)
 
 
-@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize(  # effective --compare-gd trains and solves: ~10 s a draw, slow
+    "command", [pytest.param(c, marks=pytest.mark.slow) if "-" in c else c for c in COMMANDS]
+)
 @settings(
     max_examples=2,
     deadline=None,
@@ -487,7 +492,7 @@ def test_any_value_runs_or_is_refused_in_one_line(command, key, data, files):
 @pytest.mark.slow
 @pytest.mark.parametrize("command,key", _cases(["run", "reproduce"], _keys_of, known=False))
 @settings(
-    max_examples=2,
+    max_examples=1,
     deadline=None,
     derandomize=True,
     database=None,
