@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import run_cli, toml_literal, write_npz
+from helpers import refused, run_cli, toml_literal, write_npz
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -389,8 +389,7 @@ def _runs_or_refuses(
         assert code in (0, 2), f"exit {code}: {shown}\n{err}"
         left = sorted(p.name for p in work.iterdir())
         if code == 2:
-            lines = [ln for ln in err.splitlines() if ln.strip()]
-            assert len(lines) == 1 and lines[0].startswith("error: "), f"{shown}\n{err}"
+            refused(code, err)
             assert left == [], f"left behind after a refusal: {left}: {shown}"
         else:
             assert left == ["out"], f"beside the output: {left}: {shown}"
