@@ -283,7 +283,9 @@ KEYS = {
     "effective-gd": {**NET_KEYS, **UNKNOWN},
     "matrix": {**MAT_KEYS, **UNKNOWN},
 }
+# run / reproduce: the data.* keys of train; any other key of train is refused
 DATA_KEYS = {k: v for k, v in NET_KEYS.items() if k.startswith("data.")}
+DATA_KEYS |= {**UNKNOWN, "train.lr": (st.just("0.1"), st.just("0.1"), [])}
 BASES = {"train": NET_BASE, "effective": NET_BASE, "matrix": MAT_BASE}
 OPTIONS = {"effective-gd": ["--compare-gd"]}  # effective-gd: effective --compare-gd
 
