@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import one_line, refused, write_npz
 
 from condensation import experiments as X
 from condensation.errors import InputError
@@ -36,14 +37,8 @@ def user_data(tmp_path) -> tuple[Path, np.ndarray]:
     x = rng.uniform(-1.0, 1.0, size=(30, 3))
     y = np.tanh(x @ np.array([1.5, -1.0, 0.5])) + 0.1 * x[:, 0]
     path = tmp_path / "wine.npz"
-    np.savez(path, x=x, y=y)
+    write_npz(path, x=x, y=y)
     return path, y @ x / x.shape[0]
-
-
-def _one_line(msg: str) -> str:
-    lines = [ln for ln in msg.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1, msg
-    return lines[0]
 
 
 def test_every_registered_experiment_takes_data_exactly_when_it_trains_on_data():
@@ -75,7 +70,7 @@ def test_experiment_without_data_refuses_data_keys_in_one_line(name, user_data):
     for key in (f"data.path={user_data[0]}", "data.dataset=sin"):
         with pytest.raises(InputError) as e:
             exp.params([key], quick=True)
-        msg = _one_line(str(e.value))
+        msg = one_line(str(e.value))
         field = key.split("=")[0]
         assert msg.startswith(f"{field} = ") and name in msg and "no data set" in msg, msg
     assert exp.data_used(exp.params(quick=True)) is None  # its summary: data null
@@ -86,8 +81,7 @@ def test_run_cli_refuses_data_for_an_experiment_without_data(tmp_path, user_data
     code, err = cli_main(
         "run", "blowup-rates", "--quick", "--set", f"data.path={user_data[0]}", "--out", str(out)
     )
-    line = _one_line(err)
-    assert code == 2 and "blowup-rates" in line and "no data set" in line, err
+    line = refused(code, err, "blowup-rates", "no data set")
     assert line.startswith("error: data.path = ")
     assert not out.exists()  # refused before any compute
 
@@ -160,7 +154,7 @@ def test_reproduce_names_experiments_the_data_do_not_reach(
     with pytest.raises(SystemExit) as e:
         main()
     got = capsys.readouterr()
-    assert e.value.code == 2 and "no chosen experiment takes data" in _one_line(got.err)
+    assert e.value.code == 2 and "no chosen experiment takes data" in one_line(got.err)
     assert not out.exists()
     # otherwise they go to every experiment that takes data, and the rest are named
     monkeypatch.setattr(sys, "argv", ["condensation", "reproduce", "--quick", "--workers", "1",
@@ -184,11 +178,11 @@ def test_reproduce_names_experiments_the_data_do_not_reach(
 
 def test_reproduce_refuses_a_malformed_data_file_before_compute(tmp_path, fake_pair, cli_main):
     bad = tmp_path / "bad.npz"
-    np.savez(bad, x=np.zeros((3, 2)))  # no y
+    write_npz(bad, x=np.zeros((3, 2)))  # no y
     out = tmp_path / "rep"
     code, err = cli_main("reproduce", "--quick", "--out", str(out), "--set", f"data.path={bad}")
-    line = _one_line(err)
-    assert code == 2 and line.startswith("error: data.path = ") and "missing array" in line, err
+    line = refused(code, err, "missing array")
+    assert line.startswith("error: data.path = "), err
     assert not out.exists()
 
 

@@ -3,13 +3,9 @@
 import jax
 import numpy as np
 import pytest
+from helpers import gaussian_params
 
 from condensation.core import ACTIVATIONS, forward, loss, target_direction
-
-
-def _params(rng, d, widths, scale=0.7):
-    dims = [d, *widths, 1]
-    return tuple(scale * rng.standard_normal((dims[k + 1], dims[k])) for k in range(len(dims) - 1))
 
 
 @pytest.mark.parametrize("depth", [2, 3, 4])
@@ -17,7 +13,7 @@ def _params(rng, d, widths, scale=0.7):
 def test_gradient_matches_finite_differences(rng, depth, act):
     x = rng.uniform(-1, 1, (20, 3))
     y = rng.standard_normal(20)
-    params = _params(rng, 3, [6] * (depth - 1))
+    params = gaussian_params(rng, 3, [6] * (depth - 1), scale=0.7)
     fn = ACTIVATIONS[act].fn
     grads = jax.grad(loss)(params, x, y, fn)
     h = 1e-5
@@ -32,7 +28,7 @@ def test_gradient_matches_finite_differences(rng, depth, act):
 
 def test_forward_matches_explicit_three_layer(rng):
     x = rng.standard_normal((7, 4))
-    b, w, a = _params(rng, 4, [5, 3])
+    b, w, a = gaussian_params(rng, 4, [5, 3], scale=0.7)
     expected = [a[0] @ np.tanh(w @ np.tanh(b @ xi)) for xi in x]
     np.testing.assert_allclose(forward((b, w, a), x, np.tanh), expected, rtol=1e-13)
 

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import gaussian_params
 
 from condensation.core.second_order import (
     data_moments,
@@ -32,9 +33,7 @@ def _gain_of_loss(params, x, y, act):
 
 def _data_and_weights(rng, depth, n=40, d=4, width=5):
     x, y = rng.normal(size=(n, d)), rng.normal(size=n)
-    widths = [d] + [width] * (depth - 1) + [1]
-    ws = [rng.normal(size=(widths[k + 1], widths[k])) for k in range(depth)]
-    return x, y, ws
+    return x, y, list(gaussian_params(rng, d, [width] * (depth - 1)))
 
 
 def test_taylor_coefficients_of_the_built_in_activations():
