@@ -1,3 +1,6 @@
+"""``python -m condensation``: the CLI."""
+
 from condensation.cli import main
 
-main()
+if __name__ == "__main__":
+    main()
