@@ -50,11 +50,24 @@ def read_toml(path: str | Path | None) -> dict[str, Any]:
     if path is None:
         return {}
     p = Path(path)
-    text = read_text(p, "CONFIG", "a TOML config")
+    return parse_toml(read_text(p, "CONFIG", "a TOML config"), "CONFIG", str(p))
+
+
+def parse_toml(text: str, field: str, shown: str) -> dict[str, Any]:
+    """TOML text as a dict; invalid TOML is one :class:`InputError`.
+
+    Args:
+        text: the document.
+        field: what the error names (``CONFIG``, ``SPEC``).
+        shown: the value the error shows (the file's path).
+
+    Returns:
+        The parsed document.
+    """
     try:
         return tomllib.loads(text)
     except ValueError as e:  # TOMLDecodeError, or an integer too long to convert
-        raise InputError("CONFIG", str(p), f"not valid TOML ({e})", "fix the TOML syntax") from None
+        raise InputError(field, shown, f"not valid TOML ({e})", "fix the TOML syntax") from None
 
 
 # ---- --set items ----------------------------------------------------------------------

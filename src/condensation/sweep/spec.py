@@ -8,10 +8,15 @@ combinations.  Axes that the command runs as one ensemble (``init.seed`` and
 cell whose config lists the folded values as ``init.seeds`` / ``init.scales``,
 run as one compiled ensemble; its members are the folded combinations.
 
-Every cell's resolved config is built with the command's own config loader
-(the same validation as ``condensation train --set ...``), and every data or
-problem file is opened, so a bad spec fails in one line naming the axis, the
-value and the fix, before any output exists.  Also refused in one line:
+Every cell's config is built once, from the spec's values, by the command's
+config family (:mod:`condensation.config.families`: the same parsing and
+validation as ``condensation train --set ...``; :mod:`condensation.sweep.expand`),
+and the cell carries that object to the worker.  Any key the command's config
+accepts is an axis (and a column of the table).  Every data or problem file,
+and every ``init.path`` against its network, is opened, so a bad spec fails in
+one line naming the axis, the value and the fix, before any output exists.
+Paths in the spec resolve against the spec's folder, the base's against the
+base's (:mod:`condensation.config.paths`).  Also refused in one line:
 
 - two keys that set the same thing, one of which would silently replace the
   other: two of the initial-scale keys (``init.scale``, ``init.scales``,
@@ -32,17 +37,12 @@ value and the fix, before any output exists.  Also refused in one line:
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 from condensation.config.families import COMMAND_FAMILIES, Family, family_of
+from condensation.config.parse import parse_toml
 from condensation.errors import InputError
 from condensation.sweep.expand import FOLDED, Cell, cell_id, expand, open_inputs
 
@@ -123,10 +123,7 @@ def parse_spec(path: str | Path, *, stream: IO[str] | None = None) -> Spec:
     """
     path = Path(path)
     source, text = _read_spec(path)
-    try:
-        doc = tomllib.loads(text)
-    except ValueError as e:  # TOMLDecodeError, or an integer too long to convert
-        raise _bad("SPEC", str(path), f"not valid TOML ({e})", "fix the TOML syntax") from None
+    doc = parse_toml(text, "SPEC", str(path))
     if set(doc) != {"sweep"} or not isinstance(doc["sweep"], dict):
         raise _bad(
             "SPEC", str(path), "expected one [sweep] table", "write [sweep] with command and axes"
