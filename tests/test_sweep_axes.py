@@ -437,17 +437,41 @@ def test_data_path_x_init_path_x_lr_full(files, tmp_path):
     assert check_rows_equal_single_runs(tmp_path / "out") == 8
 
 
+def check_rows_equal_cli_runs(command: str, out: Path, cli, tmp: Path) -> int:
+    """Every row equals the member of ``condensation COMMAND CELL/config.toml --out``."""
+    rows = read_table(out).to_pylist()
+    assert rows and all(r["status"] in ("ok", "diverged", "underflow") for r in rows), rows
+    by_cell: dict[str, list[dict]] = {}
+    for r in rows:
+        by_cell.setdefault(r["cell"], []).append(r)
+    for cid, cell_rows in by_cell.items():
+        single = tmp / f"single-{cid}"
+        code, _, err = cli(command, str(out / "cells" / cid / "config.toml"), "--out", str(single))
+        assert code == 0, err
+        members = json.loads((single / "summary.json").read_text())["members"]
+        assert len(members) == len(cell_rows)
+        for r, m in zip(cell_rows, members):
+            for k, v in m.items():
+                assert same(r.get(k), v), (cid, k, r.get(k), v)
+    return len(rows)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", range(3))
-def test_random_train_sweeps_rows_are_the_single_runs(seed, files, tmp_path, monkeypatch):
-    """Random pairs of train keys run for real: every row equals its cell's single run,
-    or the spec is refused in one line before compute."""
-    monkeypatch.chdir(files)
-    for i, axes in enumerate(generated_axes("train", 4, seed=seed)[-4:]):
-        spec = check_spec("train", files, axes, monkeypatch)
+@pytest.mark.parametrize("command", ["train", "effective", "matrix"])
+@pytest.mark.parametrize("seed", range(2))
+def test_random_sweeps_rows_are_the_cli_runs(
+    command, seed, files, tmp_path, cli_streams, monkeypatch
+):
+    """Random combinations of two or three keys run for real: every row equals the
+    command's single run of its cell's config.toml, or the spec is refused in one
+    line before compute."""
+    ran = 0
+    for i, axes in enumerate(generated_axes(command, 3, seed=100 + seed)[-3:]):
+        spec = check_spec(command, files, axes, monkeypatch)
         if spec is None:
             continue
         out = tmp_path / f"out{i}"
         s = run_sweep(spec, out, workers=0, stream=io.StringIO())
         assert s["cells_failed"] == 0, s["failed"]
-        check_rows_equal_single_runs(out)
+        ran += check_rows_equal_cli_runs(command, out, cli_streams, tmp_path / f"s{i}")
+    assert ran > 0
