@@ -440,7 +440,7 @@ def test_data_path_x_init_path_x_lr_full(files, tmp_path):
 def check_rows_equal_cli_runs(command: str, out: Path, cli, tmp: Path) -> int:
     """Every row equals the member of ``condensation COMMAND CELL/config.toml --out``."""
     rows = read_table(out).to_pylist()
-    assert rows and all(r["status"] in ("ok", "diverged", "underflow") for r in rows), rows
+    assert rows and not {r["status"] for r in rows} & {"failed", "not_run"}, rows
     by_cell: dict[str, list[dict]] = {}
     for r in rows:
         by_cell.setdefault(r["cell"], []).append(r)
@@ -466,7 +466,7 @@ def test_random_sweeps_rows_are_the_cli_runs(
     command's single run of its cell's config.toml, or the spec is refused in one
     line before compute."""
     ran = 0
-    for i, axes in enumerate(generated_axes(command, 3, seed=100 + seed)[-3:]):
+    for i, axes in enumerate(generated_axes(command, 2, seed=100 + seed)[-2:]):
         spec = check_spec(command, files, axes, monkeypatch)
         if spec is None:
             continue
