@@ -162,3 +162,87 @@ def test_cli_usage_errors_exit_2(args, cli_subprocess):
     p = cli_subprocess(*args)
     assert p.returncode == 2
     assert "Usage:" in p.stderr + p.stdout and "Traceback" not in p.stderr
+
+
+# ---- one pipeline: one parser, one coercer, one path resolver ---------------------------
+@pytest.mark.parametrize(
+    "value,config_msg,param_msg",
+    [
+        (
+            "x",
+            "train.lr = 'x': expected a number; fix: write lr = <number>",
+            "lr = 'x': expected a number; fix: write lr=<a number>",
+        ),
+        (
+            1e300,
+            "train.lr = 1e+300: must be at most 1e+100 in magnitude; fix: give a smaller lr",
+            "lr = 1e+300: must be at most 1e+100 in magnitude; fix: give a smaller lr",
+        ),
+        (
+            float("nan"),
+            "train.lr = nan: must be finite; fix: give a finite lr",
+            "lr = nan: must be finite; fix: give a finite lr",
+        ),
+    ],
+)
+def test_config_keys_and_experiment_parameters_share_one_coercer(value, config_msg, param_msg):
+    """A float key of the config and a float parameter of an experiment obey the same
+    rules (each with its own spelling of the fix)."""
+    from condensation.config.network import config_from_raw
+    from condensation.experiments import coerce_param
+
+    with pytest.raises(InputError) as e:
+        config_from_raw({"train": {"lr": value}})
+    assert str(e.value) == config_msg
+    with pytest.raises(InputError) as e:
+        coerce_param("lr", value, 0.1)
+    assert str(e.value) == param_msg
+    # and the same integer rule: a whole float is an integer for both
+    assert config_from_raw({"train": {"steps": 1e3}}).train.steps == 1000
+    assert coerce_param("steps", 1e3, 10) == 1000
+
+
+def test_set_items_and_raw_values_build_the_same_config():
+    """``--set`` text and the values themselves (what a sweep cell places) give one
+    config: the text is only parsed, never the other way round."""
+    from condensation.config.families import NETWORK
+    from condensation.config.network import config_from_dict
+
+    items = {"train.steps": "auto", "model.widths": [4, 4], "init.gamma": 0.5}
+    via_text = config_from_dict(
+        {"init": {"scale": 0.1}}, ["train.steps=auto", "model.widths=[4, 4]", "init.gamma=0.5"]
+    )
+    via_values = NETWORK.build({"init": {"scale": 0.1}}, items)
+    assert via_text == via_values and via_values.init.scale is None  # gamma replaced it
+
+
+def test_one_path_resolver(tmp_path, monkeypatch):
+    """A path in a config file resolves against the file's folder, one given with
+    --set against the working directory; both stored absolute and normalised."""
+    from condensation.config.paths import resolve_path
+
+    (tmp_path / "sub").mkdir()
+    cfg_file = tmp_path / "sub" / "c.toml"
+    cfg_file.write_text('[data]\npath = "../d.npz"\n')
+    monkeypatch.chdir(tmp_path / "sub")
+    cfg = load_config(cfg_file)
+    assert cfg.data.path == str(tmp_path / "d.npz")
+    cfg = load_config(None, ["data.path=./x/../d.csv"])
+    assert cfg.data.path == str(tmp_path / "sub" / "d.csv")
+    assert resolve_path("~/a", "/elsewhere") == str(__import__("pathlib").Path.home() / "a")
+
+
+def test_one_toml_reader_in_the_package():
+    """User TOML text is parsed in one place (config.parse); load_run reads a stored
+    config.toml the package wrote itself."""
+    from pathlib import Path
+
+    import condensation
+
+    root = Path(condensation.__file__).parent
+    readers = sorted(
+        str(p.relative_to(root))
+        for p in root.rglob("*.py")
+        if "tomllib.loads(" in p.read_text() or "tomllib.load(" in p.read_text()
+    )
+    assert readers == ["config/parse.py", "store/load_run.py"], readers

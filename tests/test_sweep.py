@@ -181,8 +181,11 @@ def test_failing_cell_is_recorded_and_the_rest_go_on(tmp_path):
     p = parse_spec(spec)
     import dataclasses
 
+    from condensation.sweep.spec import load_command_config
+
+    config = {**p.cells[1].config, "init": {"path": str(bad), "seed": 0}}
     broken = dataclasses.replace(
-        p.cells[1], config={**p.cells[1].config, "init": {"path": str(bad), "seed": 0}}
+        p.cells[1], config=config, cfg=load_command_config("train", config)
     )
     p = dataclasses.replace(p, cells=(p.cells[0], broken))
     s = run_sweep(p, tmp_path / "out", workers=0, stream=io.StringIO())

@@ -319,7 +319,7 @@ def test_failed_cell_exits_4_naming_it_and_counts_agree(tmp_path, cli, monkeypat
     import condensation.sweep.run as sweep_run
 
     def cell(command, config, out_dir):
-        if config["train"]["lr"] == 0.2:
+        if config.train.lr == 0.2:  # the worker gets the validated config object
             raise ValueError("this cell is broken")
         return _fake_cell(command, config, out_dir)
 
@@ -665,7 +665,7 @@ def test_huge_spec_is_refused_up_front(tmp_path, cli, axes, words):
 def test_validation_over_a_second_reports_progress(tmp_path, monkeypatch):
     import types
 
-    import condensation.sweep.spec as spec_mod
+    import condensation.sweep.expand as spec_mod  # where the cells are built
 
     clock = [0.0]
 

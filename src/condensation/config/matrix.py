@@ -6,16 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from condensation.config import checks as inputs
-from condensation.config.network import (
-    DEFAULT_HANDOFF,
-    absolute_paths,
-    anchor_paths,
-    build_sections,
-    read_toml,
-    sections_to_dict,
-    validate_train,
-)
+from condensation.config import numbers as inputs
+from condensation.config.parse import read_toml
+from condensation.config.paths import absolute_paths, anchor_paths
+from condensation.config.sections import build_sections, build_tables, sections_to_dict
+from condensation.config.train_checks import DEFAULT_HANDOFF, validate_train
 from condensation.errors import InputError
 
 KINDS = ("completion", "sensing")
@@ -191,16 +186,39 @@ def _validate(cfg: MatrixConfig) -> MatrixConfig:
 def matrix_config_from_dict(
     raw: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()
 ) -> MatrixConfig:
-    """Build and validate a :class:`MatrixConfig` from a nested dict plus ``--set`` items."""
+    """Build and validate a :class:`MatrixConfig` from a nested dict plus ``--set`` items.
+
+    Args:
+        raw: ``{section: {key: value}}`` as read from TOML (not changed).
+        overrides: ``section.key=value`` items, applied in order.
+
+    Returns:
+        The validated :class:`MatrixConfig`.
+    """
     _, sections = build_sections(raw, overrides, SECTIONS)
     return _validate(MatrixConfig(**sections))
+
+
+def matrix_config_from_raw(raw: dict[str, Any]) -> MatrixConfig:
+    """Build and validate a :class:`MatrixConfig` from a nested dict of values."""
+    return _validate(MatrixConfig(**build_tables(raw, SECTIONS)))
+
+
+PATH_KEYS = (("problem", "path"),)  # file paths a MatrixConfig holds
 
 
 def load_matrix_config(
     path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()
 ) -> MatrixConfig:
     """Read a matrix TOML config (built-in defaults when ``path`` is None); file paths
-    resolve as in :func:`condensation.config.network.load_config`."""
-    keys = (("problem", "path"),)
-    raw = anchor_paths(read_toml(path), path, keys)
-    return absolute_paths(matrix_config_from_dict(raw, overrides), keys)
+    resolve as in :func:`condensation.config.network.load_config`.
+
+    Args:
+        path: the TOML config (None: the built-in defaults).
+        overrides: ``section.key=value`` items.
+
+    Returns:
+        The validated :class:`MatrixConfig`.
+    """
+    raw = anchor_paths(read_toml(path), path, PATH_KEYS)
+    return absolute_paths(matrix_config_from_dict(raw, overrides), PATH_KEYS)

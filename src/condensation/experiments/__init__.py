@@ -246,50 +246,34 @@ def _scalar(name: str, key: str, v: Any) -> float | int | bool | None:
 def parse_set(item: str) -> tuple[str, Any]:
     """``key=value`` → (key, value); the value is parsed as TOML (a bare word is a
     string; a line break or a trailing comment is refused: see
-    :func:`condensation.config.checks.set_value`)."""
-    if "=" not in item:
-        raise InputError("--set", item, "expected key=value", "write e.g. --set eps_min=1e-4")
-    key, rhs = (s.strip() for s in item.split("=", 1))
-    if not key:
-        raise InputError("--set", item, "empty parameter name", "write e.g. --set eps_min=1e-4")
-    from condensation.config import checks as inputs
+    :func:`condensation.config.parse.set_value`).
 
-    return key, inputs.set_value(item, rhs)  # TOML, else a bare word; never cut short
+    Args:
+        item: the text given to ``--set``.
+
+    Returns:
+        ``(key, value)``.
+    """
+    from condensation.config.parse import parse_param
+
+    return parse_param(item)
 
 
 def coerce_param(key: str, value: Any, default: Any) -> Any:
-    """Check ``value`` against the type of ``default`` (an int is accepted for a float)."""
+    """Check ``value`` against the type of ``default`` (an int is accepted for a float):
+    the config's one coercer (:func:`condensation.config.parse.coerce`).
 
-    def bad(expected: str) -> InputError:
-        return InputError(key, value, f"expected {expected}", f"write {key}=<{expected}>")
+    Args:
+        key: the parameter's name.
+        value: the value given (a TOML type).
+        default: the parameter's default (its type is the parameter's).
 
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise bad("true or false")
-        return value
-    if isinstance(default, int):  # the config's one integer rule (whole floats, 2**53)
-        from condensation.config import checks as inputs
+    Returns:
+        The converted value.
+    """
+    from condensation.config.parse import Kind, coerce
 
-        return inputs.as_int(key, value)
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad("a number")
-        if isinstance(value, int) and abs(value) > 2**53:
-            raise InputError(key, value, "number too large", f"give a smaller {key}")
-        if not math.isfinite(value):
-            raise InputError(key, value, "must be finite", f"give a finite {key}")
-        return float(value)
-    if isinstance(default, str):
-        if not isinstance(value, str):
-            raise bad("a string")
-        return value
-    if isinstance(default, list):
-        if not isinstance(value, list) or not value:
-            raise bad("a non-empty list, e.g. [1, 2]")
-        if default:
-            return [coerce_param(key, v, default[0]) for v in value]
-        return value
-    raise TypeError(f"parameter {key}: unsupported default {default!r}")  # pragma: no cover
+    return coerce(key, value, Kind.of_default(default), param=True)
 
 
 def check_param_range(key: str, value: Any, default: Any) -> None:
@@ -346,10 +330,10 @@ def require_eps_range(p: dict[str, Any]) -> None:
 
 def check_data(body: dict[str, Any]) -> dict[str, Any]:
     """``data.*`` parameters checked as the config's ``[data]`` section (InputError)."""
-    from condensation.config.network import SECTIONS, build_sections
+    from condensation.config.network import DataConfig
+    from condensation.config.sections import build_section
 
-    _, built = build_sections({"data": body}, [], {"data": SECTIONS["data"]})
-    path = built["data"].path
+    path = build_section("data", body, DataConfig).path
     if path is not None and not Path(path).is_file():
         raise InputError("data.path", path, "no such file", "give an existing .npz or .csv file")
     return body
@@ -363,11 +347,10 @@ def data_section(params: dict[str, Any], default: dict[str, Any]) -> dict[str, A
 def data_config(params: dict[str, Any], default: dict[str, Any]):
     """The :class:`~condensation.config.network.DataConfig` of :func:`data_section`, built
     and coerced as the config's ``[data]`` (InputError naming ``data.KEY``)."""
-    from condensation.config.network import SECTIONS, build_sections
+    from condensation.config.network import DataConfig
+    from condensation.config.sections import build_section
 
-    section = data_section(params, default)
-    _, built = build_sections({"data": section}, [], {"data": SECTIONS["data"]})
-    return built["data"]
+    return build_section("data", data_section(params, default), DataConfig)
 
 
 def describe_data(cfg, data, own_default=None) -> dict[str, Any]:

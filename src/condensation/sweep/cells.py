@@ -16,10 +16,24 @@ from condensation.store.rundir import SUMMARY, is_run_dir, run_directory
 from condensation.sweep.spec import load_command_config
 
 
-def run_cell(command: str, config: dict, out_dir: str) -> dict:
-    """Run one cell into ``out_dir``; return its summary (as written to summary.json)."""
-    cfg = load_command_config(command, config)
-    out = Path(out_dir)
+def run_cell(command: str, config, out_dir: str) -> dict:
+    """Run one cell into ``out_dir``.
+
+    Args:
+        command: ``train``, ``effective`` or ``matrix``.
+        config: the cell's validated config object (a plain dict, e.g. a
+            config.toml's, is built and validated first).
+        out_dir: the cell's run directory (written atomically).
+
+    Returns:
+        Its summary (as written to summary.json).
+    """
+    return run_command(command, load_command_config(command, config), Path(out_dir))
+
+
+def run_command(command: str, cfg, out: Path) -> dict:
+    """``command`` on a validated config, written to ``out`` as its single run would
+    be (the command registry takes this over at merge: load -> prepare -> run -> write)."""
     if command == "train":
         from condensation.commands.train import run_training, write_train_run
 

@@ -34,14 +34,8 @@ from condensation.errors import InputError
 from condensation.progress import Progress
 from condensation.store.rundir import atomic_write_bytes, claim, write_json
 from condensation.sweep.cells import read_cell, run_cell
-from condensation.sweep.spec import (
-    Cell,
-    Spec,
-    cell_id,
-    config_to_dict,
-    load_command_config,
-    parse_spec,
-)
+from condensation.sweep.expand import Cell, cell_id
+from condensation.sweep.spec import Spec, parse_spec
 from condensation.sweep.table import NOT_RUN, failed_row, member_row, write_table
 
 SWEEP_MARKER = ".condensation-sweep"
@@ -188,7 +182,7 @@ def _compute(spec, out, eng, plan, todo, summaries, reused, t0, stream, on_writt
             progress.update(description=f"{len(reused)} complete cells reused")
         if todo:
             tasks = [
-                Task(c.id, run_cell, (spec.command, c.config, str(cells_dir / c.id))) for c in todo
+                Task(c.id, run_cell, (spec.command, c.cfg, str(cells_dir / c.id))) for c in todo
             ]
             for o in eng.run(tasks):
                 if o.ok:
@@ -267,10 +261,9 @@ def _member(summary: dict | None, member: Member) -> dict | None:
     return next((m for m in summary["members"] if (m.get("seed"), m.get("scale")) == member), None)
 
 
-def _members(command: str, config: dict) -> list[Member]:
-    """The members a cell of this config runs: (seed, scale) each; one member of
-    unknown seed and scale when ``init.path`` gives the parameters."""
-    cfg = load_command_config(command, config)
+def _members(cfg) -> list[Member]:
+    """The members a cell of this config (object) runs: (seed, scale) each; one member
+    of unknown seed and scale when ``init.path`` gives the parameters."""
     if getattr(cfg.init, "path", None) is not None:
         return [(None, None)]
     return [(s, e) for s, e in cfg.member_seeds_scales]
@@ -296,7 +289,7 @@ def _plan(spec: Spec, cells_dir: Path, summaries: dict) -> tuple[dict, list[Cell
     earlier = None
     for c in spec.cells:
         own = read_cell(cells_dir / c.id)
-        needed = _members(spec.command, c.config)
+        needed = _members(c.cfg)
         if own is not None:
             summaries[c.id] = own
             plan[c.id] = [(m, c.id) for m in needed]
@@ -320,7 +313,7 @@ def _plan(spec: Spec, cells_dir: Path, summaries: dict) -> tuple[dict, list[Cell
         new = {}
         for cell in _split(spec.command, c, missing):
             todo.append(cell)
-            for m in _members(spec.command, cell.config):
+            for m in _members(cell.cfg):
                 new[m] = cell.id
         plan[c.id] = [(m, have.get(m) or new[m]) for m in needed]
     used = {cid for p in plan.values() for _, cid in p}
@@ -339,18 +332,19 @@ def _split(command: str, c: Cell, missing: list[Member]) -> list[Cell]:
         groups.setdefault(tuple(es), []).append(s)
     cells = []
     for scales, seeds in groups.items():
-        init = dict(c.config.get("init", {}))
+        init = {}  # a subset of the cell's validated seeds and scales: valid as they are
         if c.seeds is not None:
-            init["seeds"] = list(seeds)
+            init["seeds"] = tuple(seeds)
         if c.scales is not None:
-            init["scales"] = list(scales)
-        config = {**c.config, "init": init}
-        config = config_to_dict(command, config)  # validated, canonical
+            init["scales"] = tuple(scales)
+        cfg = dataclasses.replace(c.cfg, init=dataclasses.replace(c.cfg.init, **init))
+        config = cfg.to_dict()
         cells.append(
             dataclasses.replace(
                 c,
                 id=cell_id(command, config),
                 config=config,
+                cfg=cfg,
                 seeds=tuple(seeds) if c.seeds is not None else None,
                 scales=tuple(scales) if c.scales is not None else None,
             )

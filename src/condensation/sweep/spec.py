@@ -8,10 +8,15 @@ combinations.  Axes that the command runs as one ensemble (``init.seed`` and
 cell whose config lists the folded values as ``init.seeds`` / ``init.scales``,
 run as one compiled ensemble; its members are the folded combinations.
 
-Every cell's resolved config is built with the command's own config loader
-(the same validation as ``condensation train --set ...``), and every data or
-problem file is opened, so a bad spec fails in one line naming the axis, the
-value and the fix, before any output exists.  Also refused in one line:
+Every cell's config is built once, from the spec's values, by the command's
+config family (:mod:`condensation.config.families`: the same parsing and
+validation as ``condensation train --set ...``; :mod:`condensation.sweep.expand`),
+and the cell carries that object to the worker.  Any key the command's config
+accepts is an axis (and a column of the table).  Every data or problem file,
+and every ``init.path`` against its network, is opened, so a bad spec fails in
+one line naming the axis, the value and the fix, before any output exists.
+Paths in the spec resolve against the spec's folder, the base's against the
+base's (:mod:`condensation.config.paths`).  Also refused in one line:
 
 - two keys that set the same thing, one of which would silently replace the
   other: two of the initial-scale keys (``init.scale``, ``init.scales``,
@@ -31,66 +36,22 @@ value and the fix, before any output exists.  Also refused in one line:
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 import json
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
-from condensation.config.matrix import matrix_config_from_dict
-from condensation.config.network import config_from_dict, read_toml
+from condensation.config.families import COMMAND_FAMILIES, Family, family_of
+from condensation.config.parse import parse_toml
 from condensation.errors import InputError
-from condensation.progress import Progress
+from condensation.sweep.expand import FOLDED, Cell, cell_id, expand, open_inputs
 
-COMMANDS = ("train", "effective", "matrix")
+__all__ = ["Cell", "Spec", "cell_id", "load_command_config", "parse_spec"]
+
+COMMANDS = tuple(COMMAND_FAMILIES)  # the commands a sweep runs
 MAX_CELLS = 10_000  # cells (run directories) of one spec
 MAX_MEMBERS = 100_000  # members (rows of the table) of one spec
-# keys that set the same quantity: a sweep may give at most one of each group
-SCALE_KEYS = {
-    "train": ("init.scale", "init.scales", "init.gamma", "init.layer_scales", "init.layer_gammas"),
-    "effective": (
-        "init.scale",
-        "init.scales",
-        "init.gamma",
-        "init.layer_scales",
-        "init.layer_gammas",
-    ),
-    "matrix": ("init.scale", "init.scales"),
-}
-SEED_KEYS = ("init.seed", "init.seeds")
-FOLDED = {"init.seed": "seeds", "init.scale": "scales"}  # axis -> ensemble key of [init]
-PATH_KEYS = ("data.path", "problem.path", "init.path")  # relative to the file naming them
 SPEC_KEYS = ("command", "base", "set", "axes")
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One run of the command: the values of the unfolded axes, the folded
-    values (its ensemble members), and its resolved, validated config."""
-
-    id: str
-    axes: dict[str, Any]  # unfolded axis -> value
-    seeds: tuple[int, ...] | None  # folded init.seed values (None: axis absent)
-    scales: tuple[float, ...] | None  # folded init.scale values
-    config: dict[str, dict[str, Any]]  # resolved config (what config.toml holds)
-    order: tuple[str, ...] = ()  # every axis, in the spec's order
-
-    def member_axes(self, seed: int | None, scale: float | None) -> dict[str, Any]:
-        """The axis values of one member, in the order of the spec's axes."""
-        out = dict(self.axes)
-        if self.seeds is not None:
-            out["init.seed"] = seed
-        if self.scales is not None:
-            out["init.scale"] = scale
-        return {k: out[k] for k in self.order if k in out} | out
 
 
 @dataclass(frozen=True)
@@ -113,38 +74,21 @@ class Spec:
         return n
 
 
-def cell_id(command: str, config: dict) -> str:
-    """A stable hash of the command and its resolved config (sorted JSON)."""
-    blob = json.dumps({"command": command, "config": config}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+def load_command_config(command: str, config):
+    """The validated config object of ``command``: ``config`` itself when it is one,
+    else built from its plain dict (e.g. a cell's config.toml)."""
+    if isinstance(config, dict):
+        return family_of(command).build(config)
+    return config
 
 
 def config_to_dict(command: str, raw: dict) -> dict:
     """Build and validate a config of ``command`` from a nested dict; its plain dict."""
-    load = matrix_config_from_dict if command == "matrix" else config_from_dict
-    return load(raw).to_dict()
-
-
-def load_command_config(command: str, raw: dict):
-    """The validated config object of ``command`` built from a nested dict."""
-    load = matrix_config_from_dict if command == "matrix" else config_from_dict
-    return load(raw)
-
-
-def _toml_value(v: Any) -> str:
-    import tomli_w
-
-    return tomli_w.dumps({"v": v})[len("v = ") :].strip()
+    return load_command_config(command, raw).to_dict()
 
 
 def _bad(where: str, value: Any, problem: str, fix: str) -> InputError:
     return InputError(where, value, problem, fix)
-
-
-def _resolve_path(key: str, value: Any, rel_to: Path) -> Any:
-    if key in PATH_KEYS and isinstance(value, str) and not Path(value).is_absolute():
-        return str((rel_to / value).resolve())
-    return value
 
 
 def _read_spec(path: Path) -> tuple[bytes, str]:
@@ -179,10 +123,7 @@ def parse_spec(path: str | Path, *, stream: IO[str] | None = None) -> Spec:
     """
     path = Path(path)
     source, text = _read_spec(path)
-    try:
-        doc = tomllib.loads(text)
-    except ValueError as e:  # TOMLDecodeError, or an integer too long to convert
-        raise _bad("SPEC", str(path), f"not valid TOML ({e})", "fix the TOML syntax") from None
+    doc = parse_toml(text, "SPEC", str(path))
     if set(doc) != {"sweep"} or not isinstance(doc["sweep"], dict):
         raise _bad(
             "SPEC", str(path), "expected one [sweep] table", "write [sweep] with command and axes"
@@ -196,6 +137,7 @@ def parse_spec(path: str | Path, *, stream: IO[str] | None = None) -> Spec:
         raise _bad(
             "sweep.command", command, "unknown command", f"use one of: {', '.join(COMMANDS)}"
         )
+    family = family_of(command)
     here = path.resolve().parent
     base = None
     raw: dict = {}
@@ -210,20 +152,16 @@ def parse_spec(path: str | Path, *, stream: IO[str] | None = None) -> Spec:
                 f"no such file ({base})",
                 "give a config of the command, relative to the spec file",
             )
-        try:
-            raw = read_toml(base)
+        try:  # the base's own paths are relative to the base file
+            raw = family.read(base)
         except InputError as e:
             raise _bad("sweep.base", sw["base"], e.problem, e.fix) from None
-        for key in PATH_KEYS:  # the base's own paths are relative to the base file
-            sec, k = key.split(".")
-            if isinstance(raw.get(sec), dict) and k in raw[sec]:
-                raw[sec][k] = _resolve_path(key, raw[sec][k], base.parent)
     fixed = sw.get("set", {})
     axes = sw.get("axes", {})
     for name, table in (("sweep.set", fixed), ("sweep.axes", axes)):
         if not isinstance(table, dict):
             raise _bad(name, table, "expected a table", f'write [{name}] then "section.key" = ...')
-    fixed = {k: _resolve_path(k, v, here) for k, v in fixed.items()}
+    fixed = {k: family.resolve(k, v, here) for k, v in fixed.items()}
     for key, values in axes.items():
         where = f'sweep.axes."{key}"'
         if not isinstance(values, list):
@@ -238,10 +176,10 @@ def parse_spec(path: str | Path, *, stream: IO[str] | None = None) -> Spec:
         if len(set(dup)) != len(dup):
             raise _bad(where, values, "repeated value", "give each value once")
     _check_size(axes)
-    _check_conflicts(command, raw, fixed, axes)
-    axes = {k: [_resolve_path(k, v, here) for v in vs] for k, vs in axes.items()}
-    cells = _cells(command, raw, fixed, axes, stream)
-    _open_inputs(command, cells, axes, fixed)
+    _check_conflicts(family, raw, fixed, axes)
+    axes = {k: [family.resolve(k, v, here) for v in vs] for k, vs in axes.items()}
+    cells = expand(command, raw, fixed, axes, stream)
+    open_inputs(command, cells, axes, fixed)
     return Spec(path, command, base, fixed, axes, tuple(cells), source)
 
 
@@ -270,12 +208,12 @@ def _check_size(axes: dict[str, list]) -> None:
         )
 
 
-def _check_conflicts(command: str, raw: dict, fixed: dict, axes: dict) -> None:
+def _check_conflicts(family: Family, raw: dict, fixed: dict, axes: dict) -> None:
     """Refuse two keys of which one would silently replace the other (see the module doc)."""
     given = [(f'sweep.set."{k}"', k, v) for k, v in fixed.items()]
     given += [(f'sweep.axes."{k}"', k, v) for k, v in axes.items()]
-    scale_keys = SCALE_KEYS[command]
-    for group, what in ((scale_keys, "the initial scale"), (SEED_KEYS, "the seeds")):
+    scale_keys, seed_keys = family.scale_keys, family.seed_keys
+    for group, what in ((scale_keys, "the initial scale"), (seed_keys, "the seeds")):
         hits = [g for g in given if g[1] in group]
         if len(hits) > 1:
             (w1, k1, _), (w2, k2, v2) = hits[0], hits[1]
@@ -285,7 +223,7 @@ def _check_conflicts(command: str, raw: dict, fixed: dict, axes: dict) -> None:
                 f"sets {what}, as {w1} does: one of the two would silently replace the other",
                 f"keep one of {k1} and {k2} (one sweep per choice)",
             )
-    if command == "matrix":
+    if ("init", "path") not in family.path_keys:  # no initial parameters from a file
         return
     init = raw.get("init")
     in_base = isinstance(init, dict) and init.get("path") is not None
@@ -294,136 +232,10 @@ def _check_conflicts(command: str, raw: dict, fixed: dict, axes: dict) -> None:
         return
     where = path_at or "sweep.base (its init.path)"
     for w, k, v in given:
-        if k in scale_keys or k in SEED_KEYS:
+        if k in scale_keys or k in seed_keys:
             raise _bad(
                 w,
                 v,
                 f"not used: {where} loads the initial parameters from a file",
                 f"drop {k}, or init.path",
             )
-
-
-def _build(command: str, raw: dict, items: dict[str, Any], where: dict[str, str]) -> dict:
-    overrides = [f"{k}={_toml_value(v)}" for k, v in items.items()]
-    try:
-        if command == "matrix":
-            cfg = matrix_config_from_dict(raw, overrides)
-        else:
-            cfg = config_from_dict(raw, overrides)
-    except InputError as e:
-        field = e.field
-        if field in where:
-            raise _bad(where[field], e.value, e.problem, e.fix) from None
-        for key, w in where.items():  # an unknown section or key of an axis
-            if key.split(".")[0] == field:
-                raise _bad(w, e.value, e.problem, e.fix) from None
-        raise
-    return cfg.to_dict()
-
-
-def _same(where: str, values: list, a: Any, b: Any) -> InputError:
-    return _bad(
-        where,
-        values,
-        f"the values {json.dumps(a)} and {json.dumps(b)} give the same config (one cell)",
-        "give each value once",
-    )
-
-
-def _check_values(command: str, raw: dict, fixed: dict, axes: dict, where: dict) -> None:
-    """Each axis's values on their own, so an error names the value; two values that
-    resolve to the same config are refused."""
-    for key, values in axes.items():
-        if key in FOLDED:  # one ensemble: built once, each value only to name a bad one
-            name = f"init.{FOLDED[key]}"
-            try:
-                cfg = _build(command, raw, {**fixed, name: list(values)}, where)
-            except InputError:
-                for v in values:
-                    _build(command, raw, {**fixed, name: [v]}, where)
-                raise
-            seen = {}
-            for v, c in zip(values, cfg["init"][FOLDED[key]]):
-                blob = json.dumps(c)
-                if blob in seen:
-                    raise _same(where[key], values, seen[blob], v)
-                seen[blob] = v
-            continue
-        seen = {}
-        for v in values:
-            blob = json.dumps(_build(command, raw, {**fixed, key: v}, where), sort_keys=True)
-            if blob in seen:
-                raise _same(where[key], values, seen[blob], v)
-            seen[blob] = v
-
-
-def _cells(
-    command: str, raw: dict, fixed: dict, axes: dict, stream: IO[str] | None = None
-) -> list[Cell]:
-    where = {k: f'sweep.set."{k}"' for k in fixed}
-    where.update({k: f'sweep.axes."{k}"' for k in axes})
-    # fold init.seed / init.scale: name the folded key after the axis in errors
-    where.update({f"init.{FOLDED[k]}": f'sweep.axes."{k}"' for k in FOLDED if k in axes})
-    free = [k for k in axes if k not in FOLDED]
-    seeds = tuple(axes["init.seed"]) if "init.seed" in axes else None
-    scales = tuple(axes["init.scale"]) if "init.scale" in axes else None
-    _check_values(command, raw, fixed, axes, where)
-    total = 1
-    for k in free:
-        total *= len(axes[k])
-    t0, progress = time.monotonic(), None
-    cells: list[Cell] = []
-    ids: dict[str, dict] = {}
-    try:
-        for combo in itertools.product(*(axes[k] for k in free)):
-            values = dict(zip(free, combo))
-            items = {**fixed, **values}
-            if seeds is not None:
-                items["init.seeds"] = list(seeds)
-            if scales is not None:
-                items["init.scales"] = list(scales)
-            cfg = _build(command, raw, items, where)
-            cid = cell_id(command, cfg)
-            if cid in ids:  # two combinations, one config (a safety net)
-                key = next((k for k in free if ids[cid][k] != values[k]), free[0])
-                raise _same(where[key], axes[key], ids[cid][key], values[key])
-            ids[cid] = values
-            cells.append(Cell(cid, values, seeds, scales, cfg, tuple(axes)))
-            if progress is None and stream is not None and time.monotonic() - t0 > 1.0:
-                progress = Progress(
-                    total, "cell", description="validating the spec", stream=stream, every_s=1.0
-                )
-            if progress is not None:
-                progress.update(len(cells))
-    finally:
-        if progress is not None:
-            progress.close()
-    return cells
-
-
-def _open_inputs(command: str, cells: list[Cell], axes: dict, fixed: dict) -> None:
-    """Open every distinct data set / problem once: a missing or bad file fails now."""
-    section = "problem" if command == "matrix" else "data"
-    seen = set()
-    for c in cells:
-        body = c.config.get(section, {})
-        blob = json.dumps(body, sort_keys=True)
-        if blob in seen:
-            continue
-        seen.add(blob)
-        try:
-            cfg = load_command_config(command, c.config)
-            if command == "matrix":
-                from condensation.matrix import load_problem
-
-                load_problem(cfg.problem)
-            else:
-                from condensation.data import load_dataset
-
-                load_dataset(cfg.data)
-        except InputError as e:
-            where = next(
-                (f'sweep.axes."{k}"' for k in axes if k == e.field),
-                next((f'sweep.set."{k}"' for k in fixed if k == e.field), e.field),
-            )
-            raise _bad(where, e.value, e.problem, e.fix) from None

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from condensation.store.rundir import atomic_write_bytes
-from condensation.sweep.spec import Cell
+from condensation.sweep.expand import Cell
 
 FAILED = "failed"
 NOT_RUN = "not_run"
