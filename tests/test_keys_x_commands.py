@@ -292,34 +292,7 @@ OPTIONS = {"effective-gd": ["--compare-gd"]}  # effective-gd: effective --compar
 # Failures this test finds on the code of its commit: (command, key) -> (a literal that
 # fails, what happens).  Their cases run as xfail(strict=True): the fix turns them into
 # XPASS, which fails, so the fix must delete the entry.
-_NOT_OPENED = (
-    "init.path is not opened when the spec is validated: the cell fails when it runs, "
-    "exit 4 and a results table written"
-)
-_TYPE_ONLY = (
-    "experiments check data.* for type only (experiments.check_data and data_config use "
-    "build_sections, not the [data] range checks of config_from_dict)"
-)
-KNOWN = {
-    ("sweep-train", "init.path"): (f'"{F}/missing.npz"', _NOT_OPENED),
-    ("sweep-effective", "init.path"): (f'"{F}/missing.npz"', _NOT_OPENED),
-    ("run", "data.n"): (
-        "-1",
-        f"traceback, ValueError: negative dimensions (1e9: numpy MemoryError); {_TYPE_ONLY}",
-    ),
-    ("run", "data.d"): ("0", f"traceback, IndexError in data._builtin; {_TYPE_ONLY}"),
-    ("run", "data.dataset"): ('"nope"', f"traceback, KeyError in data._builtin; {_TYPE_ONLY}"),
-    ("run", "data.seed"): ("-1", f"traceback, ValueError from numpy's seed; {_TYPE_ONLY}"),
-    ("reproduce", "data.n"): ("-1", f"traceback, ValueError: negative dimensions; {_TYPE_ONLY}"),
-    ("reproduce", "data.d"): ("0", f"traceback, IndexError in data._builtin; {_TYPE_ONLY}"),
-    ("reproduce", "data.dataset"): ('"nope"', f"traceback, KeyError; {_TYPE_ONLY}"),
-    ("reproduce", "data.seed"): ("-1", f"traceback, ValueError from numpy's seed; {_TYPE_ONLY}"),
-    ("reproduce", "data.noise"): (
-        "-0.1",
-        "refused only inside the experiment's task, after a progress line: two stderr lines; "
-        + _TYPE_ONLY,
-    ),
-}
+KNOWN: dict[tuple[str, str], tuple[str, str]] = {}
 
 
 # ---- one run ----------------------------------------------------------------------------

@@ -315,3 +315,32 @@ def check_matrix_memory(cfg, n1: int, n2: int, n_obs: int) -> float:
         args,
         [*problem, *member_factors, *_snapshot_factors(t)],
     )
+
+
+def data_memory(n: int, d_in: int) -> dict[str, float]:
+    """Estimated bytes of a built-in data set: inputs with a bias column and targets."""
+    return {"data": 8.0 * n * (d_in + 2)}
+
+
+def check_data_memory(d) -> float:
+    """Refuse a built-in data set (a validated ``DataConfig``) too large for memory
+    before it is drawn, naming ``data.n`` or ``data.d``: what an experiment's ``data.*``
+    parameters go through (a network run's own check, :func:`check_train_memory`,
+    covers its data).  A file or a bundled set has its own size: 0 is returned.
+
+    Args:
+        d: the ``[data]`` section.
+
+    Returns:
+        The estimated bytes.
+    """
+    from condensation.datasets import BUNDLED
+
+    if d.path is not None or d.dataset in BUNDLED:
+        return 0.0
+    dd = type(d)()
+    teacher = d.dataset == "teacher"
+    factors = [Factor("data.n", d.n, {"n": dd.n}, {"n": 1})]
+    if teacher:
+        factors.append(Factor("data.d", d.d, {"d_in": dd.d}, {"d_in": 1}))
+    return check_memory(data_memory, {"n": d.n, "d_in": d.d if teacher else 1}, factors)

@@ -150,8 +150,19 @@ class Config:
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "init": InitConfig, "train": TrainConfig}
 
 
-def _validate(cfg: Config) -> Config:
-    d, m, i, t = cfg.data, cfg.model, cfg.init, cfg.train
+def validate_data(d: DataConfig) -> DataConfig:
+    """Check a built ``[data]`` section's values (what a ``Config``, an experiment's
+    ``data.*`` parameters and a sweep all go through).
+
+    Args:
+        d: the :class:`DataConfig`, its types already coerced.
+
+    Returns:
+        ``d`` unchanged.
+
+    Raises:
+        InputError: naming the first bad ``data.*`` key, its value and the fix.
+    """
     if d.path is None and d.dataset not in BUILTIN_DATASETS:
         raise InputError(
             "data.dataset",
@@ -166,6 +177,12 @@ def _validate(cfg: Config) -> Config:
     if d.noise < 0:
         raise InputError("data.noise", d.noise, "must be >= 0", "give a noise level >= 0")
     numbers.check_seed("data.seed", d.seed)
+    return d
+
+
+def _validate(cfg: Config) -> Config:
+    d, m, i, t = cfg.data, cfg.model, cfg.init, cfg.train
+    validate_data(d)
     numbers.check_seed("init.seed", i.seed)
     for s in i.seeds or ():
         numbers.check_seed("init.seeds", s)

@@ -330,12 +330,15 @@ def require_eps_range(p: dict[str, Any]) -> None:
 
 def check_data(body: dict[str, Any]) -> dict[str, Any]:
     """``data.*`` parameters checked as the config's ``[data]`` section (InputError)."""
-    from condensation.config.network import DataConfig
+    from condensation.config.memory import check_data_memory
+    from condensation.config.network import DataConfig, validate_data
     from condensation.config.sections import build_section
 
-    path = build_section("data", body, DataConfig).path
+    cfg = build_section("data", body, DataConfig)
+    path = cfg.path
     if path is not None and not Path(path).is_file():
         raise InputError("data.path", path, "no such file", "give an existing .npz or .csv file")
+    check_data_memory(validate_data(cfg))
     return body
 
 
@@ -347,10 +350,13 @@ def data_section(params: dict[str, Any], default: dict[str, Any]) -> dict[str, A
 def data_config(params: dict[str, Any], default: dict[str, Any]):
     """The :class:`~condensation.config.network.DataConfig` of :func:`data_section`, built
     and coerced as the config's ``[data]`` (InputError naming ``data.KEY``)."""
-    from condensation.config.network import DataConfig
+    from condensation.config.memory import check_data_memory
+    from condensation.config.network import DataConfig, validate_data
     from condensation.config.sections import build_section
 
-    return build_section("data", data_section(params, default), DataConfig)
+    cfg = validate_data(build_section("data", data_section(params, default), DataConfig))
+    check_data_memory(cfg)
+    return cfg
 
 
 def describe_data(cfg, data, own_default=None) -> dict[str, Any]:
