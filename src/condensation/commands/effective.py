@@ -7,26 +7,24 @@ it against the theory, and optionally run GD beside it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from condensation.commands.train import (
-    Prepared,
-    TrainRun,
-    has_drive,
-    optimizer_of,
-    optimizer_summary,
-    prepare_run,
-    run_training,
-)
-from condensation.commands.train import output_bytes as train_output_bytes
+from condensation.commands.prepare import Prepared, has_drive, optimizer_of, prepare_run
+from condensation.commands.registry import Command
+from condensation.commands.sizing import effective_output_bytes as output_bytes
+from condensation.commands.train import TrainRun, run_training
+from condensation.commands.train_summary import optimizer_summary
 from condensation.config import checks as inputs
 from condensation.config.network import Config
 from condensation.data import Dataset
 from condensation.effective.blowup import Blowup, Tolerances
 from condensation.effective.system import (
+    FORMS,
     EffectiveSystem,
     build_system,
     regime_ratio,
@@ -40,10 +38,11 @@ from condensation.effective.theory import (
     energy_ratio,
     energy_ratio_limit,
 )
+from condensation.errors import InputError
 from condensation.models import Ensemble, NetworkSpec, member_label
 from condensation.report import figures
-from condensation.store.checkpoint import Checkpoint
-from condensation.store.rundir import FIGURE_BYTES, save_arrays, write_json, write_toml
+from condensation.store.checkpoint import Checkpoint, run_key
+from condensation.store.rundir import save_arrays, write_json, write_toml
 
 CONDENSED_COS = 0.999  # min_j |cos(b_j, z)| at the end above this: condensed
 
@@ -61,18 +60,17 @@ class EffectiveRun:
 
 
 def prepare_effective(cfg: Config, *, compare_gd: bool = False) -> Prepared:
-    """Load, check and build what an effective run of ``cfg`` needs, once
-    (:func:`condensation.commands.train.prepare_run`; with ``compare_gd`` prepared to
-    train: ``z = 0`` refused, ``train.steps = "auto"`` resolved)."""
+    """Load, check and build what an effective run of ``cfg`` needs, once.
+
+    Args:
+        cfg: a validated network config.
+        compare_gd: the run also trains (:func:`condensation.commands.prepare.prepare_run`
+            prepared to train: ``z = 0`` refused, ``train.steps = "auto"`` resolved).
+
+    Returns:
+        The :class:`condensation.commands.prepare.Prepared` run.
+    """
     return prepare_run(cfg, train=compare_gd)
-
-
-def output_bytes(run: Prepared, *, compare_gd: bool = False) -> float:
-    """About how many bytes an effective run directory of a prepared run takes: a
-    figure per member and one more, and with ``compare_gd`` the training's output
-    (:func:`condensation.commands.train.output_bytes`)."""
-    figs = FIGURE_BYTES * (1 + len(run.config.member_seeds_scales))
-    return figs + (train_output_bytes(run) if compare_gd else 0)
 
 
 def run_effective(
@@ -330,3 +328,69 @@ def plot_effective_run(run: EffectiveRun, s: dict, fig_dir: Path) -> None:
             title += f"\n(effective prediction is {opt.theory_reach.split(':')[0]} for {opt.name})"
         axs[0].set_title(title, fontsize=9)
         figures.save(fig, fig_dir / "compare_gd.png")
+
+
+# ---- the command: load -> prepare once -> run -> write -------------------------------
+def check_options(given: Mapping[str, Any]) -> dict[str, Any]:
+    """The options of ``condensation effective``, checked, with their defaults.
+
+    Args:
+        given: any of ``form`` (``"full"``), ``compare_gd`` (False), ``rtol`` (1e-12).
+
+    Returns:
+        All three.
+
+    Raises:
+        InputError: an unknown option, form, or an rtol outside (0, 1e-3).
+    """
+    opts = {"form": "full", "compare_gd": False, "rtol": 1e-12}
+    for name in given:
+        if name not in opts:
+            raise InputError(name, given[name], "unknown option", f"use {', '.join(opts)}")
+    opts.update(given)
+    if opts["form"] not in FORMS:
+        raise InputError("--form", opts["form"], "unknown form", f"use one of {', '.join(FORMS)}")
+    if not 0 < opts["rtol"] < 1e-3:
+        raise InputError("--rtol", opts["rtol"], "must be in (0, 1e-3)", "use e.g. --rtol 1e-12")
+    opts["compare_gd"] = bool(opts["compare_gd"])
+    return opts
+
+
+def load(path: Path | None, overrides: Sequence[str] = ()) -> Config:
+    """The validated network config of ``condensation effective`` (the same as ``train``'s).
+
+    Args:
+        path: a TOML config (None: the built-in defaults).
+        overrides: ``section.key=value`` strings (``--set``).
+
+    Returns:
+        The :class:`condensation.config.network.Config`.
+    """
+    from condensation.config.network import load_config
+
+    return load_config(path, list(overrides))
+
+
+def _run(prep: Prepared, opts: Mapping, progress, checkpoint) -> EffectiveRun:
+    rtol = opts["rtol"]
+    return run_effective(
+        prep,
+        form=opts["form"],
+        compare_gd=opts["compare_gd"],
+        tol=Tolerances(rtol=rtol, atol=rtol * 1e-2),
+        checkpoint=checkpoint,
+    )
+
+
+COMMAND = Command(
+    name="effective",
+    load=load,
+    options=check_options,
+    prepare=lambda cfg, opts: prepare_effective(cfg, compare_gd=opts["compare_gd"]),
+    run=_run,
+    write=write_effective_run,
+    key=lambda prep, opts: run_key(
+        "effective", prep.config.to_dict(), opts["form"], opts["compare_gd"], opts["rtol"]
+    ),
+    output_bytes=lambda prep, opts: output_bytes(prep, compare_gd=opts["compare_gd"]),
+)
