@@ -159,7 +159,6 @@ def test_a_new_command_runs_through_execute_and_the_cli_driver(tmp_path):
         write=write,
         key=lambda prep, opts: run_key("echo-test", prep),
         output_bytes=lambda prep, opts: 1000.0,
-        config_of=lambda prep: prep,
     )
     commands.register(echo)
     try:

@@ -16,6 +16,13 @@ if TYPE_CHECKING:
 
 
 def plot_matrix_run(run: MatrixRun, s: dict, fig_dir: Path) -> None:
+    """Write ``loss.png``, ``singular_values.png`` and ``alignment.png``.
+
+    Args:
+        run: the matrix run.
+        s: its summary.
+        fig_dir: the existing directory to write into.
+    """
     r = run.result
     t = r.snapshot_times
     members = s["members"]

@@ -29,6 +29,15 @@ def _opt(x) -> float | None:
 
 
 def member_summaries(run: MatrixRun) -> list[dict]:
+    """Every member's numbers, as in ``summary.json``'s ``members``.
+
+    Args:
+        run: the matrix run.
+
+    Returns:
+        One dict per member: status, errors, effective rank, singular values and
+        half times, escape and plateau exit against ``T*``, alignment with ``v1``.
+    """
     r, cfg = run.result, run.config
     times = r.snapshot_times
     s = r.series
@@ -98,11 +107,26 @@ def member_summaries(run: MatrixRun) -> list[dict]:
 
 
 def run_v1(run: MatrixRun) -> np.ndarray:
+    """The top right singular vector ``v1`` of the run's ``M_O``.
+
+    Args:
+        run: the matrix run.
+
+    Returns:
+        (n2,) ``v1``.
+    """
     return mx.top_singular_pair(run.problem.m_obs)[2]
 
 
 def t_star_notes(run: MatrixRun) -> list[str]:
-    """One line per member whose effective T* is beyond float64 (summary ``null``)."""
+    """One line per member whose effective T* is beyond float64 (summary ``null``).
+
+    Args:
+        run: the matrix run.
+
+    Returns:
+        The note lines (empty without blow-ups).
+    """
     if run.blowups is None:
         return []
     from condensation.training.fastforward import log10_t_star
@@ -117,6 +141,14 @@ def t_star_notes(run: MatrixRun) -> list[str]:
 
 
 def summary(run: MatrixRun) -> dict:
+    """The ``summary.json`` of a matrix run.
+
+    Args:
+        run: the matrix run.
+
+    Returns:
+        The summary dict (``kind = "matrix"``), members and baseline included.
+    """
     cfg, pb = run.config, run.problem
     s_obs = np.linalg.svd(pb.m_obs, compute_uv=False)
     s_m = np.linalg.svd(pb.m, compute_uv=False)

@@ -72,8 +72,6 @@ class Command:
         output_bytes: ``(prepared, options) -> float``: the run directory's size.
         options: ``(given) -> options``: the command's own flags checked, with
             defaults (:func:`no_options` for a command without).
-        config_of: ``prepared -> config``: the config the run ran (``train.steps``
-            resolved); written as ``config.toml``.
     """
 
     name: str
@@ -84,7 +82,6 @@ class Command:
     key: Callable[[Any, Mapping[str, Any]], str]
     output_bytes: Callable[[Any, Mapping[str, Any]], float]
     options: Callable[[Mapping[str, Any]], dict[str, Any]] = no_options
-    config_of: Callable[[Any], Any] = lambda prepared: prepared.config
 
 
 # the built-in commands: name -> the module that defines its COMMAND (imported when asked)
