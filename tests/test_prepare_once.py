@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-import condensation.commands.train
+import condensation.commands.prepare
 import condensation.data
 import condensation.models
 
@@ -39,9 +39,9 @@ def calls(monkeypatch):
 
     load = counting("load_dataset", condensation.data.load_dataset)
     init = counting("init_ensemble", condensation.models.init_ensemble)
-    for module in (condensation.data, condensation.commands.train):
+    for module in (condensation.data, condensation.commands.prepare):
         monkeypatch.setattr(module, "load_dataset", load)
-    for module in (condensation.models, condensation.commands.train):
+    for module in (condensation.models, condensation.commands.prepare):
         monkeypatch.setattr(module, "init_ensemble", init)
     return counts
 

@@ -276,6 +276,22 @@ def test_in_process_main_gives_back_the_callers_handlers(cli_main):
 # ---- the last resort: an OSError reaching the top -------------------------------------
 
 
+@pytest.fixture
+def train_steps():
+    """Stand in for steps of the registry's ``train`` command (what ``condensation
+    train`` runs): ``train_steps(load=..., write=...)``; the built-in one is back after."""
+    import dataclasses
+
+    from condensation import commands
+    from condensation.commands import registry
+
+    def stand_in(**steps):
+        commands.register(dataclasses.replace(commands.get("train"), **steps), replace=True)
+
+    yield stand_in
+    registry.unregister("train")
+
+
 @pytest.mark.parametrize(
     "err, words",
     [
@@ -288,18 +304,16 @@ def test_in_process_main_gives_back_the_callers_handlers(cli_main):
     ],
 )
 def test_an_os_error_is_one_line_with_path_reason_and_fix(
-    cli_main, monkeypatch, tmp_path, err, words
+    cli_main, train_steps, tmp_path, err, words
 ):
     """Disk full, quota, read-only, name too long... reaching main: one line naming the
     path and the OS's reason with a fix, exit 2, no traceback."""
-    from condensation.cli import _train
-
     path = tmp_path / "cfg.toml"
 
     def refuse(*a, **k):
         raise OSError(err, os.strerror(err), str(path))
 
-    monkeypatch.setattr(_train, "load_config", refuse)
+    train_steps(load=refuse)
     code, out = cli_main("train", "--out", str(tmp_path / "run"))
     assert code == 2
     assert out.count("\n") == 1 and out.startswith("error: path = ") and str(path) in out
@@ -308,16 +322,14 @@ def test_an_os_error_is_one_line_with_path_reason_and_fix(
     assert "Traceback" not in out and sorted(tmp_path.iterdir()) == []
 
 
-def test_an_os_error_in_a_run_unwinds_then_is_one_line(cli_main, monkeypatch, tmp_path):
+def test_an_os_error_in_a_run_unwinds_then_is_one_line(cli_main, train_steps, tmp_path):
     """ENOSPC while the run directory is written (no path: a write to an open file):
     the partial directory and the lock are removed, then one line, exit 2."""
-    from condensation.cli import _train
-
     def full(run, tmp):
         (tmp / "summary.json").write_text("{")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(_train, "write_train_run", full)
+    train_steps(write=full)
     sets = ["--set", "model.widths=[4, 4]", "--set", "train.steps=20"]
     code, out = cli_main("train", *sets, "--out", str(tmp_path / "run"))
     lines = out.splitlines()  # the progress bar's lines, then the one line
@@ -327,16 +339,14 @@ def test_an_os_error_in_a_run_unwinds_then_is_one_line(cli_main, monkeypatch, tm
     assert sorted(tmp_path.iterdir()) == []
 
 
-def test_other_errors_stay_tracebacks(cli_main, monkeypatch, tmp_path):
+def test_other_errors_stay_tracebacks(cli_main, train_steps, tmp_path):
     """An OSError without an errno, or any other unexpected exception, is a bug: it
     propagates (a traceback), not a line that hides it."""
-    from condensation.cli import _train
-
     for exc in (OSError("no errno"), RuntimeError("a bug")):
 
         def boom(*a, exc=exc, **k):
             raise exc
 
-        monkeypatch.setattr(_train, "load_config", boom)
+        train_steps(load=boom)
         with pytest.raises(type(exc)):
             cli_main("train", "--out", str(tmp_path / "run"))

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import logging
 import sys
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, NamedTuple, Optional
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
+from condensation import commands
 from condensation.store.checkpoint import Checkpoint, checkpoint_dir
-from condensation.store.rundir import completed_run, read_marker, reserve
+from condensation.store.rundir import completed_run, read_marker, reserve, run_directory
 
 log = logging.getLogger("condensation")
 console = Console()
@@ -156,3 +158,56 @@ def progress_bar(total: int, description: str):
     """Yield ``update(done)`` for one phase of ``total`` units."""
     with phase_progress() as update:
         yield lambda done: update(description, done, total)
+
+
+class Outcome(NamedTuple):
+    """What :func:`run_command` ran: the prepared run, the run and its summary."""
+
+    prepared: Any
+    run: Any
+    summary: dict
+
+
+def run_command(
+    name: str,
+    config: Path | None,
+    overrides: Sequence[str],
+    out: Path,
+    *,
+    overwrite: bool,
+    resume: bool,
+    options: Mapping[str, Any] | None = None,
+    progress: Callable[[Any], AbstractContextManager] | None = None,
+) -> Outcome | None:
+    """One command of the registry (:mod:`condensation.commands.registry`) on the
+    command line: load -> options -> prepare once -> key -> (``--resume`` of a
+    finished run: nothing to do) -> disk checked, ``out`` locked -> run -> write.
+
+    Args:
+        name: the registered command.
+        config: the TOML config (None: the built-in defaults).
+        overrides: the ``--set`` strings.
+        out: the run directory (``--out``).
+        overwrite: ``--overwrite``.
+        resume: ``--resume``.
+        options: the command's own options (``effective``'s ``form``, ...).
+        progress: ``prepared -> context manager`` yielding the run's progress
+            callback (or None), entered around the run alone.
+
+    Returns:
+        The :class:`Outcome`, or None when ``out`` already holds this finished run.
+    """
+    cmd = commands.get(name)
+    cfg = cmd.load(config, overrides)
+    opts = cmd.options(options or {})
+    prep = cmd.prepare(cfg, opts)
+    key = cmd.key(prep, opts)
+    if already_done(out, key, resume):
+        return None
+    need = cmd.output_bytes(prep, opts)
+    with guarded_run(out, key, overwrite=overwrite, resume=resume, need_bytes=need) as ck:
+        with (progress or (lambda prep: nullcontext()))(prep) as update:
+            run = cmd.run(prep, opts, update, ck)
+        with run_directory(out, overwrite, key=key) as tmp:
+            s = cmd.write(run, tmp)
+    return Outcome(prep, run, s)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
@@ -13,18 +14,13 @@ from condensation.cli._common import (
     OverwriteOpt,
     ResumeOpt,
     SetOpt,
-    already_done,
     console,
     console_err,
-    guarded_run,
     num,
     print_literal,
+    run_command,
 )
-from condensation.config.network import load_config
-from condensation.errors import InputError
 from condensation.models import member_label
-from condensation.store.checkpoint import run_key
-from condensation.store.rundir import run_directory
 
 
 def _fmt(v, spec: str) -> str:
@@ -60,48 +56,24 @@ def effective_cmd(
     With --resume the --compare-gd training continues from its checkpoint; the
     effective solves (seconds) are recomputed, to the same numbers.
     """
-    # imported here, not at the top: they bring in diffrax (~0.4 s), which every
-    # other command (and a sweep's worker, which imports this CLI) does without
-    from condensation.commands.effective import (
-        output_bytes,
-        prepare_effective,
-        run_effective,
-        write_effective_run,
-    )
-    from condensation.effective.blowup import Tolerances
-    from condensation.effective.system import FORMS, RegimeWarning
-
-    cfg = load_config(config, set_ or [])
-    if form not in FORMS:
-        raise InputError("--form", form, "unknown form", f"use one of {', '.join(FORMS)}")
-    if not 0 < rtol < 1e-3:
-        raise InputError("--rtol", rtol, "must be in (0, 1e-3)", "use e.g. --rtol 1e-12")
+    # the registry's effective command: load -> options (--form, --rtol checked) ->
     # prepared once: with --compare-gd, z = 0 is refused and train.steps = "auto"
     # (the horizon of the training alone) resolved as train resolves it, before
     # anything is sized, keyed or written (without, the solves run through the
-    # blow-up on their own clock and do not read it)
-    prep = prepare_effective(cfg, compare_gd=compare_gd)
-    cfg = prep.config
-    key = run_key("effective", cfg.to_dict(), form, compare_gd, rtol)
-    if already_done(out, key, resume):
+    # blow-up on their own clock and do not read it) -> run -> write
+    done = run_command(
+        "effective",
+        config,
+        set_ or [],
+        out,
+        overwrite=overwrite,
+        resume=resume,
+        options={"form": form, "compare_gd": compare_gd, "rtol": rtol},
+        progress=_solving,
+    )
+    if done is None:  # --resume of a finished run
         return
-    need = output_bytes(prep, compare_gd=compare_gd)
-    with guarded_run(out, key, overwrite=overwrite, resume=resume, need_bytes=need) as ck:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", RegimeWarning)
-            with console_err.status("integrating the effective dynamics"):
-                run = run_effective(
-                    prep,
-                    form=form,
-                    compare_gd=compare_gd,
-                    tol=Tolerances(rtol=rtol, atol=rtol * 1e-2),
-                    checkpoint=ck,
-                )
-        for w in caught:
-            if issubclass(w.category, RegimeWarning):
-                print_literal("warning:", w.message, "yellow")
-        with run_directory(out, overwrite, key=key) as tmp:
-            s = write_effective_run(run, tmp)
+    cfg, run, s = done.prepared.config, done.run, done.summary
     for line in run.gd.notes if run.gd is not None else ():
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     for i, m in enumerate(s["members"]):
@@ -115,6 +87,22 @@ def effective_cmd(
     if note:
         console.print(note, markup=False, highlight=False, soft_wrap=True)
     console.print(f"wrote {out}", markup=False, highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def _solving(prepared):
+    """Around the run: a spinner, and the regime warnings printed once it stops."""
+    # imported here, not at the top: it brings in diffrax (~0.4 s), which every
+    # other command (and a sweep's worker, which imports this CLI) does without
+    from condensation.effective.system import RegimeWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RegimeWarning)
+        with console_err.status("integrating the effective dynamics"):
+            yield None
+    for w in caught:
+        if issubclass(w.category, RegimeWarning):
+            print_literal("warning:", w.message, "yellow")
 
 
 def member_line(m: dict, label: str, s: dict) -> str:

@@ -10,22 +10,11 @@ from condensation.cli._common import (
     OverwriteOpt,
     ResumeOpt,
     SetOpt,
-    already_done,
     console,
-    guarded_run,
     progress_bar,
+    run_command,
 )
-from condensation.commands.matrix import (
-    check_fast_forward_scales,
-    load_checked_problem,
-    output_bytes,
-    run_matrix,
-    write_matrix_run,
-)
-from condensation.matrix import init_ensemble, load_matrix_config
 from condensation.models import member_label
-from condensation.store.checkpoint import run_key
-from condensation.store.rundir import run_directory
 
 
 def _fmt(v, spec: str = ".3g") -> str:
@@ -43,19 +32,21 @@ def matrix_cmd(
 
     Example: condensation matrix configs/matrix_completion.toml --set model.depth=2 --out runs/mc-d2
     """
-    cfg = load_matrix_config(config, set_ or [])
-    key = run_key("matrix", cfg.to_dict())
-    if already_done(out, key, resume):
+    # the registry's matrix command: load -> prepare once (problem loaded and
+    # checked: bad files and sizes, no drive, a fast-forward time unit beyond
+    # float64 fail here, before anything runs; ensemble built) -> run -> write
+    done = run_command(
+        "matrix",
+        config,
+        set_ or [],
+        out,
+        overwrite=overwrite,
+        resume=resume,
+        progress=lambda prep: progress_bar(prep.config.train.steps, "GD steps"),
+    )
+    if done is None:  # --resume of a finished run
         return
-    problem = load_checked_problem(cfg)  # bad files and sizes fail here, before anything runs
-    if cfg.train.fast_forward:  # a time unit beyond float64: refused before anything runs
-        check_fast_forward_scales(init_ensemble(cfg, problem.shape), cfg.model.depth)
-    need = output_bytes(cfg, problem)
-    with guarded_run(out, key, overwrite=overwrite, resume=resume, need_bytes=need) as ck:
-        with progress_bar(cfg.train.steps, "GD steps") as update:
-            run = run_matrix(cfg, progress=update, problem=problem, checkpoint=ck)
-        with run_directory(out, overwrite, key=key) as tmp:
-            s = write_matrix_run(run, tmp)
+    s = done.summary
     for i, m in enumerate(s["members"]):  # matrix members are generated: named by seed
         console.print(
             f"depth {m['depth']} {member_label(m['seed'], m['scale'], i, None)}: {m['status']}, "

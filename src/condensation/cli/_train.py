@@ -12,17 +12,12 @@ from condensation.cli._common import (
     OverwriteOpt,
     ResumeOpt,
     SetOpt,
-    already_done,
     console,
-    guarded_run,
     num,
     progress_bar,
+    run_command,
 )
-from condensation.commands.train import output_bytes, prepare_run, run_training, write_train_run
-from condensation.config.network import load_config
 from condensation.models import member_label
-from condensation.store.checkpoint import run_key
-from condensation.store.rundir import run_directory
 
 
 def train_cmd(
@@ -45,20 +40,23 @@ def train_cmd(
     Example: condensation train configs/default.toml --set init.scale=1e-4 --out runs/eps1e-4
     """
     extra = ["train.fast_forward=true"] if fast_forward else []
-    # load -> prepare once (data, checks, ensemble, "auto" resolved) -> run -> write:
-    # the size estimate, the run key and the run all use the same prepared objects
-    prep = prepare_run(load_config(config, [*(set_ or []), *extra]))
-    cfg = prep.config
-    key = run_key("train", cfg.to_dict())
-    if already_done(out, key, resume):
+    # the registry's train command: load -> prepare once (data, checks, ensemble,
+    # "auto" resolved) -> run -> write; the size estimate, the run key and the run
+    # all use the same prepared objects
+    done = run_command(
+        "train",
+        config,
+        [*(set_ or []), *extra],
+        out,
+        overwrite=overwrite,
+        resume=resume,
+        progress=lambda prep: progress_bar(
+            prep.config.train.steps, f"{prep.config.train.optimizer} steps"
+        ),
+    )
+    if done is None:  # --resume of a finished run
         return
-    with guarded_run(
-        out, key, overwrite=overwrite, resume=resume, need_bytes=output_bytes(prep)
-    ) as ck:
-        with progress_bar(cfg.train.steps, f"{cfg.train.optimizer} steps") as update:
-            run = run_training(prep, progress=update, checkpoint=ck)
-        with run_directory(out, overwrite, key=key) as tmp:
-            s = write_train_run(run, tmp)
+    cfg, run, s = done.prepared.config, done.run, done.summary
     for line in run.notes:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     for i, m in enumerate(s["members"]):

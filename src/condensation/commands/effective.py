@@ -7,26 +7,25 @@ it against the theory, and optionally run GD beside it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from condensation.commands.train import (
-    Prepared,
-    TrainRun,
-    has_drive,
-    optimizer_of,
-    optimizer_summary,
-    prepare_run,
-    run_training,
-)
-from condensation.commands.train import output_bytes as train_output_bytes
+from condensation.commands.effective_figures import plot_effective_run
+from condensation.commands.prepare import Prepared, has_drive, optimizer_of, prepare_run
+from condensation.commands.registry import Command
+from condensation.commands.sizing import effective_output_bytes as output_bytes
+from condensation.commands.train import TrainRun, run_training
+from condensation.commands.train_summary import optimizer_summary
 from condensation.config import checks as inputs
 from condensation.config.network import Config
 from condensation.data import Dataset
 from condensation.effective.blowup import Blowup, Tolerances
 from condensation.effective.system import (
+    FORMS,
     EffectiveSystem,
     build_system,
     regime_ratio,
@@ -37,19 +36,30 @@ from condensation.effective.theory import (
     blowup_criterion,
     bounds_from_steps,
     check_three_layer_run,
-    energy_ratio,
-    energy_ratio_limit,
 )
-from condensation.models import Ensemble, NetworkSpec, member_label
-from condensation.report import figures
-from condensation.store.checkpoint import Checkpoint
-from condensation.store.rundir import FIGURE_BYTES, save_arrays, write_json, write_toml
+from condensation.errors import InputError
+from condensation.models import Ensemble, NetworkSpec
+from condensation.store.checkpoint import Checkpoint, run_key
+from condensation.store.rundir import save_arrays, write_json, write_toml
 
 CONDENSED_COS = 0.999  # min_j |cos(b_j, z)| at the end above this: condensed
 
 
 @dataclass(frozen=True)
 class EffectiveRun:
+    """A finished effective run.
+
+    Attributes:
+        config: the config (``train.steps`` resolved with ``compare_gd``).
+        data: the data set.
+        spec: the network spec.
+        ensemble: the initial ensemble.
+        systems: each member's effective system.
+        solutions: each member's solve through its blow-up.
+        regime_ratios: each member's regime ratio (small: the effective regime).
+        gd: the training from the same init (``compare_gd``), else None.
+    """
+
     config: Config
     data: Dataset
     spec: NetworkSpec
@@ -61,18 +71,17 @@ class EffectiveRun:
 
 
 def prepare_effective(cfg: Config, *, compare_gd: bool = False) -> Prepared:
-    """Load, check and build what an effective run of ``cfg`` needs, once
-    (:func:`condensation.commands.train.prepare_run`; with ``compare_gd`` prepared to
-    train: ``z = 0`` refused, ``train.steps = "auto"`` resolved)."""
+    """Load, check and build what an effective run of ``cfg`` needs, once.
+
+    Args:
+        cfg: a validated network config.
+        compare_gd: the run also trains (:func:`condensation.commands.prepare.prepare_run`
+            prepared to train: ``z = 0`` refused, ``train.steps = "auto"`` resolved).
+
+    Returns:
+        The :class:`condensation.commands.prepare.Prepared` run.
+    """
     return prepare_run(cfg, train=compare_gd)
-
-
-def output_bytes(run: Prepared, *, compare_gd: bool = False) -> float:
-    """About how many bytes an effective run directory of a prepared run takes: a
-    figure per member and one more, and with ``compare_gd`` the training's output
-    (:func:`condensation.commands.train.output_bytes`)."""
-    figs = FIGURE_BYTES * (1 + len(run.config.member_seeds_scales))
-    return figs + (train_output_bytes(run) if compare_gd else 0)
 
 
 def run_effective(
@@ -197,6 +206,14 @@ def trained_label(cfg: Config, data: Dataset) -> str:
 
 
 def summary(run: EffectiveRun) -> dict:
+    """The ``summary.json`` of an effective run.
+
+    Args:
+        run: the effective run.
+
+    Returns:
+        The summary dict (``kind = "effective"``), members included.
+    """
     members = []
     pre = trained_label(run.config, run.data)
     for i, (sysm, sol) in enumerate(zip(run.systems, run.solutions)):
@@ -230,6 +247,15 @@ def summary(run: EffectiveRun) -> dict:
 
 
 def write_effective_run(run: EffectiveRun, out: Path) -> dict:
+    """Write config, each member's solve, summary.json and figures into ``out``.
+
+    Args:
+        run: the effective run.
+        out: the directory to write into (exists, empty).
+
+    Returns:
+        The summary, as written to ``summary.json``.
+    """
     write_toml(out / "config.toml", run.config.to_dict())
     (out / "arrays").mkdir()
     for i, sol in enumerate(run.solutions):
@@ -242,91 +268,67 @@ def write_effective_run(run: EffectiveRun, out: Path) -> dict:
     return s
 
 
-def plot_effective_run(run: EffectiveRun, s: dict, fig_dir: Path) -> None:
-    sols = [(i, sol) for i, sol in enumerate(run.solutions) if sol.steps][:8]
-    if not sols:
-        return
-    z_norm = run.systems[0].z_norm
-    label = [
-        member_label(m["seed"], m["scale"], i, run.config.init.path)
-        for i, m in enumerate(s["members"])
-    ]
-    if run.spec.depth == 2:
-        fig, ax = figures.subplots(figsize=(6, 4))
-        for i, sol in sols:
-            ax.plot(sol.steps["t"], sol.steps["log_growth"], label=label[i])
-        t = sols[0][1].steps["t"]
-        ax.plot(t, z_norm * t, "k:", label=f"slope |z| = {z_norm:.3g}")
-        ax.set_xlabel("time t")
-        ax.set_ylabel("log(|theta| / |theta_0|)")
-        ax.set_title("two layers: exponential growth, no finite-time blow-up", fontsize=9)
-        ax.legend(fontsize=7)
-        figures.save(fig, fig_dir / "growth.png")
-        return
-    blown = [(i, sol) for i, sol in sols if sol.blew_up]
-    if blown:
-        fig, axs = figures.subplots(1, 2, figsize=(10, 4))
-        k = run.spec.depth - 1
-        for i, sol in blown:
-            st = sol.steps
-            rem = sol.T_star - st["t"]
-            ok = rem > sol.T_star * 1e-13
-            axs[0].loglog(rem[ok], st["rho"][ok], label=label[i])
-            axs[1].loglog(rem[ok][st["E"][ok] > 0], st["E"][ok][st["E"][ok] > 0])
-        for ax, p, name in ((axs[0], 2 / (k - 1), "rho"), (axs[1], (k + 1) / (k - 1), "E")):
-            x = np.array(ax.get_xlim())
-            y0 = ax.get_lines()[0].get_ydata()[-1] if ax.get_lines() else 1.0
-            x0 = ax.get_lines()[0].get_xdata()[-1] if ax.get_lines() else 1.0
-            ax.loglog(x, y0 * (x / x0) ** (-p), "k:", label=f"slope -{p:g} (type I)")
-            ax.set_xlabel("T* - t")
-            ax.set_ylabel(name)
-            ax.legend(fontsize=7)
-        axs[0].set_title("norm growth toward the blow-up", fontsize=9)
-        figures.save(fig, fig_dir / "norms_loglog.png")
-    if run.spec.depth == 3:
-        fig, ax = figures.subplots(figsize=(6, 4))
-        for i, sol in sols:
-            ax.plot(sol.steps["t"], energy_ratio(sol.steps), label=label[i])
-        ax.axhline(energy_ratio_limit(z_norm), color="k", ls=":", label="|z| 3^(-3/2)")
-        ax.set_xlabel("time t")
-        ax.set_ylabel("E / rho^(3/2)")
-        ax.set_title("non-decreasing, tends to its bound at blow-up", fontsize=9)
-        ax.legend(fontsize=7)
-        figures.save(fig, fig_dir / "energy_ratio.png")
-    drifting = [(i, sol) for i, sol in sols if "law_drift" in sol.steps]  # spectral: built in
-    if drifting:
-        fig, ax = figures.subplots(figsize=(6, 4))
-        for i, sol in drifting:
-            ax.semilogy(sol.steps["t"], np.maximum(sol.steps["law_drift"], 1e-18), label=label[i])
-        ax.set_xlabel("time t")
-        ax.set_ylabel("relative drift of conservation laws")
-        ax.legend(fontsize=7)
-        figures.save(fig, fig_dir / "invariant_drift.png")
-    if run.gd is not None:
-        r = run.gd.result
-        fig, axs = figures.subplots(1, 2, figsize=(10, 4))
-        for i, sol in sols[:4]:
-            rho_gd = sum(np.sum(w[i] ** 2, axis=(-2, -1)) for w in r.snapshots)
-            (line,) = axs[0].semilogy(r.snapshot_times, rho_gd, label=f"trained, {label[i]}")
-            axs[0].semilogy(
-                sol.steps["t"], sol.steps["rho"], ls="--", color=line.get_color(), label="effective"
-            )
-            axs[1].plot(r.snapshot_times, r.snapshot_loss[i], color=line.get_color())
-            if sol.blew_up:
-                for ax in axs:
-                    ax.axvline(sol.T_star, color=line.get_color(), ls=":", lw=0.8)
-        axs[0].set_ylim(
-            top=10 * max(np.max(sum(np.sum(w**2, axis=(-2, -1)) for w in r.snapshots)), 1)
-        )
-        axs[0].set_ylabel("rho = sum of squared weights")
-        axs[1].set_yscale("log")
-        axs[1].set_ylabel("GD loss")
-        for ax in axs:
-            ax.set_xlabel("time t")
-        axs[0].legend(fontsize=7)
-        opt = optimizer_of(run.config, run.data)
-        title = f"{opt.name} (solid) vs effective (dashed); dotted: T*"
-        if not opt.effective_is_theorem:
-            title += f"\n(effective prediction is {opt.theory_reach.split(':')[0]} for {opt.name})"
-        axs[0].set_title(title, fontsize=9)
-        figures.save(fig, fig_dir / "compare_gd.png")
+# ---- the command: load -> prepare once -> run -> write -------------------------------
+def check_options(given: Mapping[str, Any]) -> dict[str, Any]:
+    """The options of ``condensation effective``, checked, with their defaults.
+
+    Args:
+        given: any of ``form`` (``"full"``), ``compare_gd`` (False), ``rtol`` (1e-12).
+
+    Returns:
+        All three.
+
+    Raises:
+        InputError: an unknown option, form, or an rtol outside (0, 1e-3).
+    """
+    opts = {"form": "full", "compare_gd": False, "rtol": 1e-12}
+    for name in given:
+        if name not in opts:
+            raise InputError(name, given[name], "unknown option", f"use {', '.join(opts)}")
+    opts.update(given)
+    if opts["form"] not in FORMS:
+        raise InputError("--form", opts["form"], "unknown form", f"use one of {', '.join(FORMS)}")
+    if not 0 < opts["rtol"] < 1e-3:
+        raise InputError("--rtol", opts["rtol"], "must be in (0, 1e-3)", "use e.g. --rtol 1e-12")
+    opts["compare_gd"] = bool(opts["compare_gd"])
+    return opts
+
+
+def load(path: Path | None, overrides: Sequence[str] = ()) -> Config:
+    """The validated network config of ``condensation effective`` (the same as ``train``'s).
+
+    Args:
+        path: a TOML config (None: the built-in defaults).
+        overrides: ``section.key=value`` strings (``--set``).
+
+    Returns:
+        The :class:`condensation.config.network.Config`.
+    """
+    from condensation.config.network import load_config
+
+    return load_config(path, list(overrides))
+
+
+def _run(prep: Prepared, opts: Mapping, progress, checkpoint) -> EffectiveRun:
+    rtol = opts["rtol"]
+    return run_effective(
+        prep,
+        form=opts["form"],
+        compare_gd=opts["compare_gd"],
+        tol=Tolerances(rtol=rtol, atol=rtol * 1e-2),
+        checkpoint=checkpoint,
+    )
+
+
+COMMAND = Command(
+    name="effective",
+    load=load,
+    options=check_options,
+    prepare=lambda cfg, opts: prepare_effective(cfg, compare_gd=opts["compare_gd"]),
+    run=_run,
+    write=write_effective_run,
+    key=lambda prep, opts: run_key(
+        "effective", prep.config.to_dict(), opts["form"], opts["compare_gd"], opts["rtol"]
+    ),
+    output_bytes=lambda prep, opts: output_bytes(prep, compare_gd=opts["compare_gd"]),
+)
