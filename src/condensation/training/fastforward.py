@@ -81,6 +81,7 @@ from condensation.effective.blowup import (
 )
 from condensation.effective.system import EffectiveSystem, build_system
 from condensation.errors import NumericalError
+from condensation.training.engine import iterate
 from condensation.training.network import Handoff, TrainResult, train
 
 DEFAULT_HANDOFF = 1e-2  # the tolerance delta of THEORY §9 (= config.DEFAULT_HANDOFF)
@@ -242,11 +243,11 @@ def growth_steps(est0: float, rate: float) -> int:
 def _gd_map_steps(params, mom: Moments, lr, n):
     """``n`` GD steps on ``-E2`` (ascent of ``E2``) from ``params``."""
 
-    def body(_, p):
+    def step(_, p):
         g = second_order_field(p, mom)
         return tuple(a + lr * b for a, b in zip(p, g))
 
-    return jax.lax.fori_loop(0, n, body, tuple(params))
+    return iterate(step, tuple(params), 0, n)[1]  # the engine's step loop
 
 
 @cache
