@@ -44,7 +44,7 @@ import numpy as np
 
 from condensation.core.metrics import abs_cos_to
 from condensation.store.checkpoint import Checkpoint
-from condensation.training.devices import place_members
+from condensation.training.devices import member_mesh, place_members
 from condensation.training.engine import (
     Handoff,
     Member,
@@ -224,6 +224,7 @@ def train(
         n_members,
         flops=per_weight * n_weights * steps * n_members,
         chunk_flops=6.0 * x.shape[0] * n_weights * n_members,
+        mesh_of=member_mesh,  # this module's name: a caller may replace it
     )
     params = tuple(jnp.asarray(p, dt) for p in params0)
     if handoff is not None and opt.name != "gd":

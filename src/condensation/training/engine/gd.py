@@ -119,11 +119,12 @@ class GDStep(Stepper):
         return Member(params, aux, watch, track, m.first)
 
 
-def layout(n_members: int, flops: float, chunk_flops: float):
+def layout(n_members: int, flops: float, chunk_flops: float, *, mesh_of=member_mesh):
     """``(mesh, chunk, host)`` of an ensemble: the device mesh for a job of ``flops``
-    (all members, all steps), the steps per compiled call at ``chunk_flops`` per
+    (all members, all steps; ``mesh_of``: :func:`condensation.training.devices.member_mesh`
+    or a trainer's replacement), the steps per compiled call at ``chunk_flops`` per
     step, and ``array -> numpy`` of the real members (padding dropped)."""
-    mesh = member_mesh(n_members, flops=flops)
+    mesh = mesh_of(n_members, flops=flops)
     return mesh, chunk_steps(chunk_flops), partial(on_host, n_members=n_members)
 
 
