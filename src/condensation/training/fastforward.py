@@ -62,6 +62,7 @@ from condensation.core.metrics import abs_cos_to
 from condensation.core.second_order import data_moments, taylor_coefficients
 from condensation.effective import theory
 from condensation.effective.blowup import Tolerances
+from condensation.training.engine import tracks
 from condensation.training.ff_flows import (  # noqa: F401  (re-exported)
     CHUNK,
     STAGES,
@@ -206,7 +207,7 @@ def plan(
             def pred(ws, loss0=loss0):
                 u, rms_f, loss = forward_stats(ws, x, y, act)
                 est = estimate_from(u, rms_f, y, power)
-                return (est >= delta) | (loss <= (1 - plateau_drop) * loss0)
+                return (est >= delta) | (loss <= tracks.exit_level(loss0, plateau_drop))
 
             if not np.linalg.norm(z) > 0:
                 members.append(plain_gd_member("no effective drive (z = 0)"))

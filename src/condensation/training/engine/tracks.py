@@ -23,6 +23,18 @@ import jax
 import jax.numpy as jnp
 
 
+def escape_level(loss0):
+    """The escape level ``loss_0 / 2``: a member has escaped once ``loss <= escape_level``."""
+    return 0.5 * loss0
+
+
+def exit_level(loss0, plateau_drop):
+    """The plateau-exit level ``(1 - plateau_drop) loss_0``: a member has left its
+    plateau once ``loss <= exit_level`` (also the hand-off predicate of fast-forward
+    and train-to-tolerance's ``plateau`` stop)."""
+    return (1.0 - plateau_drop) * loss0
+
+
 class Track(NamedTuple):
     """One member's record of the rules (every leaf has the member axis in the
     ensemble carry)."""
@@ -59,7 +71,7 @@ def start(loss0, kept, *, plateau_drop: float, keep_exit: bool, peak=None, peak_
         minus1,
         kept,
         minus1,
-        (1.0 - plateau_drop) * loss0,
+        exit_level(loss0, plateau_drop),
         minus1,
         kept if keep_exit else (),
         peak,
@@ -82,7 +94,7 @@ def update(tr: Track, k, loss, ok, alive, kept, alignment=None) -> Track:
     Returns:
         The updated :class:`Track`.
     """
-    escaped_now = alive & (tr.escape_step < 0) & (loss <= 0.5 * tr.loss0)
+    escaped_now = alive & (tr.escape_step < 0) & (loss <= escape_level(tr.loss0))
     exited_now = alive & (tr.exit_step < 0) & (loss <= tr.exit_level)
     peak, peak_step = tr.peak, tr.peak_step
     if alignment is not None:
@@ -137,7 +149,8 @@ def finish(tr: Track, final, loss_first, loss_last, steps: int, *, host, alignme
             leaf[late] = end[late]
         return step, out
 
-    esc, esc_state = late_rule(tr.escape_step, tr.escape_state, loss_last <= 0.5 * loss_first)
+    reached = loss_last <= escape_level(loss_first)
+    esc, esc_state = late_rule(tr.escape_step, tr.escape_state, reached)
     ex, ex_state = late_rule(tr.exit_step, tr.exit_state, loss_last <= host(tr.exit_level))
     peak, peak_step = host(tr.peak).copy(), host(tr.peak_step).copy()
     if alignment_last is not None:
