@@ -26,10 +26,10 @@ from condensation.training.engine import (
     check_snapshot_steps,
     drive,
     layout,
+    snapshot_steps,
     start_from,
     tracks,
 )
-from condensation.training.network import snapshot_steps
 
 
 # ---- initialisation ------------------------------------------------------------------

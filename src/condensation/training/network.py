@@ -53,6 +53,7 @@ from condensation.training.engine import (
     check_snapshot_steps,
     drive,
     layout,
+    snapshot_steps,
     start_from,
     tracks,
 )
@@ -80,13 +81,6 @@ __all__ = [
 
 GD = Optimizer()
 _NOT_KEPT = np.zeros(0)  # the record of a snapshot a layer does not keep
-
-
-def snapshot_steps(steps: int, n_log: int, n_linear: int) -> np.ndarray:
-    """Sorted unique snapshot steps in [0, steps]: log-spaced plus equally spaced."""
-    log = np.unique(np.round(np.geomspace(1, steps, n_log)).astype(np.int64))
-    lin = np.round(np.linspace(0, steps, n_linear + 1)).astype(np.int64) if n_linear else []
-    return np.unique(np.concatenate([[0, steps], log, lin]))
 
 
 @dataclass(frozen=True)

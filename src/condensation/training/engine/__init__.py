@@ -25,6 +25,7 @@ from condensation.training.engine.gd import (
     check_snapshot_steps,
     drive,
     layout,
+    snapshot_steps,
     start_from,
 )
 from condensation.training.engine.loop import MAP, VMAP, Stepper, iterate, run_interval
@@ -46,5 +47,6 @@ __all__ = [
     "iterate",
     "layout",
     "run_interval",
+    "snapshot_steps",
     "start_from",
 ]

@@ -209,6 +209,14 @@ def drive(
     return carry
 
 
+def snapshot_steps(steps: int, n_log: int, n_linear: int) -> np.ndarray:
+    """The default snapshot plan: sorted unique steps in [0, steps], ``n_log``
+    log-spaced plus ``n_linear`` equally spaced intervals (0: none)."""
+    log = np.unique(np.round(np.geomspace(1, steps, n_log)).astype(np.int64))
+    lin = np.round(np.linspace(0, steps, n_linear + 1)).astype(np.int64) if n_linear else []
+    return np.unique(np.concatenate([[0, steps], log, lin]))
+
+
 def check_snapshot_steps(steps_k: np.ndarray, steps: int) -> np.ndarray:
     """``steps_k`` as an array, refused unless it increases strictly from 0 to ``steps``."""
     steps_k = np.asarray(steps_k)
