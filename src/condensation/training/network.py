@@ -34,7 +34,6 @@ Layout, chosen by measurement (``benchmarks/bench_train.py``):
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -53,6 +52,7 @@ from condensation.training.engine import (
     check_snapshot_steps,
     drive,
     layout,
+    scale,
     snapshot_steps,
     start_from,
     tracks,
@@ -185,15 +185,15 @@ def train(
     not kept on the host.  ``measure(params)`` (host arrays W_k of shape (E, ...)) is
     called at every snapshot; its arrays (E, ...) are stacked into ``measures``.
     """
-    if output_scale != 1.0:  # train g on y / kappa at lr kappa^2 (see with_output_scale)
-        kappa = float(output_scale)
+    if output_scale != 1.0:  # train g on y / kappa at lr kappa^2 (engine.scale)
+        y_g, lr_g = scale.as_unit_scale(y, lr, float(output_scale))
         result = train(
-            params0, x, np.asarray(y) / kappa, act=act, lr=lr * kappa**2, steps=steps,
-            snapshots=snapshots, dtype=dtype, track_final_stage=track_final_stage,
-            plateau_drop=plateau_drop, progress=progress, checkpoint=checkpoint,
-            optimizer=optimizer, streams=streams, handoff=handoff, keep=keep, measure=measure,
+            params0, x, y_g, act=act, lr=lr_g, steps=steps, snapshots=snapshots, dtype=dtype,
+            track_final_stage=track_final_stage, plateau_drop=plateau_drop, progress=progress,
+            checkpoint=checkpoint, optimizer=optimizer, streams=streams, handoff=handoff,
+            keep=keep, measure=measure,
         )  # fmt: skip
-        return with_output_scale(result, lr, kappa)
+        return with_output_scale(result, lr, float(output_scale))
     opt = GD if optimizer is None else optimizer
     if not 0.0 < plateau_drop < 1.0:
         raise ValueError(f"plateau_drop must be in (0, 1), got {plateau_drop}")
@@ -307,9 +307,7 @@ def with_output_scale(result: TrainResult, lr: float, kappa: float) -> TrainResu
     Returns:
         The run of ``f``.
     """
-    if kappa == 1.0:
-        return result
-    return dataclasses.replace(result, lr=float(lr), snapshot_loss=result.snapshot_loss * kappa**2)
+    return scale.rescaled(result, lr, kappa)
 
 
 class _Recorder:
