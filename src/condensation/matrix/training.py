@@ -215,8 +215,10 @@ def train_factorisation(
     series = {k: [host(v)] for k, v in m0.items()}
     # each member's GD starts at its hand-off (if any); loss_0 stays
     params, first, fs0, _, _ = start_from(handoff, params, m0["loss"], mesh, dt)
-    track = tracks.start(m0["loss"], params[0], plateau_drop=PLATEAU_EXIT, keep_exit=False)
     model = MatrixModel(problem.kind, float(lr), depth == 3)
+    track = tracks.start(
+        m0["loss"], model.keep(params), plateau_drop=PLATEAU_EXIT, keep_exit=model.keep_exit
+    )
 
     def snapshot(j: int, carry) -> None:
         now = carry.params

@@ -233,10 +233,15 @@ def train(
     loss0 = ensemble_losses(params, xj, yj, act=act)
     # GD starts at each member's hand-off step (if any); loss_0 stays
     params, first, fs0, peak0, peak_step0 = start_from(handoff, params, loss0, mesh, dt)
-    track = tracks.start(
-        loss0, params, plateau_drop=plateau_drop, keep_exit=True, peak=peak0, peak_step=peak_step0
-    )
     model = NetworkModel(act, float(lr), bool(track_final_stage), opt)
+    track = tracks.start(
+        loss0,
+        model.keep(params),
+        plateau_drop=plateau_drop,
+        keep_exit=model.keep_exit,
+        peak=peak0,
+        peak_step=peak_step0,
+    )
     rec = _Recorder(depth, keep, measure, handoff, steps_k, host)
     rec.record(0, params, host(loss0))
     gd_from = 0 if handoff is None else int(np.min(handoff.step))  # no member computes before
