@@ -23,6 +23,7 @@ from condensation.effective.blowup import Tolerances, polar_problem, solve_polar
 from condensation.matrix.problems import Problem
 from condensation.matrix.training import effective_field_args, top_singular_pair
 from condensation.training import fastforward as ff
+from condensation.training.engine import tracks
 
 
 def _measured(problem: Problem, xs: np.ndarray) -> np.ndarray:
@@ -96,7 +97,7 @@ def plan(
             def pred(ws, loss0=loss0):
                 xs = _products(ws)
                 out = _measured(problem, xs) / scale >= delta
-                return out | (_loss(problem, xs) <= (1 - PLATEAU_EXIT) * loss0)
+                return out | (_loss(problem, xs) <= tracks.exit_level(loss0, PLATEAU_EXIT))
 
             sol = sols[i]
             if float(est(p_i)[0]) >= delta:

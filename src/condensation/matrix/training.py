@@ -15,9 +15,21 @@ from condensation.config.matrix import ALIGNED, PLATEAU_EXIT, MatrixConfig
 from condensation.core import matrix as cm
 from condensation.core.final_stage import final_stage_holds
 from condensation.matrix.problems import Problem, effective_rank_np, haar_columns
-from condensation.store.checkpoint import Checkpoint, chunk_steps, chunks
-from condensation.training.devices import member_mesh, on_host, over_members, place_members
-from condensation.training.network import Handoff, all_finite, snapshot_steps
+from condensation.store.checkpoint import Checkpoint
+from condensation.training.devices import place_members
+from condensation.training.engine import (
+    VMAP,
+    Handoff,
+    Member,
+    Model,
+    before_handoff,
+    check_snapshot_steps,
+    drive,
+    layout,
+    snapshot_steps,
+    start_from,
+    tracks,
+)
 
 
 # ---- initialisation ------------------------------------------------------------------
@@ -74,39 +86,35 @@ def _loss_fn(kind: str):
     return cm.completion_loss if kind == "completion" else cm.sensing_loss
 
 
-def _make_interval(kind: str, lr: float, track_final_stage: bool):
-    loss = _loss_fn(kind)
+@dataclass(frozen=True)
+class MatrixModel(Model):
+    """The factorisation's plug-in of the engine: full-batch GD on ``1/2 |A(X) - y|^2``;
+    shared arrays ``(op0, op1, u1, v1)``.  The members run in lockstep
+    (:data:`~condensation.training.engine.VMAP`: small factors); the escape keeps
+    ``W1``; the depth-3 watch is the final-stage entry of the triple
+    ``(W3^T u1, W2, W1 v1)``."""
 
-    def step(k, carry, op0, op1, u1, v1):
-        params, loss0, esc_step, esc_w1, div_step, fs_step, exit_step, first = carry
-        l, g = jax.value_and_grad(loss)(params, op0, op1)
-        new = tuple(p - lr * gp for p, gp in zip(params, g))
-        alive = (div_step < 0) & (k >= first)  # a fast-forwarded member starts at its hand-off
-        ok = alive & jnp.isfinite(l) & all_finite(new)
-        div_step = jnp.where(alive & ~ok, k, div_step)
-        escaped_now = alive & (esc_step < 0) & (l <= 0.5 * loss0)
-        esc_step = jnp.where(escaped_now, k, esc_step)
-        esc_w1 = jnp.where(escaped_now, params[0], esc_w1)
-        left = alive & (exit_step < 0) & (l <= (1.0 - PLATEAU_EXIT) * loss0)
-        exit_step = jnp.where(left, k, exit_step)
-        if track_final_stage:
-            a, w, c = cm.reduced_triple(params, u1, v1)
-            fs_step = jnp.where(alive & (fs_step < 0) & final_stage_holds(a, w, c), k, fs_step)
-        params = tuple(jnp.where(ok, n, p) for n, p in zip(new, params))
-        return params, loss0, esc_step, esc_w1, div_step, fs_step, exit_step, first
+    kind: str
+    lr: float
+    track_final_stage: bool
 
-    def interval(carry, op0, op1, u1, v1, start, stop):
-        return jax.lax.fori_loop(start, stop, partial(step, op0=op0, op1=op1, u1=u1, v1=v1), carry)
+    members = VMAP
+    keep_exit = False
 
-    return interval
+    def update(self, k, params, aux, shared):
+        op0, op1, _, _ = shared
+        loss, g = jax.value_and_grad(_loss_fn(self.kind))(params, op0, op1)
+        new = tuple(p - self.lr * gp for p, gp in zip(params, g))
+        return loss, new, aux, aux
 
+    def keep(self, params):
+        return params[0]
 
-@partial(jax.jit, static_argnames=("kind", "lr", "track_final_stage", "mesh"))
-def _run_interval(carry, op0, op1, u1, v1, start, stop, *, kind, lr, track_final_stage, mesh):
-    f = jax.vmap(
-        _make_interval(kind, lr, track_final_stage), in_axes=(0, None, None, None, None, None, None)
-    )
-    return over_members(f, mesh, 6)(carry, op0, op1, u1, v1, start, stop)
+    def watch(self, k, params, fs_step, shared, alive):
+        if not self.track_final_stage:
+            return fs_step
+        a, w, c = cm.reduced_triple(params, shared[2], shared[3])
+        return jnp.where(alive & (fs_step < 0) & final_stage_holds(a, w, c), k, fs_step)
 
 
 @partial(jax.jit, static_argnames=("kind",))
@@ -188,9 +196,8 @@ def train_factorisation(
     """
     dt = jnp.float64 if dtype == "float64" else jnp.float32
     depth = len(params0)
-    steps_k = snapshot_steps(steps, 60, 300) if snapshots is None else np.asarray(snapshots)
-    if steps_k[0] != 0 or steps_k[-1] != steps or np.any(np.diff(steps_k) <= 0):
-        raise ValueError("snapshot steps must increase strictly from 0 to steps")
+    steps_k = snapshot_steps(steps, 60, 300) if snapshots is None else snapshots
+    steps_k = check_snapshot_steps(steps_k, steps)
     op0, op1 = (jnp.asarray(a, dt) for a in problem.operator())
     _, u1, v1 = top_singular_pair(problem.m_obs)
     u1j, v1j = jnp.asarray(u1, dt), jnp.asarray(v1, dt)
@@ -199,70 +206,55 @@ def train_factorisation(
     # rough: each factor entry takes part in products of length max(n1, n2), 3 times
     n_weights = sum(int(np.prod(np.shape(p)[1:])) for p in params0)
     flops = 6.0 * max(problem.shape) * n_weights * steps * n_members
-    mesh = member_mesh(n_members, flops=flops)  # members spread over the devices (padded)
+    # members spread over the devices (padded)
+    mesh, chunk, host = layout(n_members, flops=flops, chunk_flops=flops / steps)
     params = place_members(tuple(jnp.asarray(p, dt) for p in params0), mesh)
-    host = partial(on_host, n_members=n_members)
 
     meas = partial(_measure, kind=problem.kind)
     m0 = meas(params, op0, op1, mj, tmj, v1j)
     series = {k: [host(v)] for k, v in m0.items()}
-    minus1 = jnp.full_like(m0["loss"], -1, dtype=jnp.int64)
-    first, fs0 = jnp.zeros_like(minus1), minus1
-    if handoff is not None:  # each member's GD starts at its hand-off; loss_0 stays
-        params = place_members(tuple(jnp.asarray(p, dt) for p in handoff.params), mesh)
-        first, fs0 = place_members(
-            (jnp.asarray(handoff.step), jnp.asarray(handoff.final_stage_step)), mesh
-        )
-    carry = (params, m0["loss"], minus1, params[0], minus1, fs0, minus1, first)
-    first_any = 0 if handoff is None else int(np.min(handoff.step))
-    run = partial(
-        _run_interval, kind=problem.kind, lr=float(lr), track_final_stage=depth == 3, mesh=mesh
+    # each member's GD starts at its hand-off (if any); loss_0 stays
+    params, first, fs0, _, _ = start_from(handoff, params, m0["loss"], mesh, dt)
+    model = MatrixModel(problem.kind, float(lr), depth == 3)
+    track = tracks.start(
+        m0["loss"], model.keep(params), plateau_drop=PLATEAU_EXIT, keep_exit=model.keep_exit
     )
-    first = 0
-    if checkpoint is not None:
-        first, carry = checkpoint.restore(carry, series)
-        if first and progress is not None:
-            progress(int(steps_k[first]))
-    chunk = chunk_steps(flops / steps)
-    for i, (start, stop) in enumerate(zip(steps_k[:-1], steps_k[1:])):
-        if i < first:
-            continue
-        for a, b in chunks(max(start, first_any), max(stop, first_any), chunk):
-            carry = run(carry, op0, op1, u1j, v1j, jnp.int64(a), jnp.int64(b))
-            if b < stop:  # back in Python between chunks: a signal is handled here
-                jax.block_until_ready(carry)
-        now = carry[0]
-        if handoff is not None and np.any(stop < handoff.step):  # before a hand-off
+
+    def snapshot(j: int, carry) -> None:
+        now = carry.params
+        rows = before_handoff(handoff, steps_k[j])
+        if rows is not None and rows.any():  # the effective trajectory's state before a hand-off
             rows, eff = place_members(
-                (
-                    jnp.asarray(stop < handoff.step),
-                    tuple(jnp.asarray(s[:, i + 1], dt) for s in handoff.snapshots),
-                ),
+                (jnp.asarray(rows), tuple(jnp.asarray(s[:, j], dt) for s in handoff.snapshots)),
                 mesh,
             )
             now = tuple(jnp.where(_rows(rows, p.ndim), e, p) for e, p in zip(eff, now))
-        mk = meas(now, op0, op1, mj, tmj, v1j)
-        for k, v in mk.items():
+        for k, v in meas(now, op0, op1, mj, tmj, v1j).items():
             series[k].append(host(v))
-        if checkpoint is not None:
-            checkpoint.save(i + 1, carry, series)
-        if progress is not None:
-            progress(int(stop))
-    params, _, esc_step, esc_w1, div_step, fs_step, exit_step, _ = (
-        tuple(host(p) for p in carry[0]),
-        *(host(a) for a in carry[1:]),
+
+    carry = drive(
+        model,
+        Member(params, (), fs0, track, first),
+        (op0, op1, u1j, v1j),
+        steps_k,
+        mesh=mesh,
+        chunk=chunk,
+        records=series,
+        snapshot=snapshot,
+        checkpoint=checkpoint,
+        progress=progress,
+        gd_from=0 if handoff is None else int(np.min(handoff.step)),
     )
+    params = tuple(host(p) for p in carry.params)
     series = {k: np.stack(v, axis=1).astype(float) for k, v in series.items()}
     # singular values on the host: LAPACK's values-only SVD is far cheaper than XLA's
     sv = finite_singular_values(series["x"])  # (E, K, min(n1, n2)); NaN where X overflowed
     series["singular_values"] = sv
     series["effective_rank"] = effective_rank_np(sv)
     series["nuclear_norm"] = sv.sum(axis=-1)
-    esc_step, esc_w1 = esc_step.copy(), esc_w1.copy()
-    div_step = np.asarray(div_step)
-    late = (esc_step < 0) & (div_step < 0) & (series["loss"][:, -1] <= 0.5 * series["loss"][:, 0])
-    esc_step[late] = steps
-    esc_w1[late] = params[0][late]
+    done = tracks.finish(
+        carry.track, params[0], series["loss"][:, 0], series["loss"][:, -1], steps, host=host
+    )
     # singular values in identity: project every snapshot on the final singular vectors
     tracked = []
     for e in range(n_members):
@@ -280,11 +272,11 @@ def train_factorisation(
         series=series,
         tracked_singular_values=np.stack(tracked),
         final_params=[np.asarray(p, dtype=float) for p in params],
-        escape_step=esc_step,
-        plateau_exit_step=np.asarray(exit_step),
-        escape_w1=esc_w1.astype(float),
-        diverged_step=div_step,
-        final_stage_step=np.asarray(fs_step),
+        escape_step=done["escape_step"],
+        plateau_exit_step=done["exit_step"],
+        escape_w1=done["escape_state"].astype(float),
+        diverged_step=done["diverged_step"],
+        final_stage_step=host(carry.watch),
     )
 
 

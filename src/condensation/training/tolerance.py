@@ -40,6 +40,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from condensation.training.engine import iterate, tracks
+
 STOPS = ("tolerance", "budget", "plateau", "diverged")
 MAX_HALVINGS = 40  # consecutive rejected steps before a member counts as diverged
 
@@ -79,7 +81,7 @@ def _forward_backward(params, x, act, kappa):
     return f, hs, ds[::-1]
 
 
-def _member(p0, x, y, kappa, lr0, lr_cap, tol, max_steps, level, *, act):
+def _member(p0, x, y, kappa, lr0, lr_cap, tol, max_steps, drop, *, act):
     n = x.shape[0]
 
     def loss(p):
@@ -101,13 +103,14 @@ def _member(p0, x, y, kappa, lr0, lr_cap, tol, max_steps, level, *, act):
         )
 
     loss0 = loss(p0)
+    level = tracks.exit_level(loss0, drop)  # left the plateau once the loss is below
 
-    def cond(s):
-        k, _, lk, _, _, _, rej, _, _ = s
-        return (k < max_steps) & (lk > tol * loss0) & (rej < MAX_HALVINGS) & jnp.isfinite(lk)
+    def running(s):
+        _, lk, _, _, _, rej, _, _ = s
+        return (lk > tol * loss0) & (rej < MAX_HALVINGS) & jnp.isfinite(lk)
 
-    def body(s):
-        k, p, lk, mult, t, rd_max, rej, n_rej, left = s
+    def step(k, s):
+        p, lk, mult, t, rd_max, rej, n_rej, left = s
         g, curv = grad_and_curvature(p)
         lr = mult * jnp.minimum(lr0 / jnp.maximum(curv, 1e-300), lr_cap)
         new = tuple(w - lr * gw for w, gw in zip(p, g))
@@ -115,7 +118,6 @@ def _member(p0, x, y, kappa, lr0, lr_cap, tol, max_steps, level, *, act):
         ok = jnp.isfinite(ln) & (ln <= lk + 1e-12 * loss0)
         p = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, p)
         return (
-            k + 1,
             p,
             jnp.where(ok, ln, lk),
             jnp.where(ok, mult, 0.5 * mult),
@@ -123,21 +125,22 @@ def _member(p0, x, y, kappa, lr0, lr_cap, tol, max_steps, level, *, act):
             jnp.where(ok, jnp.maximum(rd_max, rd(new)), rd_max),
             jnp.where(ok, 0, rej + 1),
             n_rej + (~ok).astype(jnp.int64),
-            left | (ok & (ln <= level * loss0)),
+            left | (ok & (ln <= level)),
         )
 
     zero = jnp.zeros((), jnp.int64)
-    s0 = (zero, p0, loss0, jnp.ones_like(loss0), jnp.zeros_like(loss0),
-          jnp.zeros(len(p0), loss0.dtype), zero, zero, loss0 <= level * loss0)  # fmt: skip
-    k, p, lk, _, t, rd_max, rej, n_rej, left = jax.lax.while_loop(cond, body, s0)
+    s0 = (p0, loss0, jnp.ones_like(loss0), jnp.zeros_like(loss0),
+          jnp.zeros(len(p0), loss0.dtype), zero, zero, loss0 <= level)  # fmt: skip
+    # the engine's step loop, to the tolerance, the budget or 40 rejections in a row
+    k, (p, lk, _, t, rd_max, rej, n_rej, left) = iterate(step, s0, zero, max_steps, running)
     return k, p, lk / loss0, t, rd(p), rd_max, rej, n_rej, left
 
 
 @partial(jax.jit, static_argnames=("act",))
-def _run(params, x, y, kappa, lr0, lr_cap, tol, max_steps, level, *, act):
+def _run(params, x, y, kappa, lr0, lr_cap, tol, max_steps, drop, *, act):
     one = partial(_member, act=act)
     return jax.lax.map(
-        lambda p: one(p, x, y, kappa, lr0, lr_cap, tol, max_steps, level), tuple(params)
+        lambda p: one(p, x, y, kappa, lr0, lr_cap, tol, max_steps, drop), tuple(params)
     )
 
 
@@ -170,7 +173,7 @@ def train_to_tolerance(
         jnp.float64(lr_cap),
         jnp.float64(tol),
         jnp.int64(max_steps),
-        jnp.float64(1.0 - plateau_drop),
+        jnp.float64(plateau_drop),
         act=act,
     )
     ratio, rej, left = np.asarray(ratio), np.asarray(rej), np.asarray(left)

@@ -1,0 +1,122 @@
+"""The one compiled step loop, and the ensemble interval built on it.
+
+:func:`iterate` is the only ``while_loop`` over training steps in the package:
+the network and matrix trainers run it through :func:`run_interval`, and
+train-to-tolerance and fast-forward's depth-2 map call it inside their own
+compiled functions.  A *stepper* says what one step of one member is
+(:class:`Stepper`); :func:`run_interval` runs an ensemble's members over an
+interval of steps in one jitted call, spread over the devices with
+``shard_map`` (:mod:`condensation.training.devices`), in one of two layouts:
+
+- ``"map"``: the members one after another (``lax.map``), each through the whole
+  interval in its own loop, from ``max(start, first)`` (its hand-off) while it
+  has not diverged.  A member's weights and activations then stay in the core's
+  cache for the interval (the network trainer: measured 1.5x faster than
+  vmapping its step);
+- ``"vmap"``: all members in lockstep, one vmapped step per ``k``; a member
+  before its hand-off or after its divergence is masked by the step (the
+  matrix trainer: small factors, where one loop over all members wins).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from condensation.training.devices import over_members
+
+MAP = "map"
+VMAP = "vmap"
+
+
+def iterate(step: Callable, state, start, stop, running: Callable | None = None):
+    """Run ``state <- step(k, state)`` for ``k = start, start + 1, ...`` while
+    ``k < stop`` and ``running(state)`` (compiled: a ``lax.while_loop``).
+
+    Args:
+        step: ``(k, state) -> state``, one training step.
+        state: the loop state (a pytree of arrays).
+        start: the first step ``k`` (an int or a traced int).
+        stop: the step at which the loop stops (exclusive).
+        running: ``state -> bool``, an extra condition to go on (None: always).
+
+    Returns:
+        ``(k, state)``: the first step not taken and the state there.
+    """
+
+    def cond(carry):
+        k, s = carry
+        go = k < stop
+        return go if running is None else go & running(s)
+
+    def body(carry):
+        k, s = carry
+        return k + 1, step(k, s)
+
+    return jax.lax.while_loop(cond, body, (start, state))
+
+
+class Stepper:
+    """What one step of one member is; the engine runs it.
+
+    Subclasses are frozen dataclasses (hashable: they are static arguments of the
+    compiled interval) with ``members`` (:data:`MAP` or :data:`VMAP`) and
+    ``typed`` (False where a step draws random numbers shard_map does not track).
+    """
+
+    members: str = MAP
+    typed: bool = True
+
+    def step(self, k, state, shared):  # pragma: no cover - interface
+        """One step ``k`` of one member's ``state``, given the ``shared`` arrays."""
+        raise NotImplementedError
+
+    def first(self, state):  # pragma: no cover - interface
+        """The member's first step (its hand-off; 0 for plain training)."""
+        raise NotImplementedError
+
+    def running(self, state):  # pragma: no cover - interface
+        """False once the member has stopped (diverged)."""
+        raise NotImplementedError
+
+
+def _interval(stepper: Stepper, carry, shared, start, stop):
+    """The ensemble ``carry`` (leading member axis) through steps ``start .. stop-1``."""
+    if stepper.members == MAP:
+
+        def one(state):
+            k0 = jnp.maximum(start, stepper.first(state))
+            step = partial(_call, stepper, shared=shared)
+            return iterate(step, state, k0, stop, stepper.running)[1]
+
+        return jax.lax.map(one, carry)
+    step = jax.vmap(partial(_call, stepper, shared=shared), in_axes=(None, 0))
+    return iterate(step, carry, start, stop)[1]
+
+
+def _call(stepper: Stepper, k, state, shared):
+    return stepper.step(k, state, shared)
+
+
+@partial(jax.jit, static_argnames=("stepper", "mesh"))
+def run_interval(carry, shared: Any, start, stop, *, stepper: Stepper, mesh):
+    """One compiled call: every member of ``carry`` through ``[start, stop)``.
+
+    Args:
+        carry: the ensemble's loop state, every leaf with the member axis first
+            (padded and placed by :func:`condensation.training.devices.place_members`).
+        shared: a tuple of arrays every member uses (the data), replicated.
+        start: first step of the interval (int64 scalar).
+        stop: end of the interval (exclusive).
+        stepper: the member step (:class:`Stepper`), static.
+        mesh: the device mesh, or None for one device.
+
+    Returns:
+        The carry after the interval.
+    """
+    fn = partial(_interval, stepper)
+    return over_members(fn, mesh, 3, typed=stepper.typed)(carry, shared, start, stop)

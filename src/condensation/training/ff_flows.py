@@ -1,0 +1,356 @@
+"""The effective trajectories fast-forward follows, and where on them GD takes over.
+
+The error estimate ``err(theta) = u^p + rms f(x) / rms y`` at states on a
+trajectory (:func:`error_estimate`); the trajectories, queried at GD steps
+(:class:`Trajectory`): the depth-2 GD map on ``E2`` (:class:`SecondOrderMap`,
+run by the engine's step loop), GD's modified flow of a field (:class:`Flow`)
+and the second-order flow of depth >= 3 (:class:`SecondOrderFlow`); and the
+search for the hand-off step on the step grid (:func:`grid_handoff`,
+:func:`flow_handoff`).  See :mod:`condensation.training.fastforward`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from functools import cache, partial
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from condensation.core.activations import Activation
+from condensation.core.second_order import Moments, second_order_field, taylor_coefficients
+from condensation.effective.blowup import Blowup, PolarProblem, Tolerances, states_at
+from condensation.training.engine import iterate
+
+STAGES = 13  # vector-field evaluations per accepted Dopri8 step (14 stages, FSAL)
+CHUNK = 32  # times per state query: one compiled shape (blowup.states_at pads to 32)
+
+
+# ---- the error estimate ------------------------------------------------------------
+def activation_power(activation: Activation) -> int:
+    """``p`` of the error estimate: 2 when ``sigma''(0) = 0`` (odd-like), else 1."""
+    return 2 if taylor_coefficients(activation.fn)[1] == 0.0 else 1
+
+
+@partial(jax.jit, static_argnames=("act",))
+def _forward_stats(params, x, y, *, act: Callable):
+    """Largest |pre-activation|, rms output and loss at each state (leading axis)."""
+    h = x.T  # (d, n)
+    u = jnp.zeros(params[0].shape[0], x.dtype)
+    for w in params[:-1]:
+        pre = w @ h  # (T, m, n)
+        u = jnp.maximum(u, jnp.max(jnp.abs(pre), axis=(-2, -1)))
+        h = act(pre)
+    f = (params[-1] @ h)[:, 0, :]  # (T, n)
+    r = f - y
+    return u, jnp.sqrt(jnp.mean(f * f, axis=-1)), 0.5 * jnp.mean(r * r, axis=-1)
+
+
+def forward_stats(params, x, y, act: Callable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_forward_stats` as host arrays; the state count is padded to ``CHUNK``
+    or the next power of two (repeating the last state), so queries of any length
+    share one or a few programs."""
+    ps = [np.asarray(p, np.float64) for p in params]
+    t = ps[0].shape[0]
+    size = max(CHUNK, 1 << max(t - 1, 0).bit_length())
+    if size > t:
+        ps = [np.concatenate([p, np.repeat(p[-1:], size - t, axis=0)]) for p in ps]
+    out = _forward_stats(tuple(ps), np.asarray(x, np.float64), np.asarray(y, np.float64), act=act)
+    return tuple(np.asarray(a)[:t] for a in out)
+
+
+def estimate_from(u: np.ndarray, rms_f: np.ndarray, y, power: int) -> np.ndarray:
+    rms_y = max(float(np.sqrt(np.mean(np.asarray(y) ** 2))), 1e-300)
+    return u**power + rms_f / rms_y
+
+
+def error_estimate(params, x, y, act: Callable, power: int) -> np.ndarray:
+    """``err`` at states ``params`` (W_k with a leading state axis, (T, *shape_k)), (T,)."""
+    u, rms_f, _ = forward_stats(params, x, y, act)
+    return estimate_from(u, rms_f, y, power)
+
+
+def state_losses(params, x, y, act: Callable) -> np.ndarray:
+    """Network loss at states with a leading axis, (T,)."""
+    return forward_stats(params, x, y, act)[2]
+
+
+# ---- trajectories on the step grid --------------------------------------------------
+class Trajectory:
+    """One member's effective trajectory, queried at GD steps (``at(ks)`` -> W_k (T, ...))."""
+
+    evaluations: int = 0
+
+    def at(self, ks: np.ndarray) -> list[np.ndarray]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class SecondOrderMap(Trajectory):
+    """Depth 2: GD itself on the second-order energy ``E2``
+    (:mod:`condensation.core.second_order`), ``theta <- theta + lr grad E2``, step
+    by step (the plateau is only ``O(log(1/eps) / (lr |z|))`` steps long): no
+    time-discretisation error at all, only what ``E2`` neglects.  Queries continue
+    from the nearest state already computed."""
+
+    CACHE = 64  # states kept
+
+    def __init__(self, params0, mom: Moments, lr: float):
+        self.mom, self.lr = mom, lr
+        self.cache: dict[int, tuple] = {0: tuple(jnp.asarray(p, jnp.float64) for p in params0)}
+
+    def at(self, ks):
+        ks = np.asarray(ks, dtype=np.int64)
+        out: list[list[np.ndarray]] = [[] for _ in self.cache[0]]
+        for k in ks:
+            k = int(k)
+            k0 = max(c for c in self.cache if c <= k)
+            p = self.cache[k0]
+            if k > k0:
+                p = _gd_map_steps(p, self.mom, self.lr, k - k0)
+                self.evaluations += k - k0
+                if len(self.cache) >= self.CACHE:
+                    del self.cache[max(c for c in self.cache if c != 0 and c != max(self.cache))]
+                self.cache[k] = p
+            for o, w in zip(out, p):
+                o.append(np.asarray(w))
+        return [np.stack(o) for o in out]
+
+
+def growth_steps(est0: float, rate: float) -> int:
+    """Depth 2: a step count by which an error estimate growing like ``(1 + rate)^k``
+    from ``est0`` has passed 1 (where the doubling search for the hand-off starts)."""
+    return int(math.ceil(math.log(max(1.0 / max(est0, 1e-300), 10.0)) / math.log1p(rate)))
+
+
+@jax.jit
+def _gd_map_steps(params, mom: Moments, lr, n):
+    """``n`` GD steps on ``-E2`` (ascent of ``E2``) from ``params``."""
+
+    def step(_, p):
+        g = second_order_field(p, mom)
+        return tuple(a + lr * b for a, b in zip(p, g))
+
+    return iterate(step, tuple(params), 0, n)[1]  # the engine's step loop
+
+
+@cache
+def modified_polar(fld: Callable):
+    """Polar form of GD's modified flow ``y' = F - (lr/2) J_F F`` for a field ``F``
+    homogeneous of degree ``k`` (args ``(field args, lr, r0, k)``).
+
+    GD with step ``lr`` follows this flow to ``O(lr^2)`` (backward error analysis;
+    for a gradient field it is the gradient of ``E - (lr/4) |grad E|^2``).  At
+    ``y = e^R u``, ``F(y) / e^(kR) = F(u)`` and ``(J_F F)(y) / e^(kR) =
+    e^((k-1) R) (J_F F)(u)``, so the change of variables of :mod:`condensation.effective.blowup`
+    applies unchanged, with the correction growing as the state does.
+    """
+
+    def polar(u, r, args):
+        fargs, lr, r0, k = args
+        f = fld(u, fargs)
+        jf = jax.jvp(lambda v: fld(v, fargs), (u,), (f,))[1]
+        w = jnp.exp((k - 1) * (r0 + r))
+        g = jax.tree.map(lambda a, b: a - 0.5 * lr * w * b, f, jf)
+        rate = sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(u), jax.tree.leaves(g)))
+        return jax.tree.map(lambda gi, ui: gi - rate * ui, g, u), rate
+
+    return polar
+
+
+class Flow(Trajectory):
+    """Depth >= 3: GD's modified effective flow, queried through
+    :func:`condensation.effective.blowup.states_at` (the blow-up solve ``sol`` of the plain
+    flow maps times to the solver's variable; Newton's method absorbs the difference)."""
+
+    def __init__(self, base: PolarProblem, fld, fargs, to_params, sol: Blowup, lr, tol):
+        """``base``: the plain flow's polar problem (``fld(y, fargs)`` homogeneous);
+        ``to_params(y)``: network weights from states with a leading axis."""
+        self.sol, self.lr, self.tol, self.to_params = sol, lr, tol, to_params
+        args = (fargs, lr, base.r0, base.k)
+        self.prob = dataclasses.replace(base, polar=modified_polar(fld), args=args)
+        self.evaluations = STAGES * sol.n_steps
+
+    def at(self, ks):
+        ks = np.asarray(ks)
+        out: list[list[np.ndarray]] = []
+        for i in range(0, len(ks), CHUNK):
+            part = ks[i : i + CHUNK] * self.lr
+            _, y = states_at(self.prob, self.sol, part, tol=self.tol)
+            # each query re-integrates up to its last time (Newton refines a few times)
+            self.evaluations += STAGES * self.sol.n_steps
+            out.append(list(self.to_params(y)))
+        return [np.concatenate([o[k] for o in out]) for k in range(len(out[0]))]
+
+
+class SolveFailed(RuntimeError):
+    """The second-order solve stopped (max steps) before a requested time."""
+
+
+def _second_order_vf(tau, w, args):
+    """GD's modified second-order flow ``G = F - (lr/2) J_F F``, ``F = grad E2``
+    (:mod:`condensation.core.second_order`), in the scaled variables ``w = y / n0``,
+    ``tau = t n0^(k-1)`` (``k = L - 1``, the leading degree): ``dw/dtau = G(n0 w) / n0^k``."""
+    mom, lr, n0, k = args
+    y = jax.tree.map(lambda a: n0 * a, w)
+
+    def fld(p):
+        return second_order_field(p, mom)
+
+    f = fld(y)
+    jf = jax.jvp(fld, (y,), (f,))[1]
+    scale = n0**k
+    return jax.tree.map(lambda a, b: (a - 0.5 * lr * b) / scale, f, jf)
+
+
+def _past_validity(tau, w, args, **kwargs):
+    """Stop once the first layer's rms pre-activation on the data reaches 1: then
+    ``u >= 1`` and the error estimate is past every tolerance in (0, 1)."""
+    mom, _, n0, _ = args
+    w1 = n0 * w[0]  # (m1, d)
+    return jnp.max(jnp.einsum("jp,pq,jq->j", w1, mom.sigma, w1)) >= 1.0
+
+
+@partial(jax.jit, static_argnames=("tol",))
+def _second_order_solve(w0, tau0, taus, args, *, tol: Tolerances):
+    """States at the scaled times ``taus`` (>= tau0) from ``w0`` at ``tau0``; times
+    past the validity event come back as inf.  Returns ``(states, steps, failed)``."""
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(_second_order_vf),
+        diffrax.Dopri8(),
+        t0=tau0,
+        t1=taus[-1],
+        dt0=None,
+        y0=w0,
+        args=args,
+        stepsize_controller=diffrax.PIDController(rtol=tol.rtol, atol=tol.atol),
+        saveat=diffrax.SaveAt(ts=taus),
+        event=diffrax.Event(_past_validity),
+        max_steps=tol.max_steps,
+        throw=False,
+        adjoint=diffrax.ForwardMode(),
+    )
+    failed = sol.result == diffrax.RESULTS.max_steps_reached
+    return sol.ys, sol.stats["num_steps"], failed
+
+
+class SecondOrderFlow(Trajectory):
+    """Depth >= 3: GD's modified *second-order* effective flow (full form, every
+    weight; :mod:`condensation.core.second_order`) from ``theta_0``, integrated in
+    time ``t`` by Dopri8 and queried at GD steps.  Each query restarts from the
+    latest state already computed at or before its first time (every state a
+    query returned is kept, up to ``CACHE_FLOATS`` numbers, oldest dropped first),
+    so the trajectory is integrated about once."""
+
+    CACHE_FLOATS = 1 << 23  # at most 64 MB of states kept
+
+    def __init__(self, params0, mom: Moments, lr: float, tol: Tolerances):
+        p0 = tuple(np.asarray(p, np.float64) for p in params0)
+        self.n0 = float(np.sqrt(sum(float(np.sum(p * p)) for p in p0)))
+        self.k = len(p0) - 1
+        self.unit = self.n0 ** (self.k - 1)  # tau = t * unit
+        self.args = (mom, lr, self.n0, float(self.k))
+        self.lr, self.tol = lr, tol
+        self.cache: list[tuple[float, tuple]] = [(0.0, tuple(p / self.n0 for p in p0))]
+        self.t_invalid = math.inf  # first queried time found past the validity event
+
+    def _start(self, tau: float):
+        return max((c for c in self.cache if c[0] <= tau), key=lambda c: c[0])
+
+    def _chunk(self, ks: np.ndarray) -> list[np.ndarray]:
+        taus = ks * self.lr * self.unit
+        valid = ks * self.lr < self.t_invalid
+        out = [np.full((len(ks), *np.shape(w)), np.inf) for w in self.cache[0][1]]
+        if not valid.any():
+            return out
+        part = taus[valid]
+        tau0, w0 = self._start(float(part[0]))
+        if part[-1] > tau0:
+            pad = np.concatenate([part, np.full(CHUNK - len(part), part[-1])])
+            ys, n_steps, failed = _second_order_solve(
+                w0, tau0, jnp.asarray(pad), self.args, tol=self.tol
+            )
+            self.evaluations += STAGES * int(n_steps)
+            ys = [np.asarray(y)[: len(part)] for y in ys]
+            finite = np.all([np.all(np.isfinite(y), axis=tuple(range(1, y.ndim))) for y in ys], 0)
+            if not finite.all():
+                if bool(failed):
+                    raise SolveFailed(
+                        f"the second-order effective solve reached max_steps = "
+                        f"{self.tol.max_steps} before t = {part[~finite][0] / self.unit:.6g}"
+                    )
+                self.t_invalid = min(self.t_invalid, float(ks[valid][~finite][0] * self.lr))
+            self._keep(part, ys, finite)
+        else:  # every time is the start point itself
+            ys = [np.repeat(np.asarray(w)[None], len(part), axis=0) for w in w0]
+        for o, y in zip(out, ys):
+            o[valid] = self.n0 * y
+        return out
+
+    def _keep(self, taus, ys, finite) -> None:
+        """Keep the finite states of a query (scaled), dropping the oldest beyond
+        ``CACHE_FLOATS`` (never theta_0)."""
+        size = sum(int(np.prod(np.shape(y)[1:])) for y in ys)
+        for i in np.nonzero(finite)[0]:
+            self.cache.append((float(taus[i]), tuple(y[i] for y in ys)))
+        excess = len(self.cache) - max(self.CACHE_FLOATS // max(size, 1), 2)
+        if excess > 0:
+            del self.cache[1 : 1 + excess]
+
+    def at(self, ks):
+        ks = np.asarray(ks, dtype=np.int64)
+        order = np.argsort(ks, kind="stable")
+        parts = [self._chunk(ks[order[i : i + CHUNK]]) for i in range(0, len(ks), CHUNK)]
+        out = [np.concatenate([p[j] for p in parts]) for j in range(len(parts[0]))]
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        return [o[inverse] for o in out]
+
+
+def grid_handoff(traj: Trajectory, pred, lo: int, hi: int, steps: int):
+    """``(k_h, state)``: the first grid step in ``(lo, hi]`` where ``pred`` holds (it
+    fails at ``lo``, holds at ``hi``), capped at the horizon ``steps`` (then the
+    whole run is on the plateau and GD computes nothing)."""
+    if hi > steps and (lo >= steps or not pred(traj.at(np.array([steps])))[0]):
+        return steps, [w[0] for w in traj.at(np.array([steps]))]
+    return first_true(traj, pred, lo, min(hi, steps))
+
+
+def flow_handoff(traj: Trajectory, sol: Blowup, pred, lr: float, steps: int):
+    """:func:`grid_handoff` of a blow-up solve, bracketed first on the solver's own
+    steps (dense near T*), then on the step grid."""
+    ks = np.unique(np.floor(sol.steps["t"][1:-1] / lr).astype(np.int64))
+    ks = ks[(ks > 0) & (ks <= steps)]
+    ok = np.zeros(0, bool)
+    for i in range(0, len(ks), CHUNK):  # in time order, up to the first chunk that holds
+        ok = np.concatenate([ok, pred(traj.at(ks[i : i + CHUNK]))])
+        if ok[-1]:
+            break
+    ks = ks[: len(ok)]
+    if ok.any():
+        j = int(np.argmax(ok))
+        lo, hi = (int(ks[j - 1]) if j > 0 else 0), int(ks[j])
+    else:  # not reached on the solver's steps (or the horizon): up to just before T*
+        lo = int(ks[-1]) if ks.size else 0
+        hi = max(int(math.floor(sol.T_star / lr)), lo + 1)
+    return grid_handoff(traj, pred, lo, hi, steps)
+
+
+def first_true(traj: Trajectory, pred, lo: int, hi: int) -> tuple[int, list[np.ndarray]]:
+    """The first step in ``(lo, hi]`` at which ``pred`` holds, given that it fails at
+    ``lo`` and holds at ``hi`` (a monotone predicate on W_k (T, ...) -> (T,) bool),
+    and the state there; narrowed CHUNK-fold per query."""
+    state = None
+    while hi - lo > 1:
+        ks = np.unique(np.linspace(lo, hi, CHUNK + 1).round().astype(np.int64)[1:])
+        ws = traj.at(ks)
+        ok = pred(ws)
+        j = int(np.argmax(ok)) if ok.any() else len(ks) - 1  # ks[-1] = hi holds
+        lo, hi = (int(ks[j - 1]) if j > 0 else lo), int(ks[j])
+        state = [w[j : j + 1] for w in ws]
+    if state is None:
+        state = traj.at(np.array([hi]))
+    return hi, [w[0] for w in state]

@@ -1,0 +1,139 @@
+"""The network trainer's plug-in of the engine: its loss, update and watches.
+
+The loss is written with activations feature-major, (m_k, n), so the first
+layer's products with the shared inputs need no transposes (autodiff then needs
+none either); it equals :func:`condensation.core.network.loss` up to rounding.
+A step costs about three (n x m) @ (m x m) products per hidden-to-hidden layer
+and little else.
+
+The update is an optax ``GradientTransformation`` (:mod:`condensation.training.optimizers`):
+``gd`` (the default) is ``theta + (-lr) g``, bit for bit the plain GD step; ``sgd``,
+``momentum`` and ``adam`` carry their optax state and, for mini-batches, the
+epoch's sample permutation in the member's ``aux`` (:class:`OptCarry`).
+``loss_k``, the escape step and the final-stage check are always those of the
+full-batch loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from condensation.core.alignment import median_abs_cos
+from condensation.core.final_stage import final_stage_holds
+from condensation.core.network import loss as loss_fn
+from condensation.training.engine import MAP, Model
+from condensation.training.optimizers import Optimizer, epoch_permutation
+
+
+def feature_major_loss(params, x, y, act: Callable):
+    """``R`` of one network with activations kept feature-major: ``h_k^T`` of shape
+    (m_k, n), ``h_0^T = x^T``, so the first layer's products with the shared inputs
+    need no transposes.  Same value as :func:`condensation.core.network.loss`."""
+    h = x.T
+    for w in params[:-1]:
+        h = act(w @ h)  # (m_k, n)
+    r = (params[-1] @ h)[0] - y
+    return 0.5 * jnp.mean(r * r)
+
+
+_loss_and_grad = jax.value_and_grad(feature_major_loss)
+_grad = jax.grad(feature_major_loss)
+
+
+def weighted_batch_loss(params, x, y, weights, act: Callable):
+    """``(0.5 sum_i weights_i r_i^2, R)``: a mini-batch loss (weights 1/b on the
+    batch, 0 elsewhere) and, from the same forward pass, the full-batch loss."""
+    h = x.T
+    for w in params[:-1]:
+        h = act(w @ h)  # (m_k, n)
+    r = (params[-1] @ h)[0] - y
+    return 0.5 * jnp.sum(weights * r * r), 0.5 * jnp.mean(r * r)
+
+
+_weighted_grad = jax.grad(weighted_batch_loss, has_aux=True)
+
+
+class OptCarry(NamedTuple):
+    """The optimizer's part of one member's loop state (every leaf has the member
+    axis in the ensemble carry)."""
+
+    state: Any  # optax state (empty for gd and sgd)
+    stream: jnp.ndarray  # () int: the member's mini-batch stream
+    perm: jnp.ndarray  # (n,) int: this epoch's sample permutation; (0,) for full batch
+
+
+@dataclass(frozen=True)
+class NetworkModel(Model):
+    """Ensembles of networks ``W_L sigma(... sigma(W_1 x))``; shared arrays
+    ``(x, y, z)``, ``z = mean(y x)``.  Members run one after another
+    (:data:`~condensation.training.engine.MAP`): a member's weights and
+    activations stay in the core's cache for the whole interval."""
+
+    act: Callable
+    lr: float
+    track_final_stage: bool
+    opt: Optimizer
+
+    members = MAP
+
+    @property
+    def typed(self) -> bool:  # random.permutation does not declare its values as varying
+        return not self.opt.minibatch
+
+    def gradient(self, k, params, o: OptCarry, x, y):
+        """Full-batch loss at ``params`` and the gradient the update uses."""
+        act, opt = self.act, self.opt
+        if not opt.minibatch:
+            loss, g = _loss_and_grad(params, x, y, act=act)
+            return loss, g, o
+        n, b = x.shape[0], opt.batch_size
+        pos = k % (n // b)
+        perm = jax.lax.cond(
+            pos == 0,
+            lambda: epoch_permutation(opt, n, o.stream, k // (n // b)).astype(o.perm.dtype),
+            lambda: o.perm,
+        )
+        idx = jax.lax.dynamic_slice(perm, (pos * b,), (b,))
+        if 3 * b > 2 * n:  # one pass over all n, the off-batch samples weighted 0
+            w = jnp.zeros(n, x.dtype).at[idx].set(1.0 / b)
+            g, loss = _weighted_grad(params, x, y, w, act=act)
+        else:  # the full-batch loss_k (2 n flops per weight) and the batch's gradient (6 b)
+            loss = feature_major_loss(params, x, y, act)
+            g = _grad(params, x[idx], y[idx], act=act)
+        return loss, g, o._replace(perm=perm)
+
+    def update(self, k, params, aux: OptCarry, shared):
+        x, y, _ = shared
+        loss, g, aux = self.gradient(k, params, aux, x, y)
+        updates, state = self.opt.transform(self.lr).update(g, aux.state, params)
+        new = optax.apply_updates(params, updates)
+        return loss, new, aux._replace(state=state), aux
+
+    def alignment(self, params, shared):
+        return median_abs_cos(params[0], shared[2])
+
+    def watch(self, k, params, fs_step, shared, alive):
+        """The first step in the final-stage set (depth 3), checked until the member
+        first enters it; the (m1 x m1) Gram matrix it needs is formed only in steps
+        where the inner-product constraint already holds."""
+        if not self.track_final_stage:
+            return fs_step
+        b, w, a = params
+        outside = fs_step < 0  # (returned as the False of the other branch)
+        inside = jax.lax.cond(
+            outside, lambda: final_stage_holds(a[0], w, b @ shared[2]), lambda: outside
+        )
+        return jnp.where(alive & inside, k, fs_step)
+
+
+@partial(jax.jit, static_argnames=("act",))
+def ensemble_losses(params, x, y, *, act):
+    """(E,) :func:`condensation.core.network.loss` of every member of ``params``."""
+    return jax.vmap(lambda p: loss_fn(p, x, y, act))(params)
