@@ -129,7 +129,7 @@ def t_star_notes(run: MatrixRun) -> list[str]:
     """
     if run.blowups is None:
         return []
-    from condensation.training.fastforward import log10_t_star
+    from condensation.effective.predictions import log10_t_star
 
     return [
         f"member {i} (seed {run.ensemble.seeds[i]}, eps {run.ensemble.scales[i]:.3g}): "

@@ -211,9 +211,10 @@ def _auto_steps(cfg: Config, data: Dataset, spec: NetworkSpec, ens: Ensemble) ->
     why, from the members' predicted T* (refused in one line where there is none,
     or where it is over the step limit)."""
     z = data.z * cfg.model.output_scale  # the field of f = kappa g is kappa times g's
-    from condensation.training import fastforward as ff  # diffrax: imported when needed
+    from condensation.effective import predictions as pred  # diffrax: imported when needed
+    from condensation.training import fastforward as ff
 
-    predictions = ff.t_star_predictions(ens.params, z, spec.activation)
+    predictions = pred.t_star_predictions(ens.params, z, spec.activation)
     t_stars = [None if p is None else p[0] for p in predictions]
     steps = ff.auto_steps(t_stars, float(np.linalg.norm(z)), cfg.train.lr)
     if steps is None:

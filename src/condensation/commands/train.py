@@ -136,9 +136,9 @@ def horizon_notes(cfg: Config, data: Dataset, spec: NetworkSpec, ens: Ensemble, 
         return []
     kappa = cfg.model.output_scale
     z = data.z * kappa  # the field of f = kappa g is kappa times g's
-    from condensation.training import fastforward as ff  # diffrax: imported when needed
+    from condensation.effective import predictions as pred  # diffrax: imported when needed
 
-    lower = ff.t_star_lower_bound(ens.params, z, spec.activation)
+    lower = pred.t_star_lower_bound(ens.params, z, spec.activation)
     logs: list = [None] * ens.size  # log10 T*, where T* itself overflows float64
     if plan is not None and all(m.t_star is None or math.isfinite(m.t_star) for m in plan.members):
         # solved already, in the time of g (t kappa^2)
@@ -147,14 +147,14 @@ def horizon_notes(cfg: Config, data: Dataset, spec: NetworkSpec, ens: Ensemble, 
     elif lower is not None and all(horizon < lower[i] for i in missing):
         # no solve needed (a deep network at a tiny init: T* >= 10^300 in microseconds)
         t_stars = list(lower)
-        logs = list(ff.log10_t_star_lower_bound(ens.params, z, spec.activation))
+        logs = list(pred.log10_t_star_lower_bound(ens.params, z, spec.activation))
         what = (
             "T* >= {} (THEORY §4 lower bound)"
             if spec.depth == 3
             else "T* >= {} (lower bound: |theta| grows at most like |z| L^(1-L/2) |theta|^(L-1))"
         )
     else:
-        predictions = ff.t_star_predictions(ens.params, z, spec.activation)
+        predictions = pred.t_star_predictions(ens.params, z, spec.activation)
         t_stars = [None if p is None else p[0] for p in predictions]
         logs = [None if p is None else p[1] for p in predictions]
         what = "T* = {}"

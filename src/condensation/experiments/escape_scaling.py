@@ -23,6 +23,7 @@ import numpy as np
 from condensation.commands.train import prepare
 from condensation.config.network import config_from_dict
 from condensation.data import Dataset
+from condensation.effective.predictions import predicted_t_star
 from condensation.errors import InputError, NumericalError
 from condensation.experiments import (
     Figure,
@@ -33,7 +34,7 @@ from condensation.experiments import (
 )
 from condensation.report import figures
 from condensation.store.rundir import save_arrays
-from condensation.training.fastforward import auto_steps, fast_forward_train, predicted_t_star
+from condensation.training.fastforward import auto_steps, fast_forward_train
 from condensation.training.network import snapshot_steps
 
 NAME = "escape-scaling"
@@ -114,7 +115,7 @@ def effective_depth4_prediction(
     """Predicted escape times of a four-layer network: the blow-up time T* of its
     effective dynamics (full form, degree 3), for the same teacher data and init
     seed, every eps in one batched solve.  By homogeneity ``T* ∝ eps^-2``."""
-    from condensation.training.fastforward import blowups, effective_systems
+    from condensation.effective.predictions import blowups, effective_systems
 
     _, spec, ens = _prepare(params, 4, eps, 1.0)
     sols = blowups(effective_systems(ens.params, data.z, spec.activation))

@@ -363,8 +363,8 @@ def _blowup(fld, y0, degree, args):
     ``degree``, with its times taken in log space where they would overflow
     (:func:`condensation.training.fastforward.solve_blowups`)."""
     from condensation.effective.blowup import polar_problem, solve_polar
+    from condensation.effective.predictions import solve_blowups
     from condensation.effective.theory import LOG_UNIT_LIMIT
-    from condensation.training.fastforward import solve_blowups
 
     prob = polar_problem(fld, y0, degree, args)
     if -(degree - 1) * prob.r0 <= LOG_UNIT_LIMIT:  # r0 = log |y0|: the time unit is finite

@@ -62,6 +62,16 @@ from condensation.core.metrics import abs_cos_to
 from condensation.core.second_order import data_moments, taylor_coefficients
 from condensation.effective import theory
 from condensation.effective.blowup import Tolerances
+from condensation.effective.predictions import (  # noqa: F401  (re-exported)
+    blowups,
+    effective_systems,
+    log10_t_star,
+    log10_t_star_lower_bound,
+    predicted_t_star,
+    solve_blowups,
+    t_star_lower_bound,
+    t_star_predictions,
+)
 from condensation.training.engine import tracks
 from condensation.training.ff_flows import (  # noqa: F401  (re-exported)
     CHUNK,
@@ -83,18 +93,7 @@ from condensation.training.ff_flows import (  # noqa: F401  (re-exported)
     state_losses,
 )
 from condensation.training.network import Handoff, TrainResult, train
-from condensation.training.tstar import (  # noqa: F401  (re-exported)
-    MAX_GRID_STEPS,
-    beyond_step_grid,
-    blowups,
-    effective_systems,
-    log10_t_star,
-    log10_t_star_lower_bound,
-    predicted_t_star,
-    solve_blowups,
-    t_star_lower_bound,
-    t_star_predictions,
-)
+from condensation.training.tstar import MAX_GRID_STEPS, beyond_step_grid  # noqa: F401
 
 # the names these classes had in this module (tests reach them here)
 _SecondOrderMap, _SecondOrderFlow, _SolveFailed = SecondOrderMap, SecondOrderFlow, SolveFailed
