@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from condensation import _jax_setup as S
+from condensation import jax_setup as S
 
 # compiles one small program; prints the cache directory in use and the cache hits
 PROBE = """
@@ -86,7 +86,7 @@ def test_trim_cache_deletes_oldest_entries_down_to_the_target(tmp_path):
     until at most ``to_bytes`` remain; under it nothing is touched."""
     import os
 
-    from condensation._jax_setup import trim_cache
+    from condensation.jax_setup import trim_cache
 
     for i in range(10):  # entry i: 100 + 8 bytes, modified at time 1000 + i
         for suffix, n in (("cache", 100), ("atime", 8)):

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from condensation import load_config, train
-from condensation._jax_setup import cpu_device_count
 from condensation.commands.train import member_summaries, run_training
+from condensation.jax_setup import cpu_device_count
 from condensation.training.network import snapshot_steps
 
 

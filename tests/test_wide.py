@@ -15,7 +15,7 @@ from scipy.spatial.distance import squareform
 from condensation import load_run
 from condensation.commands import train as runs_train
 from condensation.core import metrics as M
-from condensation.training import snapshots
+from condensation.core import snapshots
 
 SMALL = ["model.widths=[3, 12]", "train.steps=80", "train.snapshots=6", "train.linear_snapshots=8"]
 

@@ -6,7 +6,7 @@ the effective dynamics and its finite-time blow-up, and the measurements of
 condensation.  Importing the package turns on JAX's float64 support
 (``jax_enable_x64``), which the dynamics needs (float32 stays selectable per
 run), and, unless JAX has already started, exposes one JAX CPU device per core
-so that ensembles train on all cores (see :mod:`condensation._jax_setup`).
+so that ensembles train on all cores (see :mod:`condensation.jax_setup`).
 """
 
 from _condensation_entry import install_for_python_m as _install_for_python_m
@@ -15,7 +15,7 @@ from _condensation_entry import install_for_python_m as _install_for_python_m
 # JAX is imported (see _condensation_entry).  ``import condensation`` installs nothing.
 _install_for_python_m()
 
-from condensation._jax_setup import configure as _configure  # noqa: E402
+from condensation.jax_setup import configure as _configure  # noqa: E402
 
 _configure()
 

@@ -34,8 +34,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from condensation._jax_setup import ENV_VAR, usable_cores
 from condensation.errors import InputError
+from condensation.jax_setup import ENV_VAR, usable_cores
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from condensation import experiments as X
-from condensation._jax_setup import usable_cores
 from condensation.engine import Engine, Task
 from condensation.errors import InputError
+from condensation.jax_setup import usable_cores
 from condensation.report.html import write_report
 from condensation.report.schema import check_experiment
 from condensation.store.rundir import (

@@ -24,7 +24,7 @@ import warnings
 import typer
 
 import _condensation_entry as entry
-from condensation import _jax_setup
+from condensation import jax_setup
 from condensation.cli import _effective, _experiments, _matrix, _sweep, _train
 from condensation.cli._common import (
     Interrupted,
@@ -139,8 +139,8 @@ class _Notes(logging.Handler):
 
 
 def _run_app():
-    if _jax_setup.PROBLEM is not None:  # a bad CONDENSATION_CPU_DEVICES
-        raise _jax_setup.PROBLEM
+    if jax_setup.PROBLEM is not None:  # a bad CONDENSATION_CPU_DEVICES
+        raise jax_setup.PROBLEM
     with warnings.catch_warnings():  # numerical warnings: shown, one literal line each
         warnings.simplefilter("always", UnderflowWarning)
         warnings.showwarning = show_warning

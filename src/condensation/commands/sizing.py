@@ -15,9 +15,9 @@ import numpy as np
 
 from condensation.commands.prepare import Prepared, prepare_run
 from condensation.config.network import Config
+from condensation.core.snapshots import kept_indices, network_layer_bytes, stored_bytes
 from condensation.store.rundir import FIGURE_BYTES
 from condensation.training.network import snapshot_steps
-from condensation.training.snapshots import kept_indices, network_layer_bytes, stored_bytes
 
 if TYPE_CHECKING:
     from condensation import matrix as mx
@@ -33,7 +33,7 @@ def snapshot_plan(cfg: Config, d_in: int, members: int, save: str | None = None)
         d_in: the input dimension of the data.
         members: the ensemble's size.
         save: which parameter snapshots to keep (default ``cfg.train.save``;
-            :mod:`condensation.training.snapshots`).
+            :mod:`condensation.core.snapshots`).
 
     Returns:
         ``(snapshot steps, per-layer kept indices, stored bytes)``.

@@ -14,13 +14,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from condensation.errors import InputError
-from condensation.training.snapshots import (
+from condensation.core.snapshots import (
     SAVE_MODES,
     kept_indices,
     network_layer_bytes,
     stored_bytes,
 )
+from condensation.errors import InputError
 
 MEMORY_FRACTION = 0.5  # share of the available memory a run may plan to use
 MEMORY_ENV = "CONDENSATION_MEMORY_LIMIT"
@@ -142,7 +142,7 @@ def snapshot_count(steps: int | str, snapshots: int, linear: int) -> int:
 
 
 def check_save(field: str, value: str) -> str:
-    """``[train] save``: one of :data:`condensation.training.snapshots.SAVE_MODES`."""
+    """``[train] save``: one of :data:`condensation.core.snapshots.SAVE_MODES`."""
     if value not in SAVE_MODES:
         raise InputError(
             field,

@@ -83,7 +83,7 @@ class TrainConfig:
     """``[train]``: full-batch GD (or ``optimizer``), time ``t = step * lr``.
 
     The optimizer settings (None: not given) apply to the optimizers listed in
-    :data:`condensation.training.optimizers.SETTINGS`; see that module for their meaning.
+    :data:`condensation.config.train_checks.SETTINGS`; see that module for their meaning.
     """
 
     lr: float = 0.05
@@ -102,7 +102,7 @@ class TrainConfig:
     plateau_drop: float = 0.1  # plateau exit: first step with loss <= (1 - drop) loss_0
     fast_forward: bool = False  # effective dynamics up to the hand-off, then GD
     handoff: float = DEFAULT_HANDOFF  # the hand-off tolerance delta of THEORY §9
-    save: str = "bounded"  # snapshots stored: bounded or full (training.snapshots)
+    save: str = "bounded"  # snapshots stored: bounded or full (core.snapshots)
 
 
 @dataclass(frozen=True)

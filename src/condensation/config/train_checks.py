@@ -9,13 +9,25 @@ from condensation.errors import InputError
 
 DEFAULT_HANDOFF = 1e-2  # [train] handoff: see condensation.training.fastforward
 
+OPTIMIZERS = ("gd", "sgd", "momentum", "adam")
+DEFAULT_SGD_BATCH = 32  # capped at n
+
+# Which [train] keys each optimizer takes (all others are refused when given).
+SETTINGS: dict[str, tuple[str, ...]] = {
+    "batch_size": ("sgd", "momentum", "adam"),
+    "batch_seed": ("sgd", "momentum", "adam"),
+    "momentum": ("momentum",),
+    "nesterov": ("momentum",),
+    "b1": ("adam",),
+    "b2": ("adam",),
+    "adam_eps": ("adam",),
+}
+
 
 def validate_optimizer(t, n: int | None) -> None:
     """``[train] optimizer`` (of a :class:`~condensation.config.network.TrainConfig`)
     and its settings; ``n`` (None: not known yet, a data
     file) bounds ``batch_size``."""
-    from condensation.training.optimizers import OPTIMIZERS, SETTINGS
-
     if t.optimizer not in OPTIMIZERS:
         raise InputError(
             "train.optimizer",

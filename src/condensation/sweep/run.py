@@ -151,7 +151,7 @@ def run_sweep(
         plan, todo = _plan(spec, cells_dir, summaries)  # (reads only)
         reused = set(summaries)
         if scheduler is None and todo:
-            from condensation._jax_setup import usable_cores
+            from condensation.jax_setup import usable_cores
 
             workers = min(usable_cores() if workers is None else workers, len(todo))
         with ExitStack() as stack:

@@ -1,7 +1,7 @@
 """Spreading an ensemble's members over JAX devices.
 
 XLA runs one program on one core; ``import condensation`` exposes one JAX CPU
-device per core (:mod:`condensation._jax_setup`), and the compiled trainers put
+device per core (:mod:`condensation.jax_setup`), and the compiled trainers put
 their members on those devices with ``shard_map``: the leading (member) axis of
 the state is split, the data are replicated, and no device talks to another.
 Ensembles are padded with copies of member 0 to a whole number per device.
@@ -20,7 +20,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from condensation import _jax_setup
+from condensation import jax_setup
 
 MEMBER_AXIS = "members"
 SPREAD_MIN_FLOPS = 2e10  # about 1-2 s of one core here
@@ -30,8 +30,8 @@ def member_mesh(n_members: int, flops: float | None = None) -> Mesh | None:
     """The 1-D mesh ``n_members`` members are spread over: one shard per device (at
     most one per member); None when there is one device or one member, or when
     the job's estimated ``flops`` (all members) are below ``SPREAD_MIN_FLOPS``."""
-    if _jax_setup.PROBLEM is not None:  # a bad CONDENSATION_CPU_DEVICES
-        raise _jax_setup.PROBLEM
+    if jax_setup.PROBLEM is not None:  # a bad CONDENSATION_CPU_DEVICES
+        raise jax_setup.PROBLEM
     if flops is not None and flops < SPREAD_MIN_FLOPS:
         return None
     devices = jax.devices()

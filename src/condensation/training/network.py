@@ -21,7 +21,7 @@ Time conventions: ``loss_k = R(theta_k)``, ``theta_{k+1} = theta_k - lr grad R``
 Layout, chosen by measurement (``benchmarks/bench_train.py``):
 
 - The members are spread over the JAX devices, one per CPU core by default (see
-  :mod:`condensation._jax_setup`), with ``shard_map``: XLA runs a program on one
+  :mod:`condensation.jax_setup`), with ``shard_map``: XLA runs a program on one
   core, so this is what puts every core to work.  The ensemble is padded with
   copies of member 0 to a whole number per device; the copies are dropped.
 - Each device runs its members one after another (``lax.map``), each through
@@ -181,7 +181,7 @@ def train(
     hand-off come from ``handoff.snapshots`` (:mod:`condensation.training.fastforward`).
 
     ``keep`` (per layer: snapshot indices, or None for all; default all): which
-    snapshots of each layer are stored (:mod:`condensation.training.snapshots`); the others are
+    snapshots of each layer are stored (:mod:`condensation.core.snapshots`); the others are
     not kept on the host.  ``measure(params)`` (host arrays W_k of shape (E, ...)) is
     called at every snapshot; its arrays (E, ...) are stacked into ``measures``.
     """
@@ -363,7 +363,7 @@ class _Recorder:
         effective trajectory's; a snapshot a layer does not keep stays a placeholder."""
         h = self.handoff
         for k, s in enumerate(self.snaps):
-            if s[j].size == 0:  # not kept (condensation.training.snapshots)
+            if s[j].size == 0:  # not kept (condensation.core.snapshots)
                 continue
             s[j] = np.array(s[j])
             s[j][rows] = h.snapshots[k][rows, j]

@@ -45,19 +45,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-OPTIMIZERS = ("gd", "sgd", "momentum", "adam")
-DEFAULT_SGD_BATCH = 32  # capped at n
-
-# Which [train] keys each optimizer takes (all others are refused when given).
-SETTINGS: dict[str, tuple[str, ...]] = {
-    "batch_size": ("sgd", "momentum", "adam"),
-    "batch_seed": ("sgd", "momentum", "adam"),
-    "momentum": ("momentum",),
-    "nesterov": ("momentum",),
-    "b1": ("adam",),
-    "b2": ("adam",),
-    "adam_eps": ("adam",),
-}
+# The optimizer names and which [train] keys each takes are config vocabulary.
+from condensation.config.train_checks import DEFAULT_SGD_BATCH, OPTIMIZERS, SETTINGS
 
 # What the effective-dynamics prediction is for each optimizer (summaries, figures).
 THEORY_REACH = {
