@@ -59,3 +59,13 @@ def test_old_runs_paths_still_import_with_a_deprecation_warning(module):
     new = importlib.import_module(f"condensation.commands.{module}")
     public = [n for n in vars(new) if not n.startswith("_") and callable(getattr(new, n))]
     assert public and all(getattr(old, n) is getattr(new, n) for n in public)
+
+
+def test_execute_is_the_cli_path_from_python(tmp_path):
+    """``C.execute`` runs a validated config the way the CLI and a sweep cell do, and
+    ``C.load_run`` reads back the same summary it returned."""
+    cfg = C.load_config(None, ["model.widths=[4, 4]", "data.n=12", "data.d=2", "train.steps=30"])
+    summary = C.execute("train", cfg, tmp_path / "run")
+    run = C.load_run(tmp_path / "run")
+    assert run.summary == summary
+    assert run.config["train"]["steps"] == 30

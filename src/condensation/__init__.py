@@ -33,9 +33,10 @@ __version__ = "0.1.0"
 # name -> the module that defines it.
 _LAZY = {
     "get_activation": "condensation.core.activations",
-    "Prepared": "condensation.commands.train",
-    "prepare": "condensation.commands.train",
-    "prepare_run": "condensation.commands.train",
+    "Prepared": "condensation.commands.prepare",
+    "prepare": "condensation.commands.prepare",
+    "prepare_run": "condensation.commands.prepare",
+    "execute": "condensation.commands.registry",
     "run_training": "condensation.commands.train",
     "build_system": "condensation.effective.system",
     "solve": "condensation.effective.system",
@@ -76,6 +77,7 @@ __all__ = [
     "Run",
     "TrainResult",
     "build_system",
+    "execute",
     "get_activation",
     "init_ensemble",
     "load_config",

@@ -172,8 +172,10 @@ def execute(
         progress: called with the number of steps done (commands that train).
 
     Returns:
-        The run's summary, as written to ``summary.json``.
+        The run's summary as written to ``summary.json`` (plain JSON types, non-finite
+        numbers as None): what reading the run back gives.
     """
+    from condensation.store.atomic import jsonable
     from condensation.store.rundir import run_directory
 
     cmd = get(name)
@@ -181,4 +183,4 @@ def execute(
     prepared = cmd.prepare(config, opts)
     run = cmd.run(prepared, opts, progress, None)
     with run_directory(Path(out_dir)) as tmp:
-        return cmd.write(run, tmp)
+        return jsonable(cmd.write(run, tmp))

@@ -18,8 +18,9 @@ Problems
 Model and training
     ``X = W_L ... W_1`` (orientation and losses: :mod:`condensation.core.matrix`),
     full-batch GD on ``1/2 |P_Omega(X - M)|_F^2`` (a sum, not a mean), time
-    ``t = step * lr``, compiled (``jit`` + ``fori_loop``) and vmapped over an
-    ensemble of seeds x init scales, like :mod:`condensation.training.network`.
+    ``t = step * lr``, compiled on the training engine (:mod:`condensation.training.engine`: one
+    ``while_loop`` in chunks) and vmapped over an ensemble of seeds x init scales,
+    like :mod:`condensation.training.network`.
 
 Measurements
     train loss, test RMSE over the unobserved entries (sensing: over all
