@@ -137,3 +137,15 @@ def test_no_module_is_over_400_lines(path):
     if rel in LONG_ALLOWED:
         pytest.skip(f"{rel}: {n} lines: {LONG_ALLOWED[rel]}")
     assert n <= MAX_LINES, f"{rel} has {n} lines"
+
+
+def test_tests_mirror_the_packages():
+    """Each folder of tests/ is a package of condensation (tests/training/ tests
+    condensation.training ...); cross-cutting tests stay at the top of tests/."""
+    tests = Path(__file__).resolve().parent
+    folders = {p.name for p in tests.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))}
+    packages = {p.parent.name for p in SRC.glob("*/__init__.py")}
+    assert folders, "tests are not grouped by package"
+    assert folders <= packages, sorted(folders - packages)
+    for folder in folders:
+        assert list((tests / folder).glob("test_*.py")), f"tests/{folder} holds no tests"

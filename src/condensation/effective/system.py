@@ -266,7 +266,7 @@ def solve_batch(systems: list[EffectiveSystem], tol: Tolerances = Tolerances()) 
         each the same as :func:`solve` of that system alone.
 
     Three scalar layers at ``eps = 0.1`` and ``0.2`` (``T* = 1 / eps``); not run as a
-    doctest (it compiles a batched solve, ~10 s: ``tests/test_effective.py::
+    doctest (it compiles a batched solve, ~10 s: ``tests/effective/test_effective.py::
     test_batch_equals_loop`` checks it against :func:`solve`):
 
     >>> systems = [build_system([[[e]], [[e]], [[e]]], [1.0]) for e in (0.1, 0.2)]

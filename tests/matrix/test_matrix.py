@@ -3,7 +3,7 @@
 Closed forms first (fields, reduced triple, effective rank, the 2x2 minimum
 nuclear norm), then the trainer against a plain loop, then bad input, then the
 quantitative claims (the slow ones marked).  The acceptance numbers are also
-printed by ``python tests/test_matrix.py`` (see the bottom of this file).
+printed by ``python tests/matrix/test_matrix.py`` (see the bottom of this file).
 """
 
 from __future__ import annotations
@@ -416,7 +416,7 @@ def test_twenty_by_twenty_rank_one_plateau_and_T_star():
 
 
 def acceptance_20_config():
-    here = Path(__file__).resolve().parents[1] / "configs" / "matrix_completion.toml"
+    here = Path(__file__).resolve().parents[2] / "configs" / "matrix_completion.toml"
     return mx.load_matrix_config(here, ["init.seeds=[0]"])
 
 
@@ -429,7 +429,7 @@ def test_hundred_by_hundred_depth3_beats_depth2():
 
 
 def run_hundred() -> dict:
-    here = Path(__file__).resolve().parents[1] / "configs" / "matrix_100.toml"
+    here = Path(__file__).resolve().parents[2] / "configs" / "matrix_100.toml"
     out = {}
     for depth in (2, 3):
         cfg = mx.load_matrix_config(here, [f"model.depth={depth}"])

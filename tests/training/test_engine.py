@@ -20,7 +20,7 @@ from condensation.training import engine
 from condensation.training.engine import gd, tracks
 from condensation.training.network import train
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "condensation"
+SRC = Path(__file__).resolve().parents[2] / "src" / "condensation"
 LOOPS = re.compile(r"\b(while_loop|fori_loop|lax\.scan)\(")
 
 

@@ -360,14 +360,14 @@ def test_progress_plain_lines_at_a_bounded_rate(tmp_path):
 def _readme_line(start: str) -> list[str]:
     import shlex
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     line = next(ln for ln in readme.splitlines() if ln.startswith(start))
     return shlex.split(line.split("  #")[0])[1:]
 
 
 @pytest.mark.slow  # tests/test_readme.py runs the same command in the default suite
 def test_readme_sweep_command_with_plot(tmp_path, cli_main, monkeypatch):
-    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
     args = _readme_line(
         ".venv/bin/condensation sweep configs/sweep_example.toml --out runs/sweep --plot"
     )
@@ -385,7 +385,7 @@ def test_readme_sweep_command_with_plot(tmp_path, cli_main, monkeypatch):
 
 
 def test_readme_run_on_own_data(tmp_path, cli_main, monkeypatch):
-    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
     args = _readme_line(".venv/bin/condensation run condensation-three-layer --set data.path")
     out = tmp_path / "mine"
     args[args.index("--out") + 1] = str(out)

@@ -230,7 +230,7 @@ def test_matrix_completion_depth3_fast_forward_recovers_as_gd():
     from condensation.commands.matrix import run_matrix
     from condensation.config.matrix import load_matrix_config
 
-    path = Path(__file__).resolve().parents[1] / "configs" / "matrix_completion.toml"
+    path = Path(__file__).resolve().parents[2] / "configs" / "matrix_completion.toml"
     over = ["init.seeds=[0]", "train.steps=30000"]
     runs = [
         run_matrix(load_matrix_config(path, [*over, f"train.fast_forward={v}"]), t_star=False,

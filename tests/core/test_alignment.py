@@ -14,7 +14,7 @@ from condensation.core import alignment
 from condensation.core.final_stage import final_stage_counts, final_stage_holds
 from condensation.core.metrics import abs_cos_to as metrics_abs_cos_to
 
-SRC = pathlib.Path(__file__).resolve().parents[1] / "src" / "condensation"
+SRC = pathlib.Path(__file__).resolve().parents[2] / "src" / "condensation"
 
 
 @pytest.mark.parametrize("xp", [np, jnp])
