@@ -45,7 +45,11 @@ SHARE_LIMIT = 0.10
 def measure_one(width: int, steps: int | None, save: str | None, extra=()) -> dict:
     """One run in this process: ``run_training`` then ``write_train_run`` timed apart."""
     import condensation as C
-    from condensation.commands.train import run_training, write_train_run
+
+    try:
+        from condensation.commands.train import run_training, write_train_run
+    except ImportError:  # a --before-src checkout from before the commands/ package
+        from condensation.runs.train import run_training, write_train_run
 
     sets = [f"model.widths=[{width},{width}]"]
     if steps is not None:
