@@ -39,8 +39,8 @@ QUICK: dict[str, list[str]] = {
     "reproduce": [],  # already --quick in the README; the default suite runs one experiment
     "report": [],
     # in this process; a `--scheduler` example's cluster is replaced by it too (the
-    # slow tests/sweep/test_sweep_slow.py::test_external_scheduler_and_two_workers starts `dask scheduler`
-    # and `dask worker` as the README's recipe does)
+    # slow tests/sweep/test_sweep_slow.py::test_external_scheduler_and_two_workers
+    # starts `dask scheduler` and `dask worker` as the README's recipe does)
     "sweep": ["--workers", "0"],
 }
 # Quick experiments of `reproduce --quick` in the default run (the slow run does them all).
