@@ -4,7 +4,11 @@ import numpy as np
 import pytest
 
 from condensation.commands.effective import final_stage_summary
-from condensation.core.final_stage import final_stage_counts, final_stage_holds
+from condensation.core.final_stage import (
+    final_stage_counts,
+    final_stage_holds,
+    inner_product_margins,
+)
 from condensation.effective.condensed import condensed_report
 from condensation.effective.system import build_system, solve_batch
 
@@ -84,6 +88,66 @@ def test_gd_final_stage_step_matches_brute_force(trained_and_reference):
     r, first = trained_and_reference(overrides, 1500, 0.1, inside)
     assert first > 0
     assert r.final_stage_step[0] == first
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_watch_gives_the_gram_verdict_at_every_step_of_a_drifting_sequence(rng, dtype):
+    """``watch_final_stage`` carries violating pairs from step to step and forms the
+    Gram matrix only when none still violates; its verdict is
+    ``final_stage_holds``'s at every state, whatever the pairs it is given (states
+    drift from violated to inside and back, with jumps, a NaN state and a zero c)."""
+    import jax
+
+    from condensation.core.final_stage import watch_final_stage, witness_pairs
+
+    m1, m2 = 9, 6
+    c = rng.standard_normal(m1)
+    g = rng.standard_normal(m2)
+    noise = rng.standard_normal((m2, m1))
+    states = []
+    for t in np.r_[np.linspace(3.0, 0.0, 60), np.linspace(0.0, 3.0, 30)]:
+        w = np.sign(c) * (g[:, None] + t * noise)
+        states.append((g + 0.05 * rng.standard_normal(m2), w, c))
+    states.insert(40, (g, np.full((m2, m1), np.nan), c))
+    states.insert(20, (g, states[20][1], np.zeros(m1)))
+    states.insert(10, (g, np.sign(c) * rng.standard_normal((m2, m1)), c))  # a jump
+    watch, exact = jax.jit(watch_final_stage), jax.jit(final_stage_holds)
+    pairs, verdicts = witness_pairs(m1), set()
+    for a, w, cc in states:
+        a, w, cc = (np.asarray(v, dtype) for v in (a, w, cc))
+        holds, pairs = watch(a, w, cc, pairs)
+        expected = bool(exact(a, w, cc))
+        assert bool(holds) == expected
+        verdicts.add(expected)
+        assert pairs.shape == (8, 2) and np.all((pairs >= 0) & (pairs < m1))
+    assert verdicts == {True, False}
+    one = witness_pairs(1)  # a single first-layer neuron: no pairs, the (0, 0) "pair"
+    assert one.shape == (1, 2)
+    holds, _ = watch(np.ones(2, dtype), np.ones((2, 1), dtype), np.ones(1, dtype), one)
+    assert bool(holds)
+
+
+def test_trainer_entry_is_the_per_step_gram_verdict_through_a_long_window():
+    """The default example: the inner-product constraint holds ~1500 steps before
+    the entry (the window where the Gram matrix used to be formed every step); the
+    trainer's entry step is the first stored state that ``final_stage_holds``
+    accepts, every step of the window stored."""
+    from condensation import load_config, prepare, train
+
+    cfg = load_config("configs/default.toml", [])
+    data, spec, ens = prepare(cfg)
+    steps = 7700
+    snaps = np.r_[0, np.arange(5800, steps + 1)]
+    r = train(
+        ens.params, data.x, data.y, act=spec.activation.fn, lr=cfg.train.lr, steps=steps,
+        snapshots=snaps,
+    )  # fmt: skip
+    b, w, a = (np.asarray(s[0]) for s in r.snapshots)
+    inner = np.all(inner_product_margins(a[:, 0], w, b @ data.z, np) > 0, axis=-1)
+    holds = final_stage_holds(a[:, 0], w, b @ data.z, xp=np)
+    first_inner, entry = np.argmax(inner), np.argmax(holds)
+    assert 0 < first_inner and entry - first_inner > 1000  # the window is stored whole
+    assert r.final_stage_step[0] == snaps[entry]
 
 
 @pytest.mark.slow

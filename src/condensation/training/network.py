@@ -58,6 +58,7 @@ from condensation.training.engine import (
     tracks,
 )
 from condensation.training.network_model import (
+    FinalStageWatch,
     NetworkModel,
     OptCarry,
     ensemble_losses,
@@ -234,6 +235,7 @@ def train(
     # GD starts at each member's hand-off step (if any); loss_0 stays
     params, first, fs0, peak0, peak_step0 = start_from(handoff, params, loss0, mesh, dt)
     model = NetworkModel(act, float(lr), bool(track_final_stage), opt)
+    watch0 = FinalStageWatch.start(fs0, params[0].shape[1], lambda t: place_members(t, mesh))
     track = tracks.start(
         loss0,
         model.keep(params),
@@ -255,7 +257,7 @@ def train(
 
     carry = drive(
         model,
-        Member(params, opt_c, fs0, track, first),
+        Member(params, opt_c, watch0, track, first),
         (xj, yj, zj),
         steps_k,
         mesh=mesh,
@@ -287,7 +289,7 @@ def train(
         escape_step=done["escape_step"],
         escape_params=list(done["escape_state"]),
         diverged_step=done["diverged_step"],
-        final_stage_step=host(carry.watch),
+        final_stage_step=host(carry.watch.step),
         plateau_drop=float(plateau_drop),
         plateau_exit_step=done["exit_step"],
         plateau_exit_params=list(done["exit_state"]),

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import optax
 
 from condensation.core.alignment import median_abs_cos
-from condensation.core.final_stage import final_stage_holds
+from condensation.core.final_stage import watch_final_stage, witness_pairs
 from condensation.core.network import loss as loss_fn
 from condensation.training.engine import MAP, Model
 from condensation.training.optimizers import Optimizer, epoch_permutation
@@ -119,18 +119,36 @@ class NetworkModel(Model):
     def alignment(self, params, shared):
         return median_abs_cos(params[0], shared[2])
 
-    def watch(self, k, params, fs_step, shared, alive):
+    def watch(self, k, params, watch, shared, alive):
         """The first step in the final-stage set (depth 3), checked until the member
-        first enters it; the (m1 x m1) Gram matrix it needs is formed only in steps
-        where the inner-product constraint already holds."""
+        first enters it, at a fraction of a gradient's cost: the (m1 x m1) Gram
+        matrix is formed only in steps where the inner-product constraint holds
+        and none of the last violating pairs still violates
+        (:func:`condensation.core.final_stage.watch_final_stage`)."""
         if not self.track_final_stage:
-            return fs_step
+            return watch
         b, w, a = params
-        outside = fs_step < 0  # (returned as the False of the other branch)
-        inside = jax.lax.cond(
-            outside, lambda: final_stage_holds(a[0], w, b @ shared[2]), lambda: outside
+        outside = watch.step < 0  # (returned as the False of the other branch)
+        inside, pairs = jax.lax.cond(
+            outside,
+            lambda: watch_final_stage(a[0], w, b @ shared[2], watch.pairs),
+            lambda: (outside, watch.pairs),
         )
-        return jnp.where(alive & inside, k, fs_step)
+        return FinalStageWatch(jnp.where(alive & inside, k, watch.step), pairs)
+
+
+class FinalStageWatch(NamedTuple):
+    """The network model's per-member watch: the final-stage entry step (-1 before)
+    and the violating column pairs it tries first."""
+
+    step: Any  # (E,) int64
+    pairs: Any  # (E, K, 2) int32
+
+    @classmethod
+    def start(cls, step, m1: int, place):
+        """The watch of members whose entry step is ``step`` (E,), no witnesses yet;
+        ``place`` puts the pairs where the members are."""
+        return cls(step, place(witness_pairs(m1, int(step.shape[0]))))
 
 
 @partial(jax.jit, static_argnames=("act",))
