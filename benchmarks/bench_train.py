@@ -7,7 +7,8 @@ between timings of the same repeat, and medians over repeats are reported.
 
 A. m = 100 (three-layer tanh, d = 5, n = 100, widths 100/100, 64 members),
    float64 and float32: network-steps per second of ``condensation.training.network.train``
-   (``track_final_stage=False``, snapshots only at 0 and ``steps``, compiled
+   (``track_final_stage=False``; again with it on, the ``tracking`` columns:
+   every per-step watch as ``condensation train`` runs it; snapshots only at 0 and ``steps``, compiled
    beforehand) against a plain PyTorch-eager loop over the 64 networks (manual
    forward, ``loss.backward()``, in-place SGD under ``torch.no_grad``, CPU, same
    dtype), with torch's default thread count and with one thread.
@@ -88,8 +89,9 @@ def matmul_flops(m: int, members: int) -> float:
 # --------------------------------------------------------------------------- contenders
 
 
-def trainer_runner(x, y, params, dtype: str) -> Callable[[int], object]:
-    """``steps -> TrainResult`` with the benchmark's fixed options."""
+def trainer_runner(x, y, params, dtype: str, track: bool = False) -> Callable[[int], object]:
+    """``steps -> TrainResult`` with the benchmark's fixed options; ``track`` turns
+    on every per-step watch (the final-stage entry, as ``condensation train`` runs)."""
 
     def run(steps: int):
         return train(
@@ -101,7 +103,7 @@ def trainer_runner(x, y, params, dtype: str) -> Callable[[int], object]:
             steps=steps,
             snapshots=np.array([0, steps]),
             dtype=dtype,
-            track_final_stage=False,
+            track_final_stage=track,
         )
 
     return run
@@ -397,6 +399,9 @@ def section_ratio(args, log) -> list[dict]:
         trun = trainer_runner(x, y, params, dtype)
         cs = {"trainer": Contender("trainer", trun, members, lo=MIN_STEPS)}
         cs["vmapped"] = Contender("vmapped", vmapped_runner(x, y, params, dtype), members)
+        cs["tracking"] = Contender(
+            "tracking", trainer_runner(x, y, params, dtype, track=True), members, lo=MIN_STEPS
+        )
         t0 = time.perf_counter()
         trun(1)
         case["compile_s"] = time.perf_counter() - t0
@@ -449,6 +454,11 @@ def section_ratio(args, log) -> list[dict]:
         case["speedup_vs_vmapped"] = med(
             [v / j for j, v in zip(cs["trainer"].seconds_per_unit, cs["vmapped"].seconds_per_unit)]
         )
+        tracked = cs["tracking"].seconds_per_unit  # every watch on, as the CLI trains
+        case["tracking_speedup_vs_vmapped"] = med(
+            [v / j for j, v in zip(tracked, cs["vmapped"].seconds_per_unit)]
+        )
+        case["tracking_matmul_share"] = med([c / (u * members) for c, u in zip(ceiling, tracked)])
         if torch is not None:
             jt = cs["trainer"].seconds_per_unit
             best = list(cs["torch"].seconds_per_unit)
@@ -553,7 +563,7 @@ def tables(ratio_cases, fraction_cases) -> list[tuple[str, list[str], list[list[
     if ratio_cases:
         head = ["dtype", "trainer net-steps/s", "torch", "torch 1 thr", "ratio", "target"]
         head += ["torch.compile", "compile 1 thr"]
-        head += ["step ms", "matmul share", "vs vmapped"]
+        head += ["step ms", "matmul share", "vs vmapped", "tracking: share", "vs vmapped"]
         rows = []
         for c in ratio_cases:
             lo, hi = c["trainer_net_steps_per_s_range"]
@@ -577,6 +587,8 @@ def tables(ratio_cases, fraction_cases) -> list[tuple[str, list[str], list[list[
                 row += ["not installed", "-", "-", "-", "-", "-"]
             row += [f"{c['step_ms']:.1f}", f"{100 * c['matmul_share']:.0f} %"]
             row += [f"{c['speedup_vs_vmapped']:.2f}x"]
+            row += [f"{100 * c['tracking_matmul_share']:.0f} %"]
+            row += [f"{c['tracking_speedup_vs_vmapped']:.2f}x"]
             rows.append(row)
         out.append(
             (
