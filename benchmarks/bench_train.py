@@ -6,12 +6,13 @@ contender is timed in turn within each repeat (interleaved), ratios are taken
 between timings of the same repeat, and medians over repeats are reported.
 
 A. m = 100 (three-layer tanh, d = 5, n = 100, widths 100/100, 64 members),
-   float64 and float32: network-steps per second of ``condensation.training.network.train``
-   (``track_final_stage=False``; again with it on, the ``tracking`` columns:
-   every per-step watch as ``condensation train`` runs it; snapshots only at 0
-   and ``steps``, compiled beforehand) against a plain PyTorch-eager loop over the 64 networks (manual
-   forward, ``loss.backward()``, in-place SGD under ``torch.no_grad``, CPU, same
-   dtype), with torch's default thread count and with one thread.
+   float64 and float32: network-steps per second of
+   ``condensation.training.network.train`` (``track_final_stage=False``; again
+   with it on, the ``tracking`` columns: every per-step watch as ``condensation
+   train`` runs it; snapshots only at 0 and ``steps``, compiled beforehand)
+   against a plain PyTorch-eager loop over the 64 networks (manual forward,
+   ``loss.backward()``, in-place SGD under ``torch.no_grad``, CPU, same dtype),
+   with torch's default thread count and with one thread.
    Target: trainer / torch >= 5 (checked against the faster torch setting).
    Also the strongest alternative measured on this machine, reported beside it
    (no target): ``torch.compile`` (inductor, CPU) of the same GD step batched
