@@ -154,7 +154,9 @@ def horizon_notes(cfg: Config, data: Dataset, spec: NetworkSpec, ens: Ensemble, 
             else "T* >= {} (lower bound: |theta| grows at most like |z| L^(1-L/2) |theta|^(L-1))"
         )
     else:
-        predictions = pred.t_star_predictions(ens.params, z, spec.activation)
+        # a note, not a result: the spectral form (depth 3) costs one eigendecomposition
+        form = "spectral" if spec.depth == 3 else None
+        predictions = pred.t_star_predictions(ens.params, z, spec.activation, form)
         t_stars = [None if p is None else p[0] for p in predictions]
         logs = [None if p is None else p[1] for p in predictions]
         what = "T* = {}"

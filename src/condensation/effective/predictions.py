@@ -24,18 +24,30 @@ from condensation.core.activations import Activation
 from condensation.effective import theory
 from condensation.effective.blowup import Blowup, PolarProblem, Tolerances, solve_polar_batch
 from condensation.effective.system import EffectiveSystem, build_system
-from condensation.errors import NumericalError
+from condensation.errors import InputError, NumericalError
 
 
-def effective_systems(params0, z, activation: Activation) -> list[EffectiveSystem]:
-    """Each member's effective system: reduced form for depth 3, full form otherwise."""
+def effective_systems(
+    params0, z, activation: Activation, form: str | None = None
+) -> list[EffectiveSystem]:
+    """Each member's effective system: ``form`` (None: reduced for depth 3, full
+    otherwise; ``"spectral"``, depth 3: one eigendecomposition and an O(m1) field,
+    the form that scales with width; a member whose ``B z = 0`` keeps the reduced
+    form)."""
     depth = len(params0)
-    form = "reduced" if depth == 3 else "full"
+    form = form or ("reduced" if depth == 3 else "full")
     e = int(np.shape(params0[0])[0])
-    return [
-        build_system([np.asarray(p[i]) for p in params0], z, activation=activation, form=form)
-        for i in range(e)
-    ]
+
+    def one(i):
+        state = [np.asarray(p[i]) for p in params0]
+        try:
+            return build_system(state, z, activation=activation, form=form)
+        except InputError:
+            if form != "spectral":
+                raise
+            return build_system(state, z, activation=activation, form="reduced")
+
+    return [one(i) for i in range(e)]
 
 
 def blowups(systems: list[EffectiveSystem], tol: Tolerances = Tolerances()) -> list[Blowup]:
@@ -129,13 +141,17 @@ def log10_t_star(sol: Blowup) -> float | None:
     return None if logs is None or len(logs) == 0 else float(logs[-1])
 
 
-def t_star_predictions(params0, z, activation: Activation) -> list[tuple[float, float] | None]:
+def t_star_predictions(
+    params0, z, activation: Activation, form: str | None = None
+) -> list[tuple[float, float] | None]:
     """Each member's effective blow-up time as ``(T*, log10 T*)``: ``T*`` is ``inf``
     where it is beyond float64, ``log10 T*`` always finite; None where there is no
-    blow-up (an equilibrium, depth 2, an activation outside the theory)."""
+    blow-up (an equilibrium, depth 2, an activation outside the theory).  ``form``:
+    as :func:`effective_systems` (``"spectral"`` agrees with the reduced form to
+    ~1e-11 relative at width 1000, in 2 s instead of 12)."""
     if activation.why_not_effective() is not None or len(params0) < 3:
         return [None] * int(np.shape(params0[0])[0])
-    sols = blowups(effective_systems(params0, z, activation))
+    sols = blowups(effective_systems(params0, z, activation, form))
     return [(s.T_star, log10_t_star(s)) if s.blew_up else None for s in sols]
 
 
