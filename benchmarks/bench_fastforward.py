@@ -51,9 +51,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from condensation import fastforward as ff  # noqa: E402
 from condensation import load_config, load_dataset  # noqa: E402
+from condensation.effective import predictions as pred  # noqa: E402
 from condensation.models import NetworkSpec, init_ensemble  # noqa: E402
+from condensation.training import fastforward as ff  # noqa: E402
 from condensation.training.network import Handoff, snapshot_steps, train  # noqa: E402
 
 
@@ -101,7 +102,7 @@ def every_step_losses(ens, data, spec, lr, steps, rp, k_h, delta):
 def one(eps: float, dataset: str | None, delta: float, plain_runs: int):
     cfg, data, spec, ens = setup(eps, dataset)
     lr = cfg.train.lr
-    t_stars = ff.predicted_t_star(ens.params, data.z, spec.activation)
+    t_stars = pred.predicted_t_star(ens.params, data.z, spec.activation)
     steps = ff.auto_steps(t_stars, float(np.linalg.norm(data.z)), lr)
     snaps = snapshot_steps(steps, 60, 200)
 

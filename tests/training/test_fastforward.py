@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from condensation.config.network import DEFAULT_HANDOFF
+from condensation.effective import predictions as pred
 from condensation.training import fastforward as ff
 from condensation.training.network import Handoff, snapshot_steps, train
 
@@ -113,7 +114,7 @@ def _compare(overrides, deltas, network_setup, tol_escape, tol_loss=None):
     steep drop at the escape, where a shift of a fraction of a step shows)."""
     _, data, spec, ens = network_setup(overrides)
     lr = 0.05
-    t_star = ff.predicted_t_star(ens.params, data.z, spec.activation)[0]
+    t_star = pred.predicted_t_star(ens.params, data.z, spec.activation)[0]
     steps = int(1.6 * t_star / lr) if t_star else 1200
     earliest = ff.plan(ens.params, data.x, data.y, activation=spec.activation, lr=lr,
                        steps=steps, snapshots=np.array([0, steps]), delta=min(deltas))  # fmt: skip
@@ -200,7 +201,7 @@ def test_steps_auto_and_the_short_horizon_warning():
 
     quick = ["train.snapshots=2", "train.linear_snapshots=1"]
     cfg, notes = resolve_steps(load_config(None, [*SMALL3, "train.steps=auto", *quick]))
-    t_star = ff.predicted_t_star(*_params_z_act(cfg))[0]
+    t_star = pred.predicted_t_star(*_params_z_act(cfg))[0]
     assert cfg.train.steps * cfg.train.lr >= ff.AUTO_FACTOR * t_star and "auto" in notes[0]
     # horizon t = 50 between the THEORY §4 lower bound (~30) and T* (~98): solved
     run = run_training(load_config(None, [*SMALL3, "train.steps=1000", *quick]))

@@ -349,7 +349,7 @@ def effective_blowup(factors, m_o):
     returns the integrator's result (``.blew_up``, ``.T_star``,
     ``.T_star_rel_error``), in the GD time ``t = step * lr``; ``T_star`` is ``inf``
     where it is beyond float64 (a deep factorisation at a tiny init), its log10 given
-    by :func:`condensation.training.fastforward.log10_t_star`.
+    by :func:`condensation.effective.predictions.log10_t_star`.
     """
     depth = len(factors)
     if depth < 3:
@@ -361,7 +361,7 @@ def effective_blowup(factors, m_o):
 def _blowup(fld, y0, degree, args):
     """The project's blow-up integrator on ``y' = fld(y, args)``, homogeneous of
     ``degree``, with its times taken in log space where they would overflow
-    (:func:`condensation.training.fastforward.solve_blowups`)."""
+    (:func:`condensation.effective.predictions.solve_blowups`)."""
     from condensation.effective.blowup import polar_problem, solve_polar
     from condensation.effective.predictions import solve_blowups
     from condensation.effective.theory import LOG_UNIT_LIMIT

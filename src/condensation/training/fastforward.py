@@ -62,16 +62,7 @@ from condensation.core.metrics import abs_cos_to
 from condensation.core.second_order import data_moments, taylor_coefficients
 from condensation.effective import theory
 from condensation.effective.blowup import Tolerances
-from condensation.effective.predictions import (  # noqa: F401  (re-exported)
-    blowups,
-    effective_systems,
-    log10_t_star,
-    log10_t_star_lower_bound,
-    predicted_t_star,
-    solve_blowups,
-    t_star_lower_bound,
-    t_star_predictions,
-)
+from condensation.effective.predictions import blowups, effective_systems, log10_t_star
 from condensation.training.engine import tracks
 from condensation.training.ff_flows import (  # noqa: F401  (re-exported)
     CHUNK,
@@ -93,7 +84,7 @@ from condensation.training.ff_flows import (  # noqa: F401  (re-exported)
     state_losses,
 )
 from condensation.training.network import Handoff, TrainResult, train
-from condensation.training.tstar import MAX_GRID_STEPS, beyond_step_grid  # noqa: F401
+from condensation.training.tstar import beyond_step_grid
 
 # the names these classes had in this module (tests reach them here)
 _SecondOrderMap, _SecondOrderFlow, _SolveFailed = SecondOrderMap, SecondOrderFlow, SolveFailed
@@ -377,7 +368,8 @@ def fast_forward_train(
 def auto_steps(t_stars, z_norm: float, lr: float) -> int | float | None:
     """``steps = "auto"``: ``AUTO_FACTOR x max T* + AUTO_ROOM / |z|`` in steps (None
     when no member has a predicted T* or ``|z| = 0``; ``math.inf`` when the horizon
-    is beyond float64, e.g. a T* that overflowed, :func:`predicted_t_star`).
+    is beyond float64, e.g. a T* that overflowed,
+    :func:`condensation.effective.predictions.predicted_t_star`).
 
     >>> auto_steps([2.0, None], 4.0, 0.5), auto_steps([math.inf], 1.0, 0.1)
     (24, inf)
