@@ -9,6 +9,7 @@ from pathlib import Path
 import fuzz_corpus
 import numpy as np
 import pytest
+from helpers import toml_literal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -175,18 +176,6 @@ _toml_values = st.one_of(
 )
 
 
-def _toml_literal(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float):
-        return {float("inf"): "inf", float("-inf"): "-inf"}.get(v, "nan" if v != v else repr(v))
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_literal(x) for x in v) + "]"
-    return str(v)
-
-
 _NET_KEYS = sorted(fuzz_corpus._NET_KEYS)
 _MAT_KEYS = sorted(fuzz_corpus._MAT_KEYS)
 
@@ -198,7 +187,7 @@ _MAT_KEYS = sorted(fuzz_corpus._MAT_KEYS)
     literal=st.booleans(),
 )
 def test_any_override_is_a_config_or_one_line(key, value, literal):
-    item = f"{key}={_toml_literal(value) if literal else value}"
+    item = f"{key}={toml_literal(value) if literal else value}"
     try:
         cfg = load_config(None, [item])
     except InputError as e:
@@ -212,7 +201,7 @@ def test_any_override_is_a_config_or_one_line(key, value, literal):
 @given(key=st.sampled_from(_MAT_KEYS), value=_toml_values)
 def test_any_matrix_override_is_a_config_or_one_line(key, value):
     try:
-        load_matrix_config(None, [f"{key}={_toml_literal(value)}"])
+        load_matrix_config(None, [f"{key}={toml_literal(value)}"])
     except InputError as e:
         assert "\n" not in str(e)
 
@@ -226,7 +215,7 @@ def test_any_experiment_parameter_is_checked(name, value, data):
     exp = experiments.get(name)
     key = data.draw(st.sampled_from(sorted(exp.defaults)))
     try:
-        exp.params([f"{key}={_toml_literal(value)}"], quick=True)
+        exp.params([f"{key}={toml_literal(value)}"], quick=True)
     except InputError as e:
         assert "\n" not in str(e)
 
