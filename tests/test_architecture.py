@@ -13,6 +13,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "condensation"
 # Layers, lowest first: a module may import its own layer and those below it.
 LAYERS = {
     "errors": 0, "jax_setup": 0, "progress": 0, "engine": 0, "core": 0, "datasets": 0,
+    "interrupts": 0,
     "config": 1, "data": 1, "models": 1,
     "training": 2, "effective": 2, "matrix": 2, "store": 2,
     "commands": 3,

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from condensation import interrupts
 from condensation.errors import InputError
 from condensation.jax_setup import ENV_VAR, usable_cores
 
@@ -137,6 +138,7 @@ class Engine:
         self.cluster = None
         self.client = None
         self._old_sigterm = None
+        self._old_grace = None
 
     @property
     def inline(self) -> bool:
@@ -149,6 +151,8 @@ class Engine:
             and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
         ):  # (a handler the caller installed is kept: it unwinds this block too)
             self._old_sigterm = signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+        # worker processes are shut down by close(), which a hard deadline would cut
+        self._old_grace = interrupts.set_grace(None)
         try:
             self._start()
         except BaseException:
@@ -198,6 +202,9 @@ class Engine:
                 self.cluster.close()
         finally:
             self.client = self.cluster = None
+            if self._old_grace is not None:
+                interrupts.set_grace(self._old_grace)
+                self._old_grace = None
             if self._old_sigterm is not None:
                 signal.signal(signal.SIGTERM, self._old_sigterm)
                 self._old_sigterm = None

@@ -24,7 +24,7 @@ import warnings
 import typer
 
 import _condensation_entry as entry
-from condensation import jax_setup
+from condensation import interrupts, jax_setup
 from condensation.cli import _effective, _experiments, _matrix, _sweep, _train
 from condensation.cli._common import (
     Interrupted,
@@ -58,6 +58,13 @@ _sweep.register(app)
 
 def _raise_interrupted(signum: int) -> None:
     raise Interrupted(signum)
+
+
+def _overdue(signum: int) -> None:
+    """The deadline of :mod:`condensation.interrupts`: the main thread is inside one
+    long C call; end now with the line (a partial directory is left to the next run
+    of the same output, which proves by its marker that it is ours and removes it)."""
+    entry.exit_now(signum, interrupt_note())
 
 
 def _ignore(signum: int) -> None:
@@ -163,6 +170,10 @@ def main() -> None:
         notes.addHandler(_Notes())
         notes.propagate = False
     own = threading.current_thread() is threading.main_thread()  # signals: main thread only
+    # the process is the command (not an in-process call): a signal the main thread
+    # cannot take within interrupts.GRACE (inside one long C call) ends it at once
+    if own and entry.installed():
+        interrupts.arm(_overdue)
     previous: dict = {}
     before = None
     try:
@@ -214,6 +225,7 @@ def main() -> None:
             e.show()
         sys.exit(code)
     finally:
+        interrupts.disarm()
         if previous:  # in-process: give the caller its handlers back
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

@@ -214,7 +214,8 @@ def _auto_steps(cfg: Config, data: Dataset, spec: NetworkSpec, ens: Ensemble) ->
     from condensation.effective import predictions as pred  # diffrax: imported when needed
     from condensation.training import fastforward as ff
 
-    predictions = pred.t_star_predictions(ens.params, z, spec.activation)
+    form = pred.spectral_form(spec.depth)  # at depth 3 the form that scales with width
+    predictions = pred.t_star_predictions(ens.params, z, spec.activation, form)
     t_stars = [None if p is None else p[0] for p in predictions]
     steps = ff.auto_steps(t_stars, float(np.linalg.norm(z)), cfg.train.lr)
     if steps is None:

@@ -155,7 +155,7 @@ def horizon_notes(cfg: Config, data: Dataset, spec: NetworkSpec, ens: Ensemble, 
         )
     else:
         # a note, not a result: the spectral form (depth 3) costs one eigendecomposition
-        form = "spectral" if spec.depth == 3 else None
+        form = pred.spectral_form(spec.depth)
         predictions = pred.t_star_predictions(ens.params, z, spec.activation, form)
         t_stars = [None if p is None else p[0] for p in predictions]
         logs = [None if p is None else p[1] for p in predictions]
@@ -166,7 +166,7 @@ def horizon_notes(cfg: Config, data: Dataset, spec: NetworkSpec, ens: Ensemble, 
         if t is not None and horizon < t:
             need = t / cfg.train.lr  # steps (a float: inf or huge where T* is)
             fix = (
-                f"raise train.steps above {math.ceil(need)} or use \"auto\""
+                f'raise train.steps above {math.ceil(need)} or use "auto"'
                 if need < inputs.MAX_STEPS
                 else f"no train.steps within the limit {inputs.MAX_STEPS:.0e} reaches it at "
                 f"lr = {cfg.train.lr:g}: raise the init scale or train.lr"
@@ -243,6 +243,8 @@ def run_training(
             snapshots=snaps,
             delta=t.handoff,
             plateau_drop=t.plateau_drop,
+            keep=kept,
+            measure=partial(measure_snapshot, z=data.z),
         )
         notes = (*notes, *plan.notes)
     result = train(

@@ -20,6 +20,7 @@ from condensation.core.snapshots import (
     network_layer_bytes,
     stored_bytes,
 )
+from condensation.core.solve_memory import solve_bytes
 from condensation.errors import InputError
 
 MEMORY_FRACTION = 0.5  # share of the available memory a run may plan to use
@@ -187,14 +188,39 @@ def _snapshot_factors(t) -> list[Factor]:
     ]
 
 
+RUNTIME_BYTES = 0.45 * 2**30  # the libraries and compiled programs (a width-10 run's RSS)
+SOLVER_BYTES = 0.15 * 2**30  # the ODE solver's, on top (a width-10 fast-forward's RSS)
+
+
 def train_memory(
-    n: int, d_in: int, widths: Sequence[int], members: int, k: int, dtype: str, save: str
+    n: int,
+    d_in: int,
+    widths: Sequence[int],
+    members: int,
+    k: int,
+    dtype: str,
+    save: str,
+    fast_forward: bool = False,
+    predict: bool = False,
 ) -> dict[str, float]:
     """:func:`network_memory` with the snapshots ``save`` keeps (twice: the list and
-    the stacked arrays)."""
+    the stacked arrays), the process's libraries, and what comes before GD:
+    ``predict``, a depth-3 T* (``steps = "auto"``, fast-forward: one
+    eigendecomposition of a member's middle layer, a few copies of it);
+    ``fast_forward``, the second-order solve of one member at a time
+    (:func:`condensation.core.solve_memory.solve_bytes`), the hand-off's
+    snapshots and start states."""
     parts = network_memory(n, d_in, widths, members, k, dtype)
     sizes = network_layer_bytes(d_in, widths, members, 4 if dtype == "float32" else 8)
-    parts["snapshots"] = 2 * stored_bytes(k, sizes, kept_indices(save, k, sizes))
+    stored = stored_bytes(k, sizes, kept_indices(save, k, sizes))
+    parts["snapshots"] = 2 * stored
+    parts["libraries"] = RUNTIME_BYTES + (SOLVER_BYTES if fast_forward or predict else 0.0)
+    dims = [d_in, *widths, 1]
+    weights = sum(dims[j] * dims[j + 1] for j in range(len(dims) - 1))
+    if predict:
+        parts["T* prediction"] = 8.0 * 4 * weights
+    if fast_forward:
+        parts["fast-forward"] = solve_bytes(weights) + stored + 8.0 * members * weights
     return parts
 
 
@@ -216,6 +242,8 @@ def check_train_memory(cfg, n: int, d_in: int) -> float:
         "k": snapshot_count(t.steps, t.snapshots, t.linear_snapshots),
         "dtype": t.dtype,
         "save": t.save,
+        "fast_forward": bool(t.fast_forward),
+        "predict": len(cfg.model.widths) == 2 and (t.steps == "auto" or bool(t.fast_forward)),
     }
     dd = type(d)()  # the [data] defaults
     if d.path is not None:

@@ -182,3 +182,40 @@ def watch_final_stage(a, w, c, pairs):
         return jax.lax.cond(witnessed, lambda: (~witnessed, pairs), gram)
 
     return jax.lax.cond(inner_ok, check, lambda: (inner_ok, pairs))
+
+
+def holds_with_witnesses(a, w, c, pairs=None):
+    """:func:`watch_final_stage` for one numpy state: ``(holds, pairs)``, the verdict
+    of :func:`final_stage_holds` and the witnesses to try at the next state.
+
+    The inner-product constraint first (``O(m1 m2)``); then the witness ``pairs``
+    (None: none yet), a negative one beyond rounding proving the angle constraint
+    false; only then the Gram matrix ``W^T W`` (one BLAS product), whose most
+    negative pairs become the new witnesses.
+
+    >>> import numpy as np
+    >>> w = np.array([[1.0, -1.0], [0.0, 1.0]])
+    >>> holds_with_witnesses(np.array([1.0, 2.0]), w, np.array([1.0, 1.0]))
+    (True, None)
+    >>> holds_with_witnesses(np.array([1.0, 0.0]), w, np.array([1.0, -1.0]))[0]
+    False
+    """
+    import numpy as np
+
+    s = np.sign(c)
+    if not np.all(s * (a @ w) > 0):
+        return False, pairs
+    if pairs is not None and len(pairs):
+        ui = w[:, pairs[:, 0]] * s[pairs[:, 0]]
+        uj = w[:, pairs[:, 1]] * s[pairs[:, 1]]
+        rounding = 4.0 * w.shape[0] * np.finfo(w.dtype).eps
+        bound = rounding * np.linalg.norm(ui, axis=0) * np.linalg.norm(uj, axis=0)
+        if np.any(np.sum(ui * uj, axis=0) < -bound):
+            return False, pairs
+    angles = (s[:, None] * s[None, :]) * (w.T @ w)
+    bad = angle_violated(angles)
+    if not bad.any():
+        return True, pairs
+    rows, cols = np.nonzero(np.triu(bad, 1))
+    worst = np.argsort(angles[rows, cols], kind="stable")[:WITNESSES]
+    return False, np.stack([rows[worst], cols[worst]], axis=1)

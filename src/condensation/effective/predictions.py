@@ -50,6 +50,17 @@ def effective_systems(
     return [one(i) for i in range(e)]
 
 
+def spectral_form(depth: int) -> str | None:
+    """The form width-bound callers ask for: ``"spectral"`` at depth 3 (one
+    eigendecomposition and an O(m1) field; ~1e-11 from the reduced form), else the
+    default (None).
+
+    >>> spectral_form(3), spectral_form(4)
+    ('spectral', None)
+    """
+    return "spectral" if depth == 3 else None
+
+
 def blowups(systems: list[EffectiveSystem], tol: Tolerances = Tolerances()) -> list[Blowup]:
     """One batched blow-up solve of every member's effective system (no diagnostics),
     overflow-safe (:func:`solve_blowups`)."""
@@ -218,6 +229,7 @@ __all__ = [
     "predicted_t_star",
     "rho0",
     "solve_blowups",
+    "spectral_form",
     "t_star_lower_bound",
     "t_star_predictions",
 ]

@@ -52,17 +52,20 @@ step grid (entry) and at the snapshot steps (peak).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from condensation.core.activations import Activation
-from condensation.core.final_stage import final_stage_holds
 from condensation.core.metrics import abs_cos_to
 from condensation.core.second_order import data_moments, taylor_coefficients
 from condensation.effective import theory
 from condensation.effective.blowup import Tolerances
-from condensation.effective.predictions import blowups, effective_systems, log10_t_star
+from condensation.effective.predictions import (
+    blowups,
+    effective_systems,
+    log10_t_star,
+    spectral_form,
+)
 from condensation.training.engine import tracks
 from condensation.training.ff_flows import (  # noqa: F401  (re-exported)
     CHUNK,
@@ -75,15 +78,24 @@ from condensation.training.ff_flows import (  # noqa: F401  (re-exported)
     activation_power,
     error_estimate,
     estimate_from,
-    first_true,
-    flow_handoff,
     forward_stats,
-    grid_handoff,
     growth_steps,
     modified_polar,
     state_losses,
 )
-from condensation.training.network import Handoff, TrainResult, train
+from condensation.training.ff_plan import (  # noqa: F401  (re-exported)
+    FAST_FORWARD,
+    PLAIN,
+    FinalStageCheck,
+    MemberPlan,
+    Plan,
+    build_plan,
+    first_true,
+    flow_handoff,
+    grid_handoff,
+    plain_gd_member,
+)
+from condensation.training.network import TrainResult, train
 from condensation.training.tstar import beyond_step_grid
 
 # the names these classes had in this module (tests reach them here)
@@ -93,64 +105,8 @@ DEFAULT_HANDOFF = 1e-2  # the tolerance delta of THEORY §9 (= config.DEFAULT_HA
 AUTO_FACTOR = 1.0  # "auto": AUTO_FACTOR x max T* + AUTO_ROOM / |z| (GD escapes within O(1) of T*)
 AUTO_ROOM = 40.0  # room after the escape, in units of 1/|z| (the post-plateau time scale)
 
-PLAIN = "plain"
-FAST_FORWARD = "fast-forward"
-
-
-@dataclass(frozen=True)
-class MemberPlan:
-    """One member's hand-off: where GD starts and why (``mode`` plain or fast-forward)."""
-
-    mode: str
-    reason: str | None  # why plain GD; None when fast-forwarded
-    handoff_step: int  # 0 for plain GD
-    handoff_time: float
-    error_estimate: float | None  # err(theta) at the hand-off (None: plain)
-    effective_evaluations: int  # vector-field (or GD-map) evaluations of the effective dynamics
-    t_star: float | None  # the effective blow-up time (depth >= 3), None otherwise
-
-    def summary(self, steps: int, escape_step: int | None) -> dict:
-        """The member's ``fast_forward`` summary entry."""
-        gd = steps - self.handoff_step
-        return {
-            "mode": self.mode,
-            "reason": self.reason,
-            "handoff_step": self.handoff_step,
-            "handoff_time": self.handoff_time,
-            "handoff_error_estimate": self.error_estimate,
-            "gradient_evaluations": gd,
-            "gradient_evaluations_to_escape": (
-                None if escape_step is None else max(escape_step - self.handoff_step, 0)
-            ),
-            "effective_evaluations": self.effective_evaluations,
-            "effective_t_star": self.t_star,
-        }
-
-
-@dataclass(frozen=True)
-class Plan:
-    """The hand-offs of an ensemble and the GD
-    :class:`~condensation.training.network.Handoff`."""
-
-    delta: float
-    members: list[MemberPlan]
-    handoff: Handoff = field(repr=False)
-
-    @property
-    def notes(self) -> list[str]:
-        """One line per member that runs plain GD, saying why."""
-        return [
-            f"member {i}: fast-forward not used, plain GD ({m.reason})"
-            for i, m in enumerate(self.members)
-            if m.mode == PLAIN
-        ]
-
 
 # ---- planning --------------------------------------------------------------------
-def plain_gd_member(reason: str, t_star: float | None = None, evals: int = 0) -> MemberPlan:
-    return MemberPlan(PLAIN, reason, 0, 0.0, None, evals, t_star)
-
-
 def plan(
     params0,
     x: np.ndarray,
@@ -164,9 +120,13 @@ def plan(
     plateau_drop: float = 0.1,
     tol: Tolerances = Tolerances(),
     final_stage: bool = True,
+    keep=None,
+    measure=None,
 ) -> Plan:
     """Every member's hand-off step and state (see the module docstring);
-    ``final_stage=False`` skips the depth-3 final-stage entry before the hand-off."""
+    ``final_stage=False`` skips the depth-3 final-stage entry before the hand-off;
+    ``keep`` and ``measure`` are the run's stored snapshots and per-snapshot measures
+    (:func:`build_plan`)."""
     if not 0.0 < delta < 1.0:
         raise ValueError(f"delta must be in (0, 1), got {delta}")
     params0 = [np.asarray(p, dtype=np.float64) for p in params0]
@@ -187,7 +147,9 @@ def plan(
         if depth == 2:
             sols = [None] * e
         else:
-            systems = effective_systems(params0, z, activation)
+            # depth 3: the spectral form (one eigendecomposition, an O(m1) field),
+            # which agrees with the reduced form to ~1e-11 and scales with width
+            systems = effective_systems(params0, z, activation, spectral_form(depth))
             sols = blowups(systems, tol)
         for i in range(e):
             p_i = [p[i] for p in params0]
@@ -248,80 +210,10 @@ def plan(
         delta,
         loss=lambda ws: state_losses(ws, x, y, act),
         peak=lambda ws: np.median(abs_cos_to(ws[0], z), axis=-1),
-        holds=(lambda ws: _holds(ws, z)) if depth == 3 and final_stage else None,
+        holds=FinalStageCheck(z) if depth == 3 and final_stage else None,
+        keep=keep,
+        measure=measure,
     )
-
-
-def build_plan(members, trajs, states, params0, snapshots, delta, *, loss, peak=None, holds=None):
-    """The :class:`Plan` of per-member hand-offs: start states, pre-hand-off snapshots,
-    and, read off the effective trajectory before the hand-off, the peak of
-    ``peak(ws) -> (T,)`` at the snapshots and the first grid step where
-    ``holds(ws) -> (T,) bool`` (the final-stage condition); ``loss(ws) -> (T,)``
-    gives the snapshots' losses."""
-    depth, e = len(params0), int(params0[0].shape[0])
-    k_h = np.array([m.handoff_step for m in members], dtype=np.int64)
-    start = [p.copy() for p in params0]
-    snaps = [np.repeat(p[:, None], len(snapshots), axis=1) for p in params0]
-    snap_loss = np.repeat(loss([p for p in params0])[:, None], len(snapshots), axis=1)
-    fs = np.full(e, -1, dtype=np.int64)
-    best, best_step = np.full(e, -1.0), np.full(e, -1, dtype=np.int64)
-    out = []
-    for i, (m, traj, state) in enumerate(zip(members, trajs, states)):
-        if traj is None:
-            out.append(m)
-            continue
-        for k in range(depth):
-            start[k][i] = state[k]
-        before = snapshots[snapshots < m.handoff_step]
-        if before.size:
-            ws = traj.at(before)
-            for k in range(depth):
-                snaps[k][i, : before.size] = ws[k]
-            snap_loss[i, : before.size] = loss(ws)
-            if peak is not None:
-                cos = peak(ws)
-                j = int(np.argmax(cos))
-                best[i], best_step[i] = float(cos[j]), int(before[j])
-            if holds is not None:
-                fs[i] = _final_stage_entry(traj, ws, before, m.handoff_step, holds)
-        out.append(
-            MemberPlan(
-                m.mode,
-                m.reason,
-                m.handoff_step,
-                m.handoff_time,
-                m.error_estimate,
-                traj.evaluations,
-                m.t_star,
-            )
-        )
-    handoff = Handoff(k_h, tuple(start), snaps, fs, best, best_step, snap_loss)
-    return Plan(delta, out, handoff)
-
-
-def _holds(ws, z) -> np.ndarray:
-    """The final-stage condition (:func:`condensation.core.final_stage.final_stage_holds`)
-    at states W_k (T, ...), vectorised over T: (T,) bool."""
-    b, w, a = ws
-    return final_stage_holds(a[:, 0], w, b @ z, xp=np)
-
-
-def _final_stage_entry(traj, ws, before, k_h: int, holds) -> int:
-    """First grid step before ``k_h`` in the final-stage set (-1: not before ``k_h``);
-    bracketed by the snapshot steps, then narrowed on the grid."""
-    inside = holds(ws)
-    end = holds(traj.at(np.array([k_h - 1])))[0] if k_h > 0 else False
-    if not (inside.any() or end):
-        return -1
-    if inside.any():
-        j = int(np.argmax(inside))
-        if j == 0:
-            return int(before[0])
-        lo, hi = int(before[j - 1]), int(before[j])
-    else:
-        lo, hi = int(before[-1]), k_h - 1
-    k, _ = first_true(traj, holds, lo, hi)
-    return k
 
 
 def fast_forward_train(
@@ -349,6 +241,8 @@ def fast_forward_train(
         delta=delta,
         plateau_drop=plateau_drop,
         final_stage=train_kw.get("track_final_stage") is not False,
+        keep=train_kw.get("keep"),
+        measure=train_kw.get("measure"),
     )
     result = train(
         params0,

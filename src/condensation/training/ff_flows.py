@@ -4,9 +4,9 @@ The error estimate ``err(theta) = u^p + rms f(x) / rms y`` at states on a
 trajectory (:func:`error_estimate`); the trajectories, queried at GD steps
 (:class:`Trajectory`): the depth-2 GD map on ``E2`` (:class:`SecondOrderMap`,
 run by the engine's step loop), GD's modified flow of a field (:class:`Flow`)
-and the second-order flow of depth >= 3 (:class:`SecondOrderFlow`); and the
-search for the hand-off step on the step grid (:func:`grid_handoff`,
-:func:`flow_handoff`).  See :mod:`condensation.training.fastforward`.
+and the second-order flow of depth >= 3 (:class:`SecondOrderFlow`).  The search
+for the hand-off step on them is :mod:`condensation.training.ff_plan`.  See
+:mod:`condensation.training.fastforward`.
 """
 
 from __future__ import annotations
@@ -20,14 +20,18 @@ import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import io_callback
 
+from condensation import interrupts
 from condensation.core.activations import Activation
 from condensation.core.second_order import Moments, second_order_field, taylor_coefficients
+from condensation.core.solve_memory import CACHE_FLOATS, CHUNK, QUERY_FLOATS, query_chunk
 from condensation.effective.blowup import Blowup, PolarProblem, Tolerances, states_at
 from condensation.training.engine import iterate
 
 STAGES = 13  # vector-field evaluations per accepted Dopri8 step (14 stages, FSAL)
-CHUNK = 32  # times per state query: one compiled shape (blowup.states_at pads to 32)
+# CHUNK: times per state query (blowup.states_at pads to it); a wide trajectory's
+# queries hold fewer states (condensation.core.solve_memory)
 
 
 # ---- the error estimate ------------------------------------------------------------
@@ -52,11 +56,13 @@ def _forward_stats(params, x, y, *, act: Callable):
 
 def forward_stats(params, x, y, act: Callable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`_forward_stats` as host arrays; the state count is padded to ``CHUNK``
-    or the next power of two (repeating the last state), so queries of any length
-    share one or a few programs."""
+    (states of a wide network: to 1) or the next power of two (repeating the last
+    state), so queries of any length share one or a few programs."""
     ps = [np.asarray(p, np.float64) for p in params]
     t = ps[0].shape[0]
-    size = max(CHUNK, 1 << max(t - 1, 0).bit_length())
+    floats = sum(int(np.prod(p.shape[1:])) for p in ps)
+    least = CHUNK if CHUNK * floats <= QUERY_FLOATS else 1  # wide: no padding to 32 states
+    size = max(least, 1 << max(t - 1, 0).bit_length())
     if size > t:
         ps = [np.concatenate([p, np.repeat(p[-1:], size - t, axis=0)]) for p in ps]
     out = _forward_stats(tuple(ps), np.asarray(x, np.float64), np.asarray(y, np.float64), act=act)
@@ -81,9 +87,11 @@ def state_losses(params, x, y, act: Callable) -> np.ndarray:
 
 # ---- trajectories on the step grid --------------------------------------------------
 class Trajectory:
-    """One member's effective trajectory, queried at GD steps (``at(ks)`` -> W_k (T, ...))."""
+    """One member's effective trajectory, queried at GD steps (``at(ks)`` -> W_k (T, ...));
+    callers ask for at most ``chunk`` steps at a time."""
 
     evaluations: int = 0
+    chunk: int = CHUNK
 
     def at(self, ks: np.ndarray) -> list[np.ndarray]:  # pragma: no cover - interface
         raise NotImplementedError
@@ -208,10 +216,18 @@ def _second_order_vf(tau, w, args):
 
 def _past_validity(tau, w, args, **kwargs):
     """Stop once the first layer's rms pre-activation on the data reaches 1: then
-    ``u >= 1`` and the error estimate is past every tolerance in (0, 1)."""
+    ``u >= 1`` and the error estimate is past every tolerance in (0, 1); or at once
+    when a signal arrived (:func:`condensation.interrupts.pending`, polled once per
+    step: the solve returns and the signal's handler raises in the main thread)."""
     mom, _, n0, _ = args
     w1 = n0 * w[0]  # (m1, d)
-    return jnp.max(jnp.einsum("jp,pq,jq->j", w1, mom.sigma, w1)) >= 1.0
+    past = jnp.max(jnp.einsum("jp,pq,jq->j", w1, mom.sigma, w1)) >= 1.0
+    stop = io_callback(_signalled, jax.ShapeDtypeStruct((), jnp.bool_), ordered=False)
+    return past | stop
+
+
+def _signalled():
+    return np.asarray(interrupts.pending())
 
 
 @partial(jax.jit, static_argnames=("tol",))
@@ -241,11 +257,19 @@ class SecondOrderFlow(Trajectory):
     """Depth >= 3: GD's modified *second-order* effective flow (full form, every
     weight; :mod:`condensation.core.second_order`) from ``theta_0``, integrated in
     time ``t`` by Dopri8 and queried at GD steps.  Each query restarts from the
-    latest state already computed at or before its first time (every state a
-    query returned is kept, up to ``CACHE_FLOATS`` numbers, oldest dropped first),
-    so the trajectory is integrated about once."""
+    latest state already computed at or before its first time (every state of the
+    latest query is kept, older ones while they fit in ``CACHE_FLOATS`` numbers,
+    oldest dropped first, theta_0 always), so the trajectory is integrated about
+    once, and a query's bracket can be narrowed from its own states.
 
-    CACHE_FLOATS = 1 << 23  # at most 64 MB of states kept
+    Memory: a query returns at most ``chunk`` states (32, fewer for a wide network:
+    ``QUERY_FLOATS`` numbers in all), so with Dopri8's stages a solve holds about
+    ``(3 chunk + 24) P`` numbers for ``P`` parameters (and the kept states;
+    :func:`condensation.core.solve_memory.solve_bytes`), whatever
+    the trajectory's length; the cost of a vector-field evaluation is that of a few
+    products with the weights, ``O(P)``, and independent of ``n``."""
+
+    CACHE_FLOATS = CACHE_FLOATS  # states kept besides the latest query's (a class knob)
 
     def __init__(self, params0, mom: Moments, lr: float, tol: Tolerances):
         p0 = tuple(np.asarray(p, np.float64) for p in params0)
@@ -254,6 +278,8 @@ class SecondOrderFlow(Trajectory):
         self.unit = self.n0 ** (self.k - 1)  # tau = t * unit
         self.args = (mom, lr, self.n0, float(self.k))
         self.lr, self.tol = lr, tol
+        self.floats = sum(p.size for p in p0)
+        self.chunk = query_chunk(self.floats)
         self.cache: list[tuple[float, tuple]] = [(0.0, tuple(p / self.n0 for p in p0))]
         self.t_invalid = math.inf  # first queried time found past the validity event
 
@@ -269,10 +295,12 @@ class SecondOrderFlow(Trajectory):
         part = taus[valid]
         tau0, w0 = self._start(float(part[0]))
         if part[-1] > tau0:
-            pad = np.concatenate([part, np.full(CHUNK - len(part), part[-1])])
+            pad = np.concatenate([part, np.full(self.chunk - len(part), part[-1])])
             ys, n_steps, failed = _second_order_solve(
                 w0, tau0, jnp.asarray(pad), self.args, tol=self.tol
             )
+            if interrupts.pending():  # the solve stopped for a signal: its handler raises
+                raise KeyboardInterrupt("signal during the second-order solve")
             self.evaluations += STAGES * int(n_steps)
             ys = [np.asarray(y)[: len(part)] for y in ys]
             finite = np.all([np.all(np.isfinite(y), axis=tuple(range(1, y.ndim))) for y in ys], 0)
@@ -291,66 +319,21 @@ class SecondOrderFlow(Trajectory):
         return out
 
     def _keep(self, taus, ys, finite) -> None:
-        """Keep the finite states of a query (scaled), dropping the oldest beyond
-        ``CACHE_FLOATS`` (never theta_0)."""
-        size = sum(int(np.prod(np.shape(y)[1:])) for y in ys)
+        """Keep the finite states of a query (scaled): all of this query's, older ones
+        within ``CACHE_FLOATS`` (the oldest dropped first, never theta_0)."""
         for i in np.nonzero(finite)[0]:
             self.cache.append((float(taus[i]), tuple(y[i] for y in ys)))
-        excess = len(self.cache) - max(self.CACHE_FLOATS // max(size, 1), 2)
+        room = max(self.CACHE_FLOATS // max(self.floats, 1), int(finite.sum()) + 1, 2)
+        excess = len(self.cache) - room
         if excess > 0:
             del self.cache[1 : 1 + excess]
 
     def at(self, ks):
         ks = np.asarray(ks, dtype=np.int64)
         order = np.argsort(ks, kind="stable")
-        parts = [self._chunk(ks[order[i : i + CHUNK]]) for i in range(0, len(ks), CHUNK)]
+        c = self.chunk
+        parts = [self._chunk(ks[order[i : i + c]]) for i in range(0, len(ks), c)]
         out = [np.concatenate([p[j] for p in parts]) for j in range(len(parts[0]))]
         inverse = np.empty_like(order)
         inverse[order] = np.arange(len(order))
         return [o[inverse] for o in out]
-
-
-def grid_handoff(traj: Trajectory, pred, lo: int, hi: int, steps: int):
-    """``(k_h, state)``: the first grid step in ``(lo, hi]`` where ``pred`` holds (it
-    fails at ``lo``, holds at ``hi``), capped at the horizon ``steps`` (then the
-    whole run is on the plateau and GD computes nothing)."""
-    if hi > steps and (lo >= steps or not pred(traj.at(np.array([steps])))[0]):
-        return steps, [w[0] for w in traj.at(np.array([steps]))]
-    return first_true(traj, pred, lo, min(hi, steps))
-
-
-def flow_handoff(traj: Trajectory, sol: Blowup, pred, lr: float, steps: int):
-    """:func:`grid_handoff` of a blow-up solve, bracketed first on the solver's own
-    steps (dense near T*), then on the step grid."""
-    ks = np.unique(np.floor(sol.steps["t"][1:-1] / lr).astype(np.int64))
-    ks = ks[(ks > 0) & (ks <= steps)]
-    ok = np.zeros(0, bool)
-    for i in range(0, len(ks), CHUNK):  # in time order, up to the first chunk that holds
-        ok = np.concatenate([ok, pred(traj.at(ks[i : i + CHUNK]))])
-        if ok[-1]:
-            break
-    ks = ks[: len(ok)]
-    if ok.any():
-        j = int(np.argmax(ok))
-        lo, hi = (int(ks[j - 1]) if j > 0 else 0), int(ks[j])
-    else:  # not reached on the solver's steps (or the horizon): up to just before T*
-        lo = int(ks[-1]) if ks.size else 0
-        hi = max(int(math.floor(sol.T_star / lr)), lo + 1)
-    return grid_handoff(traj, pred, lo, hi, steps)
-
-
-def first_true(traj: Trajectory, pred, lo: int, hi: int) -> tuple[int, list[np.ndarray]]:
-    """The first step in ``(lo, hi]`` at which ``pred`` holds, given that it fails at
-    ``lo`` and holds at ``hi`` (a monotone predicate on W_k (T, ...) -> (T,) bool),
-    and the state there; narrowed CHUNK-fold per query."""
-    state = None
-    while hi - lo > 1:
-        ks = np.unique(np.linspace(lo, hi, CHUNK + 1).round().astype(np.int64)[1:])
-        ws = traj.at(ks)
-        ok = pred(ws)
-        j = int(np.argmax(ok)) if ok.any() else len(ks) - 1  # ks[-1] = hi holds
-        lo, hi = (int(ks[j - 1]) if j > 0 else lo), int(ks[j])
-        state = [w[j : j + 1] for w in ws]
-    if state is None:
-        state = traj.at(np.array([hi]))
-    return hi, [w[0] for w in state]

@@ -335,10 +335,15 @@ class _Recorder:
         self.measured: dict[str, list[np.ndarray]] = {}
         self.records: dict[str, list] = {}
 
-    def _store(self, index: int, hp, loss) -> None:
+    def _store(self, index: int, hp, loss, measured=None) -> None:
+        """Store snapshot ``index``: ``hp`` per layer (a host array, or None where the
+        layer does not keep it); ``measured`` the measures, else ``measure(hp)``."""
         for k, p in enumerate(hp):
-            self.snaps[k].append(p if self.kept[k] is None or index in self.kept[k] else _NOT_KEPT)
-        for name, v in (self.measure(hp) if self.measure is not None else {}).items():
+            keep = p is not None and (self.kept[k] is None or index in self.kept[k])
+            self.snaps[k].append(p if keep else _NOT_KEPT)
+        if measured is None and self.measure is not None:
+            measured = self.measure(hp)
+        for name, v in (measured or {}).items():
             self.measured.setdefault(name, []).append(np.asarray(v))
         self.snap_loss.append(loss)
         if not self.records:  # the names are known once snapshot 0 is measured
@@ -355,24 +360,34 @@ class _Recorder:
         if rows is not None and rows.any():
             self._fill(index, rows)
 
+    def _handoff_measures(self, j: int, layers) -> dict | None:
+        """The measures of the hand-off's snapshot ``j`` (E, ...): as the hand-off
+        carries them, else measured on its layers (which must all be there)."""
+        h = self.handoff
+        if h.measures is not None:
+            return {name: v[:, j] for name, v in h.measures.items()}
+        return None if self.measure is None else self.measure(layers)
+
     def from_handoff(self, index: int) -> None:
         """Store snapshot ``index`` from the hand-off's (every member before it)."""
         h = self.handoff
-        self._store(index, [self.host(s[:, index]) for s in h.snapshots], h.snapshot_loss[:, index])
+        layers = [h.layer_at(k, index) for k in range(len(h.snapshots))]
+        measured = self._handoff_measures(index, layers)
+        self._store(index, layers, h.snapshot_loss[:, index], measured)
 
     def _fill(self, j: int, rows) -> None:
         """Replace the ``rows`` of snapshot ``j`` (members before their hand-off) by the
         effective trajectory's; a snapshot a layer does not keep stays a placeholder."""
         h = self.handoff
+        layers = [h.layer_at(k, j) for k in range(len(h.snapshots))]
         for k, s in enumerate(self.snaps):
             if s[j].size == 0:  # not kept (condensation.core.snapshots)
                 continue
             s[j] = np.array(s[j])
-            s[j][rows] = h.snapshots[k][rows, j]
+            s[j][rows] = layers[k][rows]
         self.snap_loss[j] = np.where(rows, h.snapshot_loss[:, j], self.snap_loss[j])
-        if self.measure is not None:
-            eff = self.measure([np.asarray(w[:, j]) for w in h.snapshots])
-            for name, v in eff.items():
-                mine = np.array(self.measured[name][j])
-                mine[rows] = np.asarray(v)[rows]
-                self.measured[name][j] = mine
+        eff = self._handoff_measures(j, layers)
+        for name, v in (eff or {}).items():
+            mine = np.array(self.measured[name][j])
+            mine[rows] = np.asarray(v)[rows]
+            self.measured[name][j] = mine

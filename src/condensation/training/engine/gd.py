@@ -41,11 +41,23 @@ class Handoff(NamedTuple):
 
     step: np.ndarray  # (E,) int: first GD step (0: plain GD from params0)
     params: tuple  # W_k (E, *shape_k) at that step
-    snapshots: list[np.ndarray]  # W_k (E, K, *shape_k) at the snapshot steps (used before step)
+    # W_k (E, K_k, *shape_k) at the snapshot steps it keeps (used before step): all K
+    # of them, or those of ``snapshot_index[k]`` (a layer stored at a subset only)
+    snapshots: list[np.ndarray]
     final_stage_step: np.ndarray  # (E,) entry into the final-stage set before step, -1 if none
     peak: np.ndarray  # (E,) max median |cos(b_j, z)| before step (-1: none)
     peak_step: np.ndarray  # (E,) its step
     snapshot_loss: np.ndarray  # (E, K) the loss of ``snapshots`` (used before step)
+    snapshot_index: tuple | None = None  # per layer: the indices ``snapshots`` holds (None: all)
+    measures: dict | None = None  # name -> (E, K, ...): the run's measures at every snapshot
+
+    def layer_at(self, k: int, j: int) -> np.ndarray | None:
+        """Layer ``k`` (E, *shape_k) at snapshot ``j``, or None where not kept."""
+        idx = None if self.snapshot_index is None else self.snapshot_index[k]
+        if idx is None:
+            return self.snapshots[k][:, j]
+        pos = int(np.searchsorted(idx, j))
+        return self.snapshots[k][:, pos] if pos < len(idx) and idx[pos] == j else None
 
 
 class Member(NamedTuple):
