@@ -51,7 +51,11 @@ def train_cmd(
         overwrite=overwrite,
         resume=resume,
         progress=lambda prep: progress_bar(
-            prep.config.train.steps, f"{prep.config.train.optimizer} steps"
+            prep.config.train.steps,
+            # fast-forward: the effective trajectory's steps first, then GD's
+            "steps (fast-forward, then gd)"
+            if prep.config.train.fast_forward
+            else f"{prep.config.train.optimizer} steps",
         ),
     )
     if done is None:  # --resume of a finished run

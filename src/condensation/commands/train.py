@@ -245,6 +245,7 @@ def run_training(
             plateau_drop=t.plateau_drop,
             keep=kept,
             measure=partial(measure_snapshot, z=data.z),
+            progress=progress,
         )
         notes = (*notes, *plan.notes)
     result = train(
