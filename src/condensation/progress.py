@@ -149,3 +149,25 @@ class Progress:
         if self.log_file is not None:
             with open(self.log_file, "a") as f:
                 f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
+
+
+def forward_only(progress):
+    """``progress(done)`` called only with counts beyond the furthest reported so far
+    (work reported by two phases that overlap, e.g. a fast-forward's search and GD).
+
+    >>> seen = []
+    >>> report = forward_only(seen.append)
+    >>> for done in (5, 3, 7, 7, 9):
+    ...     report(done)
+    >>> seen
+    [5, 7, 9]
+    """
+    furthest = [-1]
+
+    def report(done: int) -> None:
+        if done > furthest[0]:
+            furthest[0] = done
+            progress(done)
+
+    return report
+

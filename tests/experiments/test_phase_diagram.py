@@ -102,3 +102,16 @@ def test_bad_phase_diagram_parameters_exit_2(tmp_path, cli_main, item, field):
     code, err = cli_main("run", "phase-diagram", "--quick", "--set", item, "--out", str(out))
     assert code == 2 and field in err and len(err.strip().splitlines()) == 1, err
     assert not out.exists()
+
+
+def test_a_grid_too_wide_for_memory_is_refused_up_front(cli_main, tmp_path):
+    # width 1e7 (Luo et al.'s 1-d setting, 3 seeds, 2 workers): tens of GB of cells
+    out = tmp_path / "pd"
+    code, err = cli_main(
+        "run", "phase-diagram", "--quick", "--set", "widths=[1000, 10000000]",
+        "--set", "seeds=[0, 1, 2]", "--set", "workers=2", "--out", str(out),
+    )  # fmt: skip
+    assert code == 2, err
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and "widths" in lines[0] and "GiB" in lines[0], err
+    assert not out.exists()

@@ -49,6 +49,7 @@ from condensation.core.metrics import alignment_metrics, cluster_counts, layer_n
 from condensation.data import Dataset
 from condensation.effective.theory import format_time
 from condensation.models import Ensemble, NetworkSpec, member_label
+from condensation.progress import forward_only
 from condensation.store.checkpoint import Checkpoint, run_key
 from condensation.store.rundir import save_arrays, write_json, write_toml
 from condensation.training.network import TrainResult, train
@@ -231,6 +232,7 @@ def run_training(
     snaps, kept, _ = snapshot_plan(cfg, data.d_in, ens.size, save)
     plan = None
     if t.fast_forward:
+        progress = None if progress is None else forward_only(progress)  # plan, then GD
         from condensation.training import fastforward as ff  # diffrax: imported when needed
 
         plan = ff.plan(

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from condensation.config.checks import check_cell_memory
 from condensation.core.activations import get_activation
 from condensation.core.init_scales import (
     boundary_distance,
@@ -161,6 +162,8 @@ def _check(p: dict) -> None:
     if not 0 < p["plateau_drop"] < 1:
         raise InputError("plateau_drop", p["plateau_drop"], "must be in (0, 1)", "e.g. 0.1")
     require_counts(p, ("max_steps",))
+    data = load_dataset(data_config(p, DATA_DEFAULT))  # its size, for the memory check
+    check_cell_memory(p, data.d_in, data.x.shape[0], key, DEFAULTS[key])
 
 
 def cell_list(p: dict) -> list[dict]:

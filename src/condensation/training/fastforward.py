@@ -90,6 +90,7 @@ from condensation.training.ff_plan import (  # noqa: F401  (re-exported)
     FinalStageCheck,
     MemberPlan,
     Plan,
+    SnapshotReader,
     build_plan,
     first_true,
     flow_handoff,
@@ -144,11 +145,9 @@ def plan(
     ``keep`` and ``measure`` are the run's stored snapshots and per-snapshot measures
     (:func:`build_plan`); ``progress(step)`` is called with the furthest step of the
     GD grid a depth >= 3 trajectory has reached (the same bar as GD's steps)."""
-    furthest = [0]
 
     def reached(step: int) -> None:
-        if progress is not None and step > furthest[0]:
-            furthest[0] = step
+        if progress is not None:
             progress(min(step, steps))
 
     if not 0.0 < delta < 1.0:
@@ -161,6 +160,17 @@ def plan(
     members: list[MemberPlan] = []
     trajs: list[Trajectory | None] = [None] * e
     states: list[list[np.ndarray] | None] = [None] * e
+    snapshots = np.asarray(snapshots)
+
+    def loss(ws):
+        return state_losses(ws, x, y, act)
+
+    def peak(ws):
+        return np.median(abs_cos_to(ws[0], z), axis=-1)
+
+    holds = FinalStageCheck(z) if depth == 3 and final_stage else None
+    kept = [None] * depth if keep is None else [None if i is None else np.asarray(i) for i in keep]
+    readers: list[SnapshotReader | None] = [None] * e
     why = activation.why_not_effective()
     if why is not None:
         members = [plain_gd_member(f"outside the theory: {why}")] * e
@@ -216,6 +226,11 @@ def plan(
                     )
                     continue
                 traj = SecondOrderFlow(p_i, moments, lr, flow_tolerances(tol), reached)
+                # the run's snapshots are read as the hand-off search passes them
+                reader = SnapshotReader(
+                    snapshots, kept, loss=loss, measure=measure, peak=peak, holds=holds
+                )
+                traj.watch, reader.traj, readers[i] = reader, traj, reader
                 t_star = float(sol.T_star)
                 try:
                     k_h, state = flow_handoff(traj, sol, pred, lr, steps)
@@ -230,13 +245,14 @@ def plan(
         trajs,
         states,
         params0,
-        np.asarray(snapshots),
+        snapshots,
         delta,
-        loss=lambda ws: state_losses(ws, x, y, act),
-        peak=lambda ws: np.median(abs_cos_to(ws[0], z), axis=-1),
-        holds=FinalStageCheck(z) if depth == 3 and final_stage else None,
+        loss=loss,
+        peak=peak,
+        holds=holds,
         keep=keep,
         measure=measure,
+        readers=readers,
     )
 
 

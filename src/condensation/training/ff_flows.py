@@ -233,11 +233,18 @@ def _past_validity(tau, w, args, **kwargs):
     mom, _, n0, _ = args
     w1 = n0 * w[0]  # (m1, d)
     past = jnp.max(jnp.einsum("jp,pq,jq->j", w1, mom.sigma, w1)) >= 1.0
-    stop = io_callback(_signalled, jax.ShapeDtypeStruct((), jnp.bool_), ordered=False)
+    stop = io_callback(_step_taken, jax.ShapeDtypeStruct((), jnp.bool_), tau, ordered=False)
     return past | stop
 
 
-def _signalled():
+_ON_STEP: list = [None]  # (tau -> None) of the solve in progress: its progress
+
+
+def _step_taken(tau):
+    """Host side of each solver step: report the time reached, say whether to stop."""
+    report = _ON_STEP[0]
+    if report is not None:
+        report(float(tau))
     return np.asarray(interrupts.pending())
 
 
@@ -268,23 +275,23 @@ class SecondOrderFlow(Trajectory):
     """Depth >= 3: GD's modified *second-order* effective flow (full form, every
     weight; :mod:`condensation.core.second_order`) from ``theta_0``, integrated in
     time ``t`` by Dopri8 and queried at GD steps.  Each query restarts from the
-    latest state already computed at or before its first time (every state of the
-    latest query is kept, older ones while they fit in ``CACHE_FLOATS`` numbers,
-    oldest dropped first, theta_0 always), so the trajectory is integrated about
-    once, and a query's bracket can be narrowed from its own states.
+    latest state already computed at or before its first time: the states of the
+    latest query, those pinned (:meth:`remember`), and older ones while they fit in
+    ``CACHE_FLOATS`` numbers (oldest dropped first, theta_0 always); so the
+    trajectory is integrated about once, and a query's bracket is narrowed from
+    its own states.  A ``watch`` (with ``unseen(k0, k1)``, the grid steps in
+    ``(k0, k1]`` it still wants, and ``see(ks, states)``) is shown the states at
+    those steps whenever a solve passes them: the run's snapshots are read during
+    the hand-off search, not by a second pass.
 
-    Memory: a query returns at most ``chunk`` states (32, fewer for a wide network:
-    ``QUERY_FLOATS`` numbers in all), so with Dopri8's stages a solve holds about
-    ``(3 chunk + 24) P`` numbers for ``P`` parameters (and the kept states;
-    :func:`condensation.core.solve_memory.solve_bytes`), whatever
-    the trajectory's length; the cost of a vector-field evaluation is that of a few
-    products with the weights, ``O(P)``, and independent of ``n``."""
+    A solve saves at most ``chunk`` states (:mod:`condensation.core.solve_memory`);
+    a vector-field evaluation costs a few products with the weights, ``O(P)``."""
 
     CACHE_FLOATS = CACHE_FLOATS  # states kept besides the latest query's (a class knob)
 
     def __init__(self, params0, mom: Moments, lr: float, tol: Tolerances, reached=None):
         """``reached(step)``: called with the furthest GD step the solve has reached."""
-        self.reached = reached
+        self.reached, self.watch = reached, None
         p0 = tuple(np.asarray(p, np.float64) for p in params0)
         self.n0 = float(np.sqrt(sum(float(np.sum(p * p)) for p in p0)))
         self.k = len(p0) - 1
@@ -294,48 +301,87 @@ class SecondOrderFlow(Trajectory):
         self.floats = sum(p.size for p in p0)
         self.chunk = query_chunk(self.floats)
         self.cache: list[tuple[float, tuple]] = [(0.0, tuple(p / self.n0 for p in p0))]
+        self.latest: list[tuple[float, tuple]] = []  # the latest query's states
+        self.pinned: list[tuple[float, tuple]] = []
         self.t_invalid = math.inf  # first queried time found past the validity event
 
+    def remember(self, k: int, state) -> None:
+        """Keep the state (network weights) at grid step ``k`` for later queries."""
+        self.pinned.append((k * self.lr * self.unit, tuple(np.asarray(w) / self.n0 for w in state)))
+
     def _start(self, tau: float):
-        return max((c for c in self.cache if c[0] <= tau), key=lambda c: c[0])
+        known = (c for c in (*self.cache, *self.latest, *self.pinned) if c[0] <= tau)
+        return max(known, key=lambda c: c[0])
+
+    def _solve(self, start, taus: np.ndarray):
+        """States (scaled) at ``taus`` (sorted, at most ``chunk``, >= the start's time)
+        from ``start = (tau0, w0)``, and which are finite (inf: past validity)."""
+        tau0, w0 = start
+        if taus[-1] <= tau0:  # every time is the start point itself
+            ys = [np.repeat(np.asarray(w)[None], len(taus), axis=0) for w in w0]
+            return ys, np.ones(len(taus), bool)
+        pad = np.concatenate([taus, np.full(self.chunk - len(taus), taus[-1])])
+        if self.reached is not None:  # progress during one long solve, step by step
+            _ON_STEP[0] = lambda tau: self.reached(int(tau / (self.unit * self.lr)))
+        try:
+            ys, n_steps, failed = _second_order_solve(
+                w0, tau0, jnp.asarray(pad), self.args, tol=self.tol
+            )
+            jax.block_until_ready(ys)
+        finally:
+            _ON_STEP[0] = None
+        if interrupts.pending():  # the solve stopped for a signal: its handler raises
+            raise KeyboardInterrupt("signal during the second-order solve")
+        self.evaluations += STAGES * int(n_steps)
+        ys = [np.asarray(y)[: len(taus)] for y in ys]
+        finite = np.all([np.all(np.isfinite(y), axis=tuple(range(1, y.ndim))) for y in ys], 0)
+        if not finite.all() and bool(failed):
+            raise SolveFailed(
+                f"the second-order effective solve reached max_steps = "
+                f"{self.tol.max_steps} before t = {taus[~finite][0] / self.unit:.6g}"
+            )
+        return ys, finite
 
     def _chunk(self, ks: np.ndarray) -> list[np.ndarray]:
-        taus = ks * self.lr * self.unit
+        """States at the sorted steps ``ks`` (at most ``chunk``); the watch's steps on
+        the way are solved for too, ``chunk`` times per solve."""
         valid = ks * self.lr < self.t_invalid
         out = [np.full((len(ks), *np.shape(w)), np.inf) for w in self.cache[0][1]]
         if not valid.any():
             return out
-        part = taus[valid]
-        tau0, w0 = self._start(float(part[0]))
-        if part[-1] > tau0:
-            pad = np.concatenate([part, np.full(self.chunk - len(part), part[-1])])
-            ys, n_steps, failed = _second_order_solve(
-                w0, tau0, jnp.asarray(pad), self.args, tol=self.tol
-            )
-            if interrupts.pending():  # the solve stopped for a signal: its handler raises
-                raise KeyboardInterrupt("signal during the second-order solve")
-            self.evaluations += STAGES * int(n_steps)
-            ys = [np.asarray(y)[: len(part)] for y in ys]
-            finite = np.all([np.all(np.isfinite(y), axis=tuple(range(1, y.ndim))) for y in ys], 0)
-            if not finite.all():
-                if bool(failed):
-                    raise SolveFailed(
-                        f"the second-order effective solve reached max_steps = "
-                        f"{self.tol.max_steps} before t = {part[~finite][0] / self.unit:.6g}"
-                    )
-                self.t_invalid = min(self.t_invalid, float(ks[valid][~finite][0] * self.lr))
-            self._keep(part, ys, finite)
-            if self.reached is not None and finite.any():
-                self.reached(int(ks[valid][finite][-1]))
-        else:  # every time is the start point itself
-            ys = [np.repeat(np.asarray(w)[None], len(part), axis=0) for w in w0]
-        for o, y in zip(out, ys):
-            o[valid] = self.n0 * y
+        kv = ks[valid]
+        start = self._start(float(kv[0] * self.lr * self.unit))
+        k0 = int(math.floor(start[0] / (self.lr * self.unit)))
+        extra = np.zeros(0, np.int64) if self.watch is None else self.watch.unseen(k0, int(kv[-1]))
+        every = np.union1d(kv, extra)
+        got: dict[int, tuple] = {}
+        latest: list[tuple[float, tuple]] = []
+        for i in range(0, len(every), self.chunk):
+            pk = every[i : i + self.chunk]
+            pt = pk * self.lr * self.unit
+            ys, finite = self._solve(start, pt)
+            self._keep(pt, ys, finite)
+            seen = np.isin(pk, extra) & finite
+            if seen.any():
+                self.watch.see(pk[seen], [self.n0 * y[seen] for y in ys])
+            for j in np.nonzero(np.isin(pk, kv) & finite)[0]:
+                got[int(pk[j])] = tuple(y[j] for y in ys)
+                latest.append((float(pt[j]), got[int(pk[j])]))
+            if not finite.all():  # past the validity event: later times are too
+                self.t_invalid = min(self.t_invalid, float(pk[~finite][0] * self.lr))
+                break
+            start = (float(pt[-1]), tuple(y[-1] for y in ys))
+        self.latest = latest
+        for j in np.nonzero(valid)[0]:
+            state = got.get(int(ks[j]))
+            if state is not None:
+                for o, y in zip(out, state):
+                    o[j] = self.n0 * y
         return out
 
     def _keep(self, taus, ys, finite) -> None:
-        """Keep the finite states of a query (scaled): all of this query's, older ones
-        within ``CACHE_FLOATS`` (the oldest dropped first, never theta_0)."""
+        """Keep the finite states of a solve (scaled): all of them, older ones within
+        ``CACHE_FLOATS`` (the oldest dropped first, never theta_0)."""
         for i in np.nonzero(finite)[0]:
             self.cache.append((float(taus[i]), tuple(y[i] for y in ys)))
         room = max(self.CACHE_FLOATS // max(self.floats, 1), int(finite.sum()) + 1, 2)

@@ -139,6 +139,71 @@ def first_true(traj: Trajectory, pred, lo: int, hi: int) -> tuple[int, list[np.n
     return hi, [w[0] for w in state]
 
 
+class SnapshotReader:
+    """What a run keeps of one member's effective trajectory at its snapshot steps:
+    of each layer the states ``keep`` names (per layer: snapshot indices, or None for
+    all; :mod:`condensation.core.snapshots`), and at every snapshot the loss, the
+    run's measures (``measure(ws) -> {name: (T, ...)}``), the alignment ``peak(ws)``
+    and the final-stage condition ``holds(ws)`` (until it first holds).  Shown
+    states as a trajectory passes the steps (:meth:`see`, the watch of
+    :class:`condensation.training.ff_flows.SecondOrderFlow`), so memory stays that
+    of a few states whatever the width and the snapshot count; where ``holds``
+    first holds, the state at the snapshot before is pinned in the trajectory, for
+    the search of the entry step between the two."""
+
+    def __init__(self, snapshots, keep, *, loss, measure=None, peak=None, holds=None):
+        self.steps = np.asarray(snapshots, dtype=np.int64)
+        self.keep, self.loss, self.measure = keep, loss, measure
+        self.peak, self.holds = peak, holds
+        self.rows: dict[int, dict] = {}  # snapshot index -> what is kept there
+        self.first_hold: int | None = None  # snapshot index where holds first held
+        self.traj = None  # the trajectory to pin a state in
+        self._prev = None  # (step, state) of the last snapshot seen
+
+    def unseen(self, k0: int, k1: int) -> np.ndarray:
+        """The snapshot steps in ``(k0, k1]`` not seen yet."""
+        lo, hi = np.searchsorted(self.steps, [k0, k1], side="right")
+        idx = [i for i in range(int(lo), int(hi)) if i not in self.rows]
+        return self.steps[idx]
+
+    def see(self, ks, ws) -> None:
+        """Take the states ``ws`` (W_k (T, ...)) at the snapshot steps ``ks`` (sorted)."""
+        ks = np.asarray(ks, dtype=np.int64)
+        idx = np.searchsorted(self.steps, ks)
+        losses = self.loss(ws)
+        measured = {} if self.measure is None else self.measure(ws)
+        cos = None if self.peak is None else self.peak(ws)
+        hold = None  # until it first holds (a step read late, before that, too)
+        if self.holds is not None and (self.first_hold is None or idx[0] < self.first_hold):
+            hold = self.holds(ws)
+        for t, i in enumerate(idx):
+            layers = {
+                k: w[t]
+                for k, w in enumerate(ws)
+                if self.keep[k] is None or int(i) in self.keep[k]
+            }
+            row = {"layers": layers, "loss": losses[t], "cos": None if cos is None else cos[t]}
+            row["measures"] = {name: v[t] for name, v in measured.items()}
+            row["holds"] = None if hold is None else bool(hold[t])
+            self.rows[int(i)] = row
+        if hold is not None and hold.any() and (
+            self.first_hold is None or idx[int(np.argmax(hold))] < self.first_hold
+        ):
+            j = int(np.argmax(hold))
+            self.first_hold = int(idx[j])
+            before = (ks[j - 1], [w[j - 1] for w in ws]) if j > 0 else self._prev
+            if before is not None and self.traj is not None and hasattr(self.traj, "remember"):
+                self.traj.remember(int(before[0]), before[1])
+        self._prev = (int(ks[-1]), [w[-1] for w in ws])
+
+    def read(self, traj, before: np.ndarray) -> None:
+        """Read the snapshot steps ``before`` not seen yet off ``traj``."""
+        missing = before[[int(i) not in self.rows for i in range(before.size)]]
+        for c in range(0, missing.size, traj.chunk):
+            ks = missing[c : c + traj.chunk]
+            self.see(ks, traj.at(ks))
+
+
 def build_plan(
     members,
     trajs,
@@ -152,18 +217,16 @@ def build_plan(
     holds=None,
     keep=None,
     measure=None,
+    readers=None,
 ):
     """The :class:`Plan` of per-member hand-offs: start states, pre-hand-off snapshots,
     and, read off the effective trajectory before the hand-off, the peak of
     ``peak(ws) -> (T,)`` at the snapshots and the first grid step where
     ``holds(ws) -> (T,) bool`` (the final-stage condition); ``loss(ws) -> (T,)``
-    gives the snapshots' losses.
-
-    The trajectory is read ``traj.chunk`` snapshots at a time, so memory stays that of a
-    few states whatever the width and the snapshot count: of each layer only the
-    snapshots ``keep`` names are stored (per layer: indices, or None for all;
-    :mod:`condensation.core.snapshots`), and ``measure(ws) -> {name: (T, ...)}``
-    (the run's per-snapshot measures) is taken on each chunk."""
+    gives the snapshots' losses.  ``keep`` and ``measure``: see
+    :class:`SnapshotReader`; ``readers`` (per member, or None): readers already
+    shown the trajectory during the hand-off search (the steps they have not seen
+    are read now)."""
     depth, e = len(params0), int(params0[0].shape[0])
     kept = [None] * depth if keep is None else [None if i is None else np.asarray(i) for i in keep]
     k_h = np.array([m.handoff_step for m in members], dtype=np.int64)
@@ -186,28 +249,24 @@ def build_plan(
         for k in range(depth):
             start[k][i] = state[k]
         before = snapshots[snapshots < m.handoff_step]  # the first before.size indices
+        reader = None if readers is None else readers[i]
+        if reader is None:
+            reader = SnapshotReader(
+                snapshots, kept, loss=loss, measure=measure, peak=peak, holds=holds
+            )
+        reader.read(traj, before)
         inside = np.zeros(before.size, bool)
-        for c in range(0, before.size, traj.chunk):
-            ks = before[c : c + traj.chunk]
-            rows = np.arange(c, c + ks.size)
-            ws = traj.at(ks)
-            for k in range(depth):
-                if kept[k] is None:
-                    snaps[k][i, rows] = ws[k]
-                else:
-                    hit = np.isin(rows, kept[k])
-                    snaps[k][i, np.searchsorted(kept[k], rows[hit])] = ws[k][hit]
-            snap_loss[i, rows] = loss(ws)
-            if measures is not None:
-                for name, v in measure(ws).items():
-                    measures[name][i, rows] = v
-            if peak is not None:
-                cos = peak(ws)
-                j = int(np.argmax(cos))
-                if cos[j] > best[i]:
-                    best[i], best_step[i] = float(cos[j]), int(ks[j])
-            if holds is not None and not inside[:c].any():
-                inside[rows] = holds(ws)
+        for j in range(before.size):
+            row = reader.rows[j]
+            for k, w in row["layers"].items():
+                pos = j if kept[k] is None else int(np.searchsorted(kept[k], j))
+                snaps[k][i, pos] = w
+            snap_loss[i, j] = row["loss"]
+            for name, v in row["measures"].items():
+                measures[name][i, j] = v
+            if row["cos"] is not None and row["cos"] > best[i]:
+                best[i], best_step[i] = float(row["cos"]), int(before[j])
+            inside[j] = bool(row["holds"])
         if holds is not None and before.size:
             fs[i] = _final_stage_entry(traj, inside, before, m.handoff_step, holds)
         out.append(
