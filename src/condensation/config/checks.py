@@ -22,13 +22,12 @@ from condensation.config.files import (
     read_text,
     real_array,
 )
+from condensation.config.grid_memory import cell_memory, check_cell_memory
 from condensation.config.memory import (
     MEMORY_ENV,
     MEMORY_FRACTION,
     Factor,
     available_memory,
-    cell_memory,
-    check_cell_memory,
     check_matrix_memory,
     check_memory,
     check_save,

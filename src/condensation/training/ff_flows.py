@@ -16,11 +16,9 @@ import math
 from collections.abc import Callable
 from functools import cache, partial
 
-import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental import io_callback
 
 from condensation import interrupts
 from condensation.core.activations import Activation
@@ -28,6 +26,7 @@ from condensation.core.second_order import Moments, second_order_field, taylor_c
 from condensation.core.solve_memory import CACHE_FLOATS, CHUNK, QUERY_FLOATS, query_chunk
 from condensation.effective.blowup import Blowup, PolarProblem, Tolerances, states_at
 from condensation.training.engine import iterate
+from condensation.training.ff_solve import SolveFailed, second_order_solve, step_reports
 
 STAGES = 13  # vector-field evaluations per accepted Dopri8 step (14 stages, FSAL)
 # CHUNK: times per state query (blowup.states_at pads to it); a wide trajectory's
@@ -194,83 +193,6 @@ class Flow(Trajectory):
         return [np.concatenate([o[k] for o in out]) for k in range(len(out[0]))]
 
 
-class SolveFailed(RuntimeError):
-    """The second-order solve stopped (max steps) before a requested time."""
-
-
-def _second_order_vf(tau, w, args):
-    """GD's modified second-order flow ``G = F - (lr/2) J_F F``, ``F = grad E2``
-    (:mod:`condensation.core.second_order`), in the scaled variables ``w = y / n0``,
-    ``tau = t n0^(k-1)`` (``k = L - 1``, the leading degree): ``dw/dtau = G(n0 w) / n0^k``.
-
-    ``J_F F`` is a forward difference along ``F``, ``(F(y + h F) - F(y)) / h`` with
-    ``h |F| = sqrt(eps) |y|``: one more evaluation of ``F`` where forward-mode
-    differentiation of the gradient costs about four (at width 2000, ~2 against
-    ~5 evaluations of ``F`` per step), with a relative error ~1e-8 in a term that is
-    itself ``O(lr / (T* - t))`` of ``F``: far below the solve's tolerance."""
-    mom, lr, n0, k = args
-    y = jax.tree.map(lambda a: n0 * a, w)
-
-    def fld(p):
-        return second_order_field(p, mom)
-
-    def norm(t):
-        return jnp.sqrt(sum(jnp.vdot(a, a) for a in jax.tree.leaves(t)))
-
-    f = fld(y)
-    h = jnp.sqrt(jnp.finfo(jnp.float64).eps) * norm(y) / jnp.maximum(norm(f), 1e-300)
-    shifted = fld(jax.tree.map(lambda a, b: a + h * b, y, f))
-    jf = jax.tree.map(lambda a, b: (a - b) / h, shifted, f)
-    scale = n0**k
-    return jax.tree.map(lambda a, b: (a - 0.5 * lr * b) / scale, f, jf)
-
-
-def _past_validity(tau, w, args, **kwargs):
-    """Stop once the first layer's rms pre-activation on the data reaches 1: then
-    ``u >= 1`` and the error estimate is past every tolerance in (0, 1); or at once
-    when a signal arrived (:func:`condensation.interrupts.pending`, polled once per
-    step: the solve returns and the signal's handler raises in the main thread)."""
-    mom, _, n0, _ = args
-    w1 = n0 * w[0]  # (m1, d)
-    past = jnp.max(jnp.einsum("jp,pq,jq->j", w1, mom.sigma, w1)) >= 1.0
-    stop = io_callback(_step_taken, jax.ShapeDtypeStruct((), jnp.bool_), tau, ordered=False)
-    return past | stop
-
-
-_ON_STEP: list = [None]  # (tau -> None) of the solve in progress: its progress
-
-
-def _step_taken(tau):
-    """Host side of each solver step: report the time reached, say whether to stop."""
-    report = _ON_STEP[0]
-    if report is not None:
-        report(float(tau))
-    return np.asarray(interrupts.pending())
-
-
-@partial(jax.jit, static_argnames=("tol",))
-def _second_order_solve(w0, tau0, taus, args, *, tol: Tolerances):
-    """States at the scaled times ``taus`` (>= tau0) from ``w0`` at ``tau0``; times
-    past the validity event come back as inf.  Returns ``(states, steps, failed)``."""
-    sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(_second_order_vf),
-        diffrax.Dopri8(),
-        t0=tau0,
-        t1=taus[-1],
-        dt0=None,
-        y0=w0,
-        args=args,
-        stepsize_controller=diffrax.PIDController(rtol=tol.rtol, atol=tol.atol),
-        saveat=diffrax.SaveAt(ts=taus),
-        event=diffrax.Event(_past_validity),
-        max_steps=tol.max_steps,
-        throw=False,
-        adjoint=diffrax.ForwardMode(),
-    )
-    failed = sol.result == diffrax.RESULTS.max_steps_reached
-    return sol.ys, sol.stats["num_steps"], failed
-
-
 class SecondOrderFlow(Trajectory):
     """Depth >= 3: GD's modified *second-order* effective flow (full form, every
     weight; :mod:`condensation.core.second_order`) from ``theta_0``, integrated in
@@ -303,6 +225,7 @@ class SecondOrderFlow(Trajectory):
         self.cache: list[tuple[float, tuple]] = [(0.0, tuple(p / self.n0 for p in p0))]
         self.latest: list[tuple[float, tuple]] = []  # the latest query's states
         self.pinned: list[tuple[float, tuple]] = []
+        self._dt: tuple[float, float] | None = None  # (end time, step size) of the last solve
         self.t_invalid = math.inf  # first queried time found past the validity event
 
     def remember(self, k: int, state) -> None:
@@ -321,20 +244,24 @@ class SecondOrderFlow(Trajectory):
             ys = [np.repeat(np.asarray(w)[None], len(taus), axis=0) for w in w0]
             return ys, np.ones(len(taus), bool)
         pad = np.concatenate([taus, np.full(self.chunk - len(taus), taus[-1])])
-        if self.reached is not None:  # progress during one long solve, step by step
-            _ON_STEP[0] = lambda tau: self.reached(int(tau / (self.unit * self.lr)))
-        try:
-            ys, n_steps, failed = _second_order_solve(
-                w0, tau0, jnp.asarray(pad), self.args, tol=self.tol
+        def report(tau: float) -> None:  # progress during one long solve, step by step
+            self.reached(int(tau / (self.unit * self.lr)))
+
+        # a solve continuing the last one starts at its step size (a fresh start's
+        # guess and ramp-up cost ~3 steps per piece)
+        dt0 = self._dt[1] if self._dt is not None and self._dt[0] == tau0 else None
+        with step_reports(None if self.reached is None else report):
+            ys, n_steps, failed = second_order_solve(
+                w0, tau0, jnp.asarray(pad), self.args, dt0, tol=self.tol
             )
             jax.block_until_ready(ys)
-        finally:
-            _ON_STEP[0] = None
         if interrupts.pending():  # the solve stopped for a signal: its handler raises
             raise KeyboardInterrupt("signal during the second-order solve")
         self.evaluations += STAGES * int(n_steps)
         ys = [np.asarray(y)[: len(taus)] for y in ys]
         finite = np.all([np.all(np.isfinite(y), axis=tuple(range(1, y.ndim))) for y in ys], 0)
+        if finite.all() and int(n_steps) > 0:  # half the mean step: steps shrink toward T*
+            self._dt = (float(taus[-1]), 0.5 * (float(taus[-1]) - tau0) / int(n_steps))
         if not finite.all() and bool(failed):
             raise SolveFailed(
                 f"the second-order effective solve reached max_steps = "
