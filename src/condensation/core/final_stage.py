@@ -194,11 +194,14 @@ def holds_with_witnesses(a, w, c, pairs=None):
     negative pairs become the new witnesses.
 
     >>> import numpy as np
-    >>> w = np.array([[1.0, -1.0], [0.0, 1.0]])
+    >>> w = np.array([[1.0, 1.0], [0.0, 1.0]])
     >>> holds_with_witnesses(np.array([1.0, 2.0]), w, np.array([1.0, 1.0]))
     (True, None)
     >>> holds_with_witnesses(np.array([1.0, 0.0]), w, np.array([1.0, -1.0]))[0]
     False
+    >>> v = np.array([[1.0, -1.0], [0.0, 1.0]])  # columns 135 degrees apart
+    >>> holds_with_witnesses(np.array([1.0, 2.0]), v, np.array([1.0, 1.0]))
+    (False, array([[0, 1]]))
     """
     import numpy as np
 
