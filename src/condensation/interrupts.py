@@ -33,7 +33,7 @@ GRACE = 1.5  # seconds from a signal to the deadline (the acceptance asks for 2)
 
 _lock = threading.Lock()
 _seen = threading.Event()
-_state: dict = {"pipe": None, "previous": -1, "thread": None, "signum": None}
+_state: dict = {"pipe": None, "thread": None}
 _deadline: dict = {"grace": None, "on_overdue": None}
 
 
@@ -48,7 +48,6 @@ def _watch(read_fd: int, stop: threading.Event) -> None:
         hits = [b for b in data if b in WATCHED]
         if not hits or _seen.is_set():
             continue
-        _state["signum"] = hits[0]
         _seen.set()
         grace, overdue = _deadline["grace"], _deadline["on_overdue"]
         if grace is not None and overdue is not None and not stop.wait(grace):
@@ -83,7 +82,7 @@ def arm(on_overdue: Callable[[int], None] | None = None, grace: float | None = G
         _seen.clear()
         _deadline.update(grace=grace, on_overdue=on_overdue)
         thread = threading.Thread(target=_watch, args=(r, stop), name="signal-watch", daemon=True)
-        _state.update(pipe=(r, w), thread=(thread, stop), signum=None)
+        _state.update(pipe=(r, w), thread=(thread, stop))
         thread.start()
         return True
 
@@ -103,7 +102,7 @@ def disarm() -> None:
         os.close(pipe[1])  # the watcher reads EOF and returns
         thread.join(timeout=1.0)
         os.close(pipe[0])
-        _state.update(pipe=None, thread=None, signum=None)
+        _state.update(pipe=None, thread=None)
         _deadline.update(grace=None, on_overdue=None)
         _seen.clear()
 

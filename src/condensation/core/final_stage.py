@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def _wt_a(w, a, xp):
@@ -203,8 +204,6 @@ def holds_with_witnesses(a, w, c, pairs=None):
     >>> holds_with_witnesses(np.array([1.0, 2.0]), v, np.array([1.0, 1.0]))
     (False, array([[0, 1]]))
     """
-    import numpy as np
-
     s = np.sign(c)
     if not np.all(s * (a @ w) > 0):
         return False, pairs
