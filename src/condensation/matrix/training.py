@@ -104,8 +104,7 @@ class MatrixModel(Model):
     def update(self, k, params, aux, shared):
         op0, op1, _, _ = shared
         loss, g = jax.value_and_grad(_loss_fn(self.kind))(params, op0, op1)
-        new = tuple(p - self.lr * gp for p, gp in zip(params, g))
-        return loss, new, aux, aux
+        return loss, tuple(-(self.lr * gp) for gp in g), aux, aux  # p - lr g, bit for bit
 
     def keep(self, params):
         return params[0]

@@ -63,6 +63,7 @@ from condensation.training.network_model import (
     OptCarry,
     ensemble_losses,
     feature_major_loss,
+    layout_for,
     weighted_batch_loss,
 )
 from condensation.training.optimizers import Optimizer
@@ -234,7 +235,7 @@ def train(
     loss0 = ensemble_losses(params, xj, yj, act=act)
     # GD starts at each member's hand-off step (if any); loss_0 stays
     params, first, fs0, peak0, peak_step0 = start_from(handoff, params, loss0, mesh, dt)
-    model = NetworkModel(act, float(lr), bool(track_final_stage), opt)
+    model = NetworkModel(act, float(lr), bool(track_final_stage), opt, layout_for(params))
     watch0 = FinalStageWatch.start(fs0, params[0].shape[1], lambda t: place_members(t, mesh))
     track = tracks.start(
         loss0,

@@ -33,6 +33,35 @@ def all_finite(arrays) -> jnp.ndarray:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in arrays]))
 
 
+def safe_update(params, updates) -> jnp.ndarray:
+    """True where ``params + updates`` is provably finite: every update finite and
+    ``max|p| + max|u|`` within the largest float, per layer.  Decided from the
+    inputs alone, so the update can be written over ``params`` in place (a test
+    of the new weights would keep the old ones alive: a copy of every layer at
+    every step).  Refuses only steps at the edge of overflow (values near
+    ``finfo.max / 2``), which a diverging run reaches one step later anyway."""
+    ok = []
+    for p, u in zip(jax.tree.leaves(params), jax.tree.leaves(updates)):
+        top = jnp.max(jnp.abs(p), initial=0) + jnp.max(jnp.abs(u), initial=0)
+        ok.append(top <= jnp.finfo(p.dtype).max)  # False for inf and NaN
+    return jnp.all(jnp.stack(ok))
+
+
+def ordered_after(pred, trees) -> jnp.ndarray:
+    """``pred``, unchanged, made to depend on one entry of every leaf of ``trees``.
+
+    The step's update writes the weights in place only where everything else that
+    reads them (the watches) is ordered before it by data: XLA does not reorder to
+    avoid the hazard, it copies the weights (at width 1000, one ``W2`` per step).
+    Gating the update by this ``pred`` orders the watches first.  ``c | ~c`` is
+    True for any ``c`` (NaN included) and XLA does not fold it."""
+    for leaf in jax.tree.leaves(trees):
+        if leaf.size:
+            c = jnp.ravel(leaf)[0] > 0
+            pred = pred & (c | ~c)
+    return pred
+
+
 class Handoff(NamedTuple):
     """Where each member's GD starts when it does not start at step 0 (built by
     :mod:`condensation.training.fastforward`): the loop begins member ``e`` at ``step[e]``
@@ -82,7 +111,8 @@ class Model:
     keep_exit: bool = True
 
     def update(self, k, params, aux, shared):  # pragma: no cover - interface
-        """``(loss_k, new params, aux if the step is taken, aux if it is not)``."""
+        """``(loss_k, updates, aux if the step is taken, aux if it is not)``: the
+        step's new parameters are ``params + updates``, leaf by leaf."""
         raise NotImplementedError
 
     def keep(self, params):
@@ -118,17 +148,43 @@ class GDStep(Stepper):
     def running(self, m: Member):
         return m.track.diverged_step < 0
 
+    @property
+    def events(self) -> bool:  # one member per loop: it can stop at its own events
+        return self.model.members == MAP
+
     def step(self, k, m: Member, shared) -> Member:
+        return self._step(k, m, shared, self.model.keep(m.params))[0]
+
+    def step_or_event(self, k, m: Member, shared):
+        """``(m after step k, 0)``, or ``(m, event)`` where step ``k`` is an escape or
+        plateau exit whose state is kept (:func:`condensation.training.engine.tracks.event`):
+        the step is then not taken; :meth:`settle` records it."""
+        done, loss, alive = self._step(k, m, shared, None)
+        code = tracks.event(m.track, loss, alive)
+        # elementwise selects (fused into the update) rather than a branch over the weights
+        return jax.tree.map(lambda a, b: jnp.where(code != 0, a, b), m, done), code
+
+    def settle(self, k, m: Member, code) -> Member:
+        """``m`` with the events ``code`` of step ``k`` recorded, the state there kept."""
+        return m._replace(track=tracks.settle(m.track, k, self.model.keep(m.params), code))
+
+    def _step(self, k, m: Member, shared, kept):
+        """``(m after step k, loss_k, alive)``; ``kept``: the state to keep at an
+        escape or exit in the loop (None: kept by :meth:`settle`)."""
         alive = (m.track.diverged_step < 0) & (k >= m.first)
-        loss, new, aux_ok, aux_kept = self.model.update(k, m.params, m.aux, shared)
-        ok = alive & jnp.isfinite(loss) & all_finite(new)
-        kept = self.model.keep(m.params)
+        loss, updates, aux_ok, aux_kept = self.model.update(k, m.params, m.aux, shared)
         align = self.model.alignment(m.params, shared)
-        track = tracks.update(m.track, k, loss, ok, alive, kept, align)
         watch = self.model.watch(k, m.params, m.watch, shared, alive)
+        ok = alive & jnp.isfinite(loss) & safe_update(m.params, updates)
+        ok = ordered_after(ok, (align, watch))
+        new = jax.tree.map(lambda p, u: (p + u).astype(p.dtype), m.params, updates)
+        track = tracks.update(m.track, k, loss, ok, alive, kept, align)
         # a diverged step is not taken: the member stays at its last finite state
-        params, aux = jax.lax.cond(ok, lambda: (new, aux_ok), lambda: (m.params, aux_kept))
-        return Member(params, aux, watch, track, m.first)
+        # (elementwise selects, fused into the update: a branch would copy the weights)
+        params, aux = jax.tree.map(
+            lambda a, b: jnp.where(ok, a, b), (new, aux_ok), (m.params, aux_kept)
+        )
+        return Member(params, aux, watch, track, m.first), loss, alive
 
 
 def layout(n_members: int, flops: float, chunk_flops: float, *, mesh_of=member_mesh):

@@ -70,9 +70,19 @@ class Stepper:
 
     members: str = MAP
     typed: bool = True
+    events: bool = False  # MAP only: the member's loop stops at events (step_or_event)
 
     def step(self, k, state, shared):  # pragma: no cover - interface
         """One step ``k`` of one member's ``state``, given the ``shared`` arrays."""
+        raise NotImplementedError
+
+    def step_or_event(self, k, state, shared):  # pragma: no cover - interface
+        """``(state after step k, 0)``, or ``(state, code != 0)`` where step ``k`` is
+        an event that :meth:`settle` records before the step is run again."""
+        raise NotImplementedError
+
+    def settle(self, k, state, code):  # pragma: no cover - interface
+        """``state`` with the events ``code`` of step ``k`` recorded (0: unchanged)."""
         raise NotImplementedError
 
     def first(self, state):  # pragma: no cover - interface
@@ -86,6 +96,8 @@ class Stepper:
 
 def _interval(stepper: Stepper, carry, shared, start, stop):
     """The ensemble ``carry`` (leading member axis) through steps ``start .. stop-1``."""
+    if stepper.members == MAP and stepper.events:
+        return jax.lax.map(partial(_legs, stepper, shared, start, stop), carry)
     if stepper.members == MAP:
 
         def one(state):
@@ -96,6 +108,32 @@ def _interval(stepper: Stepper, carry, shared, start, stop):
         return jax.lax.map(one, carry)
     step = jax.vmap(partial(_call, stepper, shared=shared), in_axes=(None, 0))
     return iterate(step, carry, start, stop)[1]
+
+
+def _legs(stepper: Stepper, shared, start, stop, state):
+    """One member through ``[start, stop)`` in legs: each runs the step loop until
+    ``stop`` or an event, the event is settled outside the loop (so the per-step
+    loop carries nothing it would copy at every step), and the next leg runs the
+    event's step again."""
+
+    def step(k, inner):
+        return stepper.step_or_event(k, inner[0], shared)
+
+    def inner_running(inner):
+        return stepper.running(inner[0]) & (inner[1] == 0)
+
+    def leg(outer):
+        k, s = outer
+        no_event = jnp.zeros_like(stepper.first(s), dtype=jnp.int32)  # varying, as the state
+        k, (s, code) = iterate(step, (s, no_event), k, stop, inner_running)
+        k = jnp.where(code != 0, k - 1, k)  # the event's step was not taken
+        return k, stepper.settle(k, s, code)
+
+    def go(outer):
+        return (outer[0] < stop) & stepper.running(outer[1])
+
+    k0 = jnp.maximum(start, stepper.first(state))
+    return jax.lax.while_loop(go, leg, (k0, state))[1]
 
 
 def _call(stepper: Stepper, k, state, shared):

@@ -88,14 +88,15 @@ def update(tr: Track, k, loss, ok, alive, kept, alignment=None) -> Track:
         loss: ``loss_k``, the loss at the step's parameters.
         ok: the step's loss and update are finite (and the member is alive).
         alive: the member computes this step (after its hand-off, not diverged).
-        kept: the state to keep should the step be the escape or the exit.
+        kept: the state to keep should the step be the escape or the exit; None
+            where the loop keeps it itself (:func:`event` and :func:`settle`):
+            the kept states are then left as they are.
         alignment: the step's alignment measure, or None (not tracked).
 
     Returns:
         The updated :class:`Track`.
     """
-    escaped_now = alive & (tr.escape_step < 0) & (loss <= escape_level(tr.loss0))
-    exited_now = alive & (tr.exit_step < 0) & (loss <= tr.exit_level)
+    escaped_now, exited_now = _crossed(tr, loss, alive)
     peak, peak_step = tr.peak, tr.peak_step
     if alignment is not None:
         higher = alive & (alignment > tr.peak)
@@ -105,18 +106,60 @@ def update(tr: Track, k, loss, ok, alive, kept, alignment=None) -> Track:
         loss0=tr.loss0,
         escape_step=jnp.where(escaped_now, k, tr.escape_step),
         # a real branch (one member per loop): the copy happens in one step only
-        escape_state=jax.lax.cond(escaped_now, lambda: kept, lambda: tr.escape_state),
+        escape_state=(
+            tr.escape_state
+            if kept is None
+            else jax.lax.cond(escaped_now, lambda: kept, lambda: tr.escape_state)
+        ),
         diverged_step=jnp.where(alive & ~ok, k, tr.diverged_step),
         exit_level=tr.exit_level,
         exit_step=jnp.where(exited_now, k, tr.exit_step),
         exit_state=(
             jax.lax.cond(exited_now, lambda: kept, lambda: tr.exit_state)
-            if not _empty(tr.exit_state)
-            else ()
+            if not _empty(tr.exit_state) and kept is not None
+            else tr.exit_state
         ),
         peak=peak,
         peak_step=peak_step,
     )
+
+
+def event(tr: Track, loss, alive):
+    """The state-keeping events of a step with loss ``loss`` (int32 bits: 1 the
+    escape, 2 the plateau exit; 0 when no state is to be kept).
+
+    A loop that keeps the states itself (:func:`update` with ``kept=None``) does
+    not take a step whose event is not 0: it stops there, records the events with
+    :func:`settle` outside the per-step loop, and runs the step again.  The
+    per-step loop then never carries a branch over the kept states (at width
+    1000, two copies of ``W2`` per step)."""
+    escaped_now, exited_now = _crossed(tr, loss, alive)
+    if _empty(tr.exit_state):
+        exited_now = jnp.zeros_like(exited_now)  # recorded by update: no state to keep
+    return escaped_now.astype(jnp.int32) | (exited_now.astype(jnp.int32) << 1)
+
+
+def settle(tr: Track, k, kept, code) -> Track:
+    """The record with the events ``code`` of :func:`event` at step ``k``: their
+    steps and the state ``kept`` (the parameters at step ``k``, before its update)."""
+    escaped, exited = (code & 1) != 0, (code & 2) != 0
+    return tr._replace(
+        escape_step=jnp.where(escaped, k, tr.escape_step),
+        escape_state=jax.lax.cond(escaped, lambda: kept, lambda: tr.escape_state),
+        exit_step=jnp.where(exited, k, tr.exit_step),
+        exit_state=(
+            tr.exit_state
+            if _empty(tr.exit_state)
+            else jax.lax.cond(exited, lambda: kept, lambda: tr.exit_state)
+        ),
+    )
+
+
+def _crossed(tr: Track, loss, alive):
+    """``(escaped now, exited now)``: the step's loss first at or below each level."""
+    escaped_now = alive & (tr.escape_step < 0) & (loss <= escape_level(tr.loss0))
+    exited_now = alive & (tr.exit_step < 0) & (loss <= tr.exit_level)
+    return escaped_now, exited_now
 
 
 def finish(tr: Track, final, loss_first, loss_last, steps: int, *, host, alignment_last=None):

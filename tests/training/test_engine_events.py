@@ -1,0 +1,168 @@
+"""The per-step loop at the matmul limit: events settled outside the loop, updates
+in place, and the activation layout of wide networks (issue 22, item 1).
+
+The states kept at the escape and the plateau exit used to be branches inside the
+step loop, and the divergence test read the new weights: XLA then copied the
+weights at every step.  Now a member's loop stops at such an event, the state is
+kept outside it and the step runs again (:func:`condensation.training.engine.loop`),
+and the update is gated by tests of its inputs only.  The results must not change
+at all: every field equals the in-loop path's, bit for bit, wherever the events
+fall against the compiled intervals.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import Phase, given, settings
+from hypothesis import strategies as st
+
+from condensation.core.activations import get_activation
+from condensation.training import network_model
+from condensation.training.engine import gd, loop
+from condensation.training.network import train
+
+TANH = get_activation("tanh").fn
+
+
+def _data(n=24, d=3, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d))
+    return x, np.tanh(x @ rng.standard_normal(d))
+
+
+def _params(scales, m=6, d=3, seed=1):
+    rng = np.random.default_rng(seed)
+    shapes = [(m, d), (m, m), (1, m)]
+    return [np.stack([s * rng.standard_normal(sh) for s in scales]) for sh in shapes]
+
+
+def _fields(r):
+    out = {k: v for k, v in vars(r).items() if k not in ("measures",)}
+    return jax.tree.leaves(out)
+
+
+@dataclass(frozen=True)
+class _InLoop(gd.GDStep):
+    """The engine's step with the states kept inside the loop (another static
+    argument, so compiled apart from the default)."""
+
+    events = False
+
+
+def _run(steps_k, inline: bool):
+    """The default network trainer, or its in-loop path."""
+    x, y = _data()
+    # members escaping and exiting at different steps (1 to 56), one diverging
+    p0 = _params([0.3, 0.1, 0.02, 6.0, 30.0])
+    with pytest.MonkeyPatch.context() as mp:
+        if inline:
+            mp.setattr(gd, "GDStep", _InLoop)
+        kw = dict(act=TANH, lr=0.9, steps=int(steps_k[-1]), snapshots=np.asarray(steps_k))
+        return train(p0, x, y, **kw)
+
+
+@settings(max_examples=6, deadline=None, phases=[Phase.explicit, Phase.generate])
+@given(cuts=st.lists(st.integers(1, 399), max_size=6, unique=True))
+def test_events_settled_outside_the_loop_equal_the_in_loop_path(cuts):
+    """Every recorded field (escape and exit steps and states, divergence, peak
+    alignment, final-stage entry, snapshots) is bit-identical to the in-loop path's,
+    for any split of the run into compiled intervals."""
+    steps_k = np.array(sorted({0, 400, *cuts}))
+    legs = _run(steps_k, False)
+    inline = _run(steps_k, True)
+    assert (legs.escape_step >= 0).sum() >= 2 and (legs.plateau_exit_step >= 0).sum() >= 2
+    assert (legs.diverged_step >= 0).any() and (legs.escape_step == 1).any()
+    for a, b in zip(_fields(legs), _fields(inline), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_the_step_loop_copies_no_weight_matrix(monkeypatch):
+    """In the compiled interval's step loops (every ``while`` body), no (m x m)
+    layer is copied: the update writes the weights in place.  Before, three copies
+    per step (two kept-state branches and the divergence test)."""
+    m = 96
+    seen = []
+    real = gd.run_interval
+
+    def record(*args, **kwargs):
+        seen.append((args, kwargs))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(gd, "run_interval", record)
+    x, y = _data()
+    train(_params([0.01], m=m), x, y, act=TANH, lr=0.05, steps=4, snapshots=np.array([0, 4]))
+    args, kwargs = seen[0]
+    hlo = loop.run_interval.lower(*args, **kwargs).compile().as_text()
+    bodies = set(re.findall(r"while\(.*?body=%?([\w.\-]+)", hlo))
+    assert bodies, "no while loop found"
+    comps = dict(re.findall(r"\n(%?[\w.\-]+) \(.*?\{\n(.*?)\n\}", hlo, flags=re.S))
+    copies = {
+        b: re.findall(rf"f64\[{m},{m}\]\{{1,0\}} copy\(", comps.get(b, comps.get("%" + b, "")))
+        for b in bodies
+    }
+    assert all(b in comps or "%" + b in comps for b in bodies)
+    assert not any(copies.values()), copies
+
+
+def test_safe_update_refuses_non_finite_and_overflowing_steps():
+    big = jnp.finfo(jnp.float64).max
+    p = (jnp.ones((3, 3)), jnp.ones(2))
+    ok = (jnp.full((3, 3), -0.1), jnp.zeros(2))
+    assert bool(gd.safe_update(p, ok))
+    for bad in (jnp.nan, jnp.inf, -jnp.inf):
+        assert not bool(gd.safe_update(p, (ok[0].at[1, 2].set(bad), ok[1])))
+    # |p| + |u| beyond the largest float: p + u might overflow, refused
+    near = (p[0].at[0, 0].set(big * 0.75), p[1])
+    assert not bool(gd.safe_update(near, (ok[0].at[2, 2].set(big / 2), ok[1])))
+    assert bool(gd.safe_update(near, (ok[0], ok[1] + big / 2)))  # per layer
+    assert bool(gd.safe_update((p[0].at[0, 0].set(big * 0.25), p[1]), ok))
+
+
+def test_ordered_after_keeps_the_predicate():
+    for leaf in (jnp.array([jnp.nan, 1.0]), jnp.array([-3]), jnp.array([], jnp.float32)):
+        for pred in (True, False):
+            assert bool(gd.ordered_after(jnp.asarray(pred), (leaf, ()))) is pred
+
+
+@pytest.mark.parametrize("minibatch", [False, True])
+def test_sample_major_layout_equals_feature_major(minibatch):
+    """Both activation layouts give the loss and gradient up to rounding."""
+    x, y = _data(n=16)
+    params = tuple(jnp.asarray(p[0]) for p in _params([0.5], m=7))
+    if minibatch:
+        w = jnp.zeros(16).at[:4].set(0.25)
+        f, s = (
+            jax.grad(network_model.weighted_batch_loss, has_aux=True)(
+                params, x, y, w, act=TANH, layout=lay
+            )
+            for lay in ("feature", "sample")
+        )
+    else:
+        f, s = (
+            jax.value_and_grad(network_model.feature_major_loss)(params, x, y, act=TANH, layout=lay)
+            for lay in ("feature", "sample")
+        )
+    for a, b in zip(jax.tree.leaves(f), jax.tree.leaves(s), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+
+
+def test_wide_networks_train_sample_major(monkeypatch):
+    """From ``SAMPLE_MAJOR_WIDTH`` on the trainer keeps activations sample-major; the
+    run is the feature-major run up to rounding."""
+    assert network_model.layout_for(_params([1.0], m=network_model.SAMPLE_MAJOR_WIDTH)) == "sample"
+    assert network_model.layout_for(_params([1.0], m=8)) == "feature"
+    x, y = _data()
+    p0 = _params([0.3, 0.05])
+    kw = dict(act=TANH, lr=0.5, steps=300, snapshots=np.array([0, 150, 300]))
+    feature = train(p0, x, y, **kw)
+    monkeypatch.setattr(network_model, "SAMPLE_MAJOR_WIDTH", 1)
+    sample = train(p0, x, y, **kw)
+    np.testing.assert_array_equal(feature.escape_step, sample.escape_step)
+    for a, b in zip(feature.snapshots, sample.snapshots, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
