@@ -260,6 +260,9 @@ def drive(
         first, carry = checkpoint.restore(carry, records)
         if first and progress is not None:
             progress(int(steps_k[first]))
+    # run_interval donates its carry: the caller's arrays (which the carry may share,
+    # e.g. the kept states are the initial weights) stay valid
+    carry = jax.tree.map(jnp.copy, carry)
     for i, (start, stop) in enumerate(zip(steps_k[:-1], steps_k[1:])):
         if i < first:
             continue

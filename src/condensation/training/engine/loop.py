@@ -140,13 +140,15 @@ def _call(stepper: Stepper, k, state, shared):
     return stepper.step(k, state, shared)
 
 
-@partial(jax.jit, static_argnames=("stepper", "mesh"))
+@partial(jax.jit, static_argnames=("stepper", "mesh"), donate_argnames=("carry",))
 def run_interval(carry, shared: Any, start, stop, *, stepper: Stepper, mesh):
     """One compiled call: every member of ``carry`` through ``[start, stop)``.
 
     Args:
         carry: the ensemble's loop state, every leaf with the member axis first
-            (padded and placed by :func:`condensation.training.devices.place_members`).
+            (padded and placed by :func:`condensation.training.devices.place_members`);
+            donated: its buffers become the result's (no copy of the weights per
+            call), so the caller must not use it again.
         shared: a tuple of arrays every member uses (the data), replicated.
         start: first step of the interval (int64 scalar).
         stop: end of the interval (exclusive).
