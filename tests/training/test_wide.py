@@ -91,8 +91,11 @@ def test_gram_sigma_ratio_and_leading_eigenvector_match_the_full_decompositions(
     u, v = rng.normal(size=(m, 1)), rng.normal(size=(1, m - 7))
     mats = np.stack([rng.normal(size=(m, m - 7)), u @ v + 1e-3 * rng.normal(size=(m, m - 7))])
     np.testing.assert_allclose(
-        M.sigma_ratios(mats), [_old_sigma_ratio(x) for x in mats], rtol=0, atol=1e-8
+        M.sigma_ratios(mats), [_old_sigma_ratio(x) for x in mats], rtol=0, atol=1e-12
     )
+    wide = np.swapaxes(mats, 1, 2)  # more columns than rows
+    np.testing.assert_allclose(M.sigma_ratios(wide), M.sigma_ratios(mats), rtol=0, atol=1e-12)
+    assert M.sigma_ratios(np.stack([u @ v, 0 * u @ v])) == pytest.approx([0, 0], abs=1e-7)
     assert M.sigma_ratios(mats)[1] < 0.05  # near rank one: a small ratio, still accurate
     rows = np.repeat(rng.normal(size=(2, 3)), m // 2, axis=0) + 0.05 * rng.normal(size=(m, 3))
     cos = M.cosine_matrix(rows)

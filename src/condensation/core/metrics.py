@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.linalg import eigh
+from scipy.sparse.linalg import svds
 from scipy.spatial.distance import squareform
 
 from condensation.core import alignment
@@ -127,9 +128,9 @@ def sigma_ratios(w: np.ndarray) -> np.ndarray:
     a matrix has a non-finite entry, 0 where it is rank one (or zero).
 
     Matrices with ``min(m, n) < GRAM_MIN_SIZE`` go through one batched SVD; larger
-    ones through the two top eigenvalues of their smaller Gram matrix (scipy's
-    ``eigh`` with ``subset_by_index``), about 4x faster at m = 1000 and equal to
-    the SVD's ratio to about 1e-8 absolute (the Gram squares the spectrum).
+    ones through their top two singular values alone (Lanczos, :func:`_gram_ratio`;
+    at width 2000, 0.12 s against 0.56 s for the Gram's eigenvalues on a condensed
+    matrix), equal to the full SVD's ratio to about 1e-15.
     """
     w = np.asarray(w, dtype=float)
     lead, shape = w.shape[:-2], w.shape[-2:]
@@ -151,11 +152,17 @@ def sigma_ratios(w: np.ndarray) -> np.ndarray:
 
 
 def _gram_ratio(a: np.ndarray) -> float:
-    """``sigma_2 / sigma_1`` of one matrix from the top two eigenvalues of its Gram."""
-    g = a @ a.T if a.shape[0] <= a.shape[1] else a.T @ a
-    r = g.shape[0]
-    lo, hi = np.maximum(eigh(g, eigvals_only=True, subset_by_index=[r - 2, r - 1]), 0.0)
-    return float(np.sqrt(lo / hi)) if hi > 0 else 0.0
+    """``sigma_2 / sigma_1`` of one matrix from its top two singular values by
+    Lanczos (scipy's ``svds``, ARPACK, from a fixed start: deterministic).  A few
+    (m x m) matrix-vector products: 5-20x faster than the Gram's eigenvalues where
+    the spectrum is condensed (the matrices this measures after the escape), as
+    fast near a random initialisation; equal to the full SVD's ratio to ~1e-15."""
+    if not np.any(a):
+        return 0.0
+    start = np.full(min(a.shape), 1.0 / np.sqrt(min(a.shape)))
+    b = a if a.shape[0] >= a.shape[1] else a.T  # start vector on the smaller side
+    lo, hi = np.sort(svds(b, k=2, tol=0, return_singular_vectors=False, v0=start))
+    return float(lo / hi) if hi > 0 else 0.0
 
 
 def top_direction_alignment(rows: np.ndarray) -> float:
