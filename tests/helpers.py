@@ -6,6 +6,24 @@ from __future__ import annotations
 import contextlib
 
 
+def net_data(n=24, d=3, seed=0):
+    """A small teacher data set ``(x, tanh(x @ z))`` for the trainers' tests."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d))
+    return x, np.tanh(x @ rng.standard_normal(d))
+
+
+def net_params(scales, m=6, d=3, seed=1):
+    """Three-layer weights (W1, W2, W3), one member per scale in ``scales``."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    shapes = [(m, d), (m, m), (1, m)]
+    return [np.stack([s * rng.standard_normal(sh) for s in scales]) for sh in shapes]
+
+
 def sets(items: list[str]) -> list[str]:
     """``["a=1", "b=2"]`` -> ``["--set", "a=1", "--set", "b=2"]``."""
     return [a for s in items for a in ("--set", s)]

@@ -11,6 +11,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import net_data, net_params
 
 from condensation import matrix as mx
 from condensation.core.activations import get_activation
@@ -35,18 +36,6 @@ def test_one_step_loop_in_the_training_packages():
     assert found == {"training/engine/loop.py"}
 
 
-def _net_data(n=24, d=3, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, d))
-    return x, np.tanh(x @ rng.standard_normal(d))
-
-
-def _net_params(scales, m=6, d=3, seed=1):
-    rng = np.random.default_rng(seed)
-    shapes = [(m, d), (m, m), (1, m)]
-    return [np.stack([s * rng.standard_normal(sh) for s in scales]) for sh in shapes]
-
-
 def _matrix(depth=3, scales=(0.1, 0.1), n=6):
     pb = mx.make_problem(mx.ProblemConfig(n=n, rank=2, observed=24, seed=0))
     shapes = factor_shapes(n, n, depth, n)
@@ -69,8 +58,8 @@ def spy(monkeypatch):
 
 
 def test_network_and_matrix_trainers_run_through_the_one_driver(spy):
-    x, y = _net_data()
-    train(_net_params([0.1]), x, y, act=jnp.tanh, lr=0.2, steps=20, snapshots=np.array([0, 20]))
+    x, y = net_data()
+    train(net_params([0.1]), x, y, act=jnp.tanh, lr=0.2, steps=20, snapshots=np.array([0, 20]))
     pb, p0 = _matrix()
     train_factorisation(pb, p0, lr=0.05, steps=20, snapshots=np.array([0, 20]))
     assert set(spy) == {"NetworkModel", "MatrixModel"}
@@ -90,8 +79,8 @@ def test_tolerance_and_depth2_map_use_the_engine_loop(monkeypatch):
 
     monkeypatch.setattr(tolerance, "iterate", counting)
     monkeypatch.setattr(ff_flows, "iterate", counting)
-    x, y = _net_data(n=17, d=2)
-    tolerance.train_to_tolerance(_net_params([0.3], m=5, d=2), x, y, act=jnp.tanh, max_steps=5)
+    x, y = net_data(n=17, d=2)
+    tolerance.train_to_tolerance(net_params([0.3], m=5, d=2), x, y, act=jnp.tanh, max_steps=5)
     assert len(calls) == 1
     mom = data_moments(x, y, taylor_coefficients(jnp.tanh))
     ff_flows.SecondOrderMap([1e-3 * np.ones((7, 2)), 1e-3 * np.ones((1, 7))], mom, 0.1).at([3])
@@ -144,8 +133,8 @@ def _same(a, b):
 
 
 def test_network_resume_equals_uninterrupted(tmp_path, monkeypatch):
-    x, y = _net_data()
-    p0 = _net_params([0.05, 0.3])
+    x, y = net_data()
+    p0 = net_params([0.05, 0.3])
     kw = dict(act=jnp.tanh, lr=0.3, steps=120, snapshots=np.array([0, 10, 40, 120]))
     whole = train(p0, x, y, **kw)
     resumed = _interrupted_then_resumed(
@@ -195,8 +184,8 @@ def test_matrix_plateau_exit_at_the_last_step_is_counted():
 def test_output_scale_is_handled_by_the_trainer():
     """``train(..., output_scale=kappa)`` is the run of ``f = kappa g``: GD on
     ``y / kappa`` at ``lr kappa^2``, losses times ``kappa^2``."""
-    x, y = _net_data()
-    p0 = _net_params([0.1])
+    x, y = net_data()
+    p0 = net_params([0.1])
     kw = dict(act=get_activation("tanh").fn, steps=50, snapshots=np.array([0, 25, 50]))
     kappa = 0.5
     scaled = train(p0, x, y, lr=0.2, output_scale=kappa, **kw)

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import net_data, net_params
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
@@ -28,18 +29,6 @@ from condensation.training.engine import gd, loop
 from condensation.training.network import train
 
 TANH = get_activation("tanh").fn
-
-
-def _data(n=24, d=3, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, d))
-    return x, np.tanh(x @ rng.standard_normal(d))
-
-
-def _params(scales, m=6, d=3, seed=1):
-    rng = np.random.default_rng(seed)
-    shapes = [(m, d), (m, m), (1, m)]
-    return [np.stack([s * rng.standard_normal(sh) for s in scales]) for sh in shapes]
 
 
 def _fields(r):
@@ -57,9 +46,9 @@ class _InLoop(gd.GDStep):
 
 def _run(steps_k, inline: bool):
     """The default network trainer, or its in-loop path."""
-    x, y = _data()
+    x, y = net_data()
     # members escaping and exiting at different steps (1 to 56), one diverging
-    p0 = _params([0.3, 0.1, 0.02, 6.0, 30.0])
+    p0 = net_params([0.3, 0.1, 0.02, 6.0, 30.0])
     with pytest.MonkeyPatch.context() as mp:
         if inline:
             mp.setattr(gd, "GDStep", _InLoop)
@@ -95,8 +84,8 @@ def test_the_step_loop_copies_no_weight_matrix(monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(gd, "run_interval", record)
-    x, y = _data()
-    train(_params([0.01], m=m), x, y, act=TANH, lr=0.05, steps=4, snapshots=np.array([0, 4]))
+    x, y = net_data()
+    train(net_params([0.01], m=m), x, y, act=TANH, lr=0.05, steps=4, snapshots=np.array([0, 4]))
     args, kwargs = seen[0]
     hlo = loop.run_interval.lower(*args, **kwargs).compile().as_text()
     bodies = set(re.findall(r"while\(.*?body=%?([\w.\-]+)", hlo))
@@ -133,8 +122,8 @@ def test_ordered_after_keeps_the_predicate():
 @pytest.mark.parametrize("minibatch", [False, True])
 def test_sample_major_layout_equals_feature_major(minibatch):
     """Both activation layouts give the loss and gradient up to rounding."""
-    x, y = _data(n=16)
-    params = tuple(jnp.asarray(p[0]) for p in _params([0.5], m=7))
+    x, y = net_data(n=16)
+    params = tuple(jnp.asarray(p[0]) for p in net_params([0.5], m=7))
     if minibatch:
         w = jnp.zeros(16).at[:4].set(0.25)
         f, s = (
@@ -155,10 +144,11 @@ def test_sample_major_layout_equals_feature_major(minibatch):
 def test_wide_networks_train_sample_major(monkeypatch):
     """From ``SAMPLE_MAJOR_WIDTH`` on the trainer keeps activations sample-major; the
     run is the feature-major run up to rounding."""
-    assert network_model.layout_for(_params([1.0], m=network_model.SAMPLE_MAJOR_WIDTH)) == "sample"
-    assert network_model.layout_for(_params([1.0], m=8)) == "feature"
-    x, y = _data()
-    p0 = _params([0.3, 0.05])
+    wide = net_params([1.0], m=network_model.SAMPLE_MAJOR_WIDTH)
+    assert network_model.layout_for(wide) == "sample"
+    assert network_model.layout_for(net_params([1.0], m=8)) == "feature"
+    x, y = net_data()
+    p0 = net_params([0.3, 0.05])
     kw = dict(act=TANH, lr=0.5, steps=300, snapshots=np.array([0, 150, 300]))
     feature = train(p0, x, y, **kw)
     monkeypatch.setattr(network_model, "SAMPLE_MAJOR_WIDTH", 1)
