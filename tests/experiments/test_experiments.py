@@ -250,6 +250,9 @@ def test_run_single_experiment_dir_is_reportable(tmp_path, fake_registry):
 
 
 # ---- the real GD experiments, quick mode --------------------------------------
+# ~75 s: the paper's quantitative claims at quick sizes (the default suite renders
+# `reproduce --quick` of one experiment through the README's command)
+@pytest.mark.slow
 def test_reproduce_quick_gd_experiments(tmp_path, cli_main):
     out = tmp_path / "quick"
     code, err = cli_main(

@@ -146,10 +146,15 @@ def _compare(overrides, deltas, network_setup, tol_escape, tol_loss=None):
     return errors
 
 
-def test_three_layer_fast_forward_matches_gd_and_error_shrinks_with_delta(network_setup):
+def test_three_layer_fast_forward_matches_gd(network_setup):
     # (at eps = 1e-2 the initial estimate is ~1e-3: the tolerances stay above it).
     # Acceptance: at the default handoff the loss after the hand-off is within 1e-3
     # relative of plain GD at every step (measured ~2e-4; first-order flow: 3e-2)
+    _compare(SMALL3, [DEFAULT_HANDOFF], network_setup, tol_escape=1e-3, tol_loss=1e-3)
+
+
+@pytest.mark.slow  # four fast-forwards and their GD comparisons: ~45 s
+def test_three_layer_fast_forward_error_shrinks_with_delta(network_setup):
     deltas = [2e-2, DEFAULT_HANDOFF, 6e-3, 2e-3]
     errors = _compare(SMALL3, deltas, network_setup, tol_escape=1e-3, tol_loss=1e-3)
     assert errors[0] > errors[2] > errors[3], errors

@@ -34,6 +34,7 @@ from condensation.training.ff_plan import first_candidate
 SMALL3 = ["model.widths=[6, 12]", "init.scale=1e-2", "train.steps=auto", "train.fast_forward=true"]
 
 
+@pytest.mark.slow  # ~30 s; tests/training/test_wide.py covers bounded storage without it
 def test_a_bounded_fast_forward_keeps_what_a_full_one_keeps(monkeypatch):
     cfg = load_config(None, SMALL3)
     full = runs_train.run_training(runs_train.prepare_run(cfg), save="full").result
