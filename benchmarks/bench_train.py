@@ -51,7 +51,7 @@ import numpy as np
 
 import condensation  # noqa: F401  (turns on jax_enable_x64, one device per core)
 from condensation.training.devices import member_mesh, over_members, place_members
-from condensation.training.network import feature_major_loss, train
+from condensation.training.network import train, trainer_loss
 
 try:
     import torch
@@ -118,7 +118,7 @@ def vmapped_runner(x, y, params, dtype: str) -> Callable[[int], object]:
     """
     dt = jnp.dtype(dtype)
     xj, yj = jnp.asarray(x, dt), jnp.asarray(y, dt)
-    grad = jax.vmap(jax.grad(lambda ws: feature_major_loss(ws, xj, yj, jnp.tanh)))
+    grad = jax.vmap(jax.grad(lambda ws: trainer_loss(ws, xj, yj, jnp.tanh)))
     mesh = member_mesh(params[0].shape[0])
 
     def gd(ws, steps):

@@ -27,6 +27,7 @@ from condensation.core.activations import get_activation
 from condensation.training import network_model
 from condensation.training.engine import gd, loop
 from condensation.training.network import train
+from condensation.training.optimizers import Optimizer
 
 TANH = get_activation("tanh").fn
 
@@ -44,7 +45,7 @@ class _InLoop(gd.GDStep):
     events = False
 
 
-def _run(steps_k, inline: bool):
+def _run(steps_k, inline: bool, optimizer=None, lr=0.9):
     """The default network trainer, or its in-loop path."""
     x, y = net_data()
     # members escaping and exiting at different steps (1 to 56), one diverging
@@ -52,11 +53,23 @@ def _run(steps_k, inline: bool):
     with pytest.MonkeyPatch.context() as mp:
         if inline:
             mp.setattr(gd, "GDStep", _InLoop)
-        kw = dict(act=TANH, lr=0.9, steps=int(steps_k[-1]), snapshots=np.asarray(steps_k))
-        return train(p0, x, y, **kw)
+        kw = dict(act=TANH, lr=lr, steps=int(steps_k[-1]), snapshots=np.asarray(steps_k))
+        return train(p0, x, y, optimizer=optimizer, **kw)
 
 
-@settings(max_examples=6, deadline=None, phases=[Phase.explicit, Phase.generate])
+# the three gradient paths of the network model (full batch above; a small batch;
+# one pass over all n with the off-batch samples weighted 0), and the optax state
+# of the others (momentum is adam's first moment alone)
+SMALL_BATCH = (Optimizer("sgd", batch_size=7, batch_seed=3), 0.5)  # 3 batches an epoch
+WEIGHTED = (Optimizer("sgd", batch_size=20), 0.5)
+ADAM = (Optimizer("adam", b1=0.8, b2=0.99, adam_eps=1e-6), 0.02)
+
+
+def _name(value) -> str:
+    return "gd" if value is None else getattr(value, "name", str(value))
+
+
+@settings(max_examples=4, deadline=None, phases=[Phase.explicit, Phase.generate])
 @given(cuts=st.lists(st.integers(1, 399), max_size=6, unique=True))
 def test_events_settled_outside_the_loop_equal_the_in_loop_path(cuts):
     """Every recorded field (escape and exit steps and states, divergence, peak
@@ -67,6 +80,17 @@ def test_events_settled_outside_the_loop_equal_the_in_loop_path(cuts):
     inline = _run(steps_k, True)
     assert (legs.escape_step >= 0).sum() >= 2 and (legs.plateau_exit_step >= 0).sum() >= 2
     assert (legs.diverged_step >= 0).any() and (legs.escape_step == 1).any()
+    for a, b in zip(_fields(legs), _fields(inline), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("opt, lr", [SMALL_BATCH, ADAM], ids=_name)
+def test_events_equal_the_in_loop_path_with_optimizer_state(opt, lr):
+    """The member's mini-batch stream and optax state go back with the step an
+    event does not take: the run equals the in-loop path's, bit for bit."""
+    steps_k = np.array([0, 1, 2, 7, 30, 57, 120])
+    legs, inline = _run(steps_k, False, opt, lr), _run(steps_k, True, opt, lr)
+    assert (legs.escape_step >= 0).sum() >= 2
     for a, b in zip(_fields(legs), _fields(inline), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
@@ -134,14 +158,15 @@ def test_sample_major_layout_equals_feature_major(minibatch):
         )
     else:
         f, s = (
-            jax.value_and_grad(network_model.feature_major_loss)(params, x, y, act=TANH, layout=lay)
+            jax.value_and_grad(network_model.trainer_loss)(params, x, y, act=TANH, layout=lay)
             for lay in ("feature", "sample")
         )
     for a, b in zip(jax.tree.leaves(f), jax.tree.leaves(s), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
 
 
-def test_wide_networks_train_sample_major(monkeypatch):
+@pytest.mark.parametrize("opt, lr", [(None, 0.5), SMALL_BATCH, WEIGHTED], ids=_name)
+def test_wide_networks_train_sample_major(opt, lr, monkeypatch):
     """From ``SAMPLE_MAJOR_WIDTH`` on the trainer keeps activations sample-major; the
     run is the feature-major run up to rounding."""
     wide = net_params([1.0], m=network_model.SAMPLE_MAJOR_WIDTH)
@@ -149,7 +174,7 @@ def test_wide_networks_train_sample_major(monkeypatch):
     assert network_model.layout_for(net_params([1.0], m=8)) == "feature"
     x, y = net_data()
     p0 = net_params([0.3, 0.05])
-    kw = dict(act=TANH, lr=0.5, steps=300, snapshots=np.array([0, 150, 300]))
+    kw = dict(act=TANH, lr=lr, steps=150, snapshots=np.array([0, 75, 150]), optimizer=opt)
     feature = train(p0, x, y, **kw)
     monkeypatch.setattr(network_model, "SAMPLE_MAJOR_WIDTH", 1)
     sample = train(p0, x, y, **kw)

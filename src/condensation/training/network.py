@@ -47,7 +47,6 @@ from condensation.training.devices import member_mesh, place_members
 from condensation.training.engine import (
     Handoff,
     Member,
-    all_finite,
     before_handoff,
     check_snapshot_steps,
     drive,
@@ -62,8 +61,8 @@ from condensation.training.network_model import (
     NetworkModel,
     OptCarry,
     ensemble_losses,
-    feature_major_loss,
     layout_for,
+    trainer_loss,
     weighted_batch_loss,
 )
 from condensation.training.optimizers import Optimizer
@@ -73,8 +72,7 @@ __all__ = [
     "Handoff",
     "OptCarry",
     "TrainResult",
-    "all_finite",
-    "feature_major_loss",
+    "trainer_loss",
     "snapshot_steps",
     "train",
     "weighted_batch_loss",

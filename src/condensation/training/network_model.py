@@ -38,6 +38,7 @@ from condensation.training.optimizers import Optimizer, epoch_permutation
 # per step at width 1000, 55 against 65 at 2000); below it feature-major is
 # faster (0.32 against 0.43 ms at width 100, 1.46 against 1.60 at 300).
 SAMPLE_MAJOR_WIDTH = 512
+LAYOUTS = ("feature", "sample")
 
 
 def layout_for(params) -> str:
@@ -51,6 +52,8 @@ def residual(params, x, y, act: Callable, layout: str = "feature"):
     """``f(x_i) - y_i`` of one network, activations kept ``"feature"``-major
     (``h_k^T``, (m_k, n): the first layer's products with the shared inputs need
     no transposes) or ``"sample"``-major ((n, m_k))."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout {layout!r}: expected one of {LAYOUTS}")
     if layout == "sample":
         h = x
         for w in params[:-1]:
@@ -62,15 +65,15 @@ def residual(params, x, y, act: Callable, layout: str = "feature"):
     return (params[-1] @ h)[0] - y
 
 
-def feature_major_loss(params, x, y, act: Callable, layout: str = "feature"):
+def trainer_loss(params, x, y, act: Callable, layout: str = "feature"):
     """``R`` of one network (activations laid out as :func:`residual` says).
     Same value as :func:`condensation.core.network.loss` up to rounding."""
     r = residual(params, x, y, act, layout)
     return 0.5 * jnp.mean(r * r)
 
 
-_loss_and_grad = jax.value_and_grad(feature_major_loss)
-_grad = jax.grad(feature_major_loss)
+_loss_and_grad = jax.value_and_grad(trainer_loss)
+_grad = jax.grad(trainer_loss)
 
 
 def weighted_batch_loss(params, x, y, weights, act: Callable, layout: str = "feature"):
@@ -129,7 +132,7 @@ class NetworkModel(Model):
             w = jnp.zeros(n, x.dtype).at[idx].set(1.0 / b)
             g, loss = _weighted_grad(params, x, y, w, act=act, layout=lay)
         else:  # the full-batch loss_k (2 n flops per weight) and the batch's gradient (6 b)
-            loss = feature_major_loss(params, x, y, act, lay)
+            loss = trainer_loss(params, x, y, act, lay)
             g = _grad(params, x[idx], y[idx], act=act, layout=lay)
         return loss, g, o._replace(perm=perm)
 

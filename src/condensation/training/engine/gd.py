@@ -28,18 +28,13 @@ from condensation.training.engine import tracks
 from condensation.training.engine.loop import MAP, Stepper, run_interval
 
 
-def all_finite(arrays) -> jnp.ndarray:
-    """True where every entry of every array is finite."""
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in arrays]))
-
-
 def safe_update(params, updates) -> jnp.ndarray:
     """True where ``params + updates`` is provably finite: every update finite and
     ``max|p| + max|u|`` within the largest float, per layer.  Decided from the
     inputs alone, so the update can be written over ``params`` in place (a test
     of the new weights would keep the old ones alive: a copy of every layer at
-    every step).  Refuses only steps at the edge of overflow (values near
-    ``finfo.max / 2``), which a diverging run reaches one step later anyway."""
+    every step).  Refuses only steps at the edge of overflow (``max|p| + max|u|``
+    beyond ``finfo.max``), which a diverging run reaches one step later anyway."""
     ok = []
     for p, u in zip(jax.tree.leaves(params), jax.tree.leaves(updates)):
         top = jnp.max(jnp.abs(p), initial=0) + jnp.max(jnp.abs(u), initial=0)
