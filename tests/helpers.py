@@ -4,6 +4,7 @@ the path)."""
 from __future__ import annotations
 
 import contextlib
+import re
 
 
 def net_data(n=24, d=3, seed=0):
@@ -137,3 +138,23 @@ def gaussian_params(rng, d: int, widths, scale: float = 1.0) -> tuple:
     is (m_k, m_{k-1})): numpy arrays."""
     dims = [d, *widths, 1]
     return tuple(scale * rng.standard_normal((dims[k + 1], dims[k])) for k in range(len(dims) - 1))
+
+
+_NUMBER = re.compile(r"(?<![\w./-])[-+]?(\d+\.\d+|\d+(?:\.\d*)?e[-+]?\d+)(?![\w./])")
+
+
+def console_problems(text: str) -> list[str]:
+    """What a console output does wrong: a decimal number with more than 6 significant
+    digits (``367.95000000000005``).  Integers are exact and paths are not numbers.
+
+    >>> console_problems("escape t = 367.95000000000005, rel. error 1.0e-11")
+    ['367.95000000000005']
+    >>> console_problems("T* = 381.809 at /tmp/pytest-1.2/run, 12000 steps")
+    []
+    """
+    bad = []
+    for m in _NUMBER.finditer(text):
+        mantissa = m[1].split("e")[0].replace(".", "").lstrip("0")
+        if len(mantissa) > 6:
+            bad.append(m[0])
+    return bad

@@ -188,7 +188,7 @@ class Engine:
                 n_workers=self.workers,
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=None,
+                dashboard_address=":0",  # a free port: never "8787 is already in use"
                 env=env,
                 silence_logs=50,
             )

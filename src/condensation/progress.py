@@ -8,14 +8,55 @@
   always), so a log of thousands of units stays short.
 - ``log_file``: the same plain lines are also appended to this file (on a
   terminal too), so a run's progress can be read afterwards.
+
+The command line also keeps a *session log* (:func:`session_log`): every progress
+line, warning and note of the command, with its time, written as ``log.txt`` into
+each run directory the command writes; warnings of other libraries (Dask, JAX)
+go there instead of the terminal.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
+
+_SESSION: list[list[str]] = []  # the lines of each open session log, innermost last
+
+
+@contextmanager
+def session_log() -> Iterator[list[str]]:
+    """Collect the lines :func:`log_line` is given while the block runs (one command)."""
+    lines: list[str] = []
+    _SESSION.append(lines)
+    try:
+        yield lines
+    finally:
+        _SESSION.remove(lines)
+
+
+def log_line(text: str) -> None:
+    """Add ``text``, stamped with the time, to the open session log (if any)."""
+    if _SESSION:
+        _SESSION[-1].append(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}")
+
+
+def write_session_log(directory: Path) -> None:
+    """Write the open session log so far as ``directory/log.txt`` (nothing without one).
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> with session_log():
+    ...     log_line("gd steps 10/10 done, 1 s")
+    ...     write_session_log(d)
+    >>> (d / "log.txt").read_text().endswith("gd steps 10/10 done, 1 s\n")
+    True
+    """
+    if _SESSION and _SESSION[-1] and not (directory / "log.txt").exists():
+        (directory / "log.txt").write_text("\n".join(_SESSION[-1]) + "\n")
 
 
 def fmt_duration(s: float) -> str:
@@ -51,6 +92,7 @@ class Progress:
         self._clock = clock
         self._t0 = clock()
         self._last_line: float | None = None
+        self._first: tuple[float, int] | None = None  # (time, done) at the first report
         self._last_state: tuple[int, int, int] | None = None
         self._bar = None
         isatty = getattr(self.stream, "isatty", None)
@@ -128,9 +170,17 @@ class Progress:
         s = f"{self.unit} {self.done}/{self.total} done"
         if self.failed:
             s += f", {self.failed} failed"
-        elapsed = self._clock() - self._t0
-        if 0 < self.done < self.total:
-            s += f", eta {fmt_duration(elapsed / self.done * (self.total - self.done))}"
+        now = self._clock()
+        elapsed = now - self._t0
+        if self._first is None and self.done > 0:
+            self._first = (now, self.done)
+        if 0 < self.done < self.total and self._first is not None:
+            # the rate since the first unit finished: the time to it holds start-up
+            # work (compilation, a cluster's start) that the remaining units do not
+            t1, d1 = self._first
+            if self.done > d1 and now > t1:
+                rate = (now - t1) / (self.done - d1)
+                s += f", eta {fmt_duration(rate * (self.total - self.done))}"
         elif self.done >= self.total:
             s += f", {fmt_duration(elapsed)}"
         if self.description:
@@ -144,6 +194,7 @@ class Progress:
         self._last_line = now
         self._last_state = (self.done, self.failed, self.total)
         text = self.line()
+        log_line(text)
         if self._bar is None:
             print(text, file=self.stream, flush=True)
         if self.log_file is not None:

@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 import warnings
+from typing import Annotated
 
 import typer
 
@@ -35,6 +36,7 @@ from condensation.cli._common import (
 )
 from condensation.config.checks import UnderflowWarning
 from condensation.errors import InputError, NumericalError
+from condensation.progress import log_line, session_log
 
 app = typer.Typer(
     add_completion=False,
@@ -43,8 +45,26 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from condensation import __version__
+
+        print(f"condensation {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
     """Train networks from small initialisation, integrate their effective dynamics
     through its blow-up, and reproduce the paper's experiments."""
 
@@ -142,13 +162,15 @@ class _Notes(logging.Handler):
     whatever stderr is at the time."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        log_line(f"note: {record.getMessage()}")
         print(f"note: {record.getMessage()}", file=sys.stderr)
 
 
 def _run_app():
     if jax_setup.PROBLEM is not None:  # a bad CONDENSATION_CPU_DEVICES
         raise jax_setup.PROBLEM
-    with warnings.catch_warnings():  # numerical warnings: shown, one literal line each
+    # warnings: condensation's shown, one literal line each; all in the session log
+    with warnings.catch_warnings(), session_log():
         warnings.simplefilter("always", UnderflowWarning)
         warnings.showwarning = show_warning
         return app(standalone_mode=False)

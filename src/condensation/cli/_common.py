@@ -14,17 +14,24 @@ from rich.console import Console
 from rich.text import Text
 
 from condensation import commands
+from condensation.progress import log_line
 from condensation.store.checkpoint import Checkpoint, checkpoint_dir
 from condensation.store.rundir import completed_run, read_marker, reserve, run_directory
 
 log = logging.getLogger("condensation")
-console = Console()
-console_err = Console(stderr=True)
+# Every line is printed literally (no rich markup, no highlighting: ``[50, 50]`` or
+# ``[sweep]`` stay as written) and never wrapped by rich: piped into a file, a
+# line is the program's line, not cut at 80 columns mid-value; a terminal wraps
+# long lines itself.
+console = Console(soft_wrap=True, markup=False, highlight=False)
+console_err = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
 
 
 def print_literal(prefix: str, message: object, style: str = "bold red") -> None:
     """One line on stderr: ``prefix`` styled, ``message`` printed literally (never
-    read as rich markup, so ``[data]`` or ``[50, 50]`` stay as written)."""
+    read as rich markup, so ``[data]`` or ``[50, 50]`` stay as written); also in the
+    session log."""
+    log_line(f"{prefix} {message}")
     console_err.print(
         Text.assemble((prefix, style), " ", str(message)), highlight=False, soft_wrap=True
     )
@@ -36,9 +43,30 @@ def num(v, none: str = "None") -> str:
     return none if v is None else format(v, ".6g")
 
 
+_PACKAGE = Path(__file__).resolve().parents[1]  # src/condensation
+
+
+def ours(category: type, filename: str) -> bool:
+    """A warning condensation gave (its class or the code that warned is the package's),
+    not one of another library (Dask's "port in use", a JAX notice)."""
+    if getattr(category, "__module__", "").startswith("condensation"):
+        return True
+    try:
+        return Path(filename).resolve().is_relative_to(_PACKAGE)
+    except (OSError, ValueError):
+        return False
+
+
 def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """``warnings.showwarning`` for the CLI: one literal line, no source location."""
-    print_literal("warning:", message, "yellow")
+    """``warnings.showwarning`` for the CLI: every warning goes to the session log (a
+    run directory's log.txt, :mod:`condensation.progress`); condensation's own are
+    also shown, one literal line each, with no source location; other libraries'
+    stay off the terminal."""
+    if ours(category, filename):
+        print_literal("warning:", message, "yellow")  # (print_literal logs it too)
+    else:
+        text = " ".join(str(message).split())
+        log_line(f"warning: {text} ({category.__name__}, {filename}:{lineno})")
 
 
 ConfigArg = Annotated[

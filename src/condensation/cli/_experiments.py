@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperCommand
 
 from condensation.cli._common import OverwriteOpt, SetOpt, console, phase_progress
 
@@ -21,7 +22,7 @@ def _print_headline(headline: dict) -> None:
 
 
 def run_cmd(
-    name: Annotated[str, typer.Argument(help="Experiment name (see `condensation reproduce`).")],
+    name: Annotated[str, typer.Argument(help="Experiment name (listed below).")],
     set_: SetOpt = None,
     out: Annotated[Path, typer.Option("--out", help="Directory to write.")] = ...,
     quick: QuickOpt = False,
@@ -137,7 +138,19 @@ def report_cmd(
     console.print(f"wrote {render_report(directory)}", markup=False, highlight=False)
 
 
+class ListsExperiments(TyperCommand):
+    """``run --help`` ends with the registered experiments.  They are listed when the
+    help is shown, not when the CLI starts: importing every experiment module takes
+    seconds, which no other command should pay."""
+
+    def format_help(self, ctx, formatter) -> None:
+        from condensation import experiments
+
+        self.epilog = "Experiments: " + ", ".join(experiments.names())
+        super().format_help(ctx, formatter)
+
+
 def register(app: typer.Typer) -> None:
-    app.command("run")(run_cmd)
+    app.command("run", cls=ListsExperiments)(run_cmd)
     app.command("reproduce")(reproduce_cmd)
     app.command("report")(report_cmd)

@@ -61,6 +61,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from condensation.errors import InputError
+from condensation.progress import write_session_log
 
 # re-exported: these names were defined here before the store was split by concept
 from condensation.store.atomic import (
@@ -237,6 +238,7 @@ def run_directory(
         tmp = new_partial(out_abs)
         try:
             yield tmp
+            write_session_log(tmp)  # the command's progress and warnings: log.txt
             write_marker(tmp, key)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
