@@ -32,7 +32,8 @@ from condensation.core.init_scales import stds_from_gammas
 from condensation.errors import InputError
 
 DEFAULT_SCALE = 1e-3  # eps when none of scale, gamma, scales is given
-BUILTIN_DATASETS = ("teacher", "sin", "cubic", "step", "gauss", "diabetes")
+ONE_D_DATASETS = ("sin", "cubic", "step", "gauss")  # y = f(x) on n points of [-1, 1]
+BUILTIN_DATASETS = ("teacher", *ONE_D_DATASETS, "diabetes")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,22 @@ class DataConfig:
     d: int = 5  # input dimension of the teacher (1-D sets ignore it)
     seed: int = 0
     noise: float = 0.0
+
+
+def data_keys_used(d: DataConfig) -> frozenset[str]:
+    """The ``[data]`` keys that the data source ``d`` reads: a file reads ``path`` and
+    ``bias``; a bundled set adds ``noise`` (and ``seed`` for it); the teacher reads
+    ``n``, ``d`` and ``seed``; the 1-D functions ``n``.  The rest are ignored."""
+    if d.path is not None:
+        return frozenset({"path", "bias"})
+    used = {"dataset", "bias", "noise"}
+    if d.dataset == "teacher":
+        used |= {"n", "d", "seed"}
+    elif d.dataset in ONE_D_DATASETS:
+        used.add("n")
+    if d.noise > 0:
+        used.add("seed")
+    return frozenset(used)
 
 
 @dataclass(frozen=True)
@@ -144,7 +161,14 @@ class Config:
         return (DEFAULT_SCALE,)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
-        return sections_to_dict(self)
+        """The config as the run uses it (what ``config.toml`` stores and the run key
+        hashes): ``[data]`` keeps only the keys its source reads (see
+        :func:`data_keys_used`), so a file-data run does not record a teacher's
+        ``n = 100, d = 5`` it never drew."""
+        out = sections_to_dict(self)
+        used = data_keys_used(self.data)
+        out["data"] = {k: v for k, v in out["data"].items() if k in used}
+        return out
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "init": InitConfig, "train": TrainConfig}
