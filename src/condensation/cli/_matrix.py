@@ -57,6 +57,12 @@ def matrix_cmd(
             highlight=False,
             soft_wrap=True,
         )
+        if m.get("half_times_closed_form"):  # THEORY §10's setting: each mode's half-time
+            pairs = zip(m["half_times"], m["half_times_closed_form"])
+            console.print(
+                "  half-times (measured / closed form): "
+                + ", ".join(f"{_fmt(a, '.5g')} / {_fmt(b, '.5g')}" for a, b in pairs)
+            )
     for line in s.get("notes", []):
         console.print(line, markup=False, highlight=False)
     if "nuclear_norm_baseline" in s:

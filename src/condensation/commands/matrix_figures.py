@@ -38,7 +38,10 @@ def plot_matrix_run(run: MatrixRun, s: dict, fig_dir: Path) -> None:
     axs[0].set_yscale("log")
     axs[0].set_ylabel("train loss 1/2 |P(X - M)|^2")
     axs[0].set_title("dashed: effective T*", fontsize=9)
-    axs[1].set_yscale("log")
+    if np.any(r.series["test_rmse"][list(show)] > 0):
+        axs[1].set_yscale("log")
+    else:  # every entry observed: no test entries, the RMSE is 0 throughout
+        axs[1].set_title("every entry is observed: no test error", fontsize=9)
     axs[1].set_ylabel("test RMSE (unobserved entries)")
     if s.get("nuclear_norm_baseline"):
         axs[1].axhline(s["nuclear_norm_baseline"]["test_rmse"], color="k", ls=":", lw=1)
@@ -51,8 +54,13 @@ def plot_matrix_run(run: MatrixRun, s: dict, fig_dir: Path) -> None:
     fig, axs = figures.subplots(1, 2, figsize=(10, 3.8))
     k = min(N_REPORT, r.tracked_singular_values.shape[2])
     tr = np.abs(r.tracked_singular_values[0, :, :k])
+    predicted = members[0].get("half_times_closed_form") or []
     for j in range(k):
-        axs[0].plot(t, np.maximum(tr[:, j], 1e-300), label=f"sigma_{j + 1}")
+        (line,) = axs[0].plot(t, np.maximum(tr[:, j], 1e-300), label=f"sigma_{j + 1}")
+        if j < len(predicted) and predicted[j] is not None:  # THEORY §10's closed form
+            axs[0].axvline(predicted[j], color=line.get_color(), ls="--", lw=0.8)
+    if predicted:
+        axs[0].set_xlabel("time t = step x lr (dashed: closed-form half-times)")
     axs[0].set_yscale("log")
     axs[0].set_ylabel("|u_k(T)^T X(t) v_k(T)|")
     axs[0].set_title(f"singular values in identity ({labels[0]})", fontsize=9)
@@ -63,7 +71,8 @@ def plot_matrix_run(run: MatrixRun, s: dict, fig_dir: Path) -> None:
     axs[1].set_yscale("log")
     axs[1].set_ylabel("effective rank exp H(sigma/sum sigma)")
     for a in axs:
-        a.set_xlabel("time t = step x lr")
+        if not a.get_xlabel():
+            a.set_xlabel("time t = step x lr")
     figures.save(fig, fig_dir / "singular_values.png")
 
     fig, ax = figures.subplots(figsize=(5, 3.5))

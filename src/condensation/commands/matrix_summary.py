@@ -14,6 +14,7 @@ import numpy as np
 
 from condensation import matrix as mx
 from condensation.config import checks as inputs
+from condensation.core import staircase
 from condensation.effective import theory
 
 if TYPE_CHECKING:
@@ -26,6 +27,27 @@ SIGNIFICANT = 1e-3  # half times are reported for sigma_k(T) >= this x sigma_1(T
 def _opt(x) -> float | None:
     x = float(x)
     return x if math.isfinite(x) else None
+
+
+def closed_form_modes(run: MatrixRun) -> np.ndarray | str:
+    """The modes of THEORY §10's closed form for this run (``M``'s diagonal, largest
+    first), or the one line saying why the run is outside it."""
+    pb, cfg = run.problem, run.config
+    full = pb.kind == "completion" and bool(np.all(pb.mask))
+    width = cfg.model.width if cfg.model.width is not None else max(pb.shape)
+    return staircase.diagonal_modes(pb.m, full, cfg.init.scheme, width)
+
+
+def predicted_half_times(modes: np.ndarray | str, eps: float, depth: int, k: int) -> list | None:
+    """Gradient flow's half-time of each of the first ``k`` modes from ``u(0) = eps^L``
+    (None outside the closed form, or for a mode that starts above half its value)."""
+    if isinstance(modes, str):
+        return None
+    u0 = eps**depth
+    return [
+        staircase.mode_half_time(float(si), u0, depth) if 0 < u0 < si / 2 else None
+        for si in modes[:k]
+    ]
 
 
 def member_summaries(run: MatrixRun) -> list[dict]:
@@ -47,6 +69,7 @@ def member_summaries(run: MatrixRun) -> list[dict]:
         eps ** max(cfg.model.depth - 1, 1) < tiny and np.array_equal(x[i, -1], x[i, 0])
         for i, eps in enumerate(run.ensemble.scales)
     ]
+    modes = closed_form_modes(run)
     out = []
     for i in range(run.ensemble.size):
         sv = s["singular_values"][i, -1]
@@ -79,6 +102,9 @@ def member_summaries(run: MatrixRun) -> list[dict]:
                 "nuclear_norm": s["nuclear_norm"][i, -1],
                 "singular_values": sv[:k],
                 "half_times": [float(h) if ok else None for h, ok in zip(ht, significant)],
+                "half_times_closed_form": predicted_half_times(
+                    modes, run.ensemble.scales[i], cfg.model.depth, k
+                ),
                 "escape_time": _opt(esc_t),
                 "T_star_effective": _opt(t_star),
                 "T_star_rel_error": _opt(b.T_star_rel_error) if b is not None else None,
@@ -171,6 +197,8 @@ def summary(run: MatrixRun) -> dict:
         "fast_forward": cfg.train.fast_forward,
         "handoff": cfg.train.handoff if cfg.train.fast_forward else None,
         "notes": [*([] if run.plan is None else run.plan.notes), *t_star_notes(run)],
+        # THEORY §10's closed form of each mode's half-time: "applies", or why not
+        "closed_form": "applies" if not isinstance(modes := closed_form_modes(run), str) else modes,
         "members": member_summaries(run),
     }
     if run.baseline is not None:
