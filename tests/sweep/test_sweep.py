@@ -55,8 +55,8 @@ def cluster():
     """One local Dask cluster (single-threaded worker processes) for the module."""
     from distributed import LocalCluster
 
-    with LocalCluster(
-        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+    with LocalCluster(  # the dashboard on a free port: 8787 may be taken
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0"
     ) as c:
         yield c.scheduler_address
 
@@ -376,8 +376,9 @@ def test_readme_sweep_command_with_plot(tmp_path, cli_main, monkeypatch):
     code, err = cli_main(*args, "--workers", "0")  # quick variant: in this process
     assert code == 0, err
     rows = read_table(out).to_pylist()
-    assert len(rows) == 8 and len({r["cell"] for r in rows}) == 2
-    assert {r["init.scale"] for r in rows} == {1e-2, 1e-3}
+    assert len(rows) == 12 and len({r["cell"] for r in rows}) == 2
+    assert {r["init.scale"] for r in rows} == {1e-2, 3e-3, 1e-3}
+    assert all(r["escape_time"] is not None for r in rows)  # every member escapes
     assert (out / "figures" / "escape_time_vs_init.scale.png").stat().st_size > 5000
     s = json.loads((out / "summary.json").read_text())
     assert s["cells"] == 2 and s["folded"] == ["init.scale", "init.seed"]
