@@ -114,3 +114,53 @@ def test_measured_half_times_match_the_closed_form_quick(tmp_path):
 )  # fmt: skip
 def test_measured_half_times_match_the_closed_form(tmp_path, depth, eps, lr):
     _check(_measured(tmp_path, depth, eps, lr), rel=0.01)
+
+
+# ---- stages of a loss curve -------------------------------------------------------
+def _staircase(t, times=(10.0, 20.0, 35.0), sizes=(4.0, 2.0, 0.5), width=0.3):
+    """A loss falling by ``sizes`` at ``times`` (logistic steps) to 0.01."""
+    steps = sum(s / (1 + np.exp(-(t - c) / width)) for c, s in zip(times, sizes))
+    return sum(sizes) + 0.01 - steps
+
+
+def test_stages_are_found_where_the_loss_drops():
+    t = np.linspace(0, 50, 4001)
+    stages = staircase.segment_stages(t, _staircase(t))
+    assert len(stages) == 3
+    for st, c in zip(stages, (10.0, 20.0, 35.0)):
+        assert st["drop_start_t"] < c < st["drop_end_t"] < st["drop_start_t"] + 4
+    assert [round(s["share"], 1) for s in stages] == [0.6, 0.3, 0.1]
+    assert stages[1]["start_t"] == stages[0]["drop_end_t"]
+
+
+@pytest.mark.parametrize(("time_unit", "loss_unit"), [(1.0, 1.0), (7.0, 1e-3), (0.01, 50.0)])
+def test_stages_do_not_depend_on_the_units(time_unit, loss_unit):
+    t = np.linspace(0, 50, 4001)
+    ref = staircase.segment_stages(t, _staircase(t))
+    got = staircase.segment_stages(t * time_unit, _staircase(t) * loss_unit)
+    assert len(got) == len(ref)
+    for a, b in zip(got, ref):
+        assert a["drop_start_t"] == pytest.approx(b["drop_start_t"] * time_unit, rel=1e-9)
+        assert a["loss_plateau"] == pytest.approx(b["loss_plateau"] * loss_unit, rel=1e-9)
+
+
+def test_small_bumps_and_a_smooth_decay_are_not_stages():
+    t = np.linspace(0, 50, 4001)
+    bumpy = _staircase(t) * (1 + 1e-3 * np.sin(40 * t))  # GD's small oscillations
+    assert len(staircase.segment_stages(t, bumpy)) == 3
+    assert staircase.segment_stages(t, np.exp(-t / 20)) == []  # one smooth decay: no drop
+    assert staircase.segment_stages(t, np.ones_like(t)) == []  # no fall
+    assert staircase.segment_stages(t[:2], np.ones(2)) == []
+
+
+@pytest.mark.slow
+def test_a_depth_3_matrix_run_has_one_stage_per_mode(tmp_path):
+    """Three modes, three drops, in the order of the singular values; each stage's
+    change of X lies along its mode of M, and holds its closed-form half-time."""
+    member = _measured(tmp_path, depth=3, eps=1e-2, lr=1e-2)
+    stages = member["stages"]
+    assert member["n_stages"] == 3
+    assert [st["mode"] for st in stages] == [1, 2, 3]
+    for st, half in zip(stages, member["half_times_closed_form"]):
+        assert st["mode_overlap"] > 0.99 and st["direction_share"] > 0.99
+        assert st["drop_start_t"] - 1.0 < half < st["drop_end_t"] + 1.0

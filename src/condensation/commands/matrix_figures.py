@@ -9,6 +9,7 @@ import numpy as np
 
 from condensation import matrix as mx
 from condensation.commands.matrix_summary import N_REPORT
+from condensation.commands.stages import shade_stages
 from condensation.report import figures
 
 if TYPE_CHECKING:
@@ -37,7 +38,11 @@ def plot_matrix_run(run: MatrixRun, s: dict, fig_dir: Path) -> None:
         axs[1].plot(t, r.series["test_rmse"][i], color=line.get_color())
     axs[0].set_yscale("log")
     axs[0].set_ylabel("train loss 1/2 |P(X - M)|^2")
-    axs[0].set_title("dashed: effective T*", fontsize=9)
+    n_stages = shade_stages(axs[0], t, r.series["loss"][0])
+    axs[0].set_title(
+        "dashed: effective T*" + (f"; grey: the drops of {labels[0]}" if n_stages else ""),
+        fontsize=9,
+    )
     if np.any(r.series["test_rmse"][list(show)] > 0):
         axs[1].set_yscale("log")
     else:  # every entry observed: no test entries, the RMSE is 0 throughout

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from condensation import matrix as mx
+from condensation.commands.stages import matrix_stages
 from condensation.config import checks as inputs
 from condensation.core import staircase
 from condensation.effective import theory
@@ -118,6 +119,8 @@ def member_summaries(run: MatrixRun) -> list[dict]:
                     float(np.mean(x0 > mx.ALIGNED)) if x0 is not None else None
                 ),
                 "median_abs_cos_v1_final": s["median_abs_cos_v1"][i, -1],
+                "n_stages": len(stages := matrix_stages(run, i)),
+                "stages": stages,
                 **(
                     {}
                     if run.plan is None

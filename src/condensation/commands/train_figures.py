@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from condensation.commands.stages import shade_stages
 from condensation.models import member_label
 from condensation.report import figures
 from condensation.training.network import TrainResult
@@ -80,8 +81,11 @@ def plot_train_run(run: TrainRun, met: dict, fig_dir: Path) -> None:
         )
         if np.isfinite(r.plateau_exit_time[i]):
             ax.axvline(r.plateau_exit_time[i], ls="-.", color=arts[0].get_color(), lw=0.8)
+    n_stages = shade_stages(ax, t, r.snapshot_loss[0])
     ax.set_title(
-        "loss (dash-dot: plateau exit, dashed: escape, dotted: final-stage entry)", fontsize=9
+        "loss (dash-dot: plateau exit, dashed: escape, dotted: final-stage entry)"
+        + (f"\ngrey: the {n_stages} drop(s) of {labels[0]}" if n_stages else ""),
+        fontsize=9,
     )
     ax.legend(fontsize=7)
     figures.save(fig, fig_dir / "loss.png")

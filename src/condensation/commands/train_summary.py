@@ -13,6 +13,7 @@ import jax
 import numpy as np
 
 from condensation.commands.prepare import optimizer_of
+from condensation.commands.stages import train_stages
 from condensation.config import checks as inputs
 from condensation.core.final_stage import final_stage_counts
 from condensation.core.metrics import abs_cos_to, condensation_metrics, top_direction_alignment
@@ -120,9 +121,15 @@ def member_summaries(run: TrainRun) -> list[dict]:
                 **{f"rd_layer{k + 1}_end": float(v) for k, v in enumerate(rd_end[i])},
                 **{f"rd_layer{k + 1}_max": float(v) for k, v in enumerate(rd_max[i])},
                 **_fast_forward_numbers(run, i),
+                **_stage_numbers(train_stages(run, i)),
             }
         )
     return out
+
+
+def _stage_numbers(stages: list[dict]) -> dict:
+    """``n_stages`` and ``stages`` (THEORY §10; :mod:`condensation.commands.stages`)."""
+    return {"n_stages": len(stages), "stages": stages}
 
 
 def _fast_forward_numbers(run: TrainRun, i: int) -> dict:

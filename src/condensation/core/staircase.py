@@ -43,7 +43,7 @@ def mode_half_time(s: float, u0: float, depth: int) -> float:
         The half-time (a time ``t = step * lr`` of gradient descent).
 
     >>> round(mode_half_time(1.0, 1e-4, 2), 6)  # ln(9999) / 2
-    4.605145
+    4.60512
     >>> abs(mode_half_time(2.0, 1e-9, 3) / blowup_time(2.0, 1e-3, 3) - 1) < 1e-2
     True
     """
@@ -91,3 +91,94 @@ def diagonal_modes(m: np.ndarray, observed_all: bool, scheme: str, width: int) -
     if width < n:
         return f"model.width = {width} < n = {n}: the closed form needs width >= n"
     return np.sort(np.diag(m))[::-1]
+
+
+# ---- stages of a measured loss curve ----------------------------------------------
+
+GRID = 2000  # points of the uniform time grid the rule works on
+WINDOW = 0.005  # the fall is measured over windows of this fraction of the horizon
+ENTER = 0.05  # a drop starts where the loss falls by this factor (in log) over a window
+EXIT = 0.01  # ... and lasts while it falls by this fraction of its plateau level per window
+MIN_SHARE = 0.02  # ... and it counts if it takes this share of the loss's whole fall
+
+
+def segment_stages(
+    t: np.ndarray,
+    loss: np.ndarray,
+    *,
+    enter: float = ENTER,
+    exit_: float = EXIT,
+    min_share: float = MIN_SHARE,
+    window: float = WINDOW,
+) -> list[dict]:
+    """Split a loss curve into stages, each a plateau followed by a drop.
+
+    The rule reads the running minimum ``L`` of the loss (so the small bumps of GD
+    do not count) on a uniform grid of the horizon, in windows of ``window`` of
+    it, and does not depend on the loss's scale or the time unit:
+
+    - a drop starts where ``log L`` falls by more than ``enter`` over a window;
+    - it lasts while ``L`` falls by more than ``exit_`` times its level at the
+      drop's start (the plateau's level) per window, so a loss that goes on
+      converging to zero after the drop is not part of it;
+    - it counts as a stage if it takes at least ``min_share`` of the whole fall
+      of ``L`` (the endless tail of a loss converging to zero does not).
+
+    The plateau of a stage runs from the end of the previous drop (or the start)
+    to its drop.  The horizon matters: the windows are fractions of the run as
+    given (on a horizon ten times longer a slow decay can become a drop).
+
+    Args:
+        t: (K,) increasing times.
+        loss: (K,) the loss at those times (non-finite or <= 0 samples ignored).
+
+    Returns:
+        One dict per stage: ``start_t`` (its plateau's start), ``drop_start_t``,
+        ``drop_end_t``, ``loss_plateau`` (at the drop's start), ``loss_after`` (at
+        its end) and ``share`` (its part of the whole fall of the loss).  Empty
+        when the loss does not fall, or falls without a drop.
+
+    >>> t = np.linspace(0, 30, 3001)
+    >>> steps = 1 + 1 / (1 + np.exp(-5 * (t - 10))) + 1 / (1 + np.exp(-5 * (t - 20)))
+    >>> stages = segment_stages(t, 4.0 - steps + 0.01)
+    >>> [(round(s["drop_start_t"], 1), round(s["drop_end_t"], 1)) for s in stages]
+    [(9.7, 10.6), (19.6, 20.7)]
+    """
+    t, loss = np.asarray(t, dtype=float), np.asarray(loss, dtype=float)
+    ok = np.isfinite(t) & np.isfinite(loss) & (loss > 0)
+    t, loss = t[ok], loss[ok]
+    if t.size < 3 or not t[-1] > t[0]:
+        return []
+    y = np.minimum.accumulate(loss)
+    fall = y[0] - y[-1]
+    if not fall > 0:
+        return []
+    grid = np.linspace(t[0], t[-1], GRID + 1)
+    yg = np.interp(grid, t, y)
+    w = max(1, int(round(window * GRID)))
+    drops: list[tuple[int, int]] = []
+    i = 0
+    while i + w <= GRID:
+        if np.log(yg[i] / yg[i + w]) > enter:
+            a, level = i, yg[i]
+            while i + w <= GRID and yg[i] - yg[i + w] > exit_ * level:
+                i += 1
+            drops.append((a, min(i + w, GRID) if i + w > GRID else i))
+        i += 1
+    stages, prev_end = [], 0
+    for a, b in drops:
+        share = (yg[a] - yg[b]) / fall
+        if share < min_share:
+            continue
+        stages.append(
+            {
+                "start_t": float(grid[prev_end]),
+                "drop_start_t": float(grid[a]),
+                "drop_end_t": float(grid[b]),
+                "loss_plateau": float(yg[a]),
+                "loss_after": float(yg[b]),
+                "share": float(share),
+            }
+        )
+        prev_end = b
+    return stages
