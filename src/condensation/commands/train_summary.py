@@ -18,6 +18,7 @@ from condensation.config import checks as inputs
 from condensation.core.final_stage import final_stage_counts
 from condensation.core.metrics import abs_cos_to, condensation_metrics, top_direction_alignment
 from condensation.core.regime import rd_over_snapshots
+from condensation.core.regime_measures import balance_drift, kernel_distance, pattern_distance
 from condensation.training.network import TrainResult
 from condensation.training.optimizers import Optimizer
 
@@ -122,9 +123,37 @@ def member_summaries(run: TrainRun) -> list[dict]:
                 **{f"rd_layer{k + 1}_max": float(v) for k, v in enumerate(rd_max[i])},
                 **_fast_forward_numbers(run, i),
                 **_stage_numbers(train_stages(run, i)),
+                **regime_numbers(run, i),
             }
         )
     return out
+
+
+KERNEL_WORK = 2e8  # n x P up to which the tangent-kernel distance is computed
+
+
+def regime_numbers(run: TrainRun, i: int) -> dict:
+    """Member ``i``'s lazy-vs-rich measures from its first to its last snapshot
+    (:mod:`condensation.core.regime_measures`): the tangent-kernel distance (None
+    where ``n x P`` exceeds :data:`KERNEL_WORK`: its cost would outweigh the
+    run), the activation-pattern distance, and the balancedness drift per pair of
+    layers over every snapshot."""
+    r = run.result
+    first = [np.asarray(w[i, 0], dtype=float) for w in r.snapshots]
+    last = [np.asarray(w[i, -1], dtype=float) for w in r.snapshots]
+    x = np.asarray(run.data.x, dtype=float)
+    n_params = sum(w.size for w in first)
+    kd = None
+    if x.shape[0] * n_params <= KERNEL_WORK:
+        chunk = max(1, min(256, int(2**22 // n_params)))
+        kd = kernel_distance(last, first, x, run.spec.activation.fn, chunk=chunk)
+    norms = r.measures["layer_norms"][i] if r.measures else None
+    drift = balance_drift(norms) if norms is not None else None
+    return {
+        "kernel_distance": kd,
+        "pattern_distance": pattern_distance(last, first, x),
+        "balance_drift": None if drift is None else [float(v) for v in drift],
+    }
 
 
 def _stage_numbers(stages: list[dict]) -> dict:
