@@ -129,24 +129,16 @@ def member_summaries(run: TrainRun) -> list[dict]:
     return out
 
 
-KERNEL_WORK = 2e8  # n x P up to which the tangent-kernel distance is computed
-
-
 def regime_numbers(run: TrainRun, i: int) -> dict:
     """Member ``i``'s lazy-vs-rich measures from its first to its last snapshot
-    (:mod:`condensation.core.regime_measures`): the tangent-kernel distance (None
-    where ``n x P`` exceeds :data:`KERNEL_WORK`: its cost would outweigh the
-    run), the activation-pattern distance, and the balancedness drift per pair of
-    layers over every snapshot."""
+    (:mod:`condensation.core.regime_measures`): the tangent-kernel distance, the
+    activation-pattern distance, and the balancedness drift per pair of layers over
+    every snapshot."""
     r = run.result
     first = [np.asarray(w[i, 0], dtype=float) for w in r.snapshots]
     last = [np.asarray(w[i, -1], dtype=float) for w in r.snapshots]
     x = np.asarray(run.data.x, dtype=float)
-    n_params = sum(w.size for w in first)
-    kd = None
-    if x.shape[0] * n_params <= KERNEL_WORK:
-        chunk = max(1, min(256, int(2**22 // n_params)))
-        kd = kernel_distance(last, first, x, run.spec.activation.fn, chunk=chunk)
+    kd = kernel_distance(last, first, x, run.spec.activation.fn)
     norms = r.measures["layer_norms"][i] if r.measures else None
     drift = balance_drift(norms) if norms is not None else None
     return {

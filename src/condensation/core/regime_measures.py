@@ -3,9 +3,9 @@
 
 - **Kernel distance** ``1 - <K_t, K_0> / (|K_t| |K_0|)`` of the empirical tangent
   kernel ``K = J J^T`` (``J = df(x_i)/dtheta``, n x P) on the data: 0 while training
-  is lazy (the kernel does not move), towards 1 when it is rich.  Formed in blocks
-  of ``chunk`` samples, so neither ``K`` (n x n) nor ``J`` (n x P) is ever held:
-  memory ``O(chunk P + chunk^2)``, cost ``(n / chunk)^2`` blocks.
+  is lazy (the kernel does not move), towards 1 when it is rich.  Formed layer by
+  layer from n x m factors, never the n x P Jacobian, and ``chunk`` rows of ``K``
+  at a time (memory ``O(n (chunk + sum_l m_l))``, cost ``O(n^2 sum_l m_l)``).
 - **Activation-pattern distance**: the fraction of (sample, hidden unit) pairs
   whose pre-activation changed sign (the Hamming distance of ReLU patterns).
 - **Balancedness** ``|W_{k+1}|_F^2 - |W_k|_F^2`` per adjacent pair of layers (the
@@ -24,53 +24,64 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from condensation.core.network import forward
+
+def _layer_factors(params, x, act: Callable):
+    """Per layer l: its inputs ``H_l`` (n, m_{l-1}) and ``D_l = df(x_i)/dz_l`` (n, m_l),
+    the derivative of the output by the layer's pre-activations, by one backward
+    pass (each output depends on its own sample only, so the gradient of the sum
+    holds every sample's row)."""
+
+    def total(offsets):
+        h, inputs = x, []
+        for w, o in zip(params[:-1], offsets[:-1]):
+            inputs.append(h)
+            h = act(h @ w.T + o)
+        inputs.append(h)
+        return jnp.sum(h @ params[-1].T + offsets[-1]), inputs
+
+    offsets = [jnp.zeros((x.shape[0], w.shape[0]), x.dtype) for w in params]
+    ds, hs = jax.grad(total, has_aux=True)(offsets)
+    return hs, ds
 
 
-def _jacobian_rows(params, x, act: Callable) -> jnp.ndarray:
-    """``J`` for the samples ``x`` (b, d): (b, P), the parameters flattened in order."""
-
-    def f_one(ps, xi):
-        return forward(ps, xi[None], act)[0]
-
-    grads = jax.vmap(jax.grad(f_one), in_axes=(None, 0))(list(params), x)
-    return jnp.concatenate([g.reshape(x.shape[0], -1) for g in grads], axis=1)
-
-
-_JACOBIAN_ROWS = jax.jit(_jacobian_rows, static_argnums=2)
+_LAYER_FACTORS = jax.jit(_layer_factors, static_argnums=2)
 
 
 def kernel_distance(
-    params_t: Sequence, params_0: Sequence, x, act: Callable, *, chunk: int = 256
+    params_t: Sequence, params_0: Sequence, x, act: Callable, *, chunk: int = 1024
 ) -> float:
     """``1 - <K_t, K_0>_F / (|K_t|_F |K_0|_F)`` of the tangent kernels at ``params_t``
-    and ``params_0`` on the inputs ``x`` (n, d), accumulated block by block.
+    and ``params_0`` on the inputs ``x`` (n, d).
+
+    A layer's weights ``W_l`` enter the output through ``z_l = W_l h_{l-1}``, so
+    ``K = sum_l (D_l D_l^T) * (H_l H_l^T)`` (elementwise), with ``H_l`` the layer's
+    inputs and ``D_l`` the output's derivative by ``z_l`` (:func:`_layer_factors`):
+    n x m matrices, never the n x P Jacobian.  ``K`` itself is formed ``chunk``
+    rows at a time and reduced at once.
 
     Args:
         params_t: the weights ``(W1, ..., WL)`` now.
         params_0: the weights at the start.
         x: (n, d) inputs.
         act: the activation.
-        chunk: samples per block.
+        chunk: rows of the kernels per block.
 
     Returns:
         The distance in [0, 1] (NaN where a kernel is zero).
     """
     x = jnp.asarray(x)
-    n = x.shape[0]
-    jac = _JACOBIAN_ROWS
-    starts = list(range(0, n, chunk))
+    ft = [(np.asarray(h), np.asarray(d)) for h, d in zip(*_LAYER_FACTORS(list(params_t), x, act))]
+    f0 = [(np.asarray(h), np.asarray(d)) for h, d in zip(*_LAYER_FACTORS(list(params_0), x, act))]
+
+    def rows(factors, r: slice) -> np.ndarray:
+        return sum((d[r] @ d.T) * (h[r] @ h.T) for h, d in factors)
+
     cross = norm_t = norm_0 = 0.0
-    for i, a in enumerate(starts):
-        jt_a, j0_a = jac(params_t, x[a : a + chunk], act), jac(params_0, x[a : a + chunk], act)
-        for b in starts[i:]:
-            jt_b = jt_a if b == a else jac(params_t, x[b : b + chunk], act)
-            j0_b = j0_a if b == a else jac(params_0, x[b : b + chunk], act)
-            kt, k0 = jt_a @ jt_b.T, j0_a @ j0_b.T
-            w = 1.0 if b == a else 2.0  # an off-diagonal block stands for its transpose too
-            cross += w * float(jnp.sum(kt * k0))
-            norm_t += w * float(jnp.sum(kt * kt))
-            norm_0 += w * float(jnp.sum(k0 * k0))
+    for a in range(0, x.shape[0], chunk):
+        kt, k0 = rows(ft, slice(a, a + chunk)), rows(f0, slice(a, a + chunk))
+        cross += float(np.sum(kt * k0))
+        norm_t += float(np.sum(kt * kt))
+        norm_0 += float(np.sum(k0 * k0))
     den = np.sqrt(norm_t) * np.sqrt(norm_0)
     return float(1.0 - cross / den) if den > 0 else float("nan")
 
