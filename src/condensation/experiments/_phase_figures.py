@@ -36,7 +36,9 @@ def _edges(v):
 
 def plot_map(rows, p, path: Path) -> None:
     layers = [1] if p["depth"] == 2 else [1, 2, 3]
-    fig, axs = figures.subplots(1, len(layers), figsize=(4.6 * len(layers), 4), squeeze=False)
+    fig, axs = figures.subplots(
+        1, len(layers), figsize=(figures.FIG_WIDTH, 4.4), squeeze=False
+    )
     for ax, k in zip(axs[0], layers):
         xs, ys, s, xk, yk = _grid(rows, p, f"rd_slope_layer{k}")
         _, _, reg, _, _ = _grid(rows, p, f"regime_layer{k}")
@@ -48,16 +50,20 @@ def plot_map(rows, p, path: Path) -> None:
             for j, x in enumerate(xs):
                 ax.text(x, y, _LETTER.get(reg[i, j], "x"), ha="center", va="center", fontsize=9)
         if p["depth"] == 2:
-            g = np.linspace(_edges(xs)[0], _edges(xs)[-1], 50)
-            ax.axvline(1.0, color="k", lw=1.2)
-            ax.plot(g, g - 1.0, "k-", lw=1.2)
-            ax.set_ylim(_edges(ys)[0], _edges(ys)[-1])
+            # the theorems' boundaries are two rays from (1, 0): gamma = 1 for gamma' <= 0
+            # (linear | condensed) and gamma' = gamma - 1 for gamma >= 1 (critical line)
+            x_hi, y_lo = _edges(xs)[-1], _edges(ys)[0]
+            ax.plot([1.0, 1.0], [min(y_lo, 0.0), 0.0], "k-", lw=1.5)
+            ax.plot([1.0, max(x_hi, 1.0)], [0.0, max(x_hi, 1.0) - 1.0], "k-", lw=1.5)
+            ax.set_xlim(_edges(xs)[0], x_hi)
+            ax.set_ylim(y_lo, _edges(ys)[-1])
             for r in rows:
                 if not r["agrees"]:
                     ax.plot(r["gamma"], r["gamma_prime"], "o", mfc="none", mec="k", ms=16)
-            ax.set_title(f"depth 2, {p['activation']}: input layer (theorems: black lines)")
+            ax.set_title(f"depth 2, {p['activation']}: input layer (theorems' boundaries: "
+                         "black rays from (1, 0))")  # fmt: skip
         else:
-            ax.set_title(f"depth 3, {p['activation']}: layer {k} (derived, empirical)", fontsize=9)
+            ax.set_title(f"depth 3, {p['activation']}: layer {k}\n(derived, empirical)")
         ax.set_xlabel(xk.replace("_", " "))
         ax.set_ylabel(yk.replace("_", " "))
     figures.save(fig, path)
@@ -67,7 +73,7 @@ def plot_rd_lines(cells, results, rows, p, path: Path) -> None:
     """RD_1 vs width for up to six cells: the corners and the centre of the grid."""
     n = len(cells)
     pick = sorted({0, n - 1, n // 2, (n - 1) // 4, (3 * (n - 1)) // 4})[:6]
-    fig, ax = figures.subplots(figsize=(5.5, 4))
+    fig, ax = figures.subplots(figsize=(figures.FIG_WIDTH, 4.4))
     for i in pick:
         rd = np.asarray(results[i]["rd_end"])[:, :, 0]  # (W, seeds)
         w = results[i]["widths"]
@@ -81,6 +87,7 @@ def plot_rd_lines(cells, results, rows, p, path: Path) -> None:
         ax.loglog(w, figures.drawable(np.asarray(gm)), "o-",
                   label=f"{lab}: S={r['rd_slope_layer1']:.2f}")  # fmt: skip
     ax.set_xlabel("width m")
+    figures.value_ticks(ax, [w for i in pick for w in results[i]["widths"]])
     ax.set_ylabel("RD of the input layer")
-    ax.legend(fontsize=7)
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     figures.save(fig, path)

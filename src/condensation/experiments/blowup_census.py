@@ -30,7 +30,10 @@ an equilibrium when ``|a0| < c0`` (``c^2 - w^2`` is conserved and keeps ``c > 0`
 and blows up otherwise (for ``c0 < 0`` the same holds on ``a = w``).  So the
 non-blow-up part of the slice is a segment of measure zero, and those
 equilibria are unstable (a rounding error off the line grows like
-``exp(c t)``), which is why the grid avoids the line.
+``exp(c t)``), which is why the grid avoids the line.  Points placed exactly on
+the line (the grid's a0 values) are solved as well, to show both outcomes: an
+equilibrium is *held* when the solve reports one or blows up only after
+``30 / |c0|`` (the time a rounding error needs to grow to O(1) there).
 """
 
 from __future__ import annotations
@@ -61,8 +64,11 @@ each integrated through the blow-up or to an equilibrium, and counted: how many
 blow up, how many the criterion certifies, and the gap between the two, which is
 what a necessary condition would have to close. A certified trajectory that does
 not blow up would contradict the theorem; the count of those is reported. The
-scalar map shows the same on a slice (a0, w0) at fixed c0. These counts are
-evidence about the families drawn, not a proof about all initial conditions.
+scalar map shows the same on a slice (a0, w0) at fixed c0: every grid point blows
+up, as derived, coloured by its blow-up time; the only equilibria of the slice lie
+on a segment of measure zero, so points placed exactly on it are solved and shown
+beside the map. These counts are evidence about the families drawn, not a proof
+about all initial conditions.
 """
 
 DEFAULTS = {
@@ -97,11 +103,23 @@ FIGURES = (
     ),
     Figure(
         "figures/scalar_map.png",
-        "Scalar system (|z| = 1) at c0 = c_slice: blow-up (dark) vs equilibrium (light) "
-        "over (a0, w0); hatched: the criterion's region |w0| < min(|a0|, |c0|); dashed: "
-        "the lines a0 + w0 = 0 and a0 = w0; white: the derived non-blow-up segment "
-        "a0 = -w0, |a0| < c0 for c0 > 0 (a0 = w0 for c0 < 0; measure zero, off the grid).",
-        ("map_fraction_blow_up", "map_fraction_certified", "map_n_blow_up_not_certified"),
+        "Scalar system (|z| = 1) at c0 = c_slice. Left: colour = log10 of the blow-up time "
+        "T* over the (a0, w0) grid (a cell without a blow-up would be red; none is "
+        "expected: derived, off the lines a0 = +-w0 one of a0 +- w0 grows and the flow "
+        "blows up); hatched, orange outline: the criterion's region |w0| < "
+        "min(|a0|, |c0|); dotted: a0 = w0. Markers: initial points placed exactly on the "
+        "line a0 = -w0 (a0 = w0 for c0 < 0) and solved: circles reached an equilibrium, "
+        "crosses blew up. The derivation puts the equilibria there and only there, at "
+        "|a0| < |c0|, a set of measure zero, which is why no grid cell shows one. Those "
+        "equilibria are unstable: a rounding error off the line grows like exp(c t), so a "
+        "solve that stays near one until T* > 30/|c0| (red dotted line, right; a 1e-16 "
+        "error needs about that long to reach O(1)) and only then blows up, counts as an "
+        "equilibrium held (circle), as does a solve that reports an equilibrium. Right: T* "
+        "along that line against a0: circles inside |a0| < |c0| (dashed), crosses outside, "
+        "if the solves agree with the derivation (map_line_n_as_derived of "
+        "map_line_n_points).",
+        ("map_fraction_blow_up", "map_fraction_certified", "map_n_blow_up_not_certified",
+         "map_line_n_points", "map_line_n_held", "map_line_n_as_derived"),
     ),
 )
 
@@ -149,14 +167,16 @@ def pad_scalar(state, m: int, d: int):
 
 
 def _solve(states, z):
-    """(status list, criterion-certified bool array) of states, in fixed-size batches."""
+    """(status list, criterion-certified bool array, T* array: NaN without a blow-up)
+    of states, in fixed-size batches."""
     systems = [build_system(list(s), z, form="reduced") for s in states]
     sols = solve_chunked(systems)
     cert = np.array(
         [blowup_criterion(s[2][0], s[1], s[0] @ z, float(np.linalg.norm(z))) == CRITERION_BLOWS_UP
          for s in states]
     )  # fmt: skip
-    return [s.status for s in sols], cert
+    t_star = np.array([s.T_star if s.status == "blow-up" else np.nan for s in sols])
+    return [s.status for s in sols], cert, t_star
 
 
 def _check(p: dict) -> None:
@@ -178,7 +198,7 @@ def run(params: dict, out_dir: Path, progress: Progress) -> dict:
     # scalar systems (the near-line family and the map) are zero-padded to width m
     wide = [s for f in FAMILIES[:-1] for s in states[f]]
     progress("width-m families", 0, 2)
-    st_wide, cert_wide = _solve(wide, z)
+    st_wide, cert_wide, _ = _solve(wide, z)
     # shifted by a third of a cell, so that no grid point lies exactly on a0 + w0 = 0:
     # the non-blow-up points there are unstable equilibria, numerically ambiguous
     g = np.linspace(-2.0, 2.0, p["grid"]) + 4.0 / (3.0 * max(p["grid"] - 1, 1))
@@ -186,9 +206,15 @@ def run(params: dict, out_dir: Path, progress: Progress) -> dict:
     grid_states = [(np.array([[p["c_slice"]]]), np.array([[w]]), np.array([[a]]))
                    for a, w in zip(aa.ravel(), ww.ravel())]  # fmt: skip
     progress("scalar systems", 1, 2)
+    # initial points exactly on the line a0 = -sign(c0) w0, where the derivation puts
+    # both outcomes: an equilibrium for |a0| < |c0|, a blow-up beyond
+    sgn = -1.0 if p["c_slice"] > 0 else 1.0
+    line_states = [(np.array([[p["c_slice"]]]), np.array([[sgn * a]]), np.array([[a]]))
+                   for a in g]  # fmt: skip
     m, d = p["width"], p["d"]
-    scalars = [pad_scalar(s, m, d) for s in states["near-line"] + grid_states]
-    st_small, cert_small = _solve(scalars, z)
+    scalars = [pad_scalar(s, m, d) for s in states["near-line"] + grid_states + line_states]
+    st_small, cert_small, t_small = _solve(scalars, z)
+    n_grid = len(grid_states)
     progress("scalar systems", 2, 2)
     n_line = len(states["near-line"])
     statuses = {**{f: st_wide[i * p["per_family"]:(i + 1) * p["per_family"]]
@@ -217,8 +243,18 @@ def run(params: dict, out_dir: Path, progress: Progress) -> dict:
     for k in ("n", "n_blow_up", "n_certified", "n_blow_up_not_certified",
               "n_certified_not_blow_up", "n_unresolved"):  # fmt: skip
         head["n_trajectories" if k == "n" else k] = int(sum(r[k] for r in table))
-    map_blew = np.array([s == "blow-up" for s in st_small[n_line:]]).reshape(aa.shape)
-    map_cert = cert_small[n_line:].reshape(aa.shape)
+    map_st = st_small[n_line : n_line + n_grid]
+    map_blew = np.array([s == "blow-up" for s in map_st]).reshape(aa.shape)
+    map_cert = cert_small[n_line : n_line + n_grid].reshape(aa.shape)
+    map_t = t_small[n_line : n_line + n_grid].reshape(aa.shape)
+    line_st = st_small[n_line + n_grid :]
+    line_t = np.where([s == "equilibrium" for s in line_st], np.inf, t_small[n_line + n_grid :])
+    derived_eq = np.abs(g) < abs(p["c_slice"])
+    held = held_equilibrium(line_t, p["c_slice"])
+    head["map_line_n_points"] = len(line_st)
+    head["map_line_n_equilibrium"] = int(sum(s == "equilibrium" for s in line_st))
+    head["map_line_n_held"] = int(held.sum())  # equilibrium, or left only through rounding
+    head["map_line_n_as_derived"] = int(np.sum(held == derived_eq))
     head["map_fraction_blow_up"] = float(map_blew.mean())
     head["map_fraction_certified"] = float(map_cert.mean())
     head["map_n_blow_up_not_certified"] = int((map_blew & ~map_cert).sum())
@@ -228,14 +264,17 @@ def run(params: dict, out_dir: Path, progress: Progress) -> dict:
         counts=np.array([[r[k] for k in table[0]] for r in table]),
         count_names=np.array(list(table[0])), map_a0=g, map_w0=g,
         map_blow_up=map_blew, map_certified=map_cert, c_slice=np.float64(p["c_slice"]),
+        map_T_star=map_t, line_a0=g, line_T_star=line_t,  # inf: an equilibrium
+        line_status=np.array(line_st),
     )  # fmt: skip
-    _plot_census(out_dir / "figures" / "census.png", table)
-    _plot_map(out_dir / "figures" / "scalar_map.png", g, map_blew, map_cert, p["c_slice"])
+    plot_census(out_dir / "figures" / "census.png", table)
+    plot_map(out_dir / "figures" / "scalar_map.png", g, map_blew, map_cert, p["c_slice"],
+             map_t, g, line_t)  # fmt: skip
     return head
 
 
-def _plot_census(path, table) -> None:
-    fig, ax = figures.subplots(figsize=(8, 3.6))
+def plot_census(path, table) -> None:
+    fig, ax = figures.subplots(figsize=(figures.FIG_WIDTH, 3.8))
     x = np.arange(len(FAMILIES))
     for off, key, color, label in ((-0.27, "n_blow_up", "C0", "blow up"),
                                    (0.0, "n_certified", "C1", "certified"),
@@ -243,30 +282,82 @@ def _plot_census(path, table) -> None:
         vals = [r[key] for r in table]
         ax.bar(x + off, vals, 0.27, color=color, label=label)
         for xi, v in zip(x + off, vals):
-            ax.text(xi, v, str(v), ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(x, [f"{f}\n(n={r['n']})" for f, r in zip(FAMILIES, table)], fontsize=8)
+            ax.text(xi, v, str(v), ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(x, [f"{f}\n(n={r['n']})" for f, r in zip(FAMILIES, table)])
     ax.set_ylabel("trajectories")
-    ax.legend(fontsize=8)
+    ax.set_ylim(0, 1.18 * max(max(r["n"] for r in table), 1))
+    ax.legend(loc="upper center", ncol=3, frameon=False)
     figures.save(fig, path)
 
 
-def _plot_map(path, g, blew, cert, c0) -> None:
-    fig, ax = figures.subplots(figsize=(4.8, 4.4))
-    ext = (g[0], g[-1], g[0], g[-1])
-    ax.imshow(blew.astype(float), origin="lower", extent=ext, cmap="Blues", vmin=-0.3, vmax=1.3)
+ROUNDING_LOG = 30.0  # ln of the growth that turns a rounding error (~1e-16) into O(1)
+
+
+def held_equilibrium(line_t, c0) -> np.ndarray:
+    """Points of the non-blow-up line whose solve held the derived equilibrium: an
+    equilibrium (``line_t`` inf), or a blow-up only after ``ROUNDING_LOG / |c0|``, the
+    time a rounding error needs to grow to O(1) at the equilibrium's rate (at most
+    ``|c0|``): that equilibrium is unstable, and floating point leaves it."""
+    t = np.asarray(line_t, float)
+    return ~np.isfinite(t) | (t > ROUNDING_LOG / abs(c0))
+
+
+def plot_map(path, g, blew, cert, c0, t_star, a_line, line_t) -> None:
+    """Left: log10 T* over the (a0, w0) grid (a colour bar; a cell without a blow-up
+    would show as a red square), the criterion's region
+    hatched, and the points solved exactly on the derived non-blow-up line (circles:
+    equilibrium held, see :func:`held_equilibrium`; crosses: blow-up).  Right: T*
+    along that line against a0."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    fig, axs = figures.subplots(
+        1, 2, figsize=(figures.FIG_WIDTH, 4.6), gridspec_kw={"width_ratios": [1.25, 1]}
+    )
+    ax = axs[0]
+    ext = (g[0] - (g[1] - g[0]) / 2, g[-1] + (g[1] - g[0]) / 2) * 2 if g.size > 1 else None
+    logt = np.log10(np.where(blew, t_star, np.nan))
+    im = ax.imshow(logt, origin="lower", extent=ext, cmap="viridis", aspect="auto")
+    fig.colorbar(im, ax=ax, label="log10 T* (blow-up time)")
+    other = np.where(blew, np.nan, 1.0)  # cells without a blow-up
+    if np.isfinite(other).any():
+        ax.imshow(other, origin="lower", extent=ext, cmap=ListedColormap(["tab:red"]),
+                  aspect="auto")  # fmt: skip
     ax.contourf(g, g, cert.astype(float), levels=[0.5, 1.5], colors="none", hatches=["///"])
-    ax.contour(g, g, cert.astype(float), levels=[0.5], colors="C1", linewidths=0.8)
-    ax.plot(g, -g, "k--", lw=0.7)
-    # derived: equilibria on a0 = -sign(c0) w0 with |a0| < |c0|
-    r, sgn = min(abs(c0), 2.0), -1.0 if c0 > 0 else 1.0
-    ax.plot([-r, r], [-sgn * r, sgn * r], color="w", lw=2.5, label="non-blow-up (derived)")
-    ax.legend(fontsize=7, loc="lower left")
-    ax.plot(g, g, "k:", lw=0.7)
+    ax.contour(g, g, cert.astype(float), levels=[0.5], colors="C1", linewidths=1)
+    ax.plot(g, g, "k:", lw=0.8)
+    sgn = -1.0 if c0 > 0 else 1.0
+    held = held_equilibrium(line_t, c0)
+    ax.plot(a_line[held], sgn * a_line[held], "o", mfc="w", mec="k", ms=7, ls="none")
+    ax.plot(a_line[~held], sgn * a_line[~held], "X", mfc="w", mec="k", ms=8, ls="none")
     ax.set_xlabel("a0")
     ax.set_ylabel("w0")
-    ax.set_title(f"c0 = {c0:g}: dark = blow-up", fontsize=9)
-    ax.set_xlim(g[0], g[-1])
-    ax.set_ylim(g[0], g[-1])
+    n_other = int((~blew).sum())
+    ax.set_title(f"c0 = {c0:g}: {blew.sum()} of {blew.size} grid cells blow up")
+    handles = [
+        Patch(facecolor="none", edgecolor="C1", hatch="///", label="criterion certifies"),
+        Patch(color="tab:red", label=f"no blow-up ({n_other} cells)"),
+        *ax.lines[1:],
+    ]
+    handles[2].set_label(f"on a0 = {'-' if sgn < 0 else ''}w0: equilibrium held")
+    handles[3].set_label("on the line: blow-up")
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2,
+              frameon=False)  # fmt: skip
+    ax = axs[1]
+    fin = np.isfinite(line_t)
+    top = np.nanmax(line_t[fin]) * 3 if fin.any() else 10.0 * ROUNDING_LOG / abs(c0)
+    shown = np.where(fin, line_t, top)  # an equilibrium (no T*) at the top
+    ax.semilogy(a_line[~held], shown[~held], "X", mfc="w", mec="k", ms=8, ls="none",
+                label="blow-up: T*")  # fmt: skip
+    ax.semilogy(a_line[held], shown[held], "o", mfc="w", mec="k", ms=7, ls="none",
+                label="equilibrium held (top: no blow-up)")  # fmt: skip
+    ax.axhline(ROUNDING_LOG / abs(c0), color="C3", ls=":", lw=1)
+    for s in (-1, 1):
+        ax.axvline(s * abs(c0), color="0.4", ls="--", lw=0.8)
+    ax.set_xlabel(f"a0 on the line w0 = {'-' if sgn < 0 else ''}a0 (dashed: |a0| = |c0|)")
+    ax.set_ylabel("blow-up time T* (dotted: 30/|c0|)")
+    ax.set_title("derived: equilibrium iff |a0| < |c0|")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     figures.save(fig, path)
 
 

@@ -118,9 +118,10 @@ FIGURES = (
     Figure(
         "figures/escape_vs_eps.png",
         "Escape time vs eps, log-log, one panel per depth L: effective blow-up time T* "
-        "(line, wide range), GD escape (loss halved; dots, one colour per seed) at the eps "
-        "where GD is affordable, and the predicted slope -(L-2) (grey dashes, through the "
-        "GD points).",
+        "(line, wide range), GD escape (loss halved; open markers, one colour and shape per "
+        "seed, shifted sideways by a few percent per seed so that equal values stay "
+        "visible) at the eps where GD is affordable, and the predicted slope -(L-2) (grey "
+        "dashes, through the GD points).",
         (
             "d4_effective_slope",
             "d4_gd_slope",
@@ -136,7 +137,8 @@ FIGURES = (
         "|cos(W1 rows, z)| at the plateau exit, at the escape and at its peak, of the "
         "alignment with W1's own top direction at the escape, and (effective) the median "
         "|cos| at the last step before T*. Right: each GD member's median |cos| at the "
-        "escape and the plateau exit against its eps.",
+        "escape (circles) and the plateau exit (crosses) against its eps (shifted a little "
+        "per depth).",
         (
             "d4_gd_median_abs_cos_at_plateau_exit",
             "d4_gd_median_abs_cos_at_escape",
@@ -153,7 +155,8 @@ FIGURES = (
     Figure(
         "figures/sign_conditions.png",
         "Sign conditions along the chain, effective trajectories. Left: fraction of "
-        "trajectories inside the full set vs (T* - t)/T*, per depth. Right: per depth and "
+        "trajectories inside the full set vs (T* - t)/T*, per depth (one line style per "
+        "depth, so equal curves stay visible). Right: per depth and "
         "set (full; inner alone; each chain condition k alone), trajectories that entered "
         "and that left again.",
         (

@@ -87,7 +87,9 @@ FIGURES = (
     Figure(
         "figures/entry_and_exits.png",
         "Left: for condensed effective trajectories, time of first entry before T*, "
-        "relative ((T* - t_entry)/T*), per set. Right: trajectories that entered each set "
+        "relative ((T* - t_entry)/T*), per set, the three sets side by side in each bin "
+        "(the final-stage set is usually entered at the same step as the angle-only set, "
+        "so those two bars are often equal). Right: trajectories that entered each set "
         "and that left it again afterwards (exits).",
         (
             "n_trajectories",
@@ -105,7 +107,9 @@ FIGURES = (
         "figures/gd_violations.png",
         "GD at the plateau exit, per width and eps (mean over seeds): neurons violating "
         "the inner-product constraint (left) and pairs violating the angle constraint "
-        "(right, as a fraction of the m1 (m1 - 1)/2 pairs).",
+        "(right, as a fraction of the m1 (m1 - 1)/2 pairs). The y axes start at 0; points "
+        "on 0 mean no violation of that constraint. Points are shifted a little per width "
+        "so that equal values stay visible.",
         ("gd_n_members", "gd_n_in_final_stage_at_plateau_exit", "gd_n_entered_before_plateau_exit"),
     ),
 )
@@ -245,39 +249,48 @@ def run(params: dict, out_dir: Path, progress: Progress) -> dict:
         out_dir / "arrays" / "gd_plateau_exit.npz",
         **{k: np.array([r[k] for r in rows]) for k in rows[0]},
     )
-    _plot_effective(out_dir / "figures" / "entry_and_exits.png", arrays, head)
-    _plot_gd(out_dir / "figures" / "gd_violations.png", rows, p)
+    plot_effective(out_dir / "figures" / "entry_and_exits.png", arrays, head)
+    plot_gd(out_dir / "figures" / "gd_violations.png", rows, p)
     return head
 
 
-def _plot_effective(path, arrays, head) -> None:
-    fig, axs = figures.subplots(1, 2, figsize=(10, 3.8))
+def plot_effective(path, arrays, head) -> None:
+    fig, axs = figures.subplots(1, 2, figsize=(figures.FIG_WIDTH, 4.0))
     cond = arrays["condensed"]
-    for j, k in enumerate(SETS):
+    leads, names = [], []
+    for k in SETS:
         lead = arrays[f"lead_{k}"][cond & np.isfinite(arrays[f"lead_{k}"])]
         if lead.size:
-            axs[0].hist(np.log10(np.maximum(lead, 1e-16)), bins=30, alpha=0.5, label=k,
-                        color=f"C{j}")  # fmt: skip
+            leads.append(np.log10(np.maximum(lead, 1e-16)))
+            names.append(f"{k} ({lead.size})")
+    if leads:  # side by side in each bin: equal counts (a set entered with another) stay visible
+        axs[0].hist(leads, bins=15, label=names, color=[f"C{j}" for j in range(len(leads))])
+        axs[0].legend(title="set (condensed entries)")
     axs[0].set_xlabel("log10 (T* - t_entry) / T*  (condensed trajectories)")
     axs[0].set_ylabel("trajectories")
-    axs[0].legend(fontsize=7)
     x = np.arange(len(SETS))
     n_ent = [int(arrays[f"entered_{k}"].sum()) for k in SETS]
     n_exit = [head[f"n_exits_{k}"] for k in SETS]
     axs[1].bar(x - 0.2, n_ent, 0.4, label="entered")
     axs[1].bar(x + 0.2, n_exit, 0.4, label="left again (exits)")
     for xi, v in zip(list(x - 0.2) + list(x + 0.2), n_ent + n_exit):
-        axs[1].text(xi, v, str(v), ha="center", va="bottom", fontsize=7)
+        axs[1].text(xi, v, str(v), ha="center", va="bottom")
     axs[1].set_xticks(x, SETS)
-    axs[1].set_title(f"{head['n_trajectories']} trajectories", fontsize=9)
-    axs[1].legend(fontsize=7)
+    axs[1].set_ylim(0, 1.25 * max(max(n_ent + n_exit), 1))
+    axs[1].set_title(f"{head['n_trajectories']} trajectories")
+    axs[1].legend(loc="upper center", ncol=2, frameon=False)
     figures.save(fig, path)
 
 
-def _plot_gd(path, rows, p) -> None:
-    fig, axs = figures.subplots(1, 2, figsize=(10, 3.6))
+def plot_gd(path, rows, p) -> None:
+    """Violations at the plateau exit against eps, per width (points shifted a little
+    per width so that equal values stay visible; the y axis starts at 0 and shows
+    at least one violation, so an all-zero row reads as zero, not as noise)."""
+    fig, axs = figures.subplots(1, 2, figsize=(figures.FIG_WIDTH, 3.8))
     eps_list = sorted({float(e) for e in p["gd_eps"]})
-    for j, width in enumerate(p["gd_widths"]):
+    widths = list(p["gd_widths"])
+    tops = [1.0, 0.1]
+    for j, width in enumerate(widths):
         pairs = max(width * (width - 1) / 2, 1)
         inner, angle = [], []
         for e in eps_list:
@@ -285,11 +298,18 @@ def _plot_gd(path, rows, p) -> None:
                     and r["plateau_exit_step"] >= 0]  # fmt: skip
             inner.append(np.mean([r["inner_violations"] for r in cell]) if cell else np.nan)
             angle.append(np.mean([r["angle_violations"] for r in cell]) / pairs if cell else np.nan)
-        axs[0].semilogx(eps_list, inner, "o-", color=f"C{j}", label=f"width {width}")
-        axs[1].semilogx(eps_list, angle, "o-", color=f"C{j}", label=f"width {width}")
+        x = np.asarray(eps_list) * 10.0 ** (0.03 * (j - (len(widths) - 1) / 2))
+        style = dict(marker="os^vD"[j % 5], mfc="none", ms=8, color=f"C{j}", label=f"width {width}")
+        axs[0].semilogx(x, inner, **style)
+        axs[1].semilogx(x, angle, **style)
+        tops = [max(tops[0], np.nanmax(inner + [0])), max(tops[1], np.nanmax(angle + [0]))]
     axs[0].set_ylabel("neurons violating s_j v_j > 0")
-    axs[1].set_ylabel("fraction of pairs violating the angle constraint")
-    for ax in axs:
-        ax.set_xlabel("eps")
-        ax.legend(fontsize=7)
+    axs[1].set_ylabel("fraction of pairs violating\nthe angle constraint")
+    for ax, top in zip(axs, tops):
+        ax.set_ylim(-0.05 * top, 1.3 * top)
+        ax.set_xlabel("eps (shifted a little per width)")
+        figures.value_ticks(ax, eps_list)
+        ax.legend(loc="upper center", ncol=len(widths), frameon=False)
+    axs[0].set_title("inner-product constraint (mean over seeds)")
+    axs[1].set_title("angle constraint (mean over seeds)")
     figures.save(fig, path)

@@ -92,18 +92,23 @@ _DEFAULT_LABELS = ("gd", "sgd_b64", "sgd_b16", "sgd_b4", "momentum", "adam")
 FIGURES = (
     Figure(
         "figures/escape_vs_eps.png",
-        "Left: escape time (full-batch loss halved) vs eps, log-log, one line per "
-        "optimizer with its fitted slope (grey dashes: slope -1, the 1/eps law of "
+        "Left: escape time (full-batch loss halved) vs eps, log-log, one line and marker "
+        "per optimizer with its fitted slope (grey dashes: slope -1, the 1/eps law of "
         "gradient flow; for momentum and adam it is not a theorem). Right: median "
-        "|cos(b_j, z)| of the first-layer rows at the escape, per optimizer and eps.",
+        "|cos(b_j, z)| of the first-layer rows at the escape, per optimizer and eps. Each "
+        "optimizer's points are shifted sideways by a few percent so that equal values "
+        "stay visible (sgd at batch n is gd, and sgd at small lr follows it closely).",
         tuple(f"{k}_slope" for k in _DEFAULT_LABELS)
         + tuple(f"{k}_median_abs_cos_at_escape" for k in _DEFAULT_LABELS)
         + ("sgd_max_rel_diff_to_gd",),
     ),
     Figure(
         "figures/loss_curves.png",
-        "Full-batch loss vs time t = step x lr (log axis) at eps nearest loss_curve_eps, "
-        "every optimizer from the same initial weights; dashes mark the escapes.",
+        "Full-batch loss vs step (log axes) at eps nearest loss_curve_eps, one panel per "
+        "optimizer, every one from the same initial weights; gd's curve is dashed in every "
+        "other panel for comparison, and a dotted line marks each escape. The x axis is the "
+        "step, not t = step x lr, because adam runs at lr 1e-3 and the others at lr 0.5: "
+        "adam leaves its plateau after far fewer steps than the others.",
         ("loss_curve_eps", "lr", "adam_lr", "width", "n"),
     ),
 )
@@ -251,8 +256,9 @@ def run(params: dict, out_dir: Path, progress: Progress) -> dict:
         **{f"{lab}_times": r.snapshot_times for lab, r in curves.items()},
         **{f"{lab}_loss": r.snapshot_loss[0] for lab, r in curves.items()},
     )
-    _plot_escape(out_dir / "figures" / "escape_vs_eps.png", eps, labels, t_esc, cos_esc, slopes)
-    _plot_losses(out_dir / "figures" / "loss_curves.png", curves, eps[curve_i])
+    plot_escape(out_dir / "figures" / "escape_vs_eps.png", eps, labels, t_esc, cos_esc, slopes)
+    lrs = {lab: lr for lab, _, lr in runs}
+    plot_losses(out_dir / "figures" / "loss_curves.png", curves, eps[curve_i], lrs)
 
     head: dict = {
         "eps_min": p["eps_min"],
@@ -284,35 +290,74 @@ def run(params: dict, out_dir: Path, progress: Progress) -> dict:
     return head
 
 
-def _plot_escape(path, eps, labels, t_esc, cos_esc, slopes) -> None:
-    fig, axs = figures.subplots(1, 2, figsize=(10, 4))
-    ax = axs[0]
+MARKERS = ("o", "s", "^", "v", "D", "P", "X", "<", ">")
+
+
+def _dodge(eps, j: int, n: int) -> np.ndarray:
+    """``eps`` shifted sideways by a few percent per series (``j`` of ``n``), so that
+    series with equal values (sgd at full batch is gd) stay side by side, visible."""
+    return np.asarray(eps) * 10.0 ** (0.03 * (j - (n - 1) / 2))
+
+
+def plot_escape(path, eps, labels, t_esc, cos_esc, slopes) -> None:
+    """Escape time and |cos| at the escape vs eps, one marker per optimizer, and
+    one legend for both panels (in a third column, covering no data)."""
+    fig, axs = figures.subplots(
+        1, 3, figsize=(figures.FIG_WIDTH, 4.2), gridspec_kw={"width_ratios": [1, 1, 0.5]}
+    )
+    n = len(labels)
     for j, lab in enumerate(labels):
-        ax.loglog(eps, t_esc[j], "o-", label=f"{lab}: slope {slopes[lab]:.2f}")
+        style = dict(marker=MARKERS[j % len(MARKERS)], color=f"C{j}", mfc="none", ms=7, lw=1)
+        x = _dodge(eps, j, n)
+        axs[0].loglog(x, t_esc[j], label=f"{lab}: slope {slopes[lab]:.2f}", **style)
+        axs[1].semilogx(x, cos_esc[j], **style)
     ok = np.isfinite(t_esc[0])
     if ok.sum() >= 1:
         gm_e, gm_t = np.exp(np.mean(np.log(eps[ok]))), np.exp(np.mean(np.log(t_esc[0][ok])))
-        ax.loglog(eps, gm_t * gm_e / eps, "--", color="0.5", lw=0.8, label="slope -1")
-    ax.set_xlabel("init scale eps")
-    ax.set_ylabel("escape time t = step x lr")
-    ax.set_title("escape vs eps (momentum, adam: not a theorem)", fontsize=9)
-    ax.legend(fontsize=7)
-    ax = axs[1]
-    for j, lab in enumerate(labels):
-        ax.semilogx(eps, cos_esc[j], "o-", label=lab)
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("init scale eps")
-    ax.set_ylabel("median |cos(b_j, z)| at escape")
-    ax.legend(fontsize=7)
+        axs[0].loglog(eps, gm_t * gm_e / eps, "--", color="0.5", lw=0.8, label="slope -1 (gd law)")
+    axs[0].set_ylabel("escape time t = step x lr")
+    axs[0].set_title("escape vs eps")
+    axs[1].set_ylim(0, 1.02)
+    axs[1].set_ylabel("median |cos(b_j, z)| at escape")
+    axs[1].set_title("first-layer alignment at the escape")
+    for ax in axs[:2]:
+        ax.set_xlabel("init scale eps (shifted a little per optimizer)")
+        figures.value_ticks(ax, eps)
+    axs[2].axis("off")
+    handles, names = axs[0].get_legend_handles_labels()
+    axs[2].legend(handles, names, loc="center left", frameon=False, title="optimizer")
     figures.save(fig, path)
 
 
-def _plot_losses(path, curves: dict[str, TrainResult], eps: float) -> None:
-    fig, ax = figures.subplots(figsize=(6.5, 4))
-    for lab, r in curves.items():
-        t = r.snapshot_times
-        figures.loss_curve(ax, t[1:], r.snapshot_loss[0, 1:], label=lab, escape=r.escape_time[0])
-    ax.set_xscale("log")
-    ax.set_title(f"full-batch loss, eps = {eps:.2g}", fontsize=9)
-    ax.legend(fontsize=7)
+def plot_losses(path, curves: dict[str, TrainResult], eps: float, lrs: dict[str, float]) -> None:
+    """One panel per optimizer: its full-batch loss against the step (log axis, so
+    Adam's lr 1e-3 and the others' lr 0.5 share one axis); gd dashed on top in
+    every other panel, for comparison."""
+    labels = list(curves)
+    ncols = min(len(labels), 3)
+    nrows = -(-len(labels) // ncols)
+    fig, axs = figures.subplots(
+        nrows, ncols, figsize=(figures.FIG_WIDTH, 3.0 * nrows + 0.4), sharex=True, sharey=True,
+        squeeze=False,
+    )  # fmt: skip
+    ref = curves.get("gd")
+    for k, lab in enumerate(labels):
+        ax = axs.flat[k]
+        r = curves[lab]
+        steps = np.asarray(r.snapshot_times) / lrs[lab]
+        ax.loglog(steps[1:], figures.drawable(r.snapshot_loss[0, 1:]), color=f"C{k}", lw=2)
+        esc = r.escape_time[0]
+        if np.isfinite(esc):
+            ax.axvline(esc / lrs[lab], color=f"C{k}", ls=":", lw=1)
+        if ref is not None and lab != "gd":
+            ax.loglog(np.asarray(ref.snapshot_times[1:]) / lrs["gd"], ref.snapshot_loss[0, 1:],
+                      "--", color="k", lw=0.8, zorder=3)  # fmt: skip
+        ax.set_title(f"{lab} (lr {lrs[lab]:g})" + ("" if lab == "gd" else ", dashed: gd"))
+        if k % ncols == 0:
+            ax.set_ylabel("full-batch loss R")
+        if k >= len(labels) - ncols:
+            ax.set_xlabel("step (log)")
+    for ax in axs.flat[len(labels):]:
+        ax.axis("off")
+    fig.suptitle(f"eps = {eps:.2g}; dotted: the escape (loss halved)")
     figures.save(fig, path)

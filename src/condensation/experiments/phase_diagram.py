@@ -57,8 +57,9 @@ exponents, networks of several widths m are trained to a loss tolerance (or a st
 budget) with a learning rate scaled to the init, and each layer's relative
 distance RD_k = |W_k(T) - W_k(0)| / |W_k(0)| is fitted against m: a negative
 slope is the linear regime, a positive one condensation, about zero critical.
-Two layers: the coordinates (gamma, gamma') and the boundaries gamma = 1,
-gamma' = gamma - 1 are those of Luo, Xu, Ma and Zhang (JMLR 2021), whose theorems
+Two layers: the coordinates (gamma, gamma') and the boundaries, two rays from
+(1, 0) (gamma = 1 for gamma' <= 0, gamma' = gamma - 1 for gamma >= 1), are those
+of Luo, Xu, Ma and Zhang (JMLR 2021), whose theorems
 (as THEORY §8 states them) say which regime each cell is in; the map checks them
 at finite widths, with one free exponent fixed by this project (the output
 multiplier, kappa = 1 by default). Three layers: every layer gets its own
@@ -119,7 +120,8 @@ FIGURES = (
         "figures/phase_diagram.png",
         "RD slope S = d log RD / d log m of each layer's weights over the grid (red: "
         "condensed, S > 0; blue: linear, S < 0). Depth 2: the input layer over (gamma, "
-        "gamma'), with the theorems' boundaries gamma = 1 and gamma' = gamma - 1 (black) "
+        "gamma'), with the theorems' boundaries, two rays from (1, 0): gamma = 1 for "
+        "gamma' <= 0 and gamma' = gamma - 1 for gamma >= 1 (black) "
         "and each cell's measured regime (L, C, c = critical; x = diverged or plateau); a "
         "ring marks disagreement with the theorems. Depth 3: one panel per layer.",
         ("agreement_all", "agreement_far", "n_cells", "n_far", "n_unclassified",

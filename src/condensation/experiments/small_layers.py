@@ -236,6 +236,7 @@ def _plot(path, curves, head) -> None:
         ax.loglog(eps, gt * ge / eps, "--", color="0.5", lw=0.8, label="slope -1")
     ax.set_title("all three layers at eps", fontsize=9)
     ax.set_xlabel("eps")
+    figures.value_ticks(ax, eps)
     ax.set_ylabel("escape time")
     ax.legend(fontsize=7)
     for ax, case, title in ((axs[1], "output", "output layer O(1)"),

@@ -12,6 +12,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
+from matplotlib.ticker import NullLocator  # noqa: E402
 
 from condensation.core.metrics import cosine_matrix, eigen_order  # noqa: E402
 
@@ -40,6 +42,19 @@ def cosine_heatmap(ax, rows, *, title=None):
     if title:
         ax.set_title(title, fontsize=9)
     return im
+
+
+def value_ticks(ax, values, max_ticks: int = 6) -> None:
+    """x ticks at ``values`` (e.g. the eps a sweep ran at; at most ``max_ticks``,
+    spread over them), labelled compactly, without minor ticks: on a log axis that
+    spans less than a few decades the default minor labels overlap."""
+    v = np.unique(np.asarray(values, float)[np.isfinite(np.asarray(values, float))])
+    if v.size == 0:
+        return
+    if v.size > max_ticks:
+        v = v[np.unique(np.round(np.linspace(0, v.size - 1, max_ticks)).astype(int))]
+    ax.set_xticks(v, [f"{x:.2g}" for x in v])
+    ax.xaxis.set_minor_locator(NullLocator())
 
 
 PLOT_LIMIT = 1e200  # values beyond this magnitude (or non-finite) are not drawn
@@ -86,12 +101,53 @@ def sanitize(fig) -> None:
                 (ax.set_yscale if axis == "y" else ax.set_xscale)("linear")
 
 
-def save(fig, path: Path) -> None:
-    """Write ``fig`` (undrawable points left out, see :func:`sanitize`) and close it."""
+FIG_WIDTH = 10.0  # inches: every figure has this width, so the report shows all at one scale
+DPI = 110  # FIG_WIDTH x DPI = 1100 pixels, the width the report displays them at
+MIN_FONT_PT = 8.0  # no text below this (12 px at DPI 110); smaller sizes are raised to it
+
+
+def finish(fig):
+    """Make ``fig`` ready to write, in place, and return it: undrawable points left
+    out (:func:`sanitize`), the width set to :data:`FIG_WIDTH` (the height kept),
+    every text raised to at least :data:`MIN_FONT_PT`, then laid out."""
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         sanitize(fig)
+        height = fig.get_size_inches()[1]
+        fig.set_size_inches(FIG_WIDTH, height)
+        for text in _texts(fig):
+            if text.get_fontsize() < MIN_FONT_PT:
+                text.set_fontsize(MIN_FONT_PT)
+        for ax in fig.axes:
+            for axis in (ax.xaxis, ax.yaxis):
+                ticks = axis.get_major_ticks()  # the style minor ticks share
+                if ticks and ticks[0].label1.get_fontsize() < MIN_FONT_PT:
+                    axis.set_tick_params(which="both", labelsize=MIN_FONT_PT)
         fig.tight_layout()
-        fig.savefig(path, dpi=110)
+    return fig
+
+
+def _texts(fig):
+    """Every text of ``fig`` but the tick labels (walked without building ticks,
+    which is slow on log axes): figure texts (the suptitle among them), axes texts
+    and titles, axis labels, offset texts, legends."""
+    legends = list(fig.legends)
+    yield from fig.texts
+    for ax in fig.axes:
+        yield from (ax.xaxis.label, ax.yaxis.label)
+        yield from (ax.xaxis.get_offset_text(), ax.yaxis.get_offset_text())
+        yield from (c for c in ax.get_children() if isinstance(c, Text))  # texts, titles
+        if ax.get_legend() is not None:
+            legends.append(ax.get_legend())
+    for leg in legends:
+        yield from leg.get_texts()
+        yield leg.get_title()
+
+
+def save(fig, path: Path) -> None:
+    """Write ``fig`` (:func:`finish`, at :data:`DPI`) and close it."""
+    finish(fig)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        fig.savefig(path, dpi=DPI)
     plt.close(fig)
 
 

@@ -35,14 +35,22 @@ body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1200px;
 padding:0 1em;color:#222;line-height:1.45}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
 h3{margin-top:1.5em}
-.fig{display:flex;flex-wrap:wrap;gap:1.2em;align-items:flex-start;margin:1em 0 1.6em}
-.fig figure{margin:0;flex:1 1 640px;max-width:820px}
-.fig img{max-width:100%;height:auto;border:1px solid #eee}
-figcaption{font-size:.88em;color:#444;margin-top:.3em}
+.fig{margin:1em 0 1.6em}
+.fig figure{margin:0;max-width:1100px}
+.fig img{display:block;width:100%;max-width:1100px;height:auto;border:1px solid #eee}
+.fig a.zoom{display:block;cursor:zoom-in}
+.fig a.close{display:none}
+.fig figure:target{position:fixed;inset:0;z-index:10;max-width:none;margin:0;display:flex;
+align-items:center;justify-content:center;background:rgba(20,20,20,.88)}
+.fig figure:target img{width:98vw;max-width:none;max-height:96vh;object-fit:contain;
+background:#fff}
+.fig figure:target figcaption{display:none}
+.fig figure:target a.close{display:block;position:fixed;inset:0;cursor:zoom-out}
+figcaption{font-size:.88em;color:#444;margin-top:.3em;max-width:1100px}
 table{border-collapse:collapse;font-size:.85em}
 td,th{border:1px solid #ddd;padding:.2em .5em;text-align:left;vertical-align:top}
-td.num{font-family:ui-monospace,Menlo,Consolas,monospace;text-align:right}
-.nums{flex:0 1 360px}
+td.num{font-family:ui-monospace,Menlo,Consolas,monospace;text-align:right;white-space:nowrap}
+.nums{margin-top:.6em}
 .story{max-width:900px}
 .note{color:#555;font-size:.9em}
 details{margin:.5em 0}
@@ -220,6 +228,9 @@ def _data_html(exps: list[tuple[Path, dict]]) -> str:
 
 
 def _experiment_html(exp_dir: Path, s: dict) -> str:
+    """One experiment's section.  A click on a figure enlarges it to the window (the
+    figure is the link's target, shown by CSS over the page; a second click closes
+    it): no script, no file outside the page."""
     parts = [
         f'<h3 id="{_esc(s["name"])}">{_esc(s["title"])} '
         f'<span class="note">({_esc(s["name"])})</span></h3>',
@@ -227,13 +238,16 @@ def _experiment_html(exp_dir: Path, s: dict) -> str:
         f'<p class="note">Data: {_esc(data_text(s))}.</p>',
     ]
     head = s["headline"]
-    for f in s["figures"]:
+    for k, f in enumerate(s["figures"]):
         data = base64.b64encode(f["png"]).decode("ascii")
+        fid = _esc(f"fig-{s['name']}-{k + 1}")
         nums = f["numbers"]
         table = f'<div class="nums">{_numbers_table(head, nums)}</div>' if nums else ""
         parts.append(
-            '<div class="fig"><figure>'
-            f'<img alt="{_esc(f["file"])}" src="data:image/png;base64,{data}">'
+            f'<div class="fig"><figure id="{fid}">'
+            f'<a class="zoom" href="#{fid}" title="click to enlarge">'
+            f'<img alt="{_esc(f["file"])}" src="data:image/png;base64,{data}"></a>'
+            '<a class="close" href="#_" title="click to close" aria-label="close"></a>'
             f"<figcaption>{_esc(f['caption'])}</figcaption></figure>{table}</div>"
         )
     other = s["other_numbers"]
