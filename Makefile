@@ -2,8 +2,9 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+DOCS_STAMP := $(VENV)/.docs-installed-stamp
 
-.PHONY: demo test test-slow lint bench clean
+.PHONY: demo test test-slow lint bench clean docs docs-serve
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -27,5 +28,15 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_optimizers.py
 	$(PY) benchmarks/bench_sweep.py
 
+$(DOCS_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install -q -e '.[docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)  ## the documentation site into site/, strict: every example runs, a broken link fails
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+docs-serve: $(DOCS_STAMP)  ## the same site, served on http://127.0.0.1:8000 (rebuilt on edits)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
+
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs site

@@ -1,18 +1,21 @@
-"""Every command the README shows runs, in a quick variant, and every CLI path
-(each ``--form``, each depth, ``--compare-gd``) runs through the CLI.
+"""Every command the README and the documentation site show runs, in a quick
+variant, and every CLI path (each ``--form``, each depth, ``--compare-gd``) runs
+through the CLI.
 
-The commands are parsed from README.md's code blocks (bash lines calling
-``condensation``, and the Python block), so a command added to the README is
-covered without touching this file.  ``QUICK`` says, per command, what is added
-to make it fast; ``--out`` directories are moved under a scratch directory.
+The commands are parsed from the code blocks of README.md and of every page under
+docs/ (bash lines calling ``condensation``; each command once, wherever it
+appears), so a command added to any page is covered without touching this file.
+The parsing and the quick variants (``QUICK``: what is added per command to make it
+fast; ``--out`` directories moved under a scratch directory) live in
+``docs/_scripts/runnable.py``, shared with the site's build, which runs the same
+variants.  The site's executed Python examples run when it is built
+(``tests/test_docs.py``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -20,72 +23,45 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
+sys.path.insert(0, str(ROOT / "docs" / "_scripts"))
+import runnable  # noqa: E402
 
-# Appended per command (the first word after `condensation`) to make it quick.
-_STEPS = [
-    "--set",
-    "train.steps=12",
-    "--set",
-    "train.snapshots=2",
-    "--set",
-    "train.linear_snapshots=1",
-]
-QUICK: dict[str, list[str]] = {
-    "train": _STEPS,
-    "effective": _STEPS,
-    "matrix": _STEPS,
-    "run": ["--quick"],
-    "reproduce": [],  # already --quick in the README; the default suite runs one experiment
-    "report": [],
-    # in this process; a `--scheduler` example's cluster is replaced by it too (the
-    # slow tests/sweep/test_sweep_slow.py::test_external_scheduler_and_two_workers
-    # starts `dask scheduler` and `dask worker` as the README's recipe does)
-    "sweep": ["--workers", "0"],
-}
-# Quick experiments of `reproduce --quick` in the default run (the slow run does them all).
-REPRODUCE_DEFAULT_ONLY = ["condensation-three-layer"]
-# README commands that take more than a few seconds even reduced (a diffrax compile,
-# a whole experiment, a 100x100 problem): they run in the slow suite (make test-slow).
-SLOW = ("effective", "run ", "matrix_100", "matrix_completion.toml --out", "--fast-forward")
-# README commands known to fail, with why (none at present).
+README = runnable.README
+QUICK = runnable.QUICK
+_STEPS = runnable.STEPS
+REPRODUCE_DEFAULT_ONLY = runnable.REPRODUCE_DEFAULT_ONLY
+quick_variant = runnable.quick_variant
+# Commands that take more than a few seconds even reduced (a diffrax compile, a
+# whole experiment, a 100x100 problem), and the site's commands beyond the README's
+# former ones (the site's build runs them all): they run in the slow suite.
+SLOW = (
+    "effective", "run ", "matrix_100", "matrix_completion.toml --out", "--fast-forward",
+    "--out runs/csv ", "--out runs/long ",
+)  # fmt: skip
+# Commands known to fail, with why (none at present).
 KNOWN_BROKEN: dict[str, str] = {}  # "substring of a command": "why it is expected to fail"
 
 
 def readme_blocks(text: str) -> list[tuple[str, str]]:
-    """``(language, body)`` of every fenced code block."""  # a repeated command runs once
-    return [(m[1], m[2]) for m in re.finditer(r"```(\w*)\n(.*?)```", text, re.S)]
+    """``(language, body)`` of every fenced code block."""
+    return [(lang, body) for lang, _, body in runnable.code_blocks(text)]
 
 
 def readme_commands(text: str | None = None) -> list[list[str]]:
-    """Every ``condensation`` command line of the README's bash blocks, as argv
-    (after the program name), comments dropped."""
-    text = README.read_text() if text is None else text
-    out = []
-    for lang, body in readme_blocks(text):
-        if lang not in ("bash", "sh", "console"):
-            continue
-        for line in body.splitlines():
-            if "condensation" not in line:
-                continue
-            words = shlex.split(line, comments=True)
-            if words and Path(words[0]).name == "condensation" and words[1:] not in out:
-                out.append(words[1:])
-    return out
+    """Every ``condensation`` command line of the bash blocks of ``text``, or of the
+    README and every page of the site, as argv (after the program name)."""
+    return runnable.all_commands() if text is None else runnable.commands_in(text)
 
 
 def readme_python() -> list[str]:
-    return [body for lang, body in readme_blocks(README.read_text()) if lang == "python"]
-
-
-def quick_variant(argv: list[str], scratch: Path) -> list[str]:
-    """``argv`` with its quick additions and every ``runs/...`` path under ``scratch``."""
-    moved = [str(scratch / a) if a.startswith("runs/") else a for a in argv]
-    moved = [str(ROOT / a) if a.startswith("configs/") else a for a in moved]
-    if "--scheduler" in moved:
-        i = moved.index("--scheduler")
-        del moved[i : i + 2]
-    return moved + QUICK.get(argv[0], [])
+    """The plain (not executed when the site builds) Python blocks of the README and
+    the site: the tests run them here."""
+    return [
+        body
+        for page in runnable.pages()
+        for lang, attrs, body in runnable.code_blocks(page.read_text())
+        if lang == "python" and "exec=" not in attrs
+    ]
 
 
 def _id(argv: list[str]) -> str:
@@ -155,14 +131,15 @@ def test_readme_reproduce_in_full(cli_main, scratch, argv):
 
 @pytest.mark.slow
 def test_readme_python_example(tmp_path):
-    """The README's Python blocks, run as written in a fresh interpreter: the effective
-    dynamics from the repository root; ``load_run("runs/gd")`` from a folder where a
-    quick ``condensation train ... --out runs/gd`` has just been written.  The SLURM
-    recipe needs the ``slurm`` extra and a cluster: only its imports of this package
-    are checked."""
+    """The plain Python blocks of the README and the site (those the site's build
+    does not execute), run as written in a fresh interpreter: the effective dynamics
+    from the repository root; a ``load_run("runs/gd")`` from a folder where a quick
+    ``condensation train ... --out runs/gd`` has just been written.  The SLURM recipe
+    needs the ``slurm`` extra and a cluster: only its imports of this package are
+    checked."""
     env = {**os.environ, "CONDENSATION_CPU_DEVICES": "1"}
     blocks = readme_python()
-    assert any("build_system" in c for c in blocks) and any("load_run(" in c for c in blocks)
+    assert any("build_system" in c for c in blocks) and any("dask_jobqueue" in c for c in blocks)
     for code in blocks:
         if "dask_jobqueue" in code:
             code = "from condensation.sweep import run_sweep\nprint(run_sweep.__doc__ and 'ok')"
