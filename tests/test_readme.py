@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import console_problems
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "docs" / "_scripts"))
@@ -95,7 +97,19 @@ def scratch(tmp_path_factory):
     return tmp_path_factory.mktemp("readme")
 
 
-def _run_readme_command(cli_main, argv, scratch, *, full_reproduce=False):
+def _check_console(args: list[str], text: str) -> None:
+    """What a researcher pastes from: no number with more than 6 significant digits,
+    and no line cut by the program (the commands run at COLUMNS=40, so a wrapped
+    result would leave a line ending in ``=`` and lines no longer than 40)."""
+    assert console_problems(text) == [], f"{' '.join(args)}: {console_problems(text)}"
+    lines = text.splitlines()
+    assert not [ln for ln in lines if re.search(r"=\s*$", ln)], f"{' '.join(args)}:\n{text}"
+    if any(" = " in ln for ln in lines):  # a result line: longer than the terminal
+        assert max(map(len, lines)) > 40, f"{' '.join(args)} wrapped:\n{text}"
+
+
+def _run_readme_command(cli_streams, argv, scratch, *, full_reproduce=False):
+    cli_main = _without_stdout(cli_streams)
     args = quick_variant(argv, scratch)
     if argv[0] == "reproduce" and not full_reproduce:
         args += [a for name in REPRODUCE_DEFAULT_ONLY for a in ("--only", name)]
@@ -106,8 +120,9 @@ def _run_readme_command(cli_main, argv, scratch, *, full_reproduce=False):
                 "reproduce", "--quick", "--out", str(target), "--only", REPRODUCE_DEFAULT_ONLY[0]
             )
             assert code == 0, err
-    code, err = cli_main(*args)
+    code, out, err = cli_streams(*args)
     assert code == 0, f"{' '.join(args)} -> exit {code}: {err}"
+    _check_console(args, out + err)
     if "--out" in args:
         out = Path(args[args.index("--out") + 1])
         assert (out / "summary.json").is_file()
@@ -116,17 +131,30 @@ def _run_readme_command(cli_main, argv, scratch, *, full_reproduce=False):
         assert (Path(args[1]) / "report.html").is_file()
 
 
+def _without_stdout(cli_streams):
+    def run(*args):
+        code, _, err = cli_streams(*args)
+        return code, err
+
+    return run
+
+
+@pytest.fixture
+def narrow(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "40")
+
+
 @pytest.mark.parametrize("argv", [pytest.param(a, id=_id(a), marks=_marks(a)) for a in COMMANDS])
-def test_readme_command(cli_main, scratch, argv):
-    _run_readme_command(cli_main, argv, scratch)
+def test_readme_command(cli_streams, narrow, scratch, argv):
+    _run_readme_command(cli_streams, argv, scratch)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "argv", [pytest.param(a, id=_id(a)) for a in COMMANDS if a[0] == "reproduce"]
 )
-def test_readme_reproduce_in_full(cli_main, scratch, argv):
-    _run_readme_command(cli_main, argv, scratch / "full", full_reproduce=True)
+def test_readme_reproduce_in_full(cli_streams, narrow, scratch, argv):
+    _run_readme_command(cli_streams, argv, scratch / "full", full_reproduce=True)
 
 
 @pytest.mark.slow

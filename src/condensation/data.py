@@ -30,6 +30,9 @@ from condensation.errors import InputError
 
 @dataclass(frozen=True)
 class Dataset:
+    """A training set: inputs ``x``, targets ``y``, its name and whether a constant-1
+    bias column was appended to ``x`` (``data.bias``)."""
+
     x: np.ndarray  # (n, d_in), d_in includes the bias column when bias = true
     y: np.ndarray  # (n,)
     name: str
@@ -42,6 +45,7 @@ class Dataset:
 
     @property
     def d_in(self) -> int:
+        """The input dimension, the bias column included."""
         return self.x.shape[1]
 
 

@@ -28,6 +28,7 @@ class NetworkSpec:
 
     @property
     def depth(self) -> int:
+        """L, the number of weight matrices (hidden layers + 1)."""
         return len(self.widths) + 1
 
     @property
@@ -38,6 +39,7 @@ class NetworkSpec:
 
     @classmethod
     def from_config(cls, model: ModelConfig, d_in: int) -> NetworkSpec:
+        """The network a ``[model]`` section describes, on inputs of dimension ``d_in``."""
         return cls(
             d_in=d_in, widths=tuple(model.widths), activation=get_activation(model.activation)
         )

@@ -124,6 +124,9 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class Config:
+    """A validated network config (``train``, ``effective``): its ``[data]``,
+    ``[model]``, ``[init]`` and ``[train]`` sections (:func:`load_config` builds it)."""
+
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     init: InitConfig = field(default_factory=InitConfig)

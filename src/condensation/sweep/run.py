@@ -131,7 +131,9 @@ def run_sweep(
     Args:
         spec: a spec file or a parsed :class:`Spec`.
         out: the sweep directory (new, empty, or an earlier sweep's).
-        workers, scheduler, retries: the engine's options (:class:`Engine`).
+        workers: local worker processes (None: one per core; 0: in this process).
+        scheduler: the address of a running Dask scheduler (None: a local cluster).
+        retries: resubmissions of a task whose worker died (:class:`Engine`).
         stream: where progress lines go (default stderr).
         on_written: called with ``{"claimed": True}`` once ``out`` holds the marker,
             then with the summary once the table and ``summary.json`` are written

@@ -113,14 +113,17 @@ class TrainResult:
 
     @property
     def snapshot_times(self) -> np.ndarray:
+        """(K,) the snapshot times ``t = step * lr``."""
         return self.snapshot_steps * self.lr
 
     @property
     def loss_initial(self) -> np.ndarray:
+        """(E,) each member's loss at step 0."""
         return self.snapshot_loss[:, 0]
 
     @property
     def loss_final(self) -> np.ndarray:
+        """(E,) each member's loss at the last step."""
         return self.snapshot_loss[:, -1]
 
     @property
