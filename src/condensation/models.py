@@ -150,7 +150,38 @@ def init_ensemble(cfg: Config, spec: NetworkSpec) -> Ensemble:
         params = [np.stack([stds[k] * base[s][k] for s, _ in members]) for k in range(spec.depth)]
     else:
         params = [np.stack([eps * base[s][k] for s, eps in members]) for k in range(spec.depth)]
+    if cfg.init.balance is not None:
+        params = rebalance(params, cfg.init.balance)
     return Ensemble(params, [s for s, _ in members], [eps for _, eps in members], stds)
+
+
+def rebalance(params: list[np.ndarray], balance: float) -> list[np.ndarray]:
+    """Rescale each hidden neuron's outgoing weights so that ``|out_j|^2 - |in_j|^2 =
+    balance`` (the per-neuron conserved quantity of gradient flow for homogeneous
+    activations; ``0``: balanced, as Kunin et al. 2024 sweep it), layer by layer from
+    the first.  Members stacked on axis 0: ``W_k`` (E, m_k, m_{k-1}).  Mirrored
+    neurons (``init.antisymmetric``) stay mirrored.
+
+    >>> w = [np.array([[[3.0, 4.0]]]), np.array([[[2.0]]])]  # |in|^2 = 25, |out|^2 = 4
+    >>> [float(np.sum(p**2)) for p in rebalance(w, 0.0)]
+    [25.0, 25.0]
+    """
+    out = [np.array(p, dtype=float) for p in params]
+    for k in range(len(out) - 1):
+        incoming = np.sum(out[k] ** 2, axis=-1)  # (E, m_k)
+        outgoing = np.sum(out[k + 1] ** 2, axis=-2)  # (E, m_k)
+        target = incoming + balance
+        if not np.all(target > 0) or not np.all(outgoing > 0):
+            low = float(np.min(incoming))
+            raise InputError(
+                "init.balance",
+                balance,
+                f"a neuron of hidden layer {k + 1} has |incoming|^2 = {low:.3g}, and "
+                "|outgoing|^2 = |incoming|^2 + balance must be > 0",
+                f"give init.balance > {-low:.3g}",
+            )
+        out[k + 1] = out[k + 1] * np.sqrt(target / outgoing)[..., None, :]
+    return out
 
 
 def antisymmetric(params: list[np.ndarray]) -> list[np.ndarray]:

@@ -213,6 +213,7 @@ NET_KEYS = {
         [],
     ),
     "init.antisymmetric": (BOOL, BAD_BOOL, []),
+    "init.balance": (floats(0, 1), st.one_of(NAN_ISH, WRONG_TYPE), []),
     "train.lr": (floats(1e-3, 0.5), BAD_POSITIVE, []),
     "train.steps": (
         st.one_of(ints(1, 20), st.just('"auto"')),

@@ -111,3 +111,33 @@ def test_balance_drift_of_tanh_does_not_vanish_with_lr():
 def test_balance_drift_reads_every_snapshot():
     norms = np.array([[1.0, 1.0, 1.0], [1.0, 2.0, 1.0], [1.0, 1.0, 1.0]])
     np.testing.assert_allclose(balance_drift(norms), [3 / 5, 3 / 5])
+
+
+@pytest.mark.parametrize("balance", [0.0, 0.05, -1e-4])
+def test_init_balance_sets_every_neurons_balance(balance):
+    """init.balance: |outgoing|^2 - |incoming|^2 = balance for every hidden neuron
+    of every member (the laws of core.invariants), at depths 2 and 3."""
+    from condensation.core.invariants import neuron_balances
+    from condensation.data import load_dataset
+    from condensation.models import NetworkSpec, init_ensemble
+
+    for depth, widths in ((2, "[6]"), (3, "[6, 4]")):
+        cfg = C.load_config(
+            None,
+            [f"model.depth={depth}", f"model.widths={widths}", "init.scales=[0.1, 0.3]",
+             f"init.balance={balance}"],
+        )  # fmt: skip
+        spec = NetworkSpec.from_config(cfg.model, load_dataset(cfg.data).d_in)
+        ens = init_ensemble(cfg, spec)
+        for i in range(2):
+            laws = neuron_balances([jnp.asarray(p[i]) for p in ens.params])
+            for law in laws:
+                np.testing.assert_allclose(np.asarray(law), balance, atol=1e-12)
+
+
+def test_init_balance_below_a_neurons_norm_is_refused_in_one_line():
+    from condensation.errors import InputError
+
+    with pytest.raises(InputError) as e:
+        C.run_training(C.load_config(None, ["init.balance=-1.0", "train.steps=2"]))
+    assert e.value.field == "init.balance" and "give init.balance >" in str(e.value)

@@ -247,6 +247,7 @@ def summary(run: TrainRun) -> dict:
         "output_scale": cfg.model.output_scale,
         "layer_scales": list(run.ensemble.layer_scales) if run.ensemble.layer_scales else None,
         "antisymmetric": cfg.init.antisymmetric,
+        "balance": cfg.init.balance,
         "lr": cfg.train.lr,
         "steps": cfg.train.steps,
         "dtype": cfg.train.dtype,

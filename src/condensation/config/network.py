@@ -93,6 +93,8 @@ class InitConfig:
     layer_scales: tuple[float, ...] | None = None  # std of each layer, W1 first
     layer_gammas: tuple[float, ...] | None = None  # std m^-g_k, m = max(widths)
     antisymmetric: bool = False  # last hidden layer doubled, output weights negated: f0 = 0
+    # per hidden neuron |outgoing|^2 - |incoming|^2 = balance (0: balanced); None: as drawn
+    balance: float | None = None
 
 
 @dataclass(frozen=True)
@@ -276,8 +278,16 @@ def _validate(cfg: Config) -> Config:
 
 def validate_layer_scales(cfg: Config) -> None:
     """``init.layer_scales`` / ``layer_gammas`` (one per layer, positive stds, not with
-    another scale key), ``init.antisymmetric`` and ``model.output_scale``."""
+    another scale key), ``init.balance`` (finite, not with ``init.path``),
+    ``init.antisymmetric`` and ``model.output_scale``."""
     m, i = cfg.model, cfg.init
+    if i.balance is not None:
+        if not math.isfinite(i.balance):
+            raise InputError("init.balance", i.balance, "must be finite", "give e.g. 0 (balanced)")
+        if i.path is not None:
+            raise InputError(
+                "init.balance", i.balance, "does not apply to init.path", "drop one of the two"
+            )
     if not m.output_scale > 0:
         raise InputError(
             "model.output_scale", m.output_scale, "must be > 0", "give kappa > 0, e.g. 1"
