@@ -38,7 +38,7 @@ quick_variant = runnable.quick_variant
 # former ones (the site's build runs them all): they run in the slow suite.
 SLOW = (
     "effective", "run ", "matrix_100", "matrix_completion.toml --out", "--fast-forward",
-    "--out runs/csv ", "--out runs/long ",
+    "--out runs/csv ", "--out runs/long ", "matrix_staircase",
 )  # fmt: skip
 # Commands known to fail, with why (none at present).
 KNOWN_BROKEN: dict[str, str] = {}  # "substring of a command": "why it is expected to fail"

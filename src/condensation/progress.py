@@ -52,7 +52,7 @@ def write_session_log(directory: Path) -> None:
     >>> with session_log():
     ...     log_line("gd steps 10/10 done, 1 s")
     ...     write_session_log(d)
-    >>> (d / "log.txt").read_text().endswith("gd steps 10/10 done, 1 s\n")
+    >>> (d / "log.txt").read_text().endswith("gd steps 10/10 done, 1 s\\n")
     True
     """
     if _SESSION and _SESSION[-1] and not (directory / "log.txt").exists():

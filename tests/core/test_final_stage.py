@@ -62,6 +62,7 @@ def _padded_nets(rng, n, m, d=4, eps=1e-3):
     return nets
 
 
+@pytest.mark.slow  # the default run stays under 10 minutes on 2 cores
 def test_entered_late_never_left_and_condensed(rng):
     z = rng.standard_normal(4) * 0.4
     systems = [build_system(n, z, form="reduced") for n in _padded_nets(rng, 5, 12)]
@@ -79,6 +80,7 @@ def test_entered_late_never_left_and_condensed(rng):
         assert rep["log_bound_min_ratio"] >= 1.0  # the log lower bound holds, with C = 0
 
 
+@pytest.mark.slow  # the default run stays under 10 minutes on 2 cores
 def test_gd_final_stage_step_matches_brute_force(trained_and_reference):
     def inside(params, lk, l0, data):
         b, w, a = params

@@ -22,6 +22,7 @@ TANH = ACTIVATIONS["tanh"]
 SMALL = ["model.widths=[6, 6]", "data.n=12", "data.d=3"]
 
 
+@pytest.mark.slow  # the default run stays under 10 minutes on 2 cores
 def test_effective_T_star_from_unequal_layer_scales_matches_gd():
     # per-layer stds <= 1e-3, kappa != 1: GD's escape (loss halved) within 2 % of T*
     from condensation.commands.effective import run_effective, summary

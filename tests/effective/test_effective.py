@@ -77,6 +77,7 @@ def _random_three_layer(rng, m1, m2, d=5, eps=1e-3):
     ]
 
 
+@pytest.mark.slow  # the default run stays under 10 minutes on 2 cores
 def test_forms_agree_and_invariants_hold(rng):
     z = rng.standard_normal(5) * 0.3
     params = _random_three_layer(rng, 12, 9)

@@ -389,6 +389,7 @@ def test_two_by_two_unobserved_entry_diverges():
     assert np.max(sv[late, 1] / sv[late, 0]) < 1e-6
 
 
+@pytest.mark.slow  # the default run stays under 10 minutes on 2 cores
 def test_one_row_T_star_equals_network_T_star(rng):
     """``M_O = z^T``: the deep-factorisation T* is the three-layer network's effective T*
     (:mod:`condensation.effective.system`) to 1e-10."""

@@ -86,6 +86,7 @@ NETWORK_VALUES: dict[str, list] = {
     "init.layer_scales": [[0.1, 0.1, 0.1], [0.2, 0.1, 0.1]],
     "init.layer_gammas": [[0.5, 0.5, 0.5], [1.0, 0.5, 0.5]],
     "init.antisymmetric": [False, True],
+    "init.balance": [0.0, 0.01],
     "train.lr": [0.1, 0.2],
     "train.steps": ["auto", 20],
     "train.dtype": ["float64", "float32"],
