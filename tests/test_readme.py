@@ -108,8 +108,7 @@ def _check_console(args: list[str], text: str) -> None:
         assert max(map(len, lines)) > 40, f"{' '.join(args)} wrapped:\n{text}"
 
 
-def _run_readme_command(cli_streams, argv, scratch, *, full_reproduce=False):
-    cli_main = _without_stdout(cli_streams)
+def _run_readme_command(cli_main, cli_streams, argv, scratch, *, full_reproduce=False):
     args = quick_variant(argv, scratch)
     if argv[0] == "reproduce" and not full_reproduce:
         args += [a for name in REPRODUCE_DEFAULT_ONLY for a in ("--only", name)]
@@ -131,30 +130,22 @@ def _run_readme_command(cli_streams, argv, scratch, *, full_reproduce=False):
         assert (Path(args[1]) / "report.html").is_file()
 
 
-def _without_stdout(cli_streams):
-    def run(*args):
-        code, _, err = cli_streams(*args)
-        return code, err
-
-    return run
-
-
 @pytest.fixture
 def narrow(monkeypatch):
     monkeypatch.setenv("COLUMNS", "40")
 
 
 @pytest.mark.parametrize("argv", [pytest.param(a, id=_id(a), marks=_marks(a)) for a in COMMANDS])
-def test_readme_command(cli_streams, narrow, scratch, argv):
-    _run_readme_command(cli_streams, argv, scratch)
+def test_readme_command(cli_main, cli_streams, narrow, scratch, argv):
+    _run_readme_command(cli_main, cli_streams, argv, scratch)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "argv", [pytest.param(a, id=_id(a)) for a in COMMANDS if a[0] == "reproduce"]
 )
-def test_readme_reproduce_in_full(cli_streams, narrow, scratch, argv):
-    _run_readme_command(cli_streams, argv, scratch / "full", full_reproduce=True)
+def test_readme_reproduce_in_full(cli_main, cli_streams, narrow, scratch, argv):
+    _run_readme_command(cli_main, cli_streams, argv, scratch / "full", full_reproduce=True)
 
 
 @pytest.mark.slow

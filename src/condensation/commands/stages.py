@@ -40,6 +40,15 @@ def _top_change(delta: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, float
     return sign * u[:, 0], share, sign * vt[0], float(s[0])
 
 
+def _drop_changes(stages: list[dict], times: np.ndarray, states: np.ndarray):
+    """Per stage: ``(stage, index of the state nearest the drop's end, the top change
+    of the state over the drop (:func:`_top_change`), or None where it is zero)``."""
+    for st in stages:
+        a, b = _nearest(times, st["drop_start_t"]), _nearest(times, st["drop_end_t"])
+        delta = np.asarray(states[b] - states[a], dtype=float)
+        yield st, b, None if a == b or not np.any(delta) else _top_change(delta)
+
+
 def train_stages(run: TrainRun, i: int) -> list[dict]:
     """Member ``i``'s stages (see the module doc); empty without a drop."""
     r = run.result
@@ -48,13 +57,11 @@ def train_stages(run: TrainRun, i: int) -> list[dict]:
     w1_t = r.layer_steps(0) * r.lr
     z = np.asarray(run.data.z, dtype=float)
     zn = z / np.linalg.norm(z) if np.linalg.norm(z) > 0 else None
-    for st in stages:
-        a, b = _nearest(w1_t, st["drop_start_t"]), _nearest(w1_t, st["drop_end_t"])
-        delta = np.asarray(w1[b] - w1[a], dtype=float)
-        if a == b or not np.any(delta):
+    for st, b, top in _drop_changes(stages, w1_t, w1):
+        if top is None:
             st.update(direction=None, direction_share=None, direction_abs_cos_z=None)
         else:
-            _, share, v, _ = _top_change(delta)
+            _, share, v, _ = top
             st.update(
                 direction=[round(float(c), 6) for c in v] if v.size <= MAX_DIRECTION else None,
                 direction_share=share,
@@ -71,13 +78,11 @@ def matrix_stages(run: MatrixRun, i: int) -> list[dict]:
     stages = segment_stages(t, r.series["loss"][i])
     um, _, vmt = np.linalg.svd(run.problem.m, full_matrices=False)
     x = r.series["x"][i]
-    for st in stages:
-        a, b = _nearest(t, st["drop_start_t"]), _nearest(t, st["drop_end_t"])
-        delta = np.asarray(x[b] - x[a], dtype=float)
-        if a == b or not np.any(delta):
+    for st, b, top in _drop_changes(stages, t, x):
+        if top is None:
             st.update(direction_share=None, mode=None, mode_overlap=None)
         else:
-            u1, share, v1, _ = _top_change(delta)
+            u1, share, v1, _ = top
             overlap = np.abs(um.T @ u1) * np.abs(vmt @ v1)
             k = int(np.argmax(overlap))
             st.update(direction_share=share, mode=k + 1, mode_overlap=float(overlap[k]))
