@@ -34,7 +34,7 @@ from collections import defaultdict
 import jax
 from jax import monitoring
 import condensation.experiments as X
-from condensation.reproduce import run_into
+from condensation.reproduction import run_into
 import pathlib, tempfile
 t_import = time.perf_counter() - t0
 dur = defaultdict(float)

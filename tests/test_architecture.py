@@ -18,7 +18,7 @@ LAYERS = {
     "training": 2, "effective": 2, "matrix": 2, "store": 2,
     "commands": 3,
     "experiments": 4, "sweep": 4,
-    "report": 5, "reproduce": 5,
+    "report": 5, "reproduction": 5,
     "cli": 6, "runs": 6, "__init__": 7, "__main__": 7,
 }  # fmt: skip
 # Modules whose layer is not their folder's: the figure style every command and

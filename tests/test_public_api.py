@@ -17,6 +17,22 @@ def test_every_public_name_resolves_and_is_documented():
     assert set(C.__all__) <= set(dir(C))
 
 
+def test_no_public_name_is_hidden_by_a_submodule():
+    """Importing a submodule sets it as an attribute of the package: a public name
+    that were also a top-level module's name would turn into that module (C.reproduce
+    did, once condensation's reproduce module was imported)."""
+    import importlib
+    import pkgutil
+
+    modules = {m.name for m in pkgutil.iter_modules(C.__path__)}
+    assert not modules & set(C.__all__), modules & set(C.__all__)
+    for name in sorted(modules - {"__main__"}):
+        importlib.import_module(f"condensation.{name}")
+    for name in C.__all__:
+        assert not isinstance(getattr(C, name), type(C)), name
+    assert callable(C.reproduce) and callable(C.run_experiment)
+
+
 def test_unknown_name_is_an_attribute_error():
     try:
         C.no_such_thing  # noqa: B018

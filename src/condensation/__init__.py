@@ -48,8 +48,8 @@ _LAZY = {
     "run_sweep": "condensation.sweep",
     "load_sweep": "condensation.sweep",
     "Sweep": "condensation.sweep",
-    "run_experiment": "condensation.reproduce",
-    "reproduce": "condensation.reproduce",
+    "run_experiment": "condensation.reproduction",
+    "reproduce": "condensation.reproduction",
 }
 
 

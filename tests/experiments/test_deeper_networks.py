@@ -216,7 +216,7 @@ def test_bad_parameters_are_refused_before_compute(cli_main, tmp_path):
 @pytest.mark.slow  # about 45 s of CPU: one compiled blow-up solver and GD loop per depth
 def test_deeper_networks_default_run(tmp_path):
     """The default run's acceptance numbers (docs/open-questions.md)."""
-    from condensation.reproduce import run_experiment
+    from condensation.reproduction import run_experiment
 
     s = run_experiment("deeper-networks", tmp_path / "dn")
     h = s["headline"]

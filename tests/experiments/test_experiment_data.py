@@ -231,7 +231,7 @@ def test_report_names_the_data_of_each_experiment():
 @pytest.mark.parametrize("name", sorted(TRAINS_ON_DATA - {"phase-diagram"}))
 def test_quick_run_on_a_users_data_names_it(name, tmp_path, user_data):
     """phase-diagram fits its 3-point set; the others train on 30 points in 3-D."""
-    from condensation.reproduce import run_experiment
+    from condensation.reproduction import run_experiment
 
     path, z = user_data
     s = run_experiment(name, tmp_path / name, [f"data.path={path}"], quick=True)

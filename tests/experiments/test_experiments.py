@@ -16,7 +16,7 @@ from helpers import refused
 from condensation import experiments as X
 from condensation.errors import InputError
 from condensation.report.html import render_report
-from condensation.reproduce import reproduce, run_experiment
+from condensation.reproduction import reproduce, run_experiment
 from condensation.store.rundir import MARKER
 
 

@@ -12,7 +12,7 @@ from condensation.experiments.blowup_rates import bound_ratio
 from condensation.experiments.condensation_notions import notions_at
 from condensation.experiments.final_stage_necessity import entry_and_exits
 from condensation.experiments.small_layers import initial_params
-from condensation.reproduce import reproduce, run_experiment
+from condensation.reproduction import reproduce, run_experiment
 
 
 def test_entry_and_exits_counts_leaving_after_first_entry():

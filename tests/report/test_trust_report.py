@@ -484,7 +484,7 @@ def _fake_experiment_module():
 
 def test_resume_recomputes_a_hand_edited_experiment(tmp_path, monkeypatch):
     from condensation import experiments as X
-    from condensation.reproduce import reproduce
+    from condensation.reproduction import reproduce
 
     exp = _fake_experiment_module()
     monkeypatch.setattr(X, "registry", lambda: {exp.name: exp})

@@ -36,7 +36,7 @@ def run_cmd(
     Example: condensation run escape-scaling --set eps_min=1e-5 --out runs/scaling
     """
     from condensation import experiments
-    from condensation.reproduce import run_experiment
+    from condensation.reproduction import run_experiment
 
     exp = experiments.get(name)
     exp.params(set_ or [], quick=quick)  # bad --set values fail before any work
@@ -84,7 +84,7 @@ def reproduce_cmd(
     """
     from condensation.errors import InputError
     from condensation.progress import Progress
-    from condensation.reproduce import reproduce
+    from condensation.reproduction import reproduce
 
     if workers is not None and workers < 1:
         raise InputError("--workers", workers, "must be >= 1", "give --workers 1 or more")

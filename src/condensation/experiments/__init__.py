@@ -2,7 +2,7 @@
 
 ``condensation run NAME`` runs one of them into a directory, ``condensation
 reproduce`` runs all of them and writes one HTML report (see
-:mod:`condensation.reproduce` and :mod:`condensation.report.html`).
+:mod:`condensation.reproduction` and :mod:`condensation.report.html`).
 
 How to add an experiment
 ------------------------
