@@ -45,7 +45,9 @@ def test_kernel_distance_equals_the_direct_kernel(activation, chunk):
     assert kernel_distance(p0, p0, x, act, chunk=chunk) == pytest.approx(0.0, abs=1e-12)
 
 
-def test_pattern_distance_counts_sign_changes():
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_pattern_distance_counts_sign_changes(activation):
+    act = get_activation(activation).fn
     x = np.random.default_rng(3).uniform(-1, 1, (13, 3))
     p0, pt = _net(0), _net(1)
     changed = total = 0
@@ -55,9 +57,9 @@ def test_pattern_distance_counts_sign_changes():
             for j in range(w0.shape[0]):
                 changed += (h0[i] @ w0[j] > 0) != (ht[i] @ wt[j] > 0)
                 total += 1
-        h0, ht = np.maximum(h0 @ w0.T, 0), np.maximum(ht @ wt.T, 0)
-    assert pattern_distance(pt, p0, x) == changed / total
-    assert pattern_distance(p0, p0, x) == 0.0
+        h0, ht = np.asarray(act(h0 @ w0.T)), np.asarray(act(ht @ wt.T))
+    assert pattern_distance(pt, p0, x, act) == changed / total
+    assert pattern_distance(p0, p0, x, act) == 0.0
 
 
 def _drift(activation: str, lr: float, steps: int) -> list[float]:

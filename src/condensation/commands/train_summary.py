@@ -143,7 +143,7 @@ def regime_numbers(run: TrainRun, i: int) -> dict:
     drift = balance_drift(norms) if norms is not None else None
     return {
         "kernel_distance": kd,
-        "pattern_distance": pattern_distance(last, first, x),
+        "pattern_distance": pattern_distance(last, first, x, run.spec.activation.fn),
         "balance_drift": None if drift is None else [float(v) for v in drift],
     }
 

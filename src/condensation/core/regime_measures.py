@@ -86,17 +86,18 @@ def kernel_distance(
     return float(1.0 - cross / den) if den > 0 else float("nan")
 
 
-def pattern_distance(params_t: Sequence, params_0: Sequence, x) -> float:
+def pattern_distance(params_t: Sequence, params_0: Sequence, x, act: Callable) -> float:
     """The fraction of (sample, hidden unit) pairs, over every hidden layer, whose
-    pre-activation has a different sign at ``params_t`` than at ``params_0`` (the
-    hidden states are taken as ReLU's)."""
+    pre-activation has a different sign at ``params_t`` than at ``params_0``, each
+    network's hidden states propagated through its activation ``act`` (for ReLU:
+    the Hamming distance of the activation patterns)."""
     changed = total = 0
     ht = h0 = np.asarray(x, dtype=float)
     for wt, w0 in zip(params_t[:-1], params_0[:-1]):
         pt, p0 = ht @ np.asarray(wt, dtype=float).T, h0 @ np.asarray(w0, dtype=float).T
         changed += int(np.sum((pt > 0) != (p0 > 0)))
         total += pt.size
-        ht, h0 = np.maximum(pt, 0.0), np.maximum(p0, 0.0)
+        ht, h0 = np.asarray(act(pt)), np.asarray(act(p0))
     return changed / total if total else float("nan")
 
 
@@ -116,7 +117,7 @@ def balance_drift(norms: np.ndarray) -> np.ndarray:
     array([0.07317073])
     """
     sq = np.asarray(norms, dtype=float) ** 2
-    b = sq[:, 1:] - sq[:, :-1]
+    b = layer_balances(norms)
     scale = sq[:, 1:] + sq[:, :-1]
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = np.abs(b - b[0]) / np.where(scale > 0, scale, np.nan)
