@@ -191,6 +191,24 @@ def test_load_sweep_to_pandas_and_polars(tmp_path, monkeypatch):
         load_sweep(tmp_path)
 
 
+@pytest.mark.parametrize("name", ["results.parquet", "summary.json"])
+def test_load_sweep_never_reads_outside_the_sweep(tmp_path, name):
+    """A table or summary that is a symlink out of the sweep directory is refused in
+    one line, whatever it points at (here: a real sweep's own file)."""
+    real = _table(tmp_path, _rows())
+    other = tmp_path / "other"
+    other.mkdir()
+    for f in ("results.parquet", "summary.json"):
+        if f == name:
+            (other / f).symlink_to(real / f)
+        else:
+            (other / f).write_bytes((real / f).read_bytes())
+    with pytest.raises(InputError, match="leads outside the run directory") as e:
+        load_sweep(other)
+    assert "\n" not in str(e.value)
+    assert len(load_sweep(real)) == 36
+
+
 def test_to_polars_where_installed(tmp_path):
     pytest.importorskip("polars")
     s = load_sweep(_table(tmp_path, _rows()))

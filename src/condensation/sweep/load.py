@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from condensation.errors import InputError
-from condensation.store.load_run import FIX, read_json, shown
+from condensation.store.load_run import FIX, confined, read_json, shown
 
 TABLE = "results.parquet"
 
@@ -79,7 +79,7 @@ def load_sweep(directory: str | Path) -> Sweep:
         InputError: not a sweep directory, or its table cannot be read.
     """
     d = Path(directory)
-    if not (d / TABLE).is_file():
+    if not (d / TABLE).is_file() and not (d / TABLE).is_symlink():
         raise InputError(
             "DIR",
             shown(d),
@@ -90,12 +90,18 @@ def load_sweep(directory: str | Path) -> Sweep:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    # nothing outside the sweep is read: a table or summary that is a symlink out of
+    # DIR is refused (store.load_run.confined), whatever it points at
+    table_path = confined(d, TABLE, TABLE)
     try:
-        table = pq.read_table(d / TABLE)
+        table = pq.read_table(table_path)
     except (OSError, pa.ArrowException) as e:
         raise InputError("DIR", shown(d / TABLE), f"cannot be read ({e})", FIX) from None
     at = d / "summary.json"
-    summary = read_json(at, "summary.json") if at.is_file() else {}
+    has_summary = at.is_file() or at.is_symlink()
+    summary = {}
+    if has_summary:
+        summary = read_json(confined(d, "summary.json", "summary.json"), "summary.json")
     if not isinstance(summary, dict):
         raise InputError("summary.json", shown(at), "is not a JSON object", FIX)
     return Sweep(d, table, summary)
