@@ -4,6 +4,9 @@ Built-ins (``[data] dataset = ...``):
 
 - ``teacher``: ``x ~ U[-1, 1]^d``, ``y = tanh(w*.x) + 0.3 sin(3 x_1)`` with
   ``w* = 2 u``, ``u`` a unit vector drawn from ``data.seed``.
+- ``teacher3``: ``x ~ U[-1, 1]^d`` (d >= 3), ``y = 1.5 tanh(2 q1.x) + 0.8 tanh(2
+  q2.x) + 0.4 tanh(2 q3.x)``, centred, ``q_k`` orthonormal from ``data.seed``:
+  three directions of decreasing strength, for the staircase (THEORY §10).
 - ``sin``, ``cubic``, ``step``, ``gauss``: 1-D functions on an even grid of
   [-1, 1]: ``sin(pi x)``, ``x^3 - 0.5 x``, ``sign(x)``, ``exp(-8 x^2) - 0.3``.
 - ``diabetes``: the standardised diabetes regression set (442 x 10), bundled
@@ -49,6 +52,8 @@ class Dataset:
         return self.x.shape[1]
 
 
+TEACHER3_STRENGTHS = (1.5, 0.8, 0.4)  # teacher3: y = sum a_k tanh(2 q_k . x), centred
+
 _FUNCS = {
     "sin": lambda x: np.sin(np.pi * x),
     "cubic": lambda x: x**3 - 0.5 * x,
@@ -66,6 +71,12 @@ def _builtin(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
         u = rng.standard_normal(cfg.d)
         w_star = 2.0 * u / np.linalg.norm(u)
         y = np.tanh(x @ w_star) + 0.3 * np.sin(3.0 * x[:, 0])
+    elif cfg.dataset == "teacher3":
+        # three orthonormal directions of decreasing strength: a staircase of drops
+        x = rng.uniform(-1.0, 1.0, size=(cfg.n, cfg.d))
+        q, _ = np.linalg.qr(rng.standard_normal((cfg.d, 3)))
+        y = sum(a * np.tanh(2.0 * x @ q[:, k]) for k, a in enumerate(TEACHER3_STRENGTHS))
+        y = y - y.mean()
     else:
         x = np.linspace(-1.0, 1.0, cfg.n)[:, None]
         y = _FUNCS[cfg.dataset](x[:, 0])

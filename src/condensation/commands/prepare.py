@@ -17,6 +17,7 @@ import numpy as np
 from condensation.config import checks as inputs
 from condensation.config.network import AUTO, Config, scale_field
 from condensation.data import Dataset, load_dataset
+from condensation.datasets import TEACHERS
 from condensation.effective.theory import format_time
 from condensation.errors import InputError
 from condensation.models import Ensemble, NetworkSpec, init_ensemble
@@ -43,7 +44,7 @@ def _check_memory_before(cfg: Config) -> None:
     """The memory check of a generated data set, whose sizes are known before it is built."""
     d = cfg.data
     if d.path is None:
-        d_in = (d.d if d.dataset == "teacher" else 1) + int(d.bias)
+        d_in = (d.d if d.dataset in TEACHERS else 1) + int(d.bias)
         inputs.check_train_memory(cfg, d.n, d_in)
 
 

@@ -21,6 +21,7 @@ from condensation.core.snapshots import (
     stored_bytes,
 )
 from condensation.core.solve_memory import solve_bytes
+from condensation.datasets import TEACHERS
 from condensation.errors import InputError
 
 MEMORY_FRACTION = 0.5  # share of the available memory a run may plan to use
@@ -252,7 +253,7 @@ def check_train_memory(cfg, n: int, d_in: int) -> float:
             Factor("data.path", d.path, {"n": dd.n}, {"n": 1}, rows),
             Factor("data.path", d.path, {"d_in": dd.d}, {"d_in": 1}, rows),
         ]
-    elif d.dataset == "teacher":
+    elif d.dataset in TEACHERS:
         data = [
             Factor("data.n", d.n, {"n": dd.n}, {"n": 1}),
             Factor("data.d", d.d, {"d_in": dd.d}, {"d_in": 1}),
@@ -367,7 +368,7 @@ def check_data_memory(d) -> float:
     if d.path is not None or d.dataset in BUNDLED:
         return 0.0
     dd = type(d)()
-    teacher = d.dataset == "teacher"
+    teacher = d.dataset in TEACHERS
     factors = [Factor("data.n", d.n, {"n": dd.n}, {"n": 1})]
     if teacher:
         factors.append(Factor("data.d", d.d, {"d_in": dd.d}, {"d_in": 1}))

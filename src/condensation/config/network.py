@@ -29,11 +29,12 @@ from condensation.config.train_checks import (  # noqa: F401 (re-exported)
 )
 from condensation.core.activations import ACTIVATIONS
 from condensation.core.init_scales import stds_from_gammas
+from condensation.datasets import TEACHERS
 from condensation.errors import InputError
 
 DEFAULT_SCALE = 1e-3  # eps when none of scale, gamma, scales is given
 ONE_D_DATASETS = ("sin", "cubic", "step", "gauss")  # y = f(x) on n points of [-1, 1]
-BUILTIN_DATASETS = ("teacher", *ONE_D_DATASETS, "diabetes")
+BUILTIN_DATASETS = (*TEACHERS, *ONE_D_DATASETS, "diabetes")
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def data_keys_used(d: DataConfig) -> frozenset[str]:
     if d.path is not None:
         return frozenset({"path", "bias"})
     used = {"dataset", "bias", "noise"}
-    if d.dataset == "teacher":
+    if d.dataset in TEACHERS:
         used |= {"n", "d", "seed"}
     elif d.dataset in ONE_D_DATASETS:
         used.add("n")
@@ -203,6 +204,13 @@ def validate_data(d: DataConfig) -> DataConfig:
         raise InputError("data.n", d.n, "must be >= 1", "give a positive number of samples")
     if d.d < 1:
         raise InputError("data.d", d.d, "must be >= 1", "give a positive input dimension")
+    if d.path is None and d.dataset == "teacher3" and d.d < 3:
+        raise InputError(
+            "data.d",
+            d.d,
+            "teacher3 has three directions, so d must be >= 3",
+            "set data.d = 3 or more",
+        )
     if d.noise < 0:
         raise InputError("data.noise", d.noise, "must be >= 0", "give a noise level >= 0")
     numbers.check_seed("data.seed", d.seed)

@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 BUNDLED = ("diabetes",)
+TEACHERS = ("teacher", "teacher3")  # generated: x ~ U[-1, 1]^d; they read n, d and seed
 
 
 def bundled_path(name: str) -> Path:
