@@ -25,6 +25,7 @@ TRAINS_ON_DATA = {
     "deeper-networks",
     "final-stage-necessity",  # its GD part (the effective part draws |z| = 1)
     "phase-diagram",
+    "staircase",  # its networks (its matrices are a fixed diagonal target)
 }
 # ... these draw effective states at |z| = 1 or complete random matrices: no data set
 NO_DATA_SET = {"blowup-census", "blowup-rates", "condensation-notions", "matrix-completion"}
@@ -61,7 +62,8 @@ def test_data_experiment_takes_data_path_and_records_it(name, user_data):
     assert used["default"] is False and used["default_teacher"] is False
     own = exp.data_used(exp.params(quick=True))  # no data.*: the experiment's own data
     assert own["default"] is True and own["path"] is None
-    assert own["default_teacher"] is (name != "phase-diagram")  # phase-diagram: cubic
+    # phase-diagram trains on cubic, staircase on teacher3
+    assert own["default_teacher"] is (name not in ("phase-diagram", "staircase"))
 
 
 @pytest.mark.parametrize("name", sorted(NO_DATA_SET))

@@ -364,6 +364,7 @@ def test_gd_experiments_take_data_keys(tmp_path):
         "small-layers",
         "deeper-networks",
         "final-stage-necessity",
+        "staircase",
     }
     p = reg["escape-scaling"].params(["data.dataset=sin", "data.noise=0.1"])
     assert p["data"] == {"dataset": "sin", "noise": 0.1}

@@ -33,7 +33,7 @@ from matplotlib.patches import Polygon
 from matplotlib.text import Text
 from matplotlib.ticker import NullLocator
 
-from condensation.experiments import _deeper_figures, _phase_figures
+from condensation.experiments import _deeper_figures, _phase_figures, _staircase_figures
 from condensation.experiments import blowup_census as bc
 from condensation.experiments import final_stage_necessity as fsn
 from condensation.experiments import matrix_completion as mc
@@ -313,7 +313,33 @@ def draw_phase_diagram(tmp_path):
     _phase_figures.plot_map(rows, p, tmp_path / "phase.png")
 
 
+def draw_staircase(tmp_path):
+    eps = np.array([1e-2, 1e-3, 1e-4])
+    rows = [(d, e, k + 1, s, 1.001 * e ** -(d - 2) / s, e ** -(d - 2) / s)
+            for d in (3, 4) for e in eps for k, s in enumerate((3.0, 2.0, 1.0))]  # fmt: skip
+    a = np.array(rows)
+    m = dict(zip(("depth", "eps", "mode", "s", "measured", "closed_form"), a.T))
+    _staircase_figures.plot_matrix(tmp_path / "m.png", m, (3.0, 2.0, 1.0))
+    nets = {}
+    for depth in (2, 3):
+        esc = 5.0 / eps if depth == 3 else 3.0 * np.log(1 / eps)
+        curves, stages = [], []
+        for e0 in esc:  # after the escape the curves coincide: the later plateaus do not move
+            t = np.linspace(0, e0 + 600, 3000)
+            loss = 0.5 / (1 + np.exp((t - e0) / 5)) + 0.05 / (1 + np.exp((t - e0 - 300) / 5)) + 0.01
+            curves.append((t, loss))
+            stages.append([{"start_t": 0.0, "drop_start_t": e0 - 10, "drop_end_t": e0 + 10},
+                           {"start_t": e0 + 10, "drop_start_t": e0 + 290,
+                            "drop_end_t": e0 + 310}])  # fmt: skip
+        lengths = np.array([[e0 - 10, 280.0] for e0 in esc])
+        nets[depth] = {"eps": eps, "escape_time": esc, "curves": curves, "stages": stages,
+                       "plateau_lengths": lengths}  # fmt: skip
+    _staircase_figures.plot_losses(tmp_path / "l.png", nets)
+    _staircase_figures.plot_durations(tmp_path / "d.png", nets)
+
+
 DRAWERS = {
+    "staircase": draw_staircase,
     "optimizers": draw_optimizers,
     "blowup-census": draw_blowup_census,
     "final-stage-necessity": draw_final_stage_necessity,

@@ -88,6 +88,7 @@ SECTIONS: dict[str, str] = {
     "scaling": "Scaling",
     "optimizers": "Optimizers: SGD, momentum, Adam",
     "matrix-completion": "Matrix completion",
+    "staircase": "The staircase: past the first plateau",
     "open-questions": "Open questions",
 }
 
@@ -106,6 +107,7 @@ MODULES: tuple[str, ...] = (
     "condensation.experiments.blowup_rates",
     "condensation.experiments.deeper_networks",
     "condensation.experiments.phase_diagram",
+    "condensation.experiments.staircase",
 )
 
 from condensation.experiments.params import (  # noqa: E402  (re-exported: see __all__)

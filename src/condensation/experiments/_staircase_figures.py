@@ -1,0 +1,87 @@
+"""The figures of the ``staircase`` experiment (:mod:`condensation.experiments.staircase`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from condensation.report import figures
+
+MARKERS = ("o", "s", "^", "D", "v")
+
+
+def plot_matrix(path: Path, m: dict, s_values) -> None:
+    """Half-time against eps per depth: closed form (lines), GD (markers)."""
+    depths = [int(d) for d in np.unique(m["depth"])] or [0]
+    fig, axs = figures.subplots(1, len(depths), figsize=(10, 3.8), squeeze=False)
+    for ax, depth in zip(axs[0], depths):
+        sel = m["depth"] == depth
+        for k, s in enumerate(s_values):
+            row = sel & (m["mode"] == k + 1)
+            if not row.any():
+                continue
+            order = np.argsort(m["eps"][row])
+            e = m["eps"][row][order]
+            ax.plot(e, m["closed_form"][row][order], color=f"C{k}", lw=1.2, label=f"s = {s:g}")
+            ax.plot(e, m["measured"][row][order], MARKERS[k % 5], color=f"C{k}", ms=6, mfc="none")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("init scale eps")
+        ax.set_ylabel("half-time")
+        ax.set_title(f"depth {depth}: lines closed form, markers GD", fontsize=9)
+        ax.legend(fontsize=8, loc="upper right")
+    figures.save(fig, path)
+
+
+def plot_losses(path: Path, nets: dict) -> None:
+    """Loss against the time since the first escape, one curve per eps, per depth."""
+    depths = sorted(nets) or [0]
+    fig, axs = figures.subplots(1, len(depths), figsize=(10, 3.8), squeeze=False)
+    for ax, depth in zip(axs[0], depths):
+        res = nets.get(depth)
+        if res is None:
+            continue
+        for i, (eps, (t, loss)) in enumerate(zip(res["eps"], res["curves"])):
+            esc = res["escape_time"][i]
+            if not np.isfinite(esc):
+                continue
+            keep = t >= 0.5 * esc
+            lw = 1.4 - 0.3 * i  # later (smaller eps) curves drawn thinner, on top
+            ax.plot(t[keep] - esc, loss[keep], color=f"C{i}", lw=lw, label=f"eps {eps:g}")
+        last = len(res["eps"]) - 1
+        for st in res["stages"][last][1:] if last >= 0 else []:
+            esc = res["escape_time"][last]
+            a, b = st["drop_start_t"] - esc, st["drop_end_t"] - esc
+            ax.axvspan(a, b, color="0.6", alpha=0.25, lw=0)
+        ax.set_yscale("log")
+        ax.set_xlabel("time since the first escape")
+        ax.set_ylabel("loss")
+        ax.set_title(f"depth {depth}: every eps after its first escape", fontsize=9)
+        ax.legend(fontsize=8, loc="lower left")
+    figures.save(fig, path)
+
+
+def plot_durations(path: Path, nets: dict) -> None:
+    """Each stage's plateau length against eps (log-log), per depth."""
+    depths = sorted(nets) or [0]
+    fig, axs = figures.subplots(1, len(depths), figsize=(10, 3.8), squeeze=False)
+    for ax, depth in zip(axs[0], depths):
+        res = nets.get(depth)
+        if res is None:
+            continue
+        lengths = res["plateau_lengths"]
+        for j in range(lengths.shape[1]):
+            col = lengths[:, j]
+            ok = np.isfinite(col) & (col > 0)
+            if ok.any():
+                style = MARKERS[j % 5] + "-"
+                ax.plot(res["eps"][ok], col[ok], style, color=f"C{j}", label=f"stage {j + 1}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        figures.value_ticks(ax, res["eps"])
+        ax.set_xlabel("init scale eps")
+        ax.set_ylabel("plateau length")
+        ax.set_title(f"depth {depth}: plateau of each stage", fontsize=9)
+        ax.legend(fontsize=8, loc="best")
+    figures.save(fig, path)
