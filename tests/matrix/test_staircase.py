@@ -13,6 +13,7 @@ from scipy.integrate import quad
 
 from condensation.commands.matrix import run_matrix
 from condensation.commands.matrix_summary import summary
+from condensation.commands.stages import no_stage_notes
 from condensation.config.matrix import load_matrix_config
 from condensation.core import staircase
 
@@ -164,3 +165,24 @@ def test_a_depth_3_matrix_run_has_one_stage_per_mode(tmp_path):
     for st, half in zip(stages, member["half_times_closed_form"]):
         assert st["mode_overlap"] > 0.99 and st["direction_share"] > 0.99
         assert st["drop_start_t"] - 1.0 < half < st["drop_end_t"] + 1.0
+
+
+def test_a_run_without_stages_says_so_in_one_line_and_one_with_stages_does_not(tmp_path):
+    path = tmp_path / "diag.npz"
+    np.savez(path, M=np.diag(S), mask=np.ones((3, 3)))
+    notes = {}
+    for steps in (100, 3000):  # t = 1 (on the first plateau), t = 30 (past mode 1's drop)
+        cfg = load_matrix_config(
+            None,
+            [f"problem.path={str(path)!r}", "init.scheme='identity'", "init.scale=0.1",
+             "train.lr=0.01", f"train.steps={steps}", "train.linear_snapshots=300"],
+        )  # fmt: skip
+        s = summary(run_matrix(cfg, t_star=False, baseline=False))
+        notes[steps] = [n for n in s["notes"] if "stage" in n]
+        assert (s["members"][0]["n_stages"] == 0) is (steps == 100)
+    assert len(notes[100]) == 1 and "\n" not in notes[100][0]
+    assert notes[100][0].startswith("member 0: no stage found") and "train.steps" in notes[100][0]
+    assert notes[3000] == []
+    assert no_stage_notes([{"n_stages": 2}, {"n_stages": 0}, {}]) == [
+        no_stage_notes([{"n_stages": 0}])[0].replace("member 0", "member 1")
+    ]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from condensation import matrix as mx
-from condensation.commands.stages import matrix_stages
+from condensation.commands.stages import matrix_stages, no_stage_notes
 from condensation.config import checks as inputs
 from condensation.core import staircase
 from condensation.effective import theory
@@ -181,6 +181,7 @@ def summary(run: MatrixRun) -> dict:
     cfg, pb = run.config, run.problem
     s_obs = np.linalg.svd(pb.m_obs, compute_uv=False)
     s_m = np.linalg.svd(pb.m, compute_uv=False)
+    members = member_summaries(run)
     out = {
         "kind": "matrix",
         "problem": pb.kind,
@@ -199,10 +200,14 @@ def summary(run: MatrixRun) -> dict:
         "dtype": cfg.train.dtype,
         "fast_forward": cfg.train.fast_forward,
         "handoff": cfg.train.handoff if cfg.train.fast_forward else None,
-        "notes": [*([] if run.plan is None else run.plan.notes), *t_star_notes(run)],
+        "notes": [
+            *([] if run.plan is None else run.plan.notes),
+            *t_star_notes(run),
+            *no_stage_notes(members),
+        ],
         # THEORY §10's closed form of each mode's half-time: "applies", or why not
         "closed_form": "applies" if not isinstance(modes := closed_form_modes(run), str) else modes,
-        "members": member_summaries(run),
+        "members": members,
     }
     if run.baseline is not None:
         out["nuclear_norm_baseline"] = {

@@ -90,6 +90,18 @@ def matrix_stages(run: MatrixRun, i: int) -> list[dict]:
     return stages
 
 
+def no_stage_notes(members: list[dict]) -> list[str]:
+    """One line per member summary whose loss curve has no stage (``n_stages`` 0),
+    saying so and why that can be: nothing about a staircase is silent."""
+    return [
+        f"member {i}: no stage found: its loss never fell in a drop "
+        "(condensation.core.staircase.segment_stages); the run may end on its first "
+        "plateau (raise train.steps) or have nothing left to learn"
+        for i, m in enumerate(members)
+        if m.get("n_stages") == 0
+    ]
+
+
 def shade_stages(ax, t: np.ndarray, loss: np.ndarray) -> int:
     """Shade the drops of one loss curve on a figure's axis (grey bands, numbered
     at the top); returns the number of stages."""

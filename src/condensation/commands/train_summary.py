@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 from condensation.commands.prepare import optimizer_of
-from condensation.commands.stages import train_stages
+from condensation.commands.stages import no_stage_notes, train_stages
 from condensation.config import checks as inputs
 from condensation.core.final_stage import final_stage_counts
 from condensation.core.metrics import abs_cos_to, condensation_metrics, top_direction_alignment
@@ -234,6 +234,7 @@ def summary(run: TrainRun) -> dict:
         The summary dict (``kind = "train"``), members included.
     """
     cfg, d = run.config, run.data
+    members = member_summaries(run)
     return {
         "kind": "train",
         "dataset": d.name,
@@ -256,8 +257,8 @@ def summary(run: TrainRun) -> dict:
         "steps_auto": run.steps_auto,
         "fast_forward": cfg.train.fast_forward,
         "handoff": cfg.train.handoff if cfg.train.fast_forward else None,
-        "notes": list(run.notes),
+        "notes": [*run.notes, *no_stage_notes(members)],
         "save": cfg.train.save,
         "stored_snapshots": [len(run.result.layer_steps(k)) for k in range(run.spec.depth)],
-        "members": member_summaries(run),
+        "members": members,
     }
