@@ -97,3 +97,42 @@ def test_three_layer_first_escape_is_t_star_and_the_second_plateau_barely_moves(
     h = sc._network_part(p, 3, lambda what: None)["headline"]
     assert h["T_star_rel_err_at_eps_min"] < 0.01, h
     assert h["stage_count_at_eps_min"] >= 2 and h["stage2_rel_change_at_eps_min"] < 0.2, h
+
+
+def test_plateau_lengths_take_stage_one_from_the_escape_even_without_a_drop():
+    stages = [[{"start_t": 0.0, "drop_start_t": 9.0},
+               {"start_t": 12.0, "drop_start_t": 40.0}], [], [{"start_t": 0.0}]]  # fmt: skip
+    out = sc._plateau_lengths(stages, [10.0, 20.0, np.nan])
+    np.testing.assert_array_equal(out, [[10.0, 28.0], [20.0, np.nan], [np.nan, np.nan]])
+
+
+def test_run_saves_and_draws_runs_with_different_stage_counts(tmp_path, monkeypatch):
+    """The stage lists differ in length per eps (diabetes finds 2, 1, 1): nothing
+    ragged is saved, every figure is drawn."""
+    eps = np.array([1e-2, 1e-3])
+    t = np.linspace(0, 400, 800)
+
+    def net(p, depth, tick):
+        tick(f"depth {depth}")
+        st = [[{"start_t": 0.0, "drop_start_t": 9.0, "drop_end_t": 11.0},
+               {"start_t": 11.0, "drop_start_t": 50.0, "drop_end_t": 60.0}],
+              [{"start_t": 0.0, "drop_start_t": 19.0, "drop_end_t": 21.0}]]  # fmt: skip
+        lengths = sc._plateau_lengths(st, [10.0, 20.0])
+        return {"headline": sc._laws(list(eps), [10.0, 20.0], [np.nan] * 2, lengths,
+                                     [(np.nan, np.nan)] * 2, depth),
+                "eps": eps, "escape_time": np.array([10.0, 20.0]), "t_star": np.full(2, np.nan),
+                "plateau_lengths": lengths, "stages": st,
+                "curves": [(t, 1 / (1 + t)), (t, 1 / (1 + t / 2))]}  # fmt: skip
+
+    monkeypatch.setattr(sc, "_network_part", net)
+    p = {**sc.DEFAULTS, **sc.QUICK, "matrix_depths": [2], "matrix_max_steps": 1}  # all skipped
+    for sub in ("arrays", "figures"):  # made by the framework before run
+        (tmp_path / sub).mkdir()
+    head = sc.run(p, tmp_path, lambda *a: None)
+    assert head["matrix_runs"] == 0 and head["matrix_skipped"] == 1
+    assert head["matrix_max_rel_err"] is None
+    assert head["depth2_stage_count_at_eps_min"] == 1 and not head["depth2_stage_counts_agree"]
+    saved = np.load(tmp_path / "arrays" / "network_depth2.npz")
+    assert saved["plateau_lengths"].shape == (2, 2)
+    for fig in sc.FIGURES:
+        assert (tmp_path / fig.file).is_file()

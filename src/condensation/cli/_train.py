@@ -60,7 +60,7 @@ def train_cmd(
     )
     if done is None:  # --resume of a finished run
         return
-    cfg, run, s = done.prepared.config, done.run, done.summary
+    cfg, s = done.prepared.config, done.summary
     for line in s["notes"]:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     for i, m in enumerate(s["members"]):

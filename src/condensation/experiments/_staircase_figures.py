@@ -30,8 +30,16 @@ def plot_matrix(path: Path, m: dict, s_values) -> None:
         ax.set_xlabel("init scale eps")
         ax.set_ylabel("half-time")
         ax.set_title(f"depth {depth}: lines closed form, markers GD", fontsize=9)
-        ax.legend(fontsize=8, loc="upper right")
+        _legend(ax, "upper right")
     figures.save(fig, path)
+
+
+def _legend(ax, loc: str) -> None:
+    """A legend where something is labelled; else say that nothing ran."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc=loc)
+    else:
+        ax.text(0.5, 0.5, "no run", transform=ax.transAxes, ha="center", fontsize=9)
 
 
 def plot_losses(path: Path, nets: dict) -> None:
@@ -58,7 +66,7 @@ def plot_losses(path: Path, nets: dict) -> None:
         ax.set_xlabel("time since the first escape")
         ax.set_ylabel("loss")
         ax.set_title(f"depth {depth}: every eps after its first escape", fontsize=9)
-        ax.legend(fontsize=8, loc="lower left")
+        _legend(ax, "lower left")
     figures.save(fig, path)
 
 
@@ -83,5 +91,5 @@ def plot_durations(path: Path, nets: dict) -> None:
         ax.set_xlabel("init scale eps")
         ax.set_ylabel("plateau length")
         ax.set_title(f"depth {depth}: plateau of each stage", fontsize=9)
-        ax.legend(fontsize=8, loc="best")
+        _legend(ax, "best")
     figures.save(fig, path)

@@ -67,7 +67,8 @@ SECONDS = (7, 75)  # rough CPU s (quick, default) on one core, measured 2026-12-
 
 MATRIX_S = (3.0, 2.0, 1.0)  # the singular values of the diagonal target
 MAX_SNAPSHOTS = 40_000  # linear snapshots of one network run at most
-MIN_STEPS = 2000  # GD steps at least to the fastest mode's half-time
+MIN_STEPS = 2000
+NUMERIC = ("eps", "escape_time", "t_star", "plateau_lengths")  # saved per network depth  # GD steps at least to the fastest mode's half-time
 
 FIGURES = (
     Figure(
@@ -124,7 +125,7 @@ def run(params: dict, out_dir: Path, progress: Progress) -> dict:
     for depth, res in nets.items():
         save_arrays(
             out_dir / "arrays" / f"network_depth{depth}.npz",
-            **{k: np.asarray(v) for k, v in res.items() if k != "curves"},
+            **{k: np.asarray(res[k], dtype=float) for k in NUMERIC},
         )
     fig_dir = out_dir / "figures"
     plot_matrix(fig_dir / "matrix_half_times.png", matrix, MATRIX_S)
@@ -271,14 +272,15 @@ def _stages_after(t: np.ndarray, loss: np.ndarray, escape: float) -> list[dict]:
 
 def _plateau_lengths(stages: list[list[dict]], escapes) -> np.ndarray:
     """(n_eps, n_stages) plateau lengths, NaN where a run has fewer stages.  Stage 1's
-    is the first escape time (the loss at half its initial value, exact to the step:
-    the rule's drop start is only as fine as its window), the later ones run from
-    the end of the previous drop to the start of theirs."""
-    k = max((len(s) for s in stages), default=0)
+    is the first escape time (the loss at half its initial value, exact to the step,
+    and defined even where the rule sees no sharp drop), the later ones run from the
+    end of the previous drop to the start of theirs."""
+    k = max(1, max((len(s) for s in stages), default=0))
     out = np.full((len(stages), k), np.nan)
+    out[:, 0] = escapes
     for i, st in enumerate(stages):
-        for j, s in enumerate(st):
-            out[i, j] = escapes[i] if j == 0 else s["drop_start_t"] - s["start_t"]
+        for j, s in enumerate(st[1:], start=1):
+            out[i, j] = s["drop_start_t"] - s["start_t"]
     return out
 
 
@@ -289,7 +291,7 @@ def _laws(eps, escapes, t_stars, lengths, shares, depth) -> dict:
     e = np.asarray(eps)
     order = np.argsort(-e)  # largest eps first
     e, lengths = e[order], lengths[order]
-    counts = [int(np.sum(np.isfinite(r))) for r in lengths]
+    counts = [int(np.sum(np.isfinite(r))) for r in lengths]  # stage 1 is the escape
     head: dict = {"stage_count_at_eps_min": counts[-1] if counts else 0}
     head["stage_counts_agree"] = len(set(counts)) <= 1
     for j in range(lengths.shape[1]):
