@@ -67,8 +67,8 @@ SECONDS = (7, 75)  # rough CPU s (quick, default) on one core, measured 2026-12-
 
 MATRIX_S = (3.0, 2.0, 1.0)  # the singular values of the diagonal target
 MAX_SNAPSHOTS = 40_000  # linear snapshots of one network run at most
-MIN_STEPS = 2000
-NUMERIC = ("eps", "escape_time", "t_star", "plateau_lengths")  # saved per network depth  # GD steps at least to the fastest mode's half-time
+MIN_STEPS = 2000  # GD steps at least to the fastest mode's half-time
+NUMERIC = ("eps", "escape_time", "t_star", "plateau_lengths")  # saved per network depth
 
 FIGURES = (
     Figure(
