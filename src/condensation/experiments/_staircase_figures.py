@@ -11,11 +11,18 @@ from condensation.report import figures
 MARKERS = ("o", "s", "^", "D", "v")
 
 
+def _panels(depths: list[int]):
+    """One figure with a panel per depth (one empty panel where there is none):
+    ``(fig, [(ax, depth), ...])``."""
+    depths = depths or [0]
+    fig, axs = figures.subplots(1, len(depths), figsize=(10, 3.8), squeeze=False)
+    return fig, list(zip(axs[0], depths))
+
+
 def plot_matrix(path: Path, m: dict, s_values) -> None:
     """Half-time against eps per depth: closed form (lines), GD (markers)."""
-    depths = [int(d) for d in np.unique(m["depth"])] or [0]
-    fig, axs = figures.subplots(1, len(depths), figsize=(10, 3.8), squeeze=False)
-    for ax, depth in zip(axs[0], depths):
+    fig, panels = _panels([int(d) for d in np.unique(m["depth"])])
+    for ax, depth in panels:
         sel = m["depth"] == depth
         for k, s in enumerate(s_values):
             row = sel & (m["mode"] == k + 1)
@@ -44,9 +51,8 @@ def _legend(ax, loc: str) -> None:
 
 def plot_losses(path: Path, nets: dict) -> None:
     """Loss against the time since the first escape, one curve per eps, per depth."""
-    depths = sorted(nets) or [0]
-    fig, axs = figures.subplots(1, len(depths), figsize=(10, 3.8), squeeze=False)
-    for ax, depth in zip(axs[0], depths):
+    fig, panels = _panels(sorted(nets))
+    for ax, depth in panels:
         res = nets.get(depth)
         if res is None:
             continue
@@ -72,9 +78,8 @@ def plot_losses(path: Path, nets: dict) -> None:
 
 def plot_durations(path: Path, nets: dict) -> None:
     """Each stage's plateau length against eps (log-log), per depth."""
-    depths = sorted(nets) or [0]
-    fig, axs = figures.subplots(1, len(depths), figsize=(10, 3.8), squeeze=False)
-    for ax, depth in zip(axs[0], depths):
+    fig, panels = _panels(sorted(nets))
+    for ax, depth in panels:
         res = nets.get(depth)
         if res is None:
             continue
