@@ -136,3 +136,15 @@ def test_run_saves_and_draws_runs_with_different_stage_counts(tmp_path, monkeypa
     assert saved["plateau_lengths"].shape == (2, 2)
     for fig in sc.FIGURES:
         assert (tmp_path / fig.file).is_file()
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("depths", [2, 1]), ("eps", [1e-2, 2.0]), ("matrix_eps", [1.0])],
+)
+def test_bad_lists_are_refused_in_one_line_before_anything_runs(key, value, tmp_path):
+    p = {**sc.DEFAULTS, **sc.QUICK, key: value}
+    ticks = []
+    with pytest.raises(InputError, match=key) as e:
+        sc.run(p, tmp_path, lambda *a: ticks.append(a))
+    assert "\n" not in str(e.value) and ticks == [] and not any(tmp_path.iterdir())

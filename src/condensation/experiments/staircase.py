@@ -14,6 +14,8 @@ from condensation.commands.prepare import prepare_run
 from condensation.commands.train import run_training
 from condensation.config.network import config_from_dict
 from condensation.core.staircase import mode_half_time, segment_stages
+from condensation.data import load_dataset
+from condensation.errors import InputError
 from condensation.experiments import Figure, Progress, data_section, require_positive
 from condensation.experiments._staircase_figures import plot_durations, plot_losses, plot_matrix
 from condensation.store.rundir import save_arrays
@@ -110,6 +112,7 @@ def run(params: dict, out_dir: Path, progress: Progress) -> dict:
     p = params
     require_positive(p, ("width", "lr", "room", "linear_snapshots", "matrix_lr"))
     require_positive(p, ("matrix_max_steps",))
+    _check_lists(p)
     out: dict = {}
     total = len(p["matrix_depths"]) * len(p["matrix_eps"]) + len(p["depths"]) * len(p["eps"])
     done = [0]
@@ -135,6 +138,18 @@ def run(params: dict, out_dir: Path, progress: Progress) -> dict:
     plot_durations(fig_dir / "stage_durations.png", nets)
     progress("done", total, total)
     return out
+
+
+def _check_lists(p: dict) -> None:
+    """The list parameters, before anything runs: network depths >= 2 (a depth-1
+    network has no hidden layer) and every init scale in (0, 1)."""
+    for d in p["depths"]:
+        if d < 2:
+            raise InputError("depths", d, "a network needs depth >= 2", "give depths of 2 or more")
+    for key in ("eps", "matrix_eps"):
+        for e in p[key]:
+            if not 0 < e < 1:
+                raise InputError(key, e, "must be in (0, 1): a small init", f"give {key} below 1")
 
 
 # ---- matrices: the closed form --------------------------------------------------------
@@ -222,8 +237,7 @@ def _network_part(p: dict, depth: int, tick) -> dict:
             dense = p["linear_snapshots"] * (auto + room) / room
             raw["train"]["linear_snapshots"] = int(min(dense, MAX_SNAPSHOTS))
         else:
-            cfg0 = config_from_dict({**raw, "train": {**raw["train"], "steps": 1}})
-            z = float(np.linalg.norm(prepare_run(cfg0).data.z))
+            z = float(np.linalg.norm(load_dataset(config_from_dict(raw).data).z))
             raw["train"]["steps"] = room + int(math.ceil(3 * math.log(1 / eps) / z / p["lr"]))
         run = run_training(prepare_run(config_from_dict(raw)))
         r = run.result
@@ -240,7 +254,7 @@ def _network_part(p: dict, depth: int, tick) -> dict:
             shares.append((plan.handoff_time / t[-1], later / t[-1]))
         else:
             shares.append((np.nan, np.nan))
-        del run, r
+        del run, r  # this run's arrays go before the next run trains
     lengths = _plateau_lengths(stages, escapes)
     head = _laws(eps_list, escapes, t_stars, lengths, shares, depth)
     if depth == 2 and math.isfinite(z):
