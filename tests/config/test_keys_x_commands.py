@@ -171,7 +171,11 @@ SCALE = floats(1e-3, 0.5)
 
 # key -> (valid values, hard values, companions: --set items that make the key apply)
 NET_KEYS = {
-    "data.dataset": (words("teacher", "sin", "cubic", "step", "gauss", "diabetes"), BAD_WORD, []),
+    "data.dataset": (
+        words("teacher", "teacher3", "sin", "cubic", "step", "gauss", "diabetes"),
+        BAD_WORD,
+        [],
+    ),
     "data.path": (
         st.sampled_from([f'"{F}/data.npz"', f'"{F}/data.csv"']),
         st.one_of(NOT_A_FILE, st.sampled_from([f'"{F}/no_y.npz"', f'"{F}/nan.npz"'])),

@@ -21,6 +21,7 @@ from condensation.config.matrix import SECTIONS as MATRIX_SECTIONS
 from condensation.config.matrix import matrix_config_from_dict
 from condensation.config.network import SECTIONS as NETWORK_SECTIONS
 from condensation.config.network import DataConfig, config_from_dict, parse_override
+from condensation.datasets import TEACHERS
 from condensation.experiments import get as get_experiment
 from condensation.experiments import parse_set
 from condensation.matrix import load_matrix_config
@@ -344,7 +345,7 @@ def test_data_n_is_blamed_for_data_n(cli_main, tmp_path):
 def test_network_memory_blames_the_largest_factor(monkeypatch, overrides, field):
     monkeypatch.setenv(inputs.MEMORY_ENV, "1e9")
     cfg = load_config(None, overrides)
-    d_in = cfg.data.d if cfg.data.dataset == "teacher" else 1
+    d_in = cfg.data.d if cfg.data.dataset in TEACHERS else 1
     with pytest.raises(InputError) as e:
         inputs.check_train_memory(cfg, cfg.data.n, d_in)
     assert e.value.field == field, str(e.value)
