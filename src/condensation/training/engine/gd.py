@@ -6,7 +6,7 @@ final-stage entry).  :class:`GDStep` wraps it with everything every trainer
 shares (divergence freeze, the escape / plateau-exit / peak rules of
 :mod:`condensation.training.engine.tracks`, the hand-off), and :func:`drive`
 runs it from one snapshot step to the next (:func:`condensation.training.engine.loop.run_interval`),
-in chunks of bounded work (an interrupt is handled within about a second),
+in chunks of bounded time (an interrupt is handled within about a second),
 checkpointing at snapshot boundaries (:class:`condensation.store.checkpoint.Checkpoint`)
 and resuming from the last save.
 """
@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from condensation.store.checkpoint import Checkpoint, chunk_steps, chunks
+from condensation.store.checkpoint import Checkpoint, Pacer, chunk_steps
 from condensation.training.devices import member_mesh, on_host, place_members
 from condensation.training.engine import tracks
 from condensation.training.engine.loop import MAP, Stepper, run_interval
@@ -236,7 +236,8 @@ def drive(
         shared: the arrays every member uses (replicated).
         steps_k: the snapshot steps, 0 .. steps.
         mesh: the device mesh (None: one device).
-        chunk: at most this many steps per compiled call.
+        chunk: the steps of the first compiled calls, and the fewest of any; later
+            calls are sized by time (:class:`condensation.store.chunking.Pacer`).
         records: the named lists of host arrays, one entry per snapshot taken
             (snapshot 0 already in); checkpointed with the carry.
         snapshot: ``(index, carry)``, called at each snapshot step after 0; appends
@@ -258,15 +259,17 @@ def drive(
     # run_interval donates its carry: the caller's arrays (which the carry may share,
     # e.g. the kept states are the initial weights) stay valid
     carry = jax.tree.map(jnp.copy, carry)
+    pacer = Pacer(chunk)
     for i, (start, stop) in enumerate(zip(steps_k[:-1], steps_k[1:])):
         if i < first:
             continue
-        for a, b in chunks(max(start, gd_from), stop, chunk):
+        for a, b in pacer.pieces(max(start, gd_from), stop):
             carry = run_interval(
                 carry, shared, jnp.int64(a), jnp.int64(b), stepper=stepper, mesh=mesh
             )
-            if b < stop:  # back in Python between chunks: a signal is handled here
-                jax.block_until_ready(carry)
+            # back in Python after each chunk (a signal is handled here), which the
+            # pacer times to size the next
+            jax.block_until_ready(carry)
         snapshot(i + 1, carry)
         if checkpoint is not None:
             checkpoint.save(i + 1, carry, records)
