@@ -96,9 +96,9 @@ def test_events_equal_the_in_loop_path_with_optimizer_state(opt, lr):
 
 
 def test_the_step_loop_copies_no_weight_matrix(monkeypatch):
-    """In the compiled interval's step loops (every ``while`` body), no (m x m)
-    layer is copied: the update writes the weights in place.  Before, three copies
-    per step (two kept-state branches and the divergence test)."""
+    """In the compiled interval, no (m x m) layer is copied: the update writes the
+    weights in place.  Before, three copies per step (two kept-state branches and
+    the divergence test), and two more per call (the kept states' conds)."""
     m = 96
     seen = []
     real = gd.run_interval
@@ -121,6 +121,10 @@ def test_the_step_loop_copies_no_weight_matrix(monkeypatch):
     }
     assert all(b in comps or "%" + b in comps for b in bodies)
     assert not any(copies.values()), copies
+    # nor anywhere else in the call: the kept states are written only at an event
+    # (a cond between them and the old ones copied both at every call), and a lone
+    # member runs without lax.map's slice and write-back
+    assert not re.findall(rf"f64\[(?:1,)?{m},{m}\]\{{[0-9,]+\}} copy\(", hlo)
 
 
 def test_safe_update_refuses_non_finite_and_overflowing_steps():

@@ -27,7 +27,14 @@ from condensation.training.engine.gd import (
     snapshot_steps,
     start_from,
 )
-from condensation.training.engine.loop import MAP, VMAP, Stepper, iterate, run_interval
+from condensation.training.engine.loop import (
+    MAP,
+    VMAP,
+    Stepper,
+    each_member,
+    iterate,
+    run_interval,
+)
 from condensation.training.engine.tracks import Track
 
 __all__ = [
@@ -42,6 +49,7 @@ __all__ = [
     "before_handoff",
     "check_snapshot_steps",
     "drive",
+    "each_member",
     "iterate",
     "layout",
     "run_interval",

@@ -60,6 +60,18 @@ def iterate(step: Callable, state, start, stop, running: Callable | None = None)
     return jax.lax.while_loop(cond, body, (start, state))
 
 
+def at_most_once(pred, fn: Callable, state):
+    """``fn(state)`` where ``pred``, else ``state`` itself, as a loop that runs once
+    or not at all.  Unlike a ``cond``, it writes ``state``'s buffers in place and
+    costs nothing where ``pred`` is False: a ``cond`` gives XLA a new output buffer
+    to fill, a copy of every leaf of ``state`` whichever branch runs."""
+
+    def body(carry):
+        return fn(carry[0]), jnp.zeros_like(carry[1])
+
+    return jax.lax.while_loop(lambda carry: carry[1], body, (state, jnp.asarray(pred)))[0]
+
+
 class Stepper:
     """What one step of one member is; the engine runs it.
 
@@ -97,7 +109,7 @@ class Stepper:
 def _interval(stepper: Stepper, carry, shared, start, stop):
     """The ensemble ``carry`` (leading member axis) through steps ``start .. stop-1``."""
     if stepper.members == MAP and stepper.events:
-        return jax.lax.map(partial(_legs, stepper, shared, start, stop), carry)
+        return each_member(partial(_legs, stepper, shared, start, stop), carry)
     if stepper.members == MAP:
 
         def one(state):
@@ -105,9 +117,22 @@ def _interval(stepper: Stepper, carry, shared, start, stop):
             step = partial(_call, stepper, shared=shared)
             return iterate(step, state, k0, stop, stepper.running)[1]
 
-        return jax.lax.map(one, carry)
+        return each_member(one, carry)
     step = jax.vmap(partial(_call, stepper, shared=shared), in_axes=(None, 0))
     return iterate(step, carry, start, stop)[1]
+
+
+def each_member(fn: Callable, carry):
+    """``fn`` over the members of ``carry`` (leading axis), one after another
+    (``lax.map``).  A single member (the usual wide run, one per device) runs
+    without the map: its leaves are reshaped, which XLA does without a copy, where
+    ``lax.map`` slices each leaf out of the carry and writes it back (at width
+    2000, two 32 MB copies of ``W2`` per compiled call)."""
+    leaves = jax.tree.leaves(carry)
+    if leaves and all(leaf.shape[0] == 1 for leaf in leaves):
+        out = fn(jax.tree.map(lambda a: a.reshape(a.shape[1:]), carry))
+        return jax.tree.map(lambda a: a.reshape((1, *a.shape)), out)
+    return jax.lax.map(fn, carry)
 
 
 def _legs(stepper: Stepper, shared, start, stop, state):
