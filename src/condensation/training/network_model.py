@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from condensation.core.alignment import median_abs_cos
 from condensation.core.final_stage import watch_final_stage, witness_pairs
 from condensation.core.network import loss as loss_fn
-from condensation.training.engine import MAP, Model
+from condensation.training.engine import MAP, Model, each_member
 from condensation.training.optimizers import Optimizer, epoch_permutation
 
 # From this hidden width on, activations are kept sample-major: the backward
@@ -179,5 +179,8 @@ class FinalStageWatch(NamedTuple):
 
 @partial(jax.jit, static_argnames=("act",))
 def ensemble_losses(params, x, y, *, act):
-    """(E,) :func:`condensation.core.network.loss` of every member of ``params``."""
-    return jax.vmap(lambda p: loss_fn(p, x, y, act))(params)
+    """(E,) :func:`condensation.core.network.loss` of every member of ``params``,
+    one member after another: vmapped, the (n x m) @ (m x m) products become batched
+    products that XLA's CPU dots run at a third of the speed (width 2000: 57 against
+    22 ms, as long as a whole GD step, at every snapshot)."""
+    return each_member(lambda p: loss_fn(p, x, y, act), params)
