@@ -1,10 +1,12 @@
 import numpy as np
+import pytest
 
 from condensation.core.metrics import (
     abs_cos_to,
     cosine_matrix,
     count_clusters,
     eigen_order,
+    row_order,
     sigma_ratio,
 )
 
@@ -37,3 +39,16 @@ def test_eigen_order_groups_blocks(rng):
     o = eigen_order(c)
     signs = np.sign(rows[o] @ u)
     assert np.count_nonzero(np.diff(signs)) == 1  # one switch: two contiguous blocks
+
+
+@pytest.mark.parametrize("m, d", [(300, 3), (40, 5), (4, 6), (1, 2)])
+def test_row_order_is_eigen_order_of_the_cosine_matrix(rng, m, d):
+    """The SVD of the unit rows gives the leading eigenvector of their cosine
+    matrix: the same order up to its direction, also with zero and huge rows."""
+    centres = rng.standard_normal((3, d))
+    rows = centres[rng.integers(0, 3, m)] + 0.05 * rng.standard_normal((m, d))
+    rows *= rng.choice([1e-300, 1.0, 1e300], size=(m, 1))
+    rows[rng.random(m) < 0.1] = 0.0
+    vec = np.linalg.eigh(np.nan_to_num(cosine_matrix(rows)))[1][:, -1]
+    steps = np.diff(vec[row_order(rows)])
+    assert np.all(steps >= -1e-9) or np.all(steps <= 1e-9)  # sorted, up to the sign

@@ -62,6 +62,23 @@ def eigen_order(cos: np.ndarray) -> np.ndarray:
     return np.argsort(vec, kind="stable")
 
 
+def row_order(rows: np.ndarray) -> np.ndarray:
+    """:func:`eigen_order` of ``cosine_matrix(rows)`` for (m, d) rows, without the
+    (m, m) matrix where ``d < m``: that matrix is ``U U^T`` (``U`` the unit rows),
+    whose leading eigenvector is ``U``'s leading left singular vector, an SVD of
+    ``O(m d^2)`` in place of an eigensolver over ``O(m^2)`` entries (width 4000:
+    milliseconds against seconds).  The same order up to its direction (the
+    eigenvector's sign) and to ties."""
+    rows = np.nan_to_num(_unit_scale(np.asarray(rows, dtype=float)), posinf=0.0, neginf=0.0)
+    m, d = rows.shape
+    if d >= m:
+        return eigen_order(np.nan_to_num(cosine_matrix(rows)))
+    n = np.linalg.norm(rows, axis=1, keepdims=True)
+    u = rows / np.where(n > 0, n, 1.0)
+    vec = np.linalg.svd(u, full_matrices=False)[0][:, 0]
+    return np.argsort(vec, kind="stable")
+
+
 def count_clusters(rows: np.ndarray, threshold: float = ALIGNED, cover: float = COVER) -> int:
     """Number of orientation clusters among the rows of ``rows``.
 

@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 from matplotlib.ticker import NullLocator  # noqa: E402
 
-from condensation.core.metrics import cosine_matrix, eigen_order  # noqa: E402
+from condensation.core.metrics import cosine_matrix, row_order  # noqa: E402
 
 
 def loss_curve(ax, times, loss, *, label=None, escape=None, final_stage=None, color=None):
@@ -32,11 +32,21 @@ def loss_curve(ax, times, loss, *, label=None, escape=None, final_stage=None, co
     return arts
 
 
+HEATMAP_ROWS = 600  # a heatmap shows at most this many neurons (more than its pixels)
+
+
 def cosine_heatmap(ax, rows, *, title=None):
-    """Eigenvector-sorted cosine-similarity matrix of the rows of a weight matrix."""
-    cos = np.nan_to_num(cosine_matrix(np.asarray(rows)), nan=0.0, posinf=0.0, neginf=0.0)
-    order = eigen_order(cos)
-    im = ax.imshow(cos[np.ix_(order, order)], vmin=-1, vmax=1, cmap="RdBu_r")
+    """Eigenvector-sorted cosine-similarity matrix of the rows of a weight matrix.
+
+    Of more than :data:`HEATMAP_ROWS` rows, that many are shown, evenly spread
+    over the sorted order (a panel is a few hundred pixels wide: the image would
+    be resampled to about that anyway), so the blocks read as they would in full."""
+    rows = np.asarray(rows)
+    order = row_order(rows)
+    if order.size > HEATMAP_ROWS:
+        order = order[np.round(np.linspace(0, order.size - 1, HEATMAP_ROWS)).astype(np.int64)]
+    cos = np.nan_to_num(cosine_matrix(rows[order]), nan=0.0, posinf=0.0, neginf=0.0)
+    im = ax.imshow(cos, vmin=-1, vmax=1, cmap="RdBu_r")
     ax.set_xticks([])
     ax.set_yticks([])
     if title:
