@@ -34,6 +34,7 @@ from condensation.commands.prepare import (  # noqa: F401 (re-exported: their ol
 from condensation.commands.registry import Command
 from condensation.commands.sizing import snapshot_plan
 from condensation.commands.sizing import train_output_bytes as output_bytes
+from condensation.commands.train_arrays import write_arrays
 from condensation.commands.train_figures import plot_train_run, snapshot_positions
 from condensation.commands.train_summary import (  # noqa: F401 (re-exported: their old home)
     member_status,
@@ -306,30 +307,11 @@ def write_train_run(run: TrainRun, out: Path) -> dict:
     r = run.result
     write_toml(out / "config.toml", run.config.to_dict())
     (out / "arrays").mkdir()
-    save_arrays(
-        out / "arrays" / "snapshots.npz",
-        steps=r.snapshot_steps,
-        times=r.snapshot_times,
-        loss=r.snapshot_loss,
-        **{f"W{k + 1}": w for k, w in enumerate(r.snapshots)},
-        **{f"W{k + 1}_steps": r.layer_steps(k) for k in range(len(r.snapshots))},
-    )
-    save_arrays(
-        out / "arrays" / "escape_params.npz",
-        escape_step=r.escape_step,
-        **{f"W{k + 1}": w for k, w in enumerate(r.escape_params)},
-    )
-    save_arrays(
-        out / "arrays" / "plateau_exit_params.npz",
-        plateau_exit_step=r.plateau_exit_step,
-        peak_median_abs_cos=r.peak_median_abs_cos,
-        peak_median_abs_cos_step=r.peak_median_abs_cos_step,
-        **{f"W{k + 1}": w for k, w in enumerate(r.plateau_exit_params)},
-    )
-    save_arrays(out / "arrays" / "data.npz", x=run.data.x, y=run.data.y, z=run.data.z)
+    thinned = write_arrays(run, out / "arrays")
     met = run_metrics(r, run.config.train.save)
     save_arrays(out / "arrays" / "metrics.npz", times=r.snapshot_times, **met)
     s = summary(run)
+    s["notes"] = [*s["notes"], *thinned]
     write_json(out / "summary.json", s)
     (out / "figures").mkdir()
     plot_train_run(run, met, out / "figures")

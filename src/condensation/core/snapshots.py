@@ -18,6 +18,12 @@ while the run goes, checkpointed, and written to ``arrays/snapshots.npz``):
   last layers of a wide network (``m1 x d_in``, ``1 x m``) are usually kept
   whole, the ``m x m`` middle layers thinned.
 
+What is written to ``arrays/`` is bounded too (:func:`written_plan`): under
+``"bounded"`` the weights written, snapshots and the states kept at the escape and
+the plateau exit together, stay within :data:`ARRAYS_BUDGET_BYTES`, so that a wide
+network's run directory stays small (the run itself, its metrics and figures use
+every stored snapshot; only the files are thinned, and the summary says how).
+
 Pure functions of sizes: nothing here imports the rest of the package.
 """
 
@@ -81,3 +87,56 @@ def network_layer_bytes(d_in: int, widths: Sequence[int], members: int, itemsize
     (``W1`` is (m1, d_in), ``WL`` is (1, m_{L-1})), all members together."""
     dims = [int(d_in), *map(int, widths), 1]
     return [float(members) * itemsize * dims[i] * dims[i + 1] for i in range(len(dims) - 1)]
+
+
+# the weights a bounded run writes to arrays/, snapshots and kept states together
+ARRAYS_BUDGET_BYTES = 90e6
+
+
+def written_plan(
+    save: str,
+    stored: Sequence[int],
+    layer_bytes: Sequence[float],
+    n_states: int = 2,
+    budget: float | None = None,
+) -> list[tuple[np.ndarray, bool]]:
+    """Per layer, what a run writes to ``arrays/``: ``(positions, states)``, the
+    positions among the layer's ``stored[k]`` stored snapshots to write and whether
+    its ``n_states`` kept states (the escape and the plateau exit) are written.
+
+    ``"full"`` writes everything.  ``"bounded"`` keeps the weights written within
+    ``budget`` (default :data:`ARRAYS_BUDGET_BYTES`): the layers go in the order of
+    what they would write in full, smallest first, each taking what fits its share of
+    what is left, in this order: the last stored snapshot, the kept states (where
+    both fit), then further snapshots evenly spread from the first.
+    Small networks write everything; at width 2000 the middle layer (32 MB a copy)
+    is written once, at the end; at width 4000 (128 MB) not at all.
+    """
+    if save not in SAVE_MODES:
+        raise ValueError(f"save must be one of {SAVE_MODES}, got {save!r}")
+    everything = [(np.arange(int(k)), True) for k in stored]
+    if save == "full":
+        return everything
+    left = float(ARRAYS_BUDGET_BYTES if budget is None else budget)
+    out = list(everything)
+    need = [(int(k) + n_states) * max(float(b), 1.0) for k, b in zip(stored, layer_bytes)]
+    order = np.argsort(np.asarray(need), kind="stable")  # all of it, when it all fits
+    for pos, layer in enumerate(order):
+        k, size = int(stored[layer]), max(float(layer_bytes[layer]), 1.0)
+        share = left / (len(order) - pos)
+        if (k + n_states) * size <= share:
+            left -= (k + n_states) * size
+            continue
+        used, picked = 0.0, np.zeros(0, np.int64)
+        if k and size <= share:
+            picked, used = np.array([k - 1]), size
+        states = bool(picked.size) and used + n_states * size <= share
+        used += n_states * size if states else 0.0
+        more = int((share - used) // size) if picked.size else 0
+        if more and k > 1:
+            spread = np.round(np.linspace(0, k - 2, min(more, k - 1))).astype(np.int64)
+            picked = np.unique(np.concatenate([spread, picked]))
+            used += (picked.size - 1) * size
+        out[layer] = (picked, states)
+        left -= used
+    return out
