@@ -141,6 +141,31 @@ def test_safe_update_refuses_non_finite_and_overflowing_steps():
     assert bool(gd.safe_update((p[0].at[0, 0].set(big * 0.25), p[1]), ok))
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    lr=st.floats(1e-6, 10.0),
+    scale=st.sampled_from([1e-300, 1.0, 1e150, 1e300]),
+    bad=st.sampled_from([None, jnp.nan, jnp.inf, -jnp.inf]),
+    dtype=st.sampled_from([jnp.float64, jnp.float32]),
+)
+def test_gd_sizes_from_the_gradient_decide_as_the_updates_do(lr, scale, bad, dtype):
+    """GD's ``lr max|g|`` (the network model's sizes, no updates written out) is
+    ``max|(-lr) g|`` exactly: :func:`safe_update` decides the same either way."""
+    rng = np.random.default_rng(int(lr * 1e6) % 2**32)
+    big = float(jnp.finfo(dtype).max)
+    g = [jnp.asarray(rng.normal(size=s) * min(scale, big / 4), dtype) for s in ((4, 3), (3,))]
+    if bad is not None:
+        g[0] = g[0].at[1, 1].set(bad)
+    p = [jnp.asarray(rng.normal(size=s) * min(scale, big / 4), dtype) for s in ((4, 3), (3,))]
+    updates = [leaf * (-lr) for leaf in g]  # optax's sgd(lr)
+    sizes = [lr * jnp.max(jnp.abs(leaf), initial=0) for leaf in g]
+    for u, top in zip(updates, sizes):
+        assert bool(jnp.max(jnp.abs(u)) == top) or bool(jnp.isnan(top))
+    assert bool(gd.safe_update(p, updates, sizes)) == bool(gd.safe_update(p, updates))
+    if bad is not None:
+        assert not bool(gd.safe_update(p, updates, sizes))
+
+
 def test_ordered_after_keeps_the_predicate():
     for leaf in (jnp.array([jnp.nan, 1.0]), jnp.array([-3]), jnp.array([], jnp.float32)):
         for pred in (True, False):

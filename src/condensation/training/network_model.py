@@ -140,7 +140,12 @@ class NetworkModel(Model):
         x, y, _ = shared
         loss, g, aux = self.gradient(k, params, aux, x, y)
         updates, state = self.opt.transform(self.lr).update(g, aux.state, params)
-        return loss, updates, aux._replace(state=state), aux  # applied as optax does
+        if self.opt.name not in ("gd", "sgd"):
+            return loss, updates, aux._replace(state=state), aux  # applied as optax does
+        # (s)gd's update is (-lr) g: max|u| = lr max|g| exactly (rounding is monotone),
+        # read from the gradient, so the updates are never written out for the test
+        sizes = [self.lr * jnp.max(jnp.abs(leaf), initial=0) for leaf in jax.tree.leaves(g)]
+        return loss, updates, aux._replace(state=state), aux, sizes
 
     def alignment(self, params, shared):
         return median_abs_cos(params[0], shared[2])

@@ -28,16 +28,24 @@ from condensation.training.engine import tracks
 from condensation.training.engine.loop import MAP, Stepper, run_interval
 
 
-def safe_update(params, updates) -> jnp.ndarray:
+def safe_update(params, updates, sizes=None) -> jnp.ndarray:
     """True where ``params + updates`` is provably finite: every update finite and
     ``max|p| + max|u|`` within the largest float, per layer.  Decided from the
     inputs alone, so the update can be written over ``params`` in place (a test
     of the new weights would keep the old ones alive: a copy of every layer at
     every step).  Refuses only steps at the edge of overflow (``max|p| + max|u|``
-    beyond ``finfo.max``), which a diverging run reaches one step later anyway."""
+    beyond ``finfo.max``), which a diverging run reaches one step later anyway.
+
+    ``sizes``: per layer, ``max|u|`` as the model computes it (GD: ``lr max|g|``,
+    the same number, without the updates written out for the test: at width 2000
+    a 32 MB array per step); None: taken from ``updates``."""
     ok = []
-    for p, u in zip(jax.tree.leaves(params), jax.tree.leaves(updates)):
-        top = jnp.max(jnp.abs(p), initial=0) + jnp.max(jnp.abs(u), initial=0)
+    leaves_u = jax.tree.leaves(updates)
+    tops = [None] * len(leaves_u) if sizes is None else list(sizes)
+    for p, u, top_u in zip(jax.tree.leaves(params), leaves_u, tops, strict=True):
+        if top_u is None:
+            top_u = jnp.max(jnp.abs(u), initial=0)
+        top = jnp.max(jnp.abs(p), initial=0) + top_u
         ok.append(top <= jnp.finfo(p.dtype).max)  # False for inf and NaN
     return jnp.all(jnp.stack(ok))
 
@@ -107,7 +115,9 @@ class Model:
 
     def update(self, k, params, aux, shared):  # pragma: no cover - interface
         """``(loss_k, updates, aux if the step is taken, aux if it is not)``: the
-        step's new parameters are ``params + updates``, leaf by leaf."""
+        step's new parameters are ``params + updates``, leaf by leaf.  A fifth
+        element may give, per leaf, ``max|u|`` computed more cheaply than from the
+        updates (:func:`safe_update`)."""
         raise NotImplementedError
 
     def keep(self, params):
@@ -167,10 +177,10 @@ class GDStep(Stepper):
         """``(m after step k, loss_k, alive)``; ``kept``: the state to keep at an
         escape or exit in the loop (None: kept by :meth:`settle`)."""
         alive = (m.track.diverged_step < 0) & (k >= m.first)
-        loss, updates, aux_ok, aux_kept = self.model.update(k, m.params, m.aux, shared)
+        loss, updates, aux_ok, aux_kept, *sizes = self.model.update(k, m.params, m.aux, shared)
         align = self.model.alignment(m.params, shared)
         watch = self.model.watch(k, m.params, m.watch, shared, alive)
-        ok = alive & jnp.isfinite(loss) & safe_update(m.params, updates)
+        ok = alive & jnp.isfinite(loss) & safe_update(m.params, updates, *sizes)
         ok = ordered_after(ok, (align, watch))
         new = jax.tree.map(lambda p, u: (p + u).astype(p.dtype), m.params, updates)
         track = tracks.update(m.track, k, loss, ok, alive, kept, align)
