@@ -210,3 +210,22 @@ def test_wide_networks_train_sample_major(opt, lr, monkeypatch):
     np.testing.assert_array_equal(feature.escape_step, sample.escape_step)
     for a, b in zip(feature.snapshots, sample.snapshots, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("depth, members", [(2, 3), (3, 1), (3, 4), (4, 2)])
+def test_snapshot_losses_member_by_member_equal_the_vmapped(depth, members, monkeypatch):
+    """Wide networks' snapshot losses run one member after another (the vmapped
+    products are batched dots, slow on CPU): the same bits as vmapped."""
+    rng = np.random.default_rng(depth * 10 + members)
+    x, y = (jnp.asarray(a) for a in net_data())
+    m = 9
+    shapes = [(m, x.shape[1])] + [(m, m)] * (depth - 2) + [(1, m)]
+    params = tuple(jnp.asarray(0.4 * rng.normal(size=(members, *s))) for s in shapes)
+    vmapped = network_model.ensemble_losses(params, x, y, act=TANH)
+    monkeypatch.setattr(network_model, "SAMPLE_MAJOR_WIDTH", 1)  # every width is "wide"
+    jax.clear_caches()
+    mapped = network_model.ensemble_losses(params, x, y, act=TANH)
+    assert mapped.shape == (members,)
+    jaxpr = str(jax.make_jaxpr(lambda p: network_model.ensemble_losses(p, x, y, act=TANH))(params))
+    assert ("scan" in jaxpr) == (members > 1)  # lax.map, or a lone member reshaped
+    np.testing.assert_array_equal(np.asarray(mapped), np.asarray(vmapped))
