@@ -341,10 +341,10 @@ def test_matrix_trainer_resumes_bit_identical(tmp_path):
 
 
 def test_checkpoint_chunks_cover_the_interval():
-    from condensation.store.checkpoint import chunks
+    from condensation.store.checkpoint import Pacer
 
-    assert list(chunks(3, 10, 4)) == [(3, 7), (7, 10)]
-    assert list(chunks(0, 2, 0)) == [(0, 1), (1, 2)]
+    assert list(Pacer(4).pieces(3, 10)) == [(3, 7), (7, 10)]
+    assert list(Pacer(0).pieces(0, 2)) == [(0, 1), (1, 2)]
 
 
 def test_load_run_reproduce_children_and_lazy_arrays(tmp_path):

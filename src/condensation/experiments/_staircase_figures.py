@@ -19,6 +19,13 @@ def _panels(depths: list[int]):
     return fig, list(zip(axs[0], depths))
 
 
+def _net_panels(nets: dict):
+    """:func:`_panels` over the network depths that ran: ``(fig, [(ax, depth,
+    result), ...])`` (no run: one empty panel, no entries)."""
+    fig, panels = _panels(sorted(nets))
+    return fig, [(ax, depth, nets[depth]) for ax, depth in panels if depth in nets]
+
+
 def plot_matrix(path: Path, m: dict, s_values) -> None:
     """Half-time against eps per depth: closed form (lines), GD (markers)."""
     fig, panels = _panels([int(d) for d in np.unique(m["depth"])])
@@ -51,11 +58,8 @@ def _legend(ax, loc: str) -> None:
 
 def plot_losses(path: Path, nets: dict) -> None:
     """Loss against the time since the first escape, one curve per eps, per depth."""
-    fig, panels = _panels(sorted(nets))
-    for ax, depth in panels:
-        res = nets.get(depth)
-        if res is None:
-            continue
+    fig, panels = _net_panels(nets)
+    for ax, depth, res in panels:
         for i, (eps, (t, loss)) in enumerate(zip(res["eps"], res["curves"])):
             esc = res["escape_time"][i]
             if not np.isfinite(esc):
@@ -78,11 +82,8 @@ def plot_losses(path: Path, nets: dict) -> None:
 
 def plot_durations(path: Path, nets: dict) -> None:
     """Each stage's plateau length against eps (log-log), per depth."""
-    fig, panels = _panels(sorted(nets))
-    for ax, depth in panels:
-        res = nets.get(depth)
-        if res is None:
-            continue
+    fig, panels = _net_panels(nets)
+    for ax, depth, res in panels:
         lengths = res["plateau_lengths"]
         for j in range(lengths.shape[1]):
             col = lengths[:, j]

@@ -53,7 +53,7 @@ from condensation.store.checkpoint_files import (
     our_name,
     refuse,
 )
-from condensation.store.chunking import CHUNK_FLOPS, Pacer, chunk_steps, chunks
+from condensation.store.chunking import CHUNK_FLOPS, Pacer, chunk_steps
 from condensation.store.leftovers import note_left_alone
 from condensation.store.marker import run_key
 from condensation.store.names import hidden_sibling
@@ -379,6 +379,5 @@ __all__ = [
     "Pacer",
     "checkpoint_dir",
     "chunk_steps",
-    "chunks",
     "run_key",
 ]

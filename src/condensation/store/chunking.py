@@ -23,15 +23,6 @@ TARGET_S = 0.5  # the time a chunk is sized to, once the calls are timed
 GROWTH = 4  # a chunk is at most this many times the one before
 
 
-def chunks(start: int, stop: int, max_steps: int) -> Iterator[tuple[int, int]]:
-    """``[start, stop)`` cut into consecutive pieces of at most ``max_steps`` steps."""
-    a = int(start)
-    while a < stop:
-        b = min(int(stop), a + max(1, int(max_steps)))
-        yield a, b
-        a = b
-
-
 def chunk_steps(flops_per_step: float) -> int:
     """Steps per chunk: about :data:`CHUNK_FLOPS` of work, at least one step.
 

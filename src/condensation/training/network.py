@@ -172,7 +172,7 @@ def train(
     ``jax.devices()`` (:mod:`condensation.training.devices`).  ``checkpoint``
     (:class:`condensation.store.checkpoint.Checkpoint`) saves the loop at snapshot
     boundaries and, when resuming, starts from its last save.  Long intervals run
-    in chunks of bounded work, so an interrupt is handled within about a second.
+    in chunks of bounded time, so an interrupt is handled within about a second.
 
     ``optimizer`` (default gd): the update rule (:mod:`condensation.training.optimizers`);
     ``streams`` (E,) ints (default all 0): each member's mini-batch stream, folded
